@@ -1,0 +1,34 @@
+# The two front-door commands: `make demo` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+UV := python3 -m uv
+PY_RUN := $(UV) run --frozen
+
+.PHONY: install demo test lint format bench clean
+
+.venv/.installed: pyproject.toml uv.lock
+	python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	touch $@
+
+install: .venv/.installed
+
+lint: install
+	$(PY_RUN) ruff check .
+	$(PY_RUN) ruff format --check .
+
+format: install
+	$(PY_RUN) ruff format .
+	$(PY_RUN) ruff check --fix .
+
+test: lint
+	$(PY_RUN) pytest
+
+demo: install
+	$(PY_RUN) tasador demo
+
+bench: install
+	for b in benchmarks/*.py; do $(PY_RUN) python $$b || exit 1; done
+
+clean:
+	-$(PY_RUN) tasador stop-embedded
+	rm -rf .tasador

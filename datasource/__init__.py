@@ -1,0 +1,1 @@
+"""Data API: serves realtor listings in batches, compatible with the course API."""

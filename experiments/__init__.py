@@ -1,0 +1,1 @@
+"""Model search, evaluation, champion/challenger and SHAP."""

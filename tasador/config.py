@@ -1,0 +1,68 @@
+"""One settings object for every URL, secret and knob, read from the environment.
+
+Every variable is prefixed ``TASADOR_`` (see ``.env.example``). A database URL left unset means
+"use the embedded PostgreSQL under ``state_dir``", so every command works right after install.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TASADOR_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Where embedded services keep their state (git-ignored).
+    state_dir: Path = Path(".tasador")
+
+    # Databases. None means: a database of the embedded PostgreSQL.
+    raw_db_url: SecretStr | None = None
+    clean_db_url: SecretStr | None = None
+    optuna_storage_url: SecretStr | None = None
+    mlflow_backend_url: SecretStr | None = None
+
+    # MLflow. None means: the embedded MLflow server that `tasador` starts on demand.
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifacts_destination: str | None = None
+    model_name: str = "realtor-price"
+    production_alias: str = "production"
+
+    # Data API the collector reads from.
+    data_api_url: str = "http://127.0.0.1:8001"
+    group_number: int = Field(default=1, ge=1, le=10)
+    day: str | None = None
+    api_timeout_s: float = Field(default=60.0, gt=0)
+    api_max_retries: int = Field(default=5, ge=0, le=20)
+    api_backoff_s: float = Field(default=0.5, ge=0)
+
+    # Data API service (datasource/).
+    datasource_scenario: str = "course"
+    datasource_scale: float = Field(default=0.01, gt=0)
+    datasource_csv: Path | None = None
+    datasource_seed: int = 42
+
+    @field_validator("day")
+    @classmethod
+    def _day_known(cls, value: str | None) -> str | None:
+        if value is not None and value not in {"Tuesday", "Wednesday"}:
+            raise ValueError("day must be 'Tuesday' or 'Wednesday' (or unset)")
+        return value
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "postgres"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
