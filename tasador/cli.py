@@ -2,8 +2,76 @@
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+
+from tasador import embedded, ingest
+from tasador.collector import CollectError
+from tasador.config import get_settings
+from tasador.status import batches_table, status
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
-# Each capability registers its commands here (one line each).
+
+@app.command("collect")
+def collect_command(
+    api_url: Annotated[str | None, typer.Option(help="Data API base URL.")] = None,
+    group: Annotated[int | None, typer.Option(min=1, max=10, help="Group number.")] = None,
+    day: Annotated[str | None, typer.Option(help="Tuesday or Wednesday (later editions).")] = None,
+    clean: Annotated[bool, typer.Option(help="Also clean the batch into CLEAN.")] = True,
+) -> None:
+    """Fetch the next batch of a group into RAW (and clean it into CLEAN)."""
+    settings = get_settings()
+    try:
+        result = ingest.collect(settings, api_url, group, day)
+    except CollectError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if result.outcome == "exhausted":
+        typer.echo("no new batch: the data API has served every batch of this group")
+        return
+    verb = "stored" if result.outcome == "stored" else "already stored (nothing new written)"
+    typer.echo(
+        f"batch {result.batch_number} -> RAW batch id {result.batch_id}: "
+        f"{result.row_count} rows {verb}"
+    )
+    if clean and result.batch_id is not None:
+        report = ingest.clean(settings, result.batch_id)
+        typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+
+
+@app.command("clean")
+def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> None:
+    """Clean (again) one stored RAW batch into CLEAN."""
+    try:
+        report = ingest.clean(get_settings(), batch)
+    except LookupError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(report.as_dict(), indent=2))
+
+
+@app.command("status")
+def status_command(
+    table: Annotated[
+        bool, typer.Option("--table", help="A readable table instead of JSON.")
+    ] = False,
+) -> None:
+    """Show the stored batches with their cleaning figures."""
+    report = status(get_settings())
+    if table:
+        typer.echo(batches_table(report["batches"]))
+    else:
+        typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@app.command("stop-embedded")
+def stop_embedded_command() -> None:
+    """Stop the embedded PostgreSQL (it otherwise keeps running between commands)."""
+    stopped = embedded.stop(get_settings().pg_dir)
+    typer.echo("stopped" if stopped else "not running")
+
+
+# Each capability registers its commands below (one line each).

@@ -1,0 +1,75 @@
+"""What `tasador status` reports: stored batches with their cleaning figures (and, as the loop
+grows, decisions and models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from tasador import clean_store, db, raw_store
+from tasador.config import Settings
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def batch_status(settings: Settings) -> list[dict[str, Any]]:
+    reports = clean_store.cleaning_reports(db.engine("clean", settings))
+    rows = []
+    for batch in raw_store.list_batches(db.engine("raw", settings)):
+        cleaned = reports.get(batch.id)
+        report = cleaned.report if cleaned is not None else None
+        rows.append(
+            {
+                "batch_id": batch.id,
+                "group": batch.group_number,
+                "day": batch.day or None,
+                "batch_number": batch.batch_number,
+                "received_at": batch.received_at.isoformat(),
+                "rows_received": batch.row_count,
+                "rows_clean": cleaned.rows_out if cleaned is not None else None,
+                "dropped": report["dropped"] if report else None,
+                "fixed": {k: v for k, v in report["fixed"].items() if v} if report else None,
+                "payload_sha256": batch.payload_sha256,
+            }
+        )
+    return rows
+
+
+def status(settings: Settings) -> dict[str, Any]:
+    return {
+        "raw_db": _safe(db.database_url("raw", settings)),
+        "clean_db": _safe(db.database_url("clean", settings)),
+        "batches": batch_status(settings),
+    }
+
+
+def batches_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of batches for people."""
+    header = ("batch", "group", "number", "received", "clean", "dropped (rule: rows)")
+    lines = [header]
+    for r in rows:
+        dropped = ", ".join(f"{k}: {v}" for k, v in (r["dropped"] or {}).items() if v) or "-"
+        lines.append(
+            (
+                str(r["batch_id"]),
+                str(r["group"]) + (f"/{r['day']}" if r["day"] else ""),
+                str(r["batch_number"]),
+                str(r["rows_received"]),
+                "-" if r["rows_clean"] is None else str(r["rows_clean"]),
+                dropped,
+            )
+        )
+    return render_table(lines)
+
+
+def render_table(lines: list[tuple[str, ...]]) -> str:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
