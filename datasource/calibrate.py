@@ -1,0 +1,305 @@
+"""Derive the generator's calibration (``calibration.json``) from a sample of the realtor CSV.
+
+Run ``uv run python -m datasource.calibrate --csv ../shared/data/realtor-sample-5k.csv``.
+The output holds figures, never rows: state and city frequencies, price effects of location,
+feature relations, missingness and date histograms. Location effects that a 5k sample cannot
+pin down (a city seen once, a zip code) are drawn once here from their posterior with a fixed
+seed, so the generated "world" is the same for every run and every seed of the generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasador.columns import RAW_COLUMNS, STATUSES
+
+CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+WORLD_SEED = 20240101
+
+# Every state value of the full Kaggle file: 50 states, DC and three territories.
+US_STATES: tuple[str, ...] = (
+    "Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut",
+    "Delaware", "District of Columbia", "Florida", "Georgia", "Guam", "Hawaii", "Idaho",
+    "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine", "Maryland",
+    "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska",
+    "Nevada", "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina",
+    "North Dakota", "Ohio", "Oklahoma", "Oregon", "Pennsylvania", "Puerto Rico", "Rhode Island",
+    "South Carolina", "South Dakota", "Tennessee", "Texas", "Utah", "Vermont", "Virgin Islands",
+    "Virginia", "Washington", "West Virginia", "Wisconsin", "Wyoming",
+)  # fmt: skip
+
+# States too rare to appear in a small sample still need somewhere to put listings:
+# a few real places with their zip codes (weight: the count they stand for).
+FALLBACK_CITIES: dict[str, list[tuple[str, int]]] = {
+    "Guam": [("Dededo", 96929), ("Tamuning", 96913), ("Hagatna", 96910)],
+    "Virgin Islands": [("Christiansted", 820), ("Charlotte Amalie", 802)],
+    "Vermont": [("Burlington", 5401), ("Rutland", 5701)],
+    "Wyoming": [("Cheyenne", 82001), ("Casper", 82601)],
+    "Alaska": [("Anchorage", 99501), ("Fairbanks", 99701)],
+}
+FALLBACK_WEIGHT = 0.5
+
+# Missingness is modelled by "kind": which of bed, bath, acre_lot, house_size are missing
+# (e.g. "1101" is a plot of land with only a lot size). Kinds with fewer rows fold into "other".
+STRUCTURE = ("bed", "bath", "acre_lot", "house_size")
+MIN_KIND_ROWS = 10
+# Within-city price variation by zip code, which a 5k sample cannot measure (log scale); the
+# listing-level noise is what remains of the within-city variance.
+ZIP_SD = 0.15
+SYNTHETIC_ZIPS_PER_CITY = 2
+# Columns whose missingness is independent of the kind, with their own rates.
+LOOSE_MISSING = ("brokered_by", "street", "city", "price")
+
+
+def _kind(frame: pd.DataFrame) -> pd.Series:
+    flags = frame[list(STRUCTURE)].isna().astype(int).astype(str)
+    return flags.agg("".join, axis=1)
+
+
+def _shrunk_means(values: pd.Series, keys: pd.Series, k: float) -> pd.DataFrame:
+    grouped = values.groupby(keys)
+    stats = pd.DataFrame({"n": grouped.size(), "sum": grouped.sum()})
+    stats["mean"] = stats["sum"] / (stats["n"] + k)
+    return stats
+
+
+def _fit_price(complete: pd.DataFrame) -> dict:
+    """Log price on centred features, status and ridge-shrunk state effects (complete rows)."""
+    y = np.log(complete["price"].to_numpy())
+    feats = _features(complete)
+    centre = feats.mean()
+    X = (feats - centre).to_numpy()
+    status = pd.get_dummies(complete["status"]).reindex(columns=list(STATUSES), fill_value=0)
+    state = pd.get_dummies(complete["state"]).reindex(columns=list(US_STATES), fill_value=0)
+    design = np.column_stack(
+        [np.ones(len(y)), X, status.to_numpy(float)[:, 1:], state.to_numpy(float)]
+    )
+    n_fixed = 1 + X.shape[1] + len(STATUSES) - 1
+    penalty = np.zeros(design.shape[1])
+    penalty[1 + X.shape[1] : n_fixed] = 1.0  # a status absent from complete rows stays at 0
+    penalty[n_fixed:] = 8.0  # a state seen in ~8 complete rows keeps half its own mean
+    coef = np.linalg.solve(design.T @ design + np.diag(penalty), design.T @ y)
+    betas = dict(zip(feats.columns, coef[1 : 1 + X.shape[1]], strict=True))
+    status_effect = {"for_sale": 0.0}
+    status_effect.update(dict(zip(STATUSES[1:], coef[1 + X.shape[1] : n_fixed], strict=True)))
+    state_effect = dict(zip(US_STATES, coef[n_fixed:], strict=True))
+    return {
+        "intercept": float(coef[0]),
+        "betas": {k: float(v) for k, v in betas.items()},
+        "centre": {k: float(v) for k, v in centre.items()},
+        "status": {k: float(v) for k, v in status_effect.items()},
+        "state": {k: float(v) for k, v in state_effect.items()},
+    }
+
+
+def _features(frame: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "log_size": np.log(frame["house_size"].clip(lower=100)),
+            "bed": frame["bed"].clip(upper=12),
+            "bath": frame["bath"].clip(upper=12),
+            "log_acre": np.log(frame["acre_lot"].clip(lower=0.01)),
+        }
+    )
+
+
+def _feature_terms(frame: pd.DataFrame, price: dict) -> np.ndarray:
+    """Sum of centred feature effects; a missing feature contributes nothing."""
+    feats = _features(frame)
+    total = np.zeros(len(frame))
+    for name, beta in price["betas"].items():
+        total += (beta * (feats[name] - price["centre"][name])).fillna(0).to_numpy()
+    return total
+
+
+def _lognormal(values: pd.Series, lower: float) -> list[float]:
+    logs = np.log(values.dropna().clip(lower=lower))
+    return [round(float(logs.mean()), 4), round(float(logs.std()), 4)]
+
+
+def _linear(y: pd.Series, x: pd.DataFrame) -> list[float]:
+    design = np.column_stack([np.ones(len(x)), x.to_numpy(float)])
+    coef, *_ = np.linalg.lstsq(design, y.to_numpy(float), rcond=None)
+    resid = y.to_numpy(float) - design @ coef
+    return [*(round(float(c), 4) for c in coef), round(float(resid.std()), 4)]
+
+
+def calibrate(sample: pd.DataFrame) -> dict:
+    rng = np.random.default_rng(WORLD_SEED)
+    sample = sample[sample["state"].isin(US_STATES)].copy()
+    sample["kind"] = _kind(sample)
+    kind_counts = sample["kind"].value_counts()
+    major = set(kind_counts[kind_counts >= MIN_KIND_ROWS].index)
+    sample["kind"] = sample["kind"].where(sample["kind"].isin(major), "other")
+
+    complete = sample.dropna(subset=[*STRUCTURE, "price", "status", "state"])
+    complete = complete[complete["price"] > 1_000]
+    price = _fit_price(complete)
+
+    priced = sample[sample["price"] > 1_000].copy()
+    base = (
+        price["intercept"]
+        + priced["state"].map(price["state"]).to_numpy()
+        + priced["status"].map(price["status"]).fillna(0).to_numpy()
+        + _feature_terms(priced, price)
+    )
+    priced["resid"] = np.log(priced["price"].to_numpy()) - base
+    kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
+    priced["resid"] -= priced["kind"].map(kind_stats["mean"])
+
+    # City effects, from complete rows (other kinds are noisier): variance components from
+    # cities seen at least twice, then one posterior draw per city, so that rare cities still
+    # differ as much as real cities do.
+    with_city = priced.dropna(subset=["city", *STRUCTURE])
+    city_key = with_city["state"] + "|" + with_city["city"]
+    grouped = with_city.groupby(city_key)["resid"]
+    sizes = grouped.size()
+    sigma2 = float((grouped.var() * (sizes - 1)).sum() / (sizes[sizes > 1] - 1).sum())
+    tau2 = max(float(with_city["resid"].var()) - sigma2, 0.01)
+    k_city = sigma2 / tau2
+    city_stats = _shrunk_means(with_city["resid"], city_key, k=k_city)
+    city_stats["sd"] = np.sqrt(tau2 * k_city / (city_stats["n"] + k_city))
+
+    counts = sample.dropna(subset=["city"]).groupby(["state", "city"]).size()
+    zips = sample.dropna(subset=["city", "zip_code"]).groupby(["state", "city"])["zip_code"]
+    states = {}
+    for state in US_STATES:
+        cities = []
+        if state in counts.index.get_level_values(0):
+            entries = [
+                (city, float(n), sorted({int(z) for z in zips.get_group((state, city))}))
+                for city, n in counts[state].items()
+            ]
+        else:
+            entries = []
+        known = {city for city, _, _ in entries}
+        entries += [
+            (city, FALLBACK_WEIGHT, [z])
+            for city, z in FALLBACK_CITIES.get(state, [])
+            if city not in known
+        ]
+        for city, weight, city_zips in entries:
+            key = f"{state}|{city}"
+            if key in city_stats.index:
+                stat = city_stats.loc[key]
+                effect = rng.normal(stat["mean"], stat["sd"])
+            else:
+                effect = rng.normal(0.0, np.sqrt(tau2))
+            zip_effects = rng.normal(0.0, ZIP_SD, len(city_zips) + SYNTHETIC_ZIPS_PER_CITY)
+            # [name, weight, price effect, [[zip, price effect], ...]]
+            cities.append(
+                [
+                    city,
+                    weight,
+                    round(float(effect), 3),
+                    [
+                        [z, round(float(e), 3)]
+                        for z, e in zip(_with_neighbours(city_zips), zip_effects, strict=True)
+                    ],
+                ]
+            )
+        states[state] = {
+            "weight": float((sample["state"] == state).sum()) or FALLBACK_WEIGHT,
+            "effect": round(price["state"][state], 4),
+            "cities": cities,
+        }
+
+    statuses = {}
+    for status in STATUSES:
+        rows = sample[sample["status"] == status]
+        dates = pd.to_datetime(rows["prev_sold_date"], errors="coerce").dropna()
+        months = dates.dt.strftime("%Y-%m").value_counts().sort_index()
+        statuses[status] = {
+            "weight": len(rows) / len(sample),
+            "kinds": (rows["kind"].value_counts() / len(rows)).round(5).to_dict(),
+            "prev_sold_missing": round(float(rows["prev_sold_date"].isna().mean()), 5),
+            "prev_sold_months": {m: int(n) for m, n in months.items()},
+        }
+
+    kinds = {}
+    houses = sample[sample["kind"] == "0000"]
+    for kind in sorted(set(sample["kind"])):
+        rows = sample[sample["kind"] == kind]
+        has_size = rows["house_size"].notna().sum() >= MIN_KIND_ROWS
+        has_acre = rows["acre_lot"].notna().sum() >= MIN_KIND_ROWS
+        kinds[kind] = {
+            "missing": [c for c, flag in zip(STRUCTURE, kind, strict=True) if flag == "1"]
+            if kind != "other"
+            else [],
+            "price_offset": round(float(kind_stats.loc[kind, "mean"]), 4),
+            "log_size": _lognormal((rows if has_size else houses)["house_size"], 100),
+            "log_acre": _lognormal((rows if has_acre else houses)["acre_lot"], 0.01),
+        }
+
+    feats = _features(complete)
+    bed = complete["bed"].clip(upper=12)
+    return {
+        "source": f"{len(sample)} rows of the realtor CSV; figures only",
+        "world_seed": WORLD_SEED,
+        "price": {
+            "intercept": round(price["intercept"], 4),
+            "betas": {k: round(v, 4) for k, v in price["betas"].items()},
+            "centre": {k: round(v, 4) for k, v in price["centre"].items()},
+            "status": {k: round(v, 4) for k, v in price["status"].items()},
+            "city_sd": round(float(np.sqrt(tau2)), 4),
+            "zip_sd": ZIP_SD,
+            "noise_sd": round(float(np.sqrt(max(sigma2 - ZIP_SD**2, 0.01))), 4),
+        },
+        "bed_on_log_size": _linear(bed, feats[["log_size"]]),
+        "bath_on_bed_log_size": _linear(
+            complete["bath"].clip(upper=12), pd.DataFrame({"bed": bed, "ls": feats["log_size"]})
+        ),
+        "ids": {
+            "brokered_by_max": float(sample["brokered_by"].max()),
+            "street_max": float(sample["street"].max()),
+        },
+        "loose_missing": {c: round(float(sample[c].isna().mean()), 5) for c in LOOSE_MISSING},
+        "statuses": statuses,
+        "kinds": kinds,
+        "states": states,
+    }
+
+
+def _with_neighbours(zips: list[int]) -> list[int]:
+    """The observed zip codes plus a few neighbours in the same 3-digit area."""
+    out = list(zips)
+    first = zips[0]
+    step = 1 if first % 100 < 98 - SYNTHETIC_ZIPS_PER_CITY else -1
+    candidate = first
+    while len(out) < len(zips) + SYNTHETIC_ZIPS_PER_CITY:
+        candidate += step
+        if candidate not in out and candidate > 0:
+            out.append(candidate)
+    return out
+
+
+def dump(figures: dict) -> str:
+    """JSON with one line per state: readable diffs without a line per number."""
+    states = figures["states"]
+    head = json.dumps({**figures, "states": {}}, indent=1, ensure_ascii=False)
+    lines = [json.dumps({s: v}, ensure_ascii=False)[1:-1] for s, v in states.items()]
+    body = "{\n" + ",\n".join(lines) + "\n}"
+    return head.replace('"states": {}', '"states": ' + body) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", type=Path, required=True, help="a sample of the realtor CSV")
+    parser.add_argument("--out", type=Path, default=CALIBRATION_PATH)
+    args = parser.parse_args(argv)
+    sample = pd.read_csv(args.csv)
+    missing = sorted(set(RAW_COLUMNS) - set(sample.columns))
+    if missing:
+        raise SystemExit(f"{args.csv}: missing columns {missing}")
+    figures = calibrate(sample)
+    args.out.write_text(dump(figures))
+    print(f"wrote {args.out} from {len(sample)} rows of {args.csv}")
+
+
+if __name__ == "__main__":
+    main()

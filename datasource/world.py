@@ -1,0 +1,113 @@
+"""The generator's world: states, cities, zip codes and price structure, from calibration.json.
+
+Loaded once into numpy arrays laid out for vectorized sampling. ``calibrate.py`` writes the
+file; this module only reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from datasource.calibrate import CALIBRATION_PATH, STRUCTURE
+from tasador.columns import STATUSES
+
+
+@dataclass(frozen=True)
+class World:
+    states: tuple[str, ...]
+    state_weight: np.ndarray  # (S,) relative frequency
+    state_effect: np.ndarray  # (S,) log-price effect
+    # Cities of all states in one array. city_cum[c] = state index + cumulative share of the
+    # city within its state, so searchsorted(city_cum, state + u) draws a city of that state.
+    city_cum: np.ndarray
+    city_name: np.ndarray  # (C,) object
+    city_effect: np.ndarray
+    city_zip_start: np.ndarray  # index into zip_code of the city's first zip
+    city_zip_count: np.ndarray
+    zip_code: np.ndarray  # (Z,) float, like the Kaggle file
+    zip_effect: np.ndarray
+    status_weight: np.ndarray  # (3,) in STATUSES order
+    status_kind_p: np.ndarray  # (3, K) P(kind | status)
+    prev_sold_missing: np.ndarray  # (3,)
+    prev_sold_months: tuple[tuple[np.ndarray, np.ndarray], ...]  # per status: months, probs
+    kinds: tuple[str, ...]
+    kind_missing: np.ndarray  # (K, 4) bool, columns of STRUCTURE
+    kind_offset: np.ndarray  # (K,) log-price offset
+    kind_log_size: np.ndarray  # (K, 2) mean, sd
+    kind_log_acre: np.ndarray  # (K, 2) mean, sd
+    price: dict
+    bed_on_log_size: tuple[float, float, float]
+    bath_on_bed_log_size: tuple[float, float, float, float]
+    brokered_by_max: float
+    street_max: float
+    loose_missing: dict[str, float]
+
+    def state_index(self, names: list[str]) -> np.ndarray:
+        lookup = {s: i for i, s in enumerate(self.states)}
+        return np.array([lookup[n] for n in names], dtype=int)
+
+
+@cache
+def load_world() -> World:
+    figures = json.loads(CALIBRATION_PATH.read_text())
+    states = tuple(figures["states"])
+    names, cum, effects, zip_start, zip_count, zips, zip_effects = [], [], [], [], [], [], []
+    for s_idx, state in enumerate(states):
+        cities = figures["states"][state]["cities"]
+        weights = np.array([c[1] for c in cities], dtype=float)
+        shares = np.cumsum(weights) / weights.sum()
+        shares[-1] = 1.0
+        for (name, _, effect, city_zips), share in zip(cities, shares, strict=True):
+            names.append(name)
+            cum.append(s_idx + share)
+            effects.append(effect)
+            zip_start.append(len(zips))
+            zip_count.append(len(city_zips))
+            zips.extend(float(z) for z, _ in city_zips)
+            zip_effects.extend(e for _, e in city_zips)
+
+    kinds = tuple(figures["kinds"])
+    status_figures = [figures["statuses"][s] for s in STATUSES]
+    kind_p = np.array([[f["kinds"].get(k, 0.0) for k in kinds] for f in status_figures])
+    months = []
+    for f in status_figures:
+        counts = f["prev_sold_months"] or {"2022-01": 1}
+        months.append(
+            (
+                np.array(list(counts), dtype="datetime64[M]"),
+                np.array(list(counts.values()), dtype=float) / sum(counts.values()),
+            )
+        )
+    return World(
+        states=states,
+        state_weight=np.array([figures["states"][s]["weight"] for s in states], dtype=float),
+        state_effect=np.array([figures["states"][s]["effect"] for s in states], dtype=float),
+        city_cum=np.array(cum),
+        city_name=np.array(names, dtype=object),
+        city_effect=np.array(effects),
+        city_zip_start=np.array(zip_start),
+        city_zip_count=np.array(zip_count),
+        zip_code=np.array(zips),
+        zip_effect=np.array(zip_effects),
+        status_weight=np.array([f["weight"] for f in status_figures]),
+        status_kind_p=kind_p / kind_p.sum(axis=1, keepdims=True),
+        prev_sold_missing=np.array([f["prev_sold_missing"] for f in status_figures]),
+        prev_sold_months=tuple(months),
+        kinds=kinds,
+        kind_missing=np.array(
+            [[c in figures["kinds"][k]["missing"] for c in STRUCTURE] for k in kinds]
+        ),
+        kind_offset=np.array([figures["kinds"][k]["price_offset"] for k in kinds]),
+        kind_log_size=np.array([figures["kinds"][k]["log_size"] for k in kinds]),
+        kind_log_acre=np.array([figures["kinds"][k]["log_acre"] for k in kinds]),
+        price=figures["price"],
+        bed_on_log_size=tuple(figures["bed_on_log_size"]),
+        bath_on_bed_log_size=tuple(figures["bath_on_bed_log_size"]),
+        brokered_by_max=figures["ids"]["brokered_by_max"],
+        street_max=figures["ids"]["street_max"],
+        loose_missing=figures["loose_missing"],
+    )
