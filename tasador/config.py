@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     datasource_csv: Path | None = None
     datasource_seed: int = 42
 
+    # Retrain decisions (tasador/decide.py explains each rule).
+    drift_psi_threshold: float = Field(default=0.2, gt=0)  # PSI above this: a real shift
+    drift_p_value: float = Field(default=0.01, gt=0, lt=1)  # tests must also reject at this level
+    drift_ks_min_statistic: float = Field(default=0.15, gt=0, le=1)  # KS D counted as an effect
+    drift_unseen_share: float = Field(default=0.05, gt=0, le=1)  # new-category rows beyond chance
+    drift_model_error_ratio: float = Field(default=1.25, gt=1)  # batch RMSLE / holdout RMSLE
+    drift_sample_rows: int = Field(default=50_000, ge=1_000)  # per side, for KS/PSI/chi-square
+    drift_model_rows: int = Field(default=20_000, ge=100)  # batch rows scored by the model
+
     @field_validator("day")
     @classmethod
     def _day_known(cls, value: str | None) -> str | None:
