@@ -1,0 +1,109 @@
+"""Model families: which estimator and which feature encoding each search-space family means.
+
+Search spaces (``search_spaces/*.yaml``) hold the hyperparameter ranges as data; this registry
+holds what must be code: the estimator class, the encoding it needs (see experiments.features)
+and how threads and seeds are passed. Every estimator runs single-threaded by default because
+parallelism comes from the number of search workers, one trial per core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import xgboost as xgb
+from sklearn.base import RegressorMixin
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
+from sklearn.linear_model import ElasticNet, Ridge
+
+from experiments.features import DEFAULT_SMOOTHING, Encoding, log_price_model
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    estimator: type[RegressorMixin]
+    encoding: Encoding
+    # Fixed keyword arguments from (n_jobs, seed); parameters the search must not override.
+    runtime: Callable[[int, int], dict[str, Any]]
+    tree_based: bool
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family(
+            "xgboost",
+            xgb.XGBRegressor,
+            "native",
+            lambda n_jobs, seed: {
+                "n_jobs": n_jobs,
+                "random_state": seed,
+                "enable_categorical": True,
+                "tree_method": "hist",
+            },
+            tree_based=True,
+        ),
+        Family(
+            "lightgbm",
+            lgb.LGBMRegressor,
+            "native",
+            lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed, "verbosity": -1},
+            tree_based=True,
+        ),
+        Family(
+            "random_forest",
+            RandomForestRegressor,
+            "forest",
+            lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
+            tree_based=True,
+        ),
+        Family(
+            "extra_trees",
+            ExtraTreesRegressor,
+            "forest",
+            lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
+            tree_based=True,
+        ),
+        Family("ridge", Ridge, "linear", lambda n_jobs, seed: {}, tree_based=False),
+        Family(
+            "elastic_net",
+            ElasticNet,
+            "linear",
+            lambda n_jobs, seed: {"random_state": seed},
+            tree_based=False,
+        ),
+    )
+}
+
+
+def family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+
+
+def estimator_parameters(name: str) -> set[str]:
+    """The keyword arguments the family's estimator accepts (to validate search spaces)."""
+    return set(family(name).estimator().get_params())
+
+
+def build_model(
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    n_jobs: int = 1,
+    seed: int = 0,
+    smoothing: float = DEFAULT_SMOOTHING,
+) -> TransformedTargetRegressor:
+    """An unfitted model of family ``name`` with ``params``: raw listing fields in, price out."""
+    fam = family(name)
+    runtime = fam.runtime(n_jobs, seed)
+    clash = set(params) & set(runtime)
+    if clash:
+        raise ValueError(f"{name}: parameters {sorted(clash)} are set by the platform")
+    return log_price_model(fam.estimator(**params, **runtime), fam.encoding, smoothing)
