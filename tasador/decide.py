@@ -14,6 +14,10 @@ later batches are compared with it. Only rows that survived cleaning are judged.
   statistic D >= ``drift_ks_min_statistic`` [0.15] with KS rejecting at the same level. A p-value
   alone is never enough: with 100k rows any wiggle is "significant", so an effect size must
   clear its bar too, while the test keeps small batches from raising alarms out of noise.
+  Statistics compare the values present. More missing cells are a data-quality matter, not a
+  shift: cleaning blanks impossible and mistyped values, so a dirty feed arrives as extra blanks,
+  and retraining would not make them go away. The reason still mentions a missing share that
+  changed; if the blanks hurt predictions, the model check below catches it.
 - *Target shift*: the same rule applied to price.
 - *Unseen categories*, per categorical column: the share of batch rows whose value training never
   saw, beyond the share chance alone explains (Good-Turing, see ``tasador.drift``), must stay
@@ -54,6 +58,7 @@ HOLDOUT_METRIC = "holdout_rmsle"
 FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
 NUMERIC_FEATURES: tuple[str, ...] = (*NUMERIC_COLUMNS, *DATE_COLUMNS)
 SAMPLE_SEED = 0
+MISSING_WORTH_SAYING = 0.05  # a change in a feature's missing share the reason mentions
 
 Basis = Literal["compared", "baseline", "already_trained", "empty"]
 
@@ -93,8 +98,8 @@ class CategoryMove(_Frozen):
 class FeatureShift(_Frozen):
     column: str
     kind: Literal["numeric", "categorical"]
-    psi: float
-    psi_p_value: float  # chi-square on the PSI buckets
+    psi: float | None  # None when a side has no value at all to compare
+    psi_p_value: float | None  # chi-square on the PSI buckets
     ks_statistic: float | None = None  # numeric only
     ks_p_value: float | None = None
     moved: bool
@@ -166,25 +171,30 @@ class Evidence(_Frozen):
 def feature_shift(
     column: str, reference: pd.Series, current: pd.Series, thresholds: Thresholds
 ) -> FeatureShift:
+    """PSI (and KS for numbers) on the values present; missing shares reported beside them."""
     numeric = column in NUMERIC_FEATURES or column == TARGET
     buckets = (
         drift.numeric_buckets(reference, current)
         if numeric
         else drift.categorical_buckets(reference, current)
     )
-    psi = drift.psi(buckets)
-    psi_p = drift.chi_square(buckets).p_value
-    moved = psi >= thresholds.psi and psi_p < thresholds.p_value
+    comparable = buckets.reference.sum() > 0 and buckets.current.sum() > 0
+    psi = drift.psi(buckets) if comparable else None
+    psi_p = drift.chi_square(buckets).p_value if comparable else None
+    moved = psi is not None and psi >= thresholds.psi and psi_p < thresholds.p_value
     common = {
         "column": column,
         "psi": psi,
         "psi_p_value": psi_p,
-        "reference_missing": float(reference.isna().mean()),
-        "current_missing": float(current.isna().mean()),
+        "reference_missing": drift.missing_share(reference),
+        "current_missing": drift.missing_share(current),
     }
     if not numeric:
         return FeatureShift(
-            **common, kind="categorical", moved=moved, largest_moves=_largest_moves(buckets)
+            **common,
+            kind="categorical",
+            moved=moved,
+            largest_moves=_largest_moves(buckets) if comparable else [],
         )
     ks = drift.ks_two_sample(reference, current)
     if ks is not None:
@@ -336,8 +346,18 @@ def explain(evidence: Evidence) -> str:
         parts.append(f"Within limits ({_limits(evidence.thresholds)}): {calm}.")
     elif not findings:
         parts.append(f"Nothing moved beyond its limit ({_limits(evidence.thresholds)}): {calm}.")
-        if not evidence.forced:
-            parts.append("New rows alone are no reason to retrain.")
+    blanks = [
+        f"{f.column} {_pct(f.reference_missing)} -> {_pct(f.current_missing)}"
+        for f in (*evidence.features, *([evidence.target] if evidence.target else []))
+        if abs(f.current_missing - f.reference_missing) >= MISSING_WORTH_SAYING
+    ]
+    if blanks:
+        parts.append(
+            f"Missing values changed ({', '.join(blanks)}): a data-quality matter for cleaning, "
+            "not counted as a shift."
+        )
+    if not findings and not evidence.forced:
+        parts.append("New rows alone are no reason to retrain.")
     return " ".join(parts)
 
 
@@ -349,7 +369,7 @@ def _findings(evidence: Evidence) -> list[str]:
     target = evidence.target
     if target is not None and target.moved:
         out.append(f"The price distribution moved ({limits}): {_shift_words(target)}.")
-    moved = sorted((f for f in evidence.features if f.moved), key=lambda f: -f.psi)
+    moved = sorted((f for f in evidence.features if f.moved), key=lambda f: -(f.psi or 0))
     if moved:
         listed = "; ".join(f"{f.column} by {_shift_words(f)}" for f in moved)
         out.append(f"{_count(len(moved), 'feature')} moved ({limits}): {listed}.")
@@ -374,7 +394,7 @@ def _calm(evidence: Evidence) -> str:
     """The kinds of check that did not fire, each with how close it came."""
     out = []
     if evidence.features and not any(f.moved for f in evidence.features):
-        top = max(evidence.features, key=lambda f: f.psi)
+        top = max(evidence.features, key=lambda f: f.psi or 0)
         out.append(f"the largest feature shift is {top.column} with {_shift_words(top)}")
     target = evidence.target
     if target is not None and not target.moved:
@@ -408,15 +428,13 @@ def _limits(t: Thresholds) -> str:
 
 def _shift_words(f: FeatureShift) -> str:
     """ "PSI 0.31, KS D 0.22 (median 3 -> 4, ...)": the statistics, then what changed."""
-    stats = f"PSI {f.psi:.2f}"
+    stats = "no values to compare" if f.psi is None else f"PSI {f.psi:.2f}"
     if f.ks_statistic is not None:
         stats += f", KS D {f.ks_statistic:.2f}"
     details = []
     if f.reference_median is not None and f.current_median is not None:
-        fmt = _money if f.column == TARGET else _number
+        fmt = _money if f.column == TARGET else _month if f.column in DATE_COLUMNS else _number
         details.append(f"median {fmt(f.reference_median)} -> {fmt(f.current_median)}")
-    if abs(f.current_missing - f.reference_missing) >= 0.1:
-        details.append(f"missing {_pct(f.reference_missing)} -> {_pct(f.current_missing)}")
     details.extend(
         f"{_bucket(m.category, f.column)} {_pct(m.reference_share)} -> {_pct(m.current_share)}"
         for m in f.largest_moves[:2]
@@ -425,15 +443,15 @@ def _shift_words(f: FeatureShift) -> str:
 
 
 def _bucket(label: str, column: str) -> str:
-    if label == drift.OTHER:
-        return f"other {_noun(column)}s"
-    if label == drift.MISSING:
-        return "missing"
-    return label
+    return f"other {_plural(column)}" if label == drift.OTHER else label
 
 
 def _noun(column: str) -> str:
-    return {"zip_code": "zip code"}.get(column, column)
+    return column.replace("_", " ")
+
+
+def _plural(column: str) -> str:
+    return {"status": "statuses", "city": "cities"}.get(column, f"{_noun(column)}s")
 
 
 def _top_values(top: Sequence[tuple[str, int]]) -> str:
@@ -458,6 +476,11 @@ def _points(share: float) -> str:
 
 def _number(value: float) -> str:
     return f"{value:,.4g}" if abs(value) < 1_000 else f"{value:,.0f}"
+
+
+def _month(decimal_year: float) -> str:
+    year = int(decimal_year)
+    return f"{year}-{min(int((decimal_year - year) * 12) + 1, 12):02d}"
 
 
 def _money(value: float) -> str:

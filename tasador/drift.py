@@ -10,11 +10,13 @@ every number stored in a decision is one we can explain.
 
 Conventions:
 - **PSI** (population stability index) ``sum((q - p) * ln(q / p))`` over buckets, where ``p`` is
-  the reference share and ``q`` the batch share. Numeric buckets are the reference's deciles plus
-  one bucket for missing values (a feature that suddenly goes missing has moved too);
-  categorical buckets are the reference's most frequent categories, one "other" bucket (which
-  collects categories the reference never saw) and one "missing" bucket. Shares are smoothed with
-  half a row per bucket so an empty bucket gives a large but finite PSI.
+  the reference share and ``q`` the batch share. Numeric buckets are the reference's deciles;
+  categorical buckets are the reference's most frequent categories and one "other" bucket (which
+  collects categories the reference never saw). Shares are smoothed with half a row per bucket
+  so an empty bucket gives a large but finite PSI.
+- Every statistic compares the values present: missing values are a data-quality matter (the
+  cleaning step blanks impossible values, so a dirty feed shows up as more missing cells), and
+  ``missing_share`` reports them separately.
 - **KS**: scipy's two-sample Kolmogorov-Smirnov on the non-missing values (statistic D = largest
   gap between the two empirical CDFs, an effect size in [0, 1]).
 - **Chi-square**: test of homogeneity on the same bucket counts as the PSI.
@@ -38,7 +40,6 @@ DECILES = 10
 TOP_CATEGORIES = 20
 SMOOTHING = 0.5  # rows added to every bucket before taking shares
 OTHER = "(other)"
-MISSING = "(missing)"
 
 
 @dataclass(frozen=True)
@@ -81,23 +82,23 @@ def as_numbers(series: pd.Series) -> np.ndarray:
 
 
 def numeric_buckets(reference: pd.Series, current: pd.Series, bins: int = DECILES) -> Buckets:
-    """Reference quantile buckets (duplicate edges merged, e.g. for integer bedrooms) + missing."""
-    ref, cur = as_numbers(reference), as_numbers(current)
-    ref_present, cur_present = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
-    if len(ref_present):
-        edges = np.unique(np.quantile(ref_present, np.linspace(0, 1, bins + 1)[1:-1]))
-        edges = edges[edges > ref_present.min()]  # no bucket may lie below every reference value
+    """Buckets at the reference's quantiles (duplicate edges merged, e.g. for integer bedrooms)."""
+    ref, cur = _present(as_numbers(reference)), _present(as_numbers(current))
+    if len(ref):
+        edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+        edges = edges[edges > ref.min()]  # no bucket may lie below every reference value
     else:
         edges = np.array([])
     n = len(edges) + 1
-    ref_counts = np.bincount(np.searchsorted(edges, ref_present, side="right"), minlength=n)
-    cur_counts = np.bincount(np.searchsorted(edges, cur_present, side="right"), minlength=n)
-    labels = [_interval(edges, i) for i in range(n)] + [MISSING]
     return Buckets(
-        labels=labels,
-        reference=np.append(ref_counts, np.isnan(ref).sum()),
-        current=np.append(cur_counts, np.isnan(cur).sum()),
+        labels=[_interval(edges, i) for i in range(n)],
+        reference=np.bincount(np.searchsorted(edges, ref, side="right"), minlength=n),
+        current=np.bincount(np.searchsorted(edges, cur, side="right"), minlength=n),
     )
+
+
+def _present(values: np.ndarray) -> np.ndarray:
+    return values[~np.isnan(values)]
 
 
 def _interval(edges: np.ndarray, i: int) -> str:
@@ -109,16 +110,17 @@ def _interval(edges: np.ndarray, i: int) -> str:
 def categorical_buckets(
     reference: pd.Series, current: pd.Series, top: int = TOP_CATEGORIES
 ) -> Buckets:
-    """The reference's ``top`` most frequent categories, then "other" and "missing"."""
-    ref, cur = reference.astype("string"), current.astype("string")
-    ref_counts = ref.value_counts(dropna=True)
-    cur_counts = cur.value_counts(dropna=True)
+    """The reference's ``top`` most frequent categories, then one "other" bucket."""
+    ref_counts = reference.dropna().astype("string").value_counts()
+    cur_counts = current.dropna().astype("string").value_counts()
     kept = [str(v) for v in ref_counts.index[:top]]
     ref_kept = ref_counts.reindex(kept, fill_value=0).to_numpy()
     cur_kept = cur_counts.reindex(kept, fill_value=0).to_numpy()
-    ref_all = np.append(ref_kept, [ref_counts.sum() - ref_kept.sum(), ref.isna().sum()])
-    cur_all = np.append(cur_kept, [cur_counts.sum() - cur_kept.sum(), cur.isna().sum()])
-    return Buckets(labels=[*kept, OTHER, MISSING], reference=ref_all, current=cur_all)
+    return Buckets(
+        labels=[*kept, OTHER],
+        reference=np.append(ref_kept, ref_counts.sum() - ref_kept.sum()),
+        current=np.append(cur_kept, cur_counts.sum() - cur_kept.sum()),
+    )
 
 
 def shares(counts: np.ndarray) -> np.ndarray:
@@ -130,7 +132,7 @@ def shares(counts: np.ndarray) -> np.ndarray:
 def psi(buckets: Buckets) -> float:
     """Population stability index of the batch against the reference (0 = identical)."""
     if buckets.reference.sum() == 0 or buckets.current.sum() == 0:
-        raise ValueError("PSI needs at least one row on each side")
+        raise ValueError("PSI needs at least one value on each side")
     p, q = shares(buckets.reference), shares(buckets.current)
     return float(np.sum((q - p) * np.log(q / p)))
 
@@ -147,8 +149,7 @@ def chi_square(buckets: Buckets) -> TestResult:
 
 def ks_two_sample(reference: pd.Series, current: pd.Series) -> TestResult | None:
     """Two-sample KS on the non-missing values; None when a side has no value at all."""
-    ref, cur = as_numbers(reference), as_numbers(current)
-    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    ref, cur = _present(as_numbers(reference)), _present(as_numbers(current))
     if len(ref) == 0 or len(cur) == 0:
         return None
     # The asymptotic p-value: the exact one costs O(n*m) and adds nothing at these sizes.
@@ -173,6 +174,9 @@ def unseen(reference: pd.Series, current: pd.Series, top: int = 5) -> Unseen:
 
 
 def median(series: pd.Series) -> float | None:
-    values = as_numbers(series)
-    values = values[~np.isnan(values)]
+    values = _present(as_numbers(series))
     return float(np.median(values)) if len(values) else None
+
+
+def missing_share(series: pd.Series) -> float:
+    return float(series.isna().mean()) if len(series) else 0.0

@@ -129,13 +129,26 @@ def test_a_moved_feature_is_named_with_its_statistics(reference: pd.DataFrame) -
     assert "house_size by PSI" in reason and "KS D" in reason
 
 
-def test_a_feature_going_missing_counts_as_moved(reference: pd.DataFrame) -> None:
+def test_extra_blanks_are_reported_but_are_no_shift(reference: pd.DataFrame) -> None:
     current = listings(3_000, seed=2)
-    current.loc[:1_800, "bath"] = np.nan
+    current.loc[:1_799, "bath"] = np.nan
+    current.loc[:299, "city"] = pd.NA
     evidence = evidence_of(reference, current)
     bath = next(f for f in evidence.features if f.column == "bath")
-    assert bath.moved and bath.current_missing == pytest.approx(0.6, abs=0.01)
-    assert "missing 0.0% -> 60.0%" in decide.explain(evidence)
+    assert not evidence.fired
+    assert bath.current_missing == pytest.approx(0.6) and bath.reference_missing == 0.0
+    reason = decide.explain(evidence)
+    assert reason.startswith("Skip.")
+    assert "Missing values changed (bath 0.0% -> 60.0%, city 0.0% -> 10.0%)" in reason
+
+
+def test_a_feature_without_any_value_cannot_be_compared(reference: pd.DataFrame) -> None:
+    current = listings(3_000, seed=2)
+    current["house_size"] = np.nan
+    evidence = evidence_of(reference, current)
+    size = next(f for f in evidence.features if f.column == "house_size")
+    assert size.psi is None and size.ks_statistic is None and not size.moved
+    assert size.current_missing == 1.0
 
 
 def test_high_cardinality_novelty_within_chance_does_not_fire() -> None:

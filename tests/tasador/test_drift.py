@@ -36,20 +36,20 @@ def test_psi_grows_with_the_shift() -> None:
     assert 0.02 < small < 0.1 < 0.5 < large
 
 
-def test_numeric_buckets_count_missing_values_in_their_own_bucket() -> None:
+def test_numeric_buckets_count_present_values_only() -> None:
     ref = pd.Series([1.0, 2.0, 3.0, 4.0, np.nan])
     cur = pd.Series([np.nan, np.nan, np.nan, 2.0])
     buckets = drift.numeric_buckets(ref, cur, bins=4)
-    assert buckets.labels[-1] == drift.MISSING
-    assert buckets.reference[-1] == 1 and buckets.current[-1] == 3
-    assert buckets.reference.sum() == 5 and buckets.current.sum() == 4
+    assert buckets.reference.sum() == 4 and buckets.current.sum() == 1
 
 
-def test_a_feature_going_missing_is_a_shift() -> None:
+def test_more_missing_cells_alone_are_not_a_shift_but_are_reported() -> None:
     ref = normal(5_000)
     cur = ref.copy()
     cur[:2_500] = np.nan
-    assert drift.psi(drift.numeric_buckets(ref, cur)) > 0.2
+    assert drift.psi(drift.numeric_buckets(ref, cur)) < 0.01
+    assert drift.missing_share(ref) == 0.0 and drift.missing_share(cur) == 0.5
+    assert drift.missing_share(pd.Series([], dtype=float)) == 0.0
 
 
 def test_integer_features_get_one_bucket_per_value_not_duplicate_edges() -> None:
@@ -83,13 +83,13 @@ def test_ks_ignores_missing_values_and_needs_values_on_both_sides() -> None:
     assert drift.ks_two_sample(with_gaps, pd.Series([np.nan, np.nan])) is None
 
 
-def test_categorical_buckets_keep_top_categories_then_other_and_missing() -> None:
+def test_categorical_buckets_keep_top_categories_then_other() -> None:
     ref = pd.Series(["a"] * 5 + ["b"] * 3 + ["c"] + [None])
     cur = pd.Series(["a", "z", "z", None, None])
     buckets = drift.categorical_buckets(ref, cur, top=2)
-    assert buckets.labels == ["a", "b", drift.OTHER, drift.MISSING]
-    assert buckets.reference.tolist() == [5, 3, 1, 1]
-    assert buckets.current.tolist() == [1, 0, 2, 2]
+    assert buckets.labels == ["a", "b", drift.OTHER]
+    assert buckets.reference.tolist() == [5, 3, 1]
+    assert buckets.current.tolist() == [1, 0, 2]
 
 
 def test_categorical_psi_and_chi_square() -> None:
@@ -135,8 +135,8 @@ def test_sample_is_reproducible_and_bounded() -> None:
 
 
 def test_psi_refuses_an_empty_side() -> None:
-    with pytest.raises(ValueError, match="at least one row"):
-        drift.psi(drift.numeric_buckets(pd.Series([1.0, 2.0]), pd.Series([], dtype=float)))
+    with pytest.raises(ValueError, match="at least one value"):
+        drift.psi(drift.numeric_buckets(pd.Series([1.0, 2.0]), pd.Series([np.nan])))
 
 
 def test_median_skips_missing() -> None:
