@@ -10,6 +10,7 @@ import typer
 from tasador import embedded, ingest
 from tasador.collector import CollectError
 from tasador.config import get_settings
+from tasador.decide import decide_command
 from tasador.status import batches_table, status
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -75,3 +76,4 @@ def stop_embedded_command() -> None:
 
 
 # Each capability registers its commands below (one line each).
+app.command("decide")(decide_command)
