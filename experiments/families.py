@@ -16,8 +16,8 @@ import lightgbm as lgb
 import xgboost as xgb
 from sklearn.base import RegressorMixin
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.ensemble import ExtraTreesRegressor, RandomForestRegressor
-from sklearn.linear_model import ElasticNet, Ridge
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import Ridge
 
 from experiments.features import DEFAULT_SMOOTHING, Encoding, log_price_model
 
@@ -61,21 +61,7 @@ FAMILIES: dict[str, Family] = {
             lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
             tree_based=True,
         ),
-        Family(
-            "extra_trees",
-            ExtraTreesRegressor,
-            "forest",
-            lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
-            tree_based=True,
-        ),
         Family("ridge", Ridge, "linear", lambda n_jobs, seed: {}, tree_based=False),
-        Family(
-            "elastic_net",
-            ElasticNet,
-            "linear",
-            lambda n_jobs, seed: {"random_state": seed},
-            tree_based=False,
-        ),
     )
 }
 
@@ -89,7 +75,12 @@ def family(name: str) -> Family:
 
 def estimator_parameters(name: str) -> set[str]:
     """The keyword arguments the family's estimator accepts (to validate search spaces)."""
-    return set(family(name).estimator().get_params())
+    names = set(family(name).estimator().get_params())
+    if name == "lightgbm":
+        # LGBMRegressor forwards booster parameters (cat_smooth, ...) through **kwargs; the
+        # library's own table of parameter names is the authority on which exist.
+        names |= set(lgb.basic._ConfigAliases._get_all_param_aliases())
+    return names
 
 
 def build_model(

@@ -83,9 +83,7 @@ SMALL = {
     "xgboost": {"n_estimators": 60, "max_depth": 4},
     "lightgbm": {"n_estimators": 60, "num_leaves": 15},
     "random_forest": {"n_estimators": 20, "min_samples_leaf": 3},
-    "extra_trees": {"n_estimators": 20, "min_samples_leaf": 3},
     "ridge": {"alpha": 1.0},
-    "elastic_net": {"alpha": 0.001},
 }
 
 

@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import optuna
+import pytest
+
+from experiments.families import FAMILIES, build_model
+from experiments.spaces import (
+    DEFAULT_DIR,
+    SearchSpaceError,
+    load_space,
+    load_spaces,
+    spaces_from_json,
+    spaces_to_json,
+    suggest,
+)
+
+GOOD = """\
+family: xgboost
+params:
+  max_depth: {type: int, low: 2, high: 6}
+fixed:
+  max_bin: 64
+"""
+
+
+def test_shipped_spaces_cover_boosting_bagging_and_linear_families():
+    spaces = load_spaces()
+    assert set(spaces) == {"xgboost", "lightgbm", "random_forest", "ridge"}
+    assert set(spaces) <= set(FAMILIES)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        (GOOD.replace("low: 2", "low: 9"), "params.max_depth", "must be below high"),
+        (GOOD.replace("max_depth", "max_dept"), "params.max_dept", "not a parameter"),
+        (GOOD.replace("type: int", "type: integer"), "params.max_depth", "type"),
+        (GOOD.replace("low: 2", "lo: 2"), "params.max_depth", "low"),
+        (GOOD.replace("max_bin", "n_jobs"), "fixed.n_jobs", "set by the platform"),
+        (GOOD.replace("xgboost", "catboost"), "family", "unknown family"),
+        (GOOD + "color: blue\n", "color", "Extra inputs"),
+        (
+            GOOD.replace(
+                "{type: int, low: 2, high: 6}", "{type: float, low: 0, high: 1, log: true}"
+            ),
+            "params.max_depth",
+            "log scale needs low > 0",
+        ),
+        (GOOD.replace("}", ""), "cannot read YAML", ""),
+    ],
+)
+def test_malformed_space_names_the_file_and_key(tmp_path: Path, text, key, reason):
+    path = tmp_path / "xgboost.yaml"
+    path.write_text(text)
+    with pytest.raises(SearchSpaceError) as err:
+        load_space(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    assert key in message and reason in message
+
+
+def test_file_name_must_match_its_family_and_requested_families_must_exist(tmp_path: Path):
+    (tmp_path / "lightgbm.yaml").write_text(GOOD)
+    with pytest.raises(SearchSpaceError, match=r"lightgbm\.yaml: family"):
+        load_spaces(tmp_path)
+    (tmp_path / "lightgbm.yaml").rename(tmp_path / "xgboost.yaml")
+    assert list(load_spaces(tmp_path)) == ["xgboost"]
+    with pytest.raises(SearchSpaceError, match="no search space for ridge"):
+        load_spaces(tmp_path, families=["ridge"])
+    assert list(load_spaces(DEFAULT_DIR, families=["ridge"])) == ["ridge"]
+
+
+def test_trial_params_round_trip_to_a_buildable_model():
+    spaces = spaces_from_json(spaces_to_json(load_spaces()), "study x")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        name, params, smoothing = suggest(trial, spaces)
+        seen.add(name)
+        assert all(k.startswith(f"{name}.") for k in trial.params if k != "family")
+        assert spaces[name].from_trial(trial.params) == (params, smoothing)
+        assert 1 <= smoothing <= 50
+        build_model(name, params, smoothing=smoothing)  # every sampled point is a valid model
+        study.tell(trial, 1.0)
+    assert seen == set(spaces)
+    assert spaces["lightgbm"].fixed == {"subsample_freq": 1}
