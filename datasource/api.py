@@ -101,10 +101,15 @@ def create_app(
             raise HTTPException(status_code=400, detail=EXHAUSTED_DETAIL) from None
         rows_served.labels(str(group_number)).inc(len(frame))
         body = _batch_json(group_number, day, number, frame, format)
+        elapsed = time.perf_counter() - started
         log.info(
-            "group %s day %s: batch %s, %s rows in %.2fs",
-            group_number, day, number, len(frame), time.perf_counter() - started,
-        )  # fmt: skip
+            "group %s day %s: batch %s, %s rows, %.2fs",
+            group_number,
+            day,
+            number,
+            len(frame),
+            elapsed,
+        )
         return Response(content=body, media_type="application/json")
 
     @app.get("/restart_data_generation")

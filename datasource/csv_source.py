@@ -89,7 +89,7 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def partition(csv: Path, scenario: Scenario, state_dir: Path) -> Path:
+def partition(csv: Path, scenario: Scenario, state_dir: Path, chunk_rows: int = CHUNK_ROWS) -> Path:
     """The folder of per-batch spill files for this file and scenario (built if needed)."""
     if not csv.is_file():
         raise FileNotFoundError(f"{csv}: no such CSV file")
@@ -99,7 +99,7 @@ def partition(csv: Path, scenario: Scenario, state_dir: Path) -> Path:
         raise ValueError(f"{csv}: not a realtor CSV, missing columns {missing}")
     stat = csv.stat()
     identity = f"{csv.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{scenario.fingerprint}"
-    final = Path(state_dir) / "csv" / short_hash(f"{identity}|{CHUNK_ROWS}|{ROUTING_SEED}")
+    final = Path(state_dir) / "csv" / short_hash(f"{identity}|{chunk_rows}|{ROUTING_SEED}")
     if (final / "counts.json").exists():
         return final
     building = final.with_name(f"{final.name}.building-{os.getpid()}")
@@ -107,7 +107,7 @@ def partition(csv: Path, scenario: Scenario, state_dir: Path) -> Path:
     building.mkdir(parents=True)
     counts = [0] * len(scenario.batches)
     weights = np.array([b.rows for b in scenario.batches], dtype=float)
-    reader = pd.read_csv(csv, dtype=str, chunksize=CHUNK_ROWS, usecols=list(RAW_COLUMNS))
+    reader = pd.read_csv(csv, dtype=str, chunksize=chunk_rows, usecols=list(RAW_COLUMNS))
     for i, chunk in enumerate(reader):
         rows = _typed(chunk)
         matches = np.column_stack([_matches(rows, spec) for spec in scenario.batches])

@@ -26,8 +26,8 @@ class DirtyKnobs(BaseModel):
 
     @property
     def any(self) -> bool:
-        return any((self.missing_rate, self.duplicate_rate, self.impossible_rate,
-                    self.wrong_type_rate))  # fmt: skip
+        rates = (self.missing_rate, self.duplicate_rate, self.impossible_rate)
+        return any(rates) or self.wrong_type_rate > 0
 
 
 def corrupt(frame: pd.DataFrame, knobs: DirtyKnobs, rng: np.random.Generator) -> pd.DataFrame:

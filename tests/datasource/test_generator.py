@@ -1,0 +1,140 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from datasource.generator import generate_listings
+from tasador.columns import RAW_COLUMNS, STATUSES
+
+
+@pytest.fixture(scope="module")
+def generated() -> pd.DataFrame:
+    return generate_listings(40_000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def sample(sample_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(sample_csv)
+
+
+def test_columns_and_types_are_the_kaggle_files(generated: pd.DataFrame) -> None:
+    assert list(generated.columns) == list(RAW_COLUMNS)
+    for column in ("brokered_by", "price", "bed", "bath", "acre_lot", "street", "zip_code"):
+        assert generated[column].dtype == np.float64, column
+    assert set(generated["status"]) <= set(STATUSES)
+    dates = generated["prev_sold_date"].dropna()
+    assert dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
+    assert pd.to_datetime(dates).between("1900-01-01", "2024-12-31").all()
+    beds = generated["bed"].dropna()
+    assert (beds == beds.round()).all() and beds.min() >= 1
+
+
+def test_same_seed_same_rows_other_seed_other_rows() -> None:
+    a = generate_listings(500, seed=3, price_max=300_000)
+    pd.testing.assert_frame_equal(a, generate_listings(500, seed=3, price_max=300_000))
+    b = generate_listings(500, seed=4, price_max=300_000)
+    assert not a["price"].equals(b["price"])
+    assert generate_listings(0, seed=1).shape == (0, len(RAW_COLUMNS))
+
+
+def test_median_price_is_near_the_samples(generated: pd.DataFrame, sample: pd.DataFrame) -> None:
+    ratio = generated["price"].median() / sample["price"].median()
+    assert 0.75 < ratio < 1.33
+    q99 = generated["price"].quantile(0.99)
+    assert 1.5e6 < q99 < 8e6
+
+
+def test_state_frequencies_follow_the_sample(generated: pd.DataFrame, sample: pd.DataFrame) -> None:
+    shares = [f["state"].value_counts(normalize=True) for f in (generated, sample)]
+    freq = pd.concat(shares, axis=1).fillna(0)
+    assert np.corrcoef(freq.iloc[:, 0], freq.iloc[:, 1])[0, 1] > 0.97
+    assert generated["state"].nunique() >= 50
+
+
+def test_missingness_matches_the_sample(generated: pd.DataFrame, sample: pd.DataFrame) -> None:
+    gap = (generated.isna().mean() - sample.isna().mean()).abs()
+    assert gap.max() < 0.03, gap.sort_values().tail(3)
+    # Missingness is structured: a listing without bedrooms is mostly land without a house size.
+    no_bed = generated[generated["bed"].isna()]
+    assert no_bed["house_size"].isna().mean() > 0.8
+
+
+def test_price_follows_location_and_size(generated: pd.DataFrame) -> None:
+    by_state = generated.groupby("state")["price"].median()
+    assert by_state["California"] > 2 * by_state["Mississippi"]
+    assert by_state["Massachusetts"] > 1.5 * by_state["West Virginia"]
+    complete = generated.dropna()
+    corr = np.corrcoef(np.log(complete["house_size"]), np.log(complete["price"]))[0, 1]
+    assert 0.3 < corr < 0.8
+    land = generated[generated["house_size"].isna() & generated["bed"].isna()]
+    assert land["price"].median() < 0.5 * complete["price"].median()
+
+
+def test_state_mean_baseline_error_is_like_the_samples(
+    generated: pd.DataFrame, sample: pd.DataFrame
+) -> None:
+    """The spread of price around state means, on complete rows, matches the real file's."""
+
+    def state_mean_rmsle(frame: pd.DataFrame) -> float:
+        rows = frame.dropna()
+        rows = rows[rows["price"] > 1_000]
+        log_price = np.log(rows["price"])
+        train = np.arange(len(rows)) % 2 == 0
+        means = log_price[train].groupby(rows["state"][train]).mean()
+        guess = rows["state"][~train].map(means).fillna(log_price[train].mean())
+        return float(np.sqrt(((guess - log_price[~train]) ** 2).mean()))
+
+    assert abs(state_mean_rmsle(generated) - state_mean_rmsle(sample)) < 0.12
+
+
+def test_knobs_shape_the_rows() -> None:
+    rows = generate_listings(
+        2_000,
+        seed=5,
+        status={"sold": 1},
+        states=["Texas", "Ohio"],
+        price_min=100_000,
+        price_max=300_000,
+        complete=True,
+    )
+    assert len(rows) == 2_000
+    assert set(rows["status"]) == {"sold"}
+    assert set(rows["state"]) == {"Texas", "Ohio"}
+    assert rows["price"].gt(100_000).all() and rows["price"].le(300_000).all()
+    assert not rows.isna().any().any()
+
+
+def test_price_multiplier_keeps_features_and_moves_prices() -> None:
+    base = generate_listings(3_000, seed=8)
+    shifted = generate_listings(3_000, seed=8, price_multiplier=1.6)
+    pd.testing.assert_series_equal(base["house_size"], shifted["house_size"])
+    assert shifted["price"].median() / base["price"].median() == pytest.approx(1.6, rel=0.02)
+
+
+def test_exclude_and_boost_states() -> None:
+    rare = ["Hawaii", "Alaska"]
+    assert not generate_listings(3_000, seed=1, exclude_states=rare)["state"].isin(rare).any()
+    boosted = generate_listings(3_000, seed=1, state_boost={"Hawaii": 50, "Alaska": 50})
+    assert boosted["state"].isin(rare).mean() > 0.1
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        ({"status": {"pending": 1}}, "unknown status"),
+        ({"states": ["Atlantis"]}, "unknown state"),
+        ({"price_min": 5, "price_max": 1}, "price_min must be below"),
+        ({"colour": "blue"}, "Extra inputs"),
+        ({"states": ["Texas"], "exclude_states": ["Texas"]}, "no state"),
+    ],
+)
+def test_bad_knobs_are_refused(knobs: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        generate_listings(10, **knobs)
+
+
+def test_an_empty_price_band_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="price band"):
+        generate_listings(100, seed=1, price_min=5e9)
