@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import uvicorn
 
-from tasador import decide
+from datasource.api import create_app
+from datasource.scenarios import load_scenario
+from tasador import clean_store, db, decide, decisions_store, ingest
 from tasador.config import Settings
 
 STATES = ("Texas", "Ohio", "Florida", "California", "Utah")
@@ -240,3 +248,163 @@ def test_distribution_statistics_use_samples_but_unseen_shares_use_every_row() -
     assert unseen == full_unseen
     # Noisier on 1,000-row samples, but still far below the limit.
     assert target.psi < small.psi and all(f.psi < small.psi for f in features)
+
+
+# --- the data API's scenarios, through API -> collector -> RAW -> CLEAN -> decide ----------
+
+
+@contextmanager
+def data_api(scenario: str, state_dir: Path) -> Iterator[str]:
+    """The real data API app, served by uvicorn on a free port in a background thread."""
+    app = create_app(scenario=scenario, scale=0.01, state_dir=state_dir, seed=42)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the data API did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def collect_scenario(
+    scenario: str, tmp: Path, make_database: Callable[[str], str]
+) -> tuple[Settings, list[int]]:
+    """Fresh RAW/CLEAN databases holding every batch of ``scenario`` (group 1), and their ids."""
+    settings = Settings(
+        state_dir=tmp / "state",
+        raw_db_url=make_database("raw"),
+        clean_db_url=make_database("clean"),
+        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",  # an empty registry: no model yet
+        _env_file=None,
+    )
+    batch_ids = []
+    with data_api(scenario, tmp / "datasource") as url:
+        while (result := ingest.collect_and_clean(settings, url, group=1)).report is not None:
+            assert result.collected.batch_id is not None
+            batch_ids.append(result.collected.batch_id)
+    return settings, batch_ids
+
+
+def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision, decide.Evidence]:
+    decision = decide.decide_batch(settings, batch_id)
+    return decision, decide.Evidence.model_validate(decision.evidence)
+
+
+@pytest.fixture(scope="module")
+def drift_zoo(
+    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+) -> tuple[Settings, dict[str, int]]:
+    settings, ids = collect_scenario("drift-zoo", tmp_path_factory.mktemp("zoo"), make_database)
+    names = [b.name for b in load_scenario("drift-zoo").batches]
+    assert len(ids) == len(names)
+    return settings, dict(zip(names, ids, strict=True))
+
+
+def test_zoo_baseline_always_trains(drift_zoo: tuple[Settings, dict[str, int]]) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["baseline"])
+    assert decision.verdict == "retrain" and evidence.basis == "baseline"
+    assert "baseline the first model trains on" in decision.reason
+
+
+def test_zoo_same_distribution_is_skipped(drift_zoo: tuple[Settings, dict[str, int]]) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["same-distribution"])
+    assert decision.verdict == "skip", decision.reason
+    assert evidence.reference is not None and evidence.reference.batch_ids == [ids["baseline"]]
+    assert evidence.reference.model_version is None
+    assert "Nothing moved beyond its limit" in decision.reason
+
+
+def test_zoo_new_states_retrain_naming_the_states(
+    drift_zoo: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["new-states"])
+    assert decision.verdict == "retrain"
+    state = next(u for u in evidence.unseen if u.column == "state")
+    assert state.fired
+    new_states = {"Alaska", "Hawaii", "Puerto Rico", "Virgin Islands", "Guam", "Montana", "Wyoming"}
+    assert {value for value, _ in state.top} <= new_states
+    assert "state never seen in training" in decision.reason
+    assert state.top[0][0] in decision.reason
+    assert evidence.target is not None and not evidence.target.moved
+
+
+def test_zoo_price_shift_retrains_naming_the_price(
+    drift_zoo: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["price-shift"])
+    assert decision.verdict == "retrain"
+    assert evidence.target is not None and evidence.target.moved
+    # Only the price moved: no feature, no new category is blamed.
+    assert not any(f.moved for f in evidence.features)
+    assert not any(u.fired for u in evidence.unseen)
+    assert "The price distribution moved" in decision.reason
+
+
+def test_zoo_dirty_batch_is_judged_on_the_rows_that_survived_cleaning(
+    drift_zoo: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["dirty"])
+    clean_rows = clean_store.load_listings(db.engine("clean", settings), [ids["dirty"]])
+    assert evidence.batch.rows_out == len(clean_rows) < evidence.batch.rows_in
+    # What survived is the baseline's kind of listing with more blanks: no reason to retrain.
+    assert decision.verdict == "skip", decision.reason
+    assert f"{len(clean_rows):,} of {evidence.batch.rows_in:,} received rows survived" in (
+        decision.reason
+    )
+    assert "Missing values changed" in decision.reason
+
+
+def test_zoo_mix_retrains_naming_each_cause(drift_zoo: tuple[Settings, dict[str, int]]) -> None:
+    settings, ids = drift_zoo
+    decision, evidence = decided(settings, ids["mix"])
+    assert decision.verdict == "retrain"
+    assert "status" in {f.column for f in evidence.features if f.moved}
+    assert next(u for u in evidence.unseen if u.column == "state").fired
+    assert "status by PSI" in decision.reason and "state never seen" in decision.reason
+
+
+def test_deciding_again_returns_the_stored_decision(
+    drift_zoo: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = drift_zoo
+    first = decide.decide_batch(settings, ids["same-distribution"])
+    assert decide.decide_batch(settings, ids["same-distribution"]) == first
+    forced = decide.decide_batch(settings, ids["same-distribution"], force=True)
+    assert forced.id == first.id and forced.verdict == "retrain"
+    assert forced.reason.startswith("Retrain (forced by the operator).")
+    stored = decisions_store.latest_by_batch(db.engine("clean", settings))
+    assert stored[ids["same-distribution"]] == forced
+
+
+def test_deciding_an_unknown_batch_says_so(drift_zoo: tuple[Settings, dict[str, int]]) -> None:
+    settings, _ = drift_zoo
+    with pytest.raises(LookupError, match="batch 999 is not in the CLEAN database"):
+        decide.decide_batch(settings, 999)
+
+
+def test_the_course_plan(
+    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+) -> None:
+    settings, ids = collect_scenario("course", tmp_path_factory.mktemp("course"), make_database)
+    assert len(ids) == 6
+    verdicts = {}
+    for number, batch_id in enumerate(ids):
+        decision, evidence = decided(settings, batch_id)
+        verdicts[number] = decision.verdict
+        if number in (4, 5):
+            assert evidence.target is not None and evidence.target.moved
+            assert "The price distribution moved" in decision.reason
+    assert verdicts[0] == "retrain" and verdicts[1] == "skip"
+    assert verdicts[4] == verdicts[5] == "retrain"
