@@ -87,9 +87,12 @@ def create_app(
     def data(
         group_number: Group,
         day: Day = None,
-        format: Annotated[
+        row_format: Annotated[
             Literal["records", "list"],
-            Query(description="rows as objects keyed by column, or as lists in column order"),
+            Query(
+                alias="format",
+                description="rows as objects keyed by column, or as lists in column order",
+            ),
         ] = "records",
     ) -> Response:
         started = time.perf_counter()
@@ -100,7 +103,7 @@ def create_app(
         except Exhausted:
             raise HTTPException(status_code=400, detail=EXHAUSTED_DETAIL) from None
         rows_served.labels(str(group_number)).inc(len(frame))
-        body = _batch_json(group_number, day, number, frame, format)
+        body = _batch_json(group_number, day, number, frame, row_format)
         elapsed = time.perf_counter() - started
         log.info(
             "group %s day %s: batch %s, %s rows, %.2fs",

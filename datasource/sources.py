@@ -18,7 +18,7 @@ from datasource.generator import generate_listings
 from datasource.scenarios import BatchSpec, Scenario
 
 DAYS: tuple[str | None, ...] = (None, "Tuesday", "Wednesday")
-CACHED_BATCHES = 8
+CACHED_BATCHES = 4  # recent batches kept in memory (a batch at scale 1 is ~100 MB)
 
 
 class BatchSource(Protocol):

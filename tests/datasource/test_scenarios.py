@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from datasource.scenarios import ScenarioError, list_scenarios, load_scenario
+from datasource.scenarios import SCENARIO_DIR, ScenarioError, list_scenarios, load_scenario
 
 # REALTOR.md's table of the course API's batches.
 COURSE_ROWS = [73_784, 94_551, 230_366, 4_055, 320_696, 361_457]
@@ -85,3 +85,13 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     b.write_text("name: s\nbatches: [{name: x, rows: 11}]\n")
     assert load_scenario(a).fingerprint == load_scenario(a).fingerprint
     assert load_scenario(a).fingerprint != load_scenario(b).fingerprint
+
+
+def test_the_readme_example_is_a_valid_scenario(tmp_path: Path) -> None:
+    readme = (SCENARIO_DIR.parent / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    scenario = load_scenario(path)
+    assert [b.name for b in scenario.batches] == ["baseline", "sold-in-the-south"]
+    assert scenario.batches[1].dirty.duplicate_rate == 0.02
