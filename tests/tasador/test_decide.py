@@ -9,14 +9,22 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from datasource.api import create_app
+from datasource.generator import generate_listings
 from datasource.scenarios import load_scenario
-from tasador import clean_store, db, decide, decisions_store, ingest
+from experiments.metrics import rmsle
+from tasador import clean_store, db, decide, decisions_store, ingest, lineage, raw_store
 from tasador.config import Settings
 
 STATES = ("Texas", "Ohio", "Florida", "California", "Utah")
@@ -408,3 +416,155 @@ def test_the_course_plan(
             assert "The price distribution moved" in decision.reason
     assert verdicts[0] == "retrain" and verdicts[1] == "skip"
     assert verdicts[4] == verdicts[5] == "retrain"
+
+
+# --- the production model's own evidence, with a real model in a real registry ----------------
+
+
+def store_generated(settings: Settings, batch_number: int, n: int, **knobs: object) -> int:
+    """Generate listings, store them in RAW as the API would send them, clean them into CLEAN."""
+    frame = generate_listings(n, seed=(7, batch_number), **knobs)
+    rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    stored = raw_store.store_batch(
+        db.engine("raw", settings),
+        group_number=1,
+        day=None,
+        batch_number=batch_number,
+        rows=rows,
+        payload_sha256=f"{batch_number:064d}",
+        source="test",
+    )
+    ingest.clean(settings, stored.id)
+    return stored.id
+
+
+def tiny_model() -> TransformedTargetRegressor:
+    """Ridge on log price from size, rooms and state: small, fast, and a real price model."""
+    features = ColumnTransformer(
+        [
+            ("numbers", SimpleImputer(strategy="median"), ["bed", "bath", "house_size"]),
+            (
+                "state",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="?"),
+                    OneHotEncoder(handle_unknown="ignore"),
+                ),
+                ["state"],
+            ),
+        ]
+    )
+    return TransformedTargetRegressor(
+        regressor=make_pipeline(features, Ridge()), func=np.log, inverse_func=np.exp
+    )
+
+
+@pytest.fixture(scope="module")
+def with_model(
+    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+) -> tuple[Settings, dict[str, int]]:
+    """CLEAN batches and a production model trained on the first one, with lineage tags."""
+    tmp = tmp_path_factory.mktemp("model")
+    settings = Settings(
+        state_dir=tmp / "state",
+        raw_db_url=make_database("raw"),
+        clean_db_url=make_database("clean"),
+        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        _env_file=None,
+    )
+    ids = {
+        "train": store_generated(settings, 0, 3_000),
+        "same": store_generated(settings, 1, 1_500),
+        "pricier": store_generated(settings, 2, 1_500, price_multiplier=2.5),
+    }
+    rows = clean_store.load_listings(db.engine("clean", settings), [ids["train"]])
+    train, holdout = rows[~rows["is_holdout"]], rows[rows["is_holdout"]]
+    model = tiny_model().fit(train.loc[:, list(decide.FEATURE_COLUMNS)], train["price"])
+    holdout_rmsle = rmsle(
+        holdout["price"], model.predict(holdout.loc[:, list(decide.FEATURE_COLUMNS)])
+    )
+
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient()
+    with mlflow.start_run() as run:
+        mlflow.log_metric(decide.HOLDOUT_METRIC, holdout_rmsle)
+        logged = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=settings.model_name,
+            skops_trusted_types=["numpy.dtype"],
+            pip_requirements=["scikit-learn"],
+        )
+    version = str(logged.registered_model_version)
+    client.set_model_version_tag(
+        settings.model_name, version, lineage.BATCH_IDS, lineage.encode_batch_ids([ids["train"]])
+    )
+    client.set_registered_model_alias(settings.model_name, settings.production_alias, version)
+    # A second version of the same model whose run logged no holdout metric.
+    with mlflow.start_run() as bare_run:
+        pass
+    bare = client.create_model_version(
+        settings.model_name, logged.model_uri, run_id=bare_run.info.run_id
+    )
+    client.set_model_version_tag(
+        settings.model_name, bare.version, lineage.BATCH_IDS, str(ids["train"])
+    )
+    ids["version"], ids["bare_version"] = int(version), int(bare.version)
+    assert run.info.run_id != bare_run.info.run_id
+    return settings, ids
+
+
+def test_the_reference_is_what_the_production_model_was_trained_on(
+    with_model: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = with_model
+    decision, evidence = decided(settings, ids["train"])
+    assert evidence.basis == "already_trained" and decision.verdict == "skip"
+    assert f"version {ids['version']}) was trained on batch {ids['train']}" in decision.reason
+
+
+def test_a_model_that_still_fits_is_kept(with_model: tuple[Settings, dict[str, int]]) -> None:
+    settings, ids = with_model
+    decision, evidence = decided(settings, ids["same"])
+    assert evidence.reference is not None
+    assert evidence.reference.batch_ids == [ids["train"]]
+    assert evidence.reference.model_version == str(ids["version"])
+    model = evidence.model
+    assert model is not None and model.holdout_source == "run_metric"
+    assert not model.fired and model.ratio == pytest.approx(1.0, abs=0.15)
+    assert model.rows_scored == evidence.batch.rows_out
+    assert decision.verdict == "skip", decision.reason
+    assert f"the production model's RMSLE is {model.batch_rmsle:.3f}" in decision.reason
+
+
+def test_a_model_that_got_worse_is_retrained(with_model: tuple[Settings, dict[str, int]]) -> None:
+    settings, ids = with_model
+    decision, evidence = decided(settings, ids["pricier"])
+    model = evidence.model
+    assert model is not None and model.fired and model.ratio > 1.25
+    assert decision.verdict == "retrain"
+    assert "The production model got worse" in decision.reason
+    assert f"{model.ratio:.2f}x (limit 1.25x)" in decision.reason
+
+
+def test_without_a_logged_holdout_metric_the_holdout_rows_are_scored(
+    with_model: tuple[Settings, dict[str, int]],
+) -> None:
+    settings, ids = with_model
+    first = decide.Evidence.model_validate(decide.decide_batch(settings, ids["same"]).evidence)
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client.set_registered_model_alias(
+        settings.model_name, settings.production_alias, str(ids["bare_version"])
+    )
+    try:
+        again = decide.Evidence.model_validate(
+            decide.decide_batch(settings, ids["same"], force=True).evidence
+        )
+    finally:
+        client.set_registered_model_alias(
+            settings.model_name, settings.production_alias, str(ids["version"])
+        )
+    assert first.model is not None and again.model is not None
+    assert again.model.holdout_source == "reference_holdout"
+    assert again.model.model_version == str(ids["bare_version"])
+    # The same model on the same holdout rows: the computed error equals the logged one.
+    assert again.model.holdout_rmsle == pytest.approx(first.model.holdout_rmsle)
