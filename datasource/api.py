@@ -51,6 +51,8 @@ def create_app(
     Cursors live in ``state_dir`` (default ``<settings.state_dir>/datasource``), which also holds
     the spill files of CSV mode. A CSV is partitioned here, before the app answers anything.
     """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, not {seed}")
     state_dir = Path(state_dir) if state_dir else get_settings().state_dir / "datasource"
     plan = load_scenario(scenario)
     source: BatchSource = (

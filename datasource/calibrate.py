@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datasource.world import CALIBRATION_PATH, STRUCTURE
 from tasador.columns import RAW_COLUMNS, STATUSES
 
-CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 WORLD_SEED = 20240101
 
 # Every state value of the full Kaggle file: 50 states, DC and three territories.
@@ -44,9 +44,7 @@ FALLBACK_CITIES: dict[str, list[tuple[str, int]]] = {
 }
 FALLBACK_WEIGHT = 0.5
 
-# Missingness is modelled by "kind": which of bed, bath, acre_lot, house_size are missing
-# (e.g. "1101" is a plot of land with only a lot size). Kinds with fewer rows fold into "other".
-STRUCTURE = ("bed", "bath", "acre_lot", "house_size")
+# Kinds (see world.STRUCTURE) with fewer rows fold into "other".
 MIN_KIND_ROWS = 10
 # Within-city price variation by zip code, which a 5k sample cannot measure (log scale); the
 # listing-level noise is what remains of the within-city variance.
@@ -130,7 +128,7 @@ def _linear(y: pd.Series, x: pd.DataFrame) -> list[float]:
 
 
 def calibrate(sample: pd.DataFrame) -> dict:
-    rng = np.random.default_rng(WORLD_SEED)
+    """The generator's figures, derived from a sample of the realtor CSV."""
     sample = sample[sample["state"].isin(US_STATES)].copy()
     sample["kind"] = _kind(sample)
     kind_counts = sample["kind"].value_counts()
@@ -151,90 +149,7 @@ def calibrate(sample: pd.DataFrame) -> dict:
     priced["resid"] = np.log(priced["price"].to_numpy()) - base
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
     priced["resid"] -= priced["kind"].map(kind_stats["mean"])
-
-    # City effects, from complete rows (other kinds are noisier): variance components from
-    # cities seen at least twice, then one posterior draw per city, so that rare cities still
-    # differ as much as real cities do.
-    with_city = priced.dropna(subset=["city", *STRUCTURE])
-    city_key = with_city["state"] + "|" + with_city["city"]
-    grouped = with_city.groupby(city_key)["resid"]
-    sizes = grouped.size()
-    sigma2 = float((grouped.var() * (sizes - 1)).sum() / (sizes[sizes > 1] - 1).sum())
-    tau2 = max(float(with_city["resid"].var()) - sigma2, 0.01)
-    k_city = sigma2 / tau2
-    city_stats = _shrunk_means(with_city["resid"], city_key, k=k_city)
-    city_stats["sd"] = np.sqrt(tau2 * k_city / (city_stats["n"] + k_city))
-
-    counts = sample.dropna(subset=["city"]).groupby(["state", "city"]).size()
-    zips = sample.dropna(subset=["city", "zip_code"]).groupby(["state", "city"])["zip_code"]
-    states = {}
-    for state in US_STATES:
-        cities = []
-        if state in counts.index.get_level_values(0):
-            entries = [
-                (city, float(n), sorted({int(z) for z in zips.get_group((state, city))}))
-                for city, n in counts[state].items()
-            ]
-        else:
-            entries = []
-        known = {city for city, _, _ in entries}
-        entries += [
-            (city, FALLBACK_WEIGHT, [z])
-            for city, z in FALLBACK_CITIES.get(state, [])
-            if city not in known
-        ]
-        for city, weight, city_zips in entries:
-            key = f"{state}|{city}"
-            if key in city_stats.index:
-                stat = city_stats.loc[key]
-                effect = rng.normal(stat["mean"], stat["sd"])
-            else:
-                effect = rng.normal(0.0, np.sqrt(tau2))
-            zip_effects = rng.normal(0.0, ZIP_SD, len(city_zips) + SYNTHETIC_ZIPS_PER_CITY)
-            # [name, weight, price effect, [[zip, price effect], ...]]
-            cities.append(
-                [
-                    city,
-                    weight,
-                    round(float(effect), 3),
-                    [
-                        [z, round(float(e), 3)]
-                        for z, e in zip(_with_neighbours(city_zips), zip_effects, strict=True)
-                    ],
-                ]
-            )
-        states[state] = {
-            "weight": float((sample["state"] == state).sum()) or FALLBACK_WEIGHT,
-            "effect": round(price["state"][state], 4),
-            "cities": cities,
-        }
-
-    statuses = {}
-    for status in STATUSES:
-        rows = sample[sample["status"] == status]
-        dates = pd.to_datetime(rows["prev_sold_date"], errors="coerce").dropna()
-        months = dates.dt.strftime("%Y-%m").value_counts().sort_index()
-        statuses[status] = {
-            "weight": len(rows) / len(sample),
-            "kinds": (rows["kind"].value_counts() / len(rows)).round(5).to_dict(),
-            "prev_sold_missing": round(float(rows["prev_sold_date"].isna().mean()), 5),
-            "prev_sold_months": {m: int(n) for m, n in months.items()},
-        }
-
-    kinds = {}
-    houses = sample[sample["kind"] == "0000"]
-    for kind in sorted(set(sample["kind"])):
-        rows = sample[sample["kind"] == kind]
-        has_size = rows["house_size"].notna().sum() >= MIN_KIND_ROWS
-        has_acre = rows["acre_lot"].notna().sum() >= MIN_KIND_ROWS
-        kinds[kind] = {
-            "missing": [c for c, flag in zip(STRUCTURE, kind, strict=True) if flag == "1"]
-            if kind != "other"
-            else [],
-            "price_offset": round(float(kind_stats.loc[kind, "mean"]), 4),
-            "log_size": _lognormal((rows if has_size else houses)["house_size"], 100),
-            "log_acre": _lognormal((rows if has_acre else houses)["acre_lot"], 0.01),
-        }
+    city_stats, tau2, sigma2 = _city_effects(priced.dropna(subset=["city", *STRUCTURE]))
 
     feats = _features(complete)
     bed = complete["bed"].clip(upper=12)
@@ -259,10 +174,110 @@ def calibrate(sample: pd.DataFrame) -> dict:
             "street_max": float(sample["street"].max()),
         },
         "loose_missing": {c: round(float(sample[c].isna().mean()), 5) for c in LOOSE_MISSING},
-        "statuses": statuses,
-        "kinds": kinds,
-        "states": states,
+        "statuses": _statuses(sample),
+        "kinds": _kinds(sample, kind_stats),
+        "states": _states(sample, price, city_stats, tau2),
     }
+
+
+def _city_effects(rows: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
+    """Shrunk city means of the residual, their posterior sd, and the variance components.
+
+    Complete rows only (other kinds are noisier); the within-city variance comes from cities
+    seen at least twice.
+    """
+    city_key = rows["state"] + "|" + rows["city"]
+    grouped = rows.groupby(city_key)["resid"]
+    sizes = grouped.size()
+    sigma2 = float((grouped.var() * (sizes - 1)).sum() / (sizes[sizes > 1] - 1).sum())
+    tau2 = max(float(rows["resid"].var()) - sigma2, 0.01)
+    k_city = sigma2 / tau2
+    stats = _shrunk_means(rows["resid"], city_key, k=k_city)
+    stats["sd"] = np.sqrt(tau2 * k_city / (stats["n"] + k_city))
+    return stats, tau2, sigma2
+
+
+def _states(sample: pd.DataFrame, price: dict, city_stats: pd.DataFrame, tau2: float) -> dict:
+    """Per state: frequency, price effect and cities. Each city's effect is one posterior draw
+    (fixed seed), so that rare cities still differ as much as real cities do."""
+    rng = np.random.default_rng(WORLD_SEED)
+    counts = sample.dropna(subset=["city"]).groupby(["state", "city"]).size()
+    zips = sample.dropna(subset=["city", "zip_code"]).groupby(["state", "city"])["zip_code"]
+    states = {}
+    for state in US_STATES:
+        entries = []
+        if state in counts.index.get_level_values(0):
+            entries = [
+                (city, float(n), sorted({int(z) for z in zips.get_group((state, city))}))
+                for city, n in counts[state].items()
+            ]
+        known = {city for city, _, _ in entries}
+        entries += [
+            (city, FALLBACK_WEIGHT, [z])
+            for city, z in FALLBACK_CITIES.get(state, [])
+            if city not in known
+        ]
+        cities = []
+        for city, weight, city_zips in entries:
+            key = f"{state}|{city}"
+            if key in city_stats.index:
+                effect = rng.normal(city_stats.loc[key, "mean"], city_stats.loc[key, "sd"])
+            else:
+                effect = rng.normal(0.0, np.sqrt(tau2))
+            zip_effects = rng.normal(0.0, ZIP_SD, len(city_zips) + SYNTHETIC_ZIPS_PER_CITY)
+            # [name, weight, price effect, [[zip, price effect], ...]]
+            cities.append(
+                [
+                    city,
+                    weight,
+                    round(float(effect), 3),
+                    [
+                        [z, round(float(e), 3)]
+                        for z, e in zip(_with_neighbours(city_zips), zip_effects, strict=True)
+                    ],
+                ]
+            )
+        states[state] = {
+            "weight": float((sample["state"] == state).sum()) or FALLBACK_WEIGHT,
+            "effect": round(price["state"][state], 4),
+            "cities": cities,
+        }
+    return states
+
+
+def _statuses(sample: pd.DataFrame) -> dict:
+    """Per status: frequency, mix of kinds, and when (and whether) the listing sold before."""
+    statuses = {}
+    for status in STATUSES:
+        rows = sample[sample["status"] == status]
+        dates = pd.to_datetime(rows["prev_sold_date"], errors="coerce").dropna()
+        months = dates.dt.strftime("%Y-%m").value_counts().sort_index()
+        statuses[status] = {
+            "weight": len(rows) / len(sample),
+            "kinds": (rows["kind"].value_counts() / len(rows)).round(5).to_dict(),
+            "prev_sold_missing": round(float(rows["prev_sold_date"].isna().mean()), 5),
+            "prev_sold_months": {m: int(n) for m, n in months.items()},
+        }
+    return statuses
+
+
+def _kinds(sample: pd.DataFrame, kind_stats: pd.DataFrame) -> dict:
+    """Per kind: missing columns, price offset, size and lot distributions (log-normal)."""
+    kinds = {}
+    houses = sample[sample["kind"] == "0000"]
+    for kind in sorted(set(sample["kind"])):
+        rows = sample[sample["kind"] == kind]
+        has_size = rows["house_size"].notna().sum() >= MIN_KIND_ROWS
+        has_acre = rows["acre_lot"].notna().sum() >= MIN_KIND_ROWS
+        flags = kind if kind != "other" else "0" * len(STRUCTURE)
+        missing = [c for c, f in zip(STRUCTURE, flags, strict=True) if f == "1"]
+        kinds[kind] = {
+            "missing": missing,
+            "price_offset": round(float(kind_stats.loc[kind, "mean"]), 4),
+            "log_size": _lognormal((rows if has_size else houses)["house_size"], 100),
+            "log_acre": _lognormal((rows if has_acre else houses)["acre_lot"], 0.01),
+        }
+    return kinds
 
 
 def _with_neighbours(zips: list[int]) -> list[int]:

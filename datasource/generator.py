@@ -99,32 +99,34 @@ def generate_listings(n: int, seed: int | Sequence[int] = 0, **knobs: object) ->
     """
     if n < 0:
         raise ValueError("n must be >= 0")
-    settings = GeneratorKnobs(**knobs)
+    options = GeneratorKnobs(**knobs)
     entropy = [seed] if isinstance(seed, int) else list(seed)
+    if any(part < 0 for part in entropy):
+        raise ValueError(f"seed must be made of non-negative integers, not {seed}")
     world = load_world()
-    banded = settings.price_min is not None or settings.price_max is not None
+    banded = options.price_min is not None or options.price_max is not None
     parts: list[pd.DataFrame] = []
     have = tried = 0
     chunk = n if not banded else math.ceil(n * 1.25) + 64
     while True:
         rng = np.random.default_rng([*entropy, len(parts)])
-        frame = _draw(world, chunk, rng, settings)
+        frame = _draw(world, chunk, rng, options)
         tried += chunk
         if banded:
             price = frame["price"].to_numpy()
             keep = np.ones(len(frame), dtype=bool)
-            if settings.price_min is not None:
-                keep &= price > settings.price_min
-            if settings.price_max is not None:
-                keep &= price <= settings.price_max
+            if options.price_min is not None:
+                keep &= price > options.price_min
+            if options.price_max is not None:
+                keep &= price <= options.price_max
             frame = frame[keep]
         parts.append(frame)
         have += len(frame)
         if have >= n:
             break
-        if tried > MAX_TRIES_FACTOR * n + 10_000 and have < n:
+        if tried > MAX_TRIES_FACTOR * n + 10_000:
             raise ValueError(
-                f"the price band ({settings.price_min}, {settings.price_max}] keeps too few "
+                f"the price band ({options.price_min}, {options.price_max}] keeps too few "
                 f"generated rows ({have} of {tried} tried)"
             )
         rate = max(have / tried, 1e-3)

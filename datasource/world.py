@@ -9,11 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
-from datasource.calibrate import CALIBRATION_PATH, STRUCTURE
 from tasador.columns import STATUSES
+
+CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+# Missingness is modelled by "kind": which of these columns are missing, as flags
+# (e.g. "1101" is a plot of land with only a lot size).
+STRUCTURE = ("bed", "bath", "acre_lot", "house_size")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,15 @@ def test_bad_parameters_answer_422(client: TestClient, params: dict) -> None:
     assert _get(client, group_number=1).json()["batch_number"] == 0  # no cursor moved
 
 
+def test_bad_service_options_fail_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="seed"):
+        create_app(seed=-1, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="scale"):
+        create_app(scale=0, state_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown scenario"):
+        create_app(scenario="nope", state_dir=tmp_path)
+
+
 def test_restart_validates_too(client: TestClient) -> None:
     assert client.get("/restart_data_generation", params={"group_number": 12}).status_code == 422
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datasource.calibrate import CALIBRATION_PATH, US_STATES, calibrate, dump, main
+from datasource.calibrate import US_STATES, calibrate, dump, main
+from datasource.world import CALIBRATION_PATH
 
 
 def test_committed_calibration_is_what_the_script_derives_from_the_sample(

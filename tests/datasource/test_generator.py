@@ -135,6 +135,13 @@ def test_bad_knobs_are_refused(knobs: dict, message: str) -> None:
         generate_listings(10, **knobs)
 
 
+def test_negative_seeds_and_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        generate_listings(5, seed=-1)
+    with pytest.raises(ValueError, match="n must be"):
+        generate_listings(-5)
+
+
 def test_an_empty_price_band_fails_clearly() -> None:
     with pytest.raises(ValueError, match="price band"):
         generate_listings(100, seed=1, price_min=5e9)
