@@ -526,7 +526,8 @@ def production_model(settings: Settings) -> ProductionModel | None:
         )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{settings.production_alias}")
+    # By version, not alias: the alias may move on while we look.
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
     return ProductionModel(
         version=str(version.version),
         batch_ids=batch_ids,
