@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from datasource.api import EXHAUSTED_DETAIL, create_app
 from datasource.generator import generate_listings
+from tasador.collector import parse_payload, rows_in_column_order
 from tasador.columns import RAW_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +153,14 @@ def test_drift_zoo_and_a_users_scenario_file(tmp_path: Path) -> None:
     app = TestClient(create_app(scenario=mine, scale=1.0, state_dir=tmp_path))
     bodies = _sequence(app, 1)
     assert len(bodies) == 1 and {r["state"] for r in bodies[0]["data"]} == {"Ohio"}
+
+
+def test_the_projects_collector_reads_every_batch_in_both_formats(tmp_path: Path) -> None:
+    zoo = TestClient(create_app(scenario="drift-zoo", scale=SCALE, state_dir=tmp_path))
+    for number in range(6):
+        response = _get(zoo, group_number=1, format="list" if number % 2 else "records")
+        rows = rows_in_column_order(parse_payload(response.content, 1).data)
+        assert len(rows) == 200 and all(len(r) == len(RAW_COLUMNS) for r in rows)
 
 
 def test_csv_mode_serves_the_files_rows(tmp_path: Path) -> None:
