@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,6 +67,44 @@ def status_command(
         typer.echo(batches_table(report["batches"]))
     else:
         typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@app.command("datasource")
+def datasource_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    scenario: Annotated[
+        str | None, typer.Option(help="Shipped scenario name or a YAML file path.")
+    ] = None,
+    scale: Annotated[float | None, typer.Option(min=0.0001, help="Batch size factor.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Serve a realtor-data CSV instead.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the generator.")] = None,
+) -> None:
+    """Serve listings in batches, compatible with the course data API."""
+    from datasource.api import serve
+
+    settings = get_settings()
+    serve(
+        port=port,
+        host=host,
+        scenario=scenario or settings.datasource_scenario,
+        scale=scale or settings.datasource_scale,
+        csv=csv or settings.datasource_csv,
+        state_dir=settings.state_dir / "datasource",
+        seed=settings.datasource_seed if seed is None else seed,
+    )
+
+
+@app.command("demo")
+def demo_command(
+    scenario: Annotated[str, typer.Option(help="Data API scenario.")] = "course",
+    scale: Annotated[float, typer.Option(min=0.0001, help="Batch size factor.")] = 0.01,
+    group: Annotated[int, typer.Option(min=1, max=10)] = 1,
+) -> None:
+    """Run the loop end to end on embedded defaults and print a per-batch table."""
+    from tasador.demo import run_demo
+
+    run_demo(get_settings(), scenario, scale, group)
 
 
 @app.command("stop-embedded")

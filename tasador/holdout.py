@@ -17,9 +17,12 @@ HOLDOUT_SHARE = 0.2
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit content hash per clean row (as int64, to fit a Postgres bigint)."""
-    canonical = frame.loc[:, list(RAW_COLUMNS)].astype("string").fillna("\x00")
-    hashed = pd.util.hash_pandas_object(canonical, index=False).to_numpy(dtype=np.uint64)
+    """A 64-bit content hash per clean row (as int64, to fit a Postgres bigint).
+
+    It hashes the typed values, so it is stable as long as cleaning yields the same dtypes.
+    """
+    hashed = pd.util.hash_pandas_object(frame.loc[:, list(RAW_COLUMNS)], index=False)
+    hashed = hashed.to_numpy(dtype=np.uint64)
     return hashed.view(np.int64)
 
 

@@ -8,7 +8,7 @@ the same transaction as their batch row.
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,14 +71,6 @@ def create_schema(engine: sa.Engine) -> None:
     metadata.create_all(engine)
 
 
-def _as_text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, float) and value != value:  # NaN from a CSV source
-        return None
-    return json.dumps(value)
-
-
 def store_batch(
     engine: sa.Engine,
     *,
@@ -89,7 +81,10 @@ def store_batch(
     payload_sha256: str,
     source: str,
 ) -> StoredBatch:
-    """Store one batch (rows in RAW_COLUMNS order) in one transaction; idempotent."""
+    """Store one batch (rows in RAW_COLUMNS order) in one transaction; idempotent.
+
+    Values must be JSON scalars (str, int, float, bool or None); COPY writes each as its text.
+    """
     create_schema(engine)
     key = {
         "group_number": group_number,
@@ -119,19 +114,21 @@ def _copy_rows(conn: sa.Connection, batch_id: int, rows: Sequence[Sequence[objec
     columns = ", ".join(("batch_id", "row_index", *RAW_COLUMNS))
     with cursor.copy(f"COPY batch_rows ({columns}) FROM STDIN") as copy:
         for index, row in enumerate(rows):
-            copy.write_row((batch_id, index, *(_as_text(v) for v in row)))
+            copy.write_row((batch_id, index, *row))
 
 
 def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
-    """The rows of one batch as text, indexed by their position in the payload."""
-    query = (
-        sa.select(batch_rows.c.row_index, *(batch_rows.c[c] for c in RAW_COLUMNS))
-        .where(batch_rows.c.batch_id == batch_id)
-        .order_by(batch_rows.c.row_index)
-    )
+    """The rows of one batch as text (missing as NA), indexed by their position in the payload."""
+    columns = ", ".join(("row_index", *RAW_COLUMNS))
+    query = f"SELECT {columns} FROM batch_rows WHERE batch_id = {int(batch_id)} ORDER BY row_index"
+    buffer = io.BytesIO()
     with engine.connect() as conn:
-        result = conn.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=["row_index", *RAW_COLUMNS], dtype=object)
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, dtype=object, keep_default_na=False, na_values=[""])
     return frame.set_index("row_index")
 
 

@@ -1,3 +1,4 @@
+import pandas as pd
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -39,7 +40,7 @@ def test_rows_are_stored_as_received(settings):
     rows = raw_store.read_batch_rows(engine, stored.id)
     first = rows.iloc[0]
     assert first["brokered_by"] == "40618.0" and first["price"] == "239800.0"
-    assert first["bath"] is None and first["house_size"] == "three"
+    assert pd.isna(first["bath"]) and first["house_size"] == "three"
     assert list(rows.index) == [0, 1]
 
 

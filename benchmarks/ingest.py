@@ -1,0 +1,86 @@
+"""Bulk load speed: the RAW store's COPY path vs pandas.DataFrame.to_sql, same rows, same database.
+
+    uv run python benchmarks/ingest.py [--rows 200000] [--db-url postgresql://...]
+
+Without --db-url it uses a throwaway database of the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+import uuid
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from datasource.generator import generate_listings
+from tasador import clean_store, db, embedded, raw_store
+from tasador.config import Settings
+
+
+def throwaway_database(settings: Settings) -> str:
+    name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+    return embedded.database_url(settings.pg_dir, name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--db-url", help="a database to write into (default: a throwaway one)")
+    args = parser.parse_args()
+
+    settings = Settings()
+    url = args.db_url or throwaway_database(settings)
+    engine = db.engine_for(url)
+    frame = generate_listings(args.rows, seed=7)
+    # What the collector hands the store: tuples in column order, JSON-typed values.
+    rows = [tuple(None if pd.isna(v) else v for v in r) for r in frame.itertuples(index=False)]
+    raw_store.create_schema(engine)
+
+    start = time.perf_counter()
+    raw_store.store_batch(
+        engine,
+        group_number=1,
+        day=None,
+        batch_number=0,
+        rows=rows,
+        payload_sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
+        source="benchmark",
+    )
+    copy_s = time.perf_counter() - start
+
+    text_frame = frame.astype("string")  # the same text columns the RAW table holds
+    start = time.perf_counter()
+    text_frame.to_sql("to_sql_rows", engine, if_exists="replace", index=False)
+    to_sql_s = time.perf_counter() - start
+
+    clean_engine = db.engine_for(throwaway_database(settings)) if not args.db_url else engine
+    batch_id = raw_store.list_batches(engine)[-1].id
+    start = time.perf_counter()
+    clean_store.clean_batch(engine, clean_engine, batch_id)
+    clean_s = time.perf_counter() - start
+
+    n = len(rows)
+    print(f"rows: {n:,}")
+    print(f"{'path':<34}{'seconds':>10}{'rows/s':>12}")
+    print(f"{'RAW store (COPY, one transaction)':<34}{copy_s:>10.2f}{n / copy_s:>12,.0f}")
+    print(f"{'pandas DataFrame.to_sql':<34}{to_sql_s:>10.2f}{n / to_sql_s:>12,.0f}")
+    print(f"{'clean RAW -> CLEAN (rules + COPY)':<34}{clean_s:>10.2f}{n / clean_s:>12,.0f}")
+    print(f"COPY vs to_sql: {to_sql_s / copy_s:.1f}x faster")
+
+    if not args.db_url:  # drop the throwaway databases
+        with psycopg.connect(embedded.server_url(settings.pg_dir), autocommit=True) as conn:
+            for engine_ in (engine, clean_engine):
+                engine_.dispose()
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                        sql.Identifier(engine_.url.database)
+                    )
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from tasador.cli import app
+
+app()
