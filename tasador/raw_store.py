@@ -128,7 +128,12 @@ def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
             for chunk in copy:
                 buffer.write(chunk)
     buffer.seek(0)
-    frame = pd.read_csv(buffer, dtype=object, keep_default_na=False, na_values=[""])
+    frame = pd.read_csv(
+        buffer,
+        dtype={"row_index": "int64", **dict.fromkeys(RAW_COLUMNS, object)},
+        keep_default_na=False,
+        na_values=[""],
+    )
     return frame.set_index("row_index")
 
 
