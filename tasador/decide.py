@@ -140,7 +140,7 @@ class BatchInfo(_Frozen):
 
 class ReferenceInfo(_Frozen):
     batch_ids: list[int]
-    rows: int
+    rows: int | None = None  # training rows compared with; None when not read (already trained)
     model_version: str | None  # None: no production model yet, the baseline batch is the reference
 
 
@@ -283,7 +283,7 @@ def model_check(
     current: pd.DataFrame,
     thresholds: Thresholds,
 ) -> ModelCheck:
-    if holdout_rmsle <= 0:
+    if not holdout_rmsle > 0:  # also refuses NaN (an empty holdout)
         raise ValueError(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
     batch_rmsle, rows = model_error(model, current, thresholds.model_rows)
     ratio = batch_rmsle / holdout_rmsle
@@ -336,7 +336,7 @@ def explain(evidence: Evidence) -> str:
     )
     parts = [
         opening,
-        f"Batch {b.batch_id} ({survived}) was compared with the {ref.rows:,} training rows of "
+        f"Batch {b.batch_id} ({survived}) was compared with the {ref.rows or 0:,} training rows of "
         f"{_batches(ref.batch_ids)} ({against}).",
     ]
     findings = _findings(evidence)
@@ -576,20 +576,20 @@ def gather_evidence(
         reference_ids, version = production.batch_ids, production.version
     if batch.rows_out == 0:
         return Evidence(basis="empty", **base)
-    reference_rows = clean_store.load_listings(engine, reference_ids)
-    training = reference_rows.loc[~reference_rows["is_holdout"]]
-    reference = ReferenceInfo(batch_ids=reference_ids, rows=len(training), model_version=version)
     if batch_id in reference_ids:
-        return Evidence(basis="already_trained", reference=reference, **base)
+        info = ReferenceInfo(batch_ids=reference_ids, model_version=version)
+        return Evidence(basis="already_trained", reference=info, **base)
+    training = clean_store.load_listings(engine, reference_ids, holdout=False)
     if training.empty:
         raise ValueError(f"the reference batches {reference_ids} have no clean training rows")
+    reference = ReferenceInfo(batch_ids=reference_ids, rows=len(training), model_version=version)
     current = clean_store.load_listings(engine, [batch_id])
     features, target, unseen = compare(training, current, thresholds)
     model = None
     if production is not None:
         holdout_rmsle, source = production.holdout_rmsle, "run_metric"
         if holdout_rmsle is None:
-            holdout = reference_rows.loc[reference_rows["is_holdout"]]
+            holdout = clean_store.load_listings(engine, reference_ids, holdout=True)
             holdout_rmsle, _ = model_error(production.model, holdout, thresholds.model_rows)
             source = "reference_holdout"
         model = model_check(
