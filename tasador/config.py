@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     api_max_retries: int = Field(default=5, ge=0, le=20)
     api_backoff_s: float = Field(default=0.5, ge=0)
 
+    # Airflow: cron or preset ("@hourly") for the ingestion DAG; None means manual runs only.
+    ingest_schedule: str | None = None
+
     # Data API service (datasource/).
     datasource_scenario: str = "course"
     datasource_scale: float = Field(default=0.01, gt=0)
@@ -60,6 +63,22 @@ class Settings(BaseSettings):
     drift_sample_rows: int = Field(default=50_000, ge=1_000)  # per side, for KS/PSI/chi-square
     drift_model_rows: int = Field(default=20_000, ge=100)  # batch rows scored by the model
 
+    # Search, promotion and explanations (experiments/ explains each).
+    experiment_name: str = "realtor-price"  # MLflow experiment holding every study's runs
+    search_spaces_dir: Path | None = None  # None: the repository's search_spaces/
+    search_trials: int = Field(default=40, ge=1)  # per study, all workers together
+    search_workers: int = Field(default=2, ge=1)
+    search_timeout_s: float | None = Field(default=None, gt=0)  # per worker
+    search_cv_folds: int = Field(default=3, ge=2, le=10)  # also the pruning steps
+    search_sample_rows: int = Field(default=100_000, ge=200)  # training rows the trials see
+    search_threads: int = Field(default=1, ge=1)  # estimator threads in each worker
+    search_seed: int = 42
+    search_heartbeat_s: int = Field(default=10, ge=1)  # Optuna heartbeat of a running trial
+    search_grace_s: int = Field(default=60, ge=2)  # silence after which a trial is stale
+    search_max_retries: int = Field(default=2, ge=0)  # re-runs of a trial whose worker died
+    promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
+    shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
+
     @field_validator("day")
     @classmethod
     def _day_known(cls, value: str | None) -> str | None:
@@ -70,6 +89,21 @@ class Settings(BaseSettings):
     @property
     def pg_dir(self) -> Path:
         return self.state_dir / "postgres"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that recreate ``settings`` in another process."""
+    env = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, Path):
+            value = value.resolve()
+        env[f"TASADOR_{name.upper()}"] = str(value)
+    return env
 
 
 @lru_cache

@@ -68,3 +68,81 @@ def sample_csv() -> Path:
     if not SAMPLE_CSV.exists():
         pytest.skip(f"the shared sample is missing: {SAMPLE_CSV}")
     return SAMPLE_CSV
+
+
+# --- S3 and MLflow servers (added for experiments/; reusable by every part) -----------------
+
+import subprocess  # noqa: E402  (kept with the fixtures below so the edit stays additive)
+import sys  # noqa: E402
+import time  # noqa: E402
+
+
+def _wait_for(url: str, process: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with code {process.returncode}")
+        try:
+            httpx.get(url, timeout=2.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 endpoint (``moto_server``) for the session; yields its URL.
+
+    Sets fake AWS credentials and ``MLFLOW_S3_ENDPOINT_URL`` for the session, so boto3 and
+    MLflow (including servers started later by other fixtures) talk to it.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(url, process)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+            patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+            patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            patch.setenv("MLFLOW_S3_ENDPOINT_URL", url)
+            yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+MLFLOW_TEST_BUCKET = "mlflow-test"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(
+    s3_server: str, make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A real MLflow server for the session (backend: a fresh PostgreSQL database; artifacts:
+    ``s3://mlflow-test/artifacts`` on ``s3_server``); yields its tracking URI. Tests share it,
+    so each should use its own experiment and registered-model names."""
+    import boto3
+
+    from tasador import tracking
+
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=MLFLOW_TEST_BUCKET)
+    server_settings = Settings(
+        state_dir=tmp_path_factory.mktemp("mlflow-state"),
+        mlflow_backend_url=make_database("mlflow"),
+        mlflow_artifacts_destination=f"s3://{MLFLOW_TEST_BUCKET}/artifacts",
+        _env_file=None,
+    )
+    uri = tracking.ensure_server(server_settings)
+    yield uri
+    tracking.stop_server(server_settings)
