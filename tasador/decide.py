@@ -27,7 +27,9 @@ later batches are compared with it. Only rows that survived cleaning are judged.
   holdout rows when the run lacks it) must stay under ``drift_model_error_ratio`` [1.25]. This is
   the strongest evidence: a model that still predicts well need not change.
 
-Distribution statistics use at most ``drift_sample_rows`` [50,000] rows per side.
+Distribution statistics use at most ``drift_sample_rows`` [50,000] rows per side; they are plain
+scipy/numpy (``tasador.drift`` says why not Evidently). brokered_by and street are identifiers,
+not features, and are not compared.
 
 **Verdict.** Retrain when any check fires (or the operator forces it); otherwise skip. New rows
 by themselves never trigger a retrain. The reason is a paragraph written from the evidence: which
@@ -38,6 +40,7 @@ the stored decision unless ``force`` is set, which recomputes the evidence and r
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
@@ -633,6 +636,9 @@ def decide_command(
     force: Annotated[
         bool, typer.Option(help="Retrain whatever the evidence says (recomputed and re-stored).")
     ] = False,
+    evidence: Annotated[
+        bool, typer.Option("--evidence", help="Also print the evidence as JSON.")
+    ] = False,
 ) -> None:
     """Decide from evidence whether a cleaned batch calls for retraining, and say why."""
     try:
@@ -642,3 +648,5 @@ def decide_command(
         raise typer.Exit(1) from None
     typer.echo(f"batch {decision.batch_id}: {decision.verdict} (decision {decision.id})")
     typer.echo(decision.reason)
+    if evidence:
+        typer.echo(json.dumps(decision.evidence, indent=2))

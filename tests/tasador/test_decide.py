@@ -19,13 +19,15 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
+from typer.testing import CliRunner
 
 from datasource.api import create_app
 from datasource.generator import generate_listings
 from datasource.scenarios import load_scenario
 from experiments.metrics import rmsle
 from tasador import clean_store, db, decide, decisions_store, ingest, lineage, raw_store
-from tasador.config import Settings
+from tasador.cli import app
+from tasador.config import Settings, get_settings, settings_env
 
 STATES = ("Texas", "Ohio", "Florida", "California", "Utah")
 THRESHOLDS = decide.Thresholds.from_settings(Settings(_env_file=None))
@@ -568,3 +570,25 @@ def test_without_a_logged_holdout_metric_the_holdout_rows_are_scored(
     assert again.model.model_version == str(ids["bare_version"])
     # The same model on the same holdout rows: the computed error equals the logged one.
     assert again.model.holdout_rmsle == pytest.approx(first.model.holdout_rmsle)
+
+
+def test_the_decide_command(
+    drift_zoo: tuple[Settings, dict[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, ids = drift_zoo
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        shown = runner.invoke(app, ["decide", "--batch", str(ids["new-states"]), "--evidence"])
+        missing = runner.invoke(app, ["decide", "--batch", "999"])
+    finally:
+        get_settings.cache_clear()
+    stored = decisions_store.get(db.engine("clean", settings), ids["new-states"])
+    assert shown.exit_code == 0, shown.output
+    assert stored is not None
+    assert shown.output.startswith(f"batch {ids['new-states']}: retrain (decision {stored.id})")
+    assert stored.reason in shown.output
+    assert json.loads(shown.output[shown.output.index("{") :]) == stored.evidence
+    assert missing.exit_code == 1 and "not in the CLEAN database" in missing.output
