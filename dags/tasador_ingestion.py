@@ -1,0 +1,84 @@
+"""Ingestion: collect the next batch -> RAW -> CLEAN -> decide; request a retraining if needed.
+
+Thin on purpose: every step is a tested function of the `tasador` package. An exhausted data API
+ends the run with its tasks skipped, not failed. A retrain decision updates the retrain Asset,
+which schedules the training DAG (the event carries the decision id).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from tasador.config import get_settings
+from tasador.orchestration import DEFAULT_ARGS, RETRAIN_ASSET_URI
+
+RETRAIN = Asset(RETRAIN_ASSET_URI)
+
+
+@dag(
+    dag_id="tasador_ingestion",
+    schedule=get_settings().ingest_schedule,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["tasador"],
+    params={
+        "batch_id": Param(
+            None,
+            type=["null", "integer"],
+            description="Re-process a stored RAW batch instead of collecting one.",
+        ),
+        "force_retrain": Param(
+            False, type="boolean", description="Retrain whatever the evidence says."
+        ),
+    },
+)
+def tasador_ingestion() -> None:
+    @task
+    def collect(params: dict[str, Any] | None = None) -> int:
+        if params["batch_id"] is not None:
+            return int(params["batch_id"])
+        from tasador import ingest
+
+        result = ingest.collect(get_settings())
+        if result.outcome == "exhausted":
+            raise AirflowSkipException("no new batch: the data API has served every batch")
+        return int(result.batch_id)
+
+    @task
+    def clean(batch_id: int) -> int:
+        from tasador import ingest
+
+        ingest.clean(get_settings(), batch_id)
+        return batch_id
+
+    @task
+    def decide(batch_id: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from tasador.decide import decide_batch
+
+        decision = decide_batch(get_settings(), batch_id, force=params["force_retrain"])
+        print(f"batch {batch_id}: {decision.verdict}. {decision.reason}")
+        return {"decision_id": decision.id, "batch_id": batch_id, "verdict": decision.verdict}
+
+    @task.short_circuit
+    def retrain_needed(decision: dict[str, Any]) -> bool:
+        return decision["verdict"] == "retrain"
+
+    @task(outlets=[RETRAIN])
+    def request_retrain(decision: dict[str, Any], outlet_events: Any = None) -> int:
+        outlet_events[RETRAIN].extra = {
+            "decision_id": decision["decision_id"],
+            "batch_id": decision["batch_id"],
+        }
+        return decision["decision_id"]
+
+    decision = decide(clean(collect()))
+    retrain_needed(decision) >> request_retrain(decision)
+
+
+tasador_ingestion()
