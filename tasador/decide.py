@@ -52,7 +52,7 @@ import typer
 from pydantic import BaseModel, ConfigDict
 
 from experiments.metrics import rmsle
-from tasador import clean_store, db, decisions_store, drift, lineage
+from tasador import clean_store, db, decisions_store, drift, lineage, tracking
 from tasador.columns import CATEGORICAL_COLUMNS, DATE_COLUMNS, NUMERIC_COLUMNS, RAW_COLUMNS, TARGET
 from tasador.config import Settings, get_settings
 from tasador.decisions_store import Decision, Verdict
@@ -506,7 +506,7 @@ def production_model(settings: Settings) -> ProductionModel | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    uri = _tracking_uri(settings)
+    uri = tracking.configure(settings)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         registered = client.get_registered_model(settings.model_name)
@@ -527,8 +527,6 @@ def production_model(settings: Settings) -> ProductionModel | None:
             f"production model {settings.model_name} version {version.version} has no "
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     # By version, not alias: the alias may move on while we look.
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
     return ProductionModel(
@@ -537,12 +535,6 @@ def production_model(settings: Settings) -> ProductionModel | None:
         holdout_rmsle=run.data.metrics.get(HOLDOUT_METRIC) if run else None,
         model=model,
     )
-
-
-def _tracking_uri(settings: Settings) -> str:
-    if settings.mlflow_tracking_uri is None:
-        raise ValueError("TASADOR_MLFLOW_TRACKING_URI is not set: no MLflow to find models in")
-    return settings.mlflow_tracking_uri
 
 
 def _batch_info(engine: sa.Engine, batch_id: int) -> BatchInfo:

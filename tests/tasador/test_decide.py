@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -283,23 +284,26 @@ def data_api(scenario: str, state_dir: Path) -> Iterator[str]:
         thread.join(10)
 
 
-def collect_scenario(
-    scenario: str, tmp: Path, make_database: Callable[[str], str]
-) -> tuple[Settings, list[int]]:
-    """Fresh RAW/CLEAN databases holding every batch of ``scenario`` (group 1), and their ids."""
-    settings = Settings(
+def fresh_settings(tmp: Path, make_database: Callable[[str], str], mlflow_uri: str) -> Settings:
+    """Fresh RAW/CLEAN databases, and a registered-model name nobody else uses on the server."""
+    return Settings(
         state_dir=tmp / "state",
         raw_db_url=make_database("raw"),
         clean_db_url=make_database("clean"),
-        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",  # an empty registry: no model yet
+        mlflow_tracking_uri=mlflow_uri,
+        model_name=f"decide-{uuid.uuid4().hex[:8]}",
         _env_file=None,
     )
+
+
+def collect_scenario(scenario: str, settings: Settings) -> list[int]:
+    """Every batch of ``scenario`` (group 1) collected into RAW and CLEAN; their ids."""
     batch_ids = []
-    with data_api(scenario, tmp / "datasource") as url:
+    with data_api(scenario, settings.state_dir / "datasource") as url:
         while (result := ingest.collect_and_clean(settings, url, group=1)).report is not None:
             assert result.collected.batch_id is not None
             batch_ids.append(result.collected.batch_id)
-    return settings, batch_ids
+    return batch_ids
 
 
 def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision, decide.Evidence]:
@@ -309,9 +313,12 @@ def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision
 
 @pytest.fixture(scope="module")
 def drift_zoo(
-    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+    tmp_path_factory: pytest.TempPathFactory,
+    make_database: Callable[[str], str],
+    mlflow_server: str,
 ) -> tuple[Settings, dict[str, int]]:
-    settings, ids = collect_scenario("drift-zoo", tmp_path_factory.mktemp("zoo"), make_database)
+    settings = fresh_settings(tmp_path_factory.mktemp("zoo"), make_database, mlflow_server)
+    ids = collect_scenario("drift-zoo", settings)
     names = [b.name for b in load_scenario("drift-zoo").batches]
     assert len(ids) == len(names)
     return settings, dict(zip(names, ids, strict=True))
@@ -405,9 +412,12 @@ def test_deciding_an_unknown_batch_says_so(drift_zoo: tuple[Settings, dict[str, 
 
 
 def test_the_course_plan(
-    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+    tmp_path_factory: pytest.TempPathFactory,
+    make_database: Callable[[str], str],
+    mlflow_server: str,
 ) -> None:
-    settings, ids = collect_scenario("course", tmp_path_factory.mktemp("course"), make_database)
+    settings = fresh_settings(tmp_path_factory.mktemp("course"), make_database, mlflow_server)
+    ids = collect_scenario("course", settings)
     assert len(ids) == 6
     verdicts = {}
     for number, batch_id in enumerate(ids):
@@ -462,17 +472,13 @@ def tiny_model() -> TransformedTargetRegressor:
 
 @pytest.fixture(scope="module")
 def with_model(
-    tmp_path_factory: pytest.TempPathFactory, make_database: Callable[[str], str]
+    tmp_path_factory: pytest.TempPathFactory,
+    make_database: Callable[[str], str],
+    mlflow_server: str,
 ) -> tuple[Settings, dict[str, int]]:
-    """CLEAN batches and a production model trained on the first one, with lineage tags."""
-    tmp = tmp_path_factory.mktemp("model")
-    settings = Settings(
-        state_dir=tmp / "state",
-        raw_db_url=make_database("raw"),
-        clean_db_url=make_database("clean"),
-        mlflow_tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
-        _env_file=None,
-    )
+    """CLEAN batches and a production model trained on the first one, registered with its
+    lineage tags in the real MLflow server."""
+    settings = fresh_settings(tmp_path_factory.mktemp("model"), make_database, mlflow_server)
     ids = {
         "train": store_generated(settings, 0, 3_000),
         "same": store_generated(settings, 1, 1_500),
@@ -485,7 +491,8 @@ def with_model(
         holdout["price"], model.predict(holdout.loc[:, list(decide.FEATURE_COLUMNS)])
     )
 
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(mlflow_server)
+    mlflow.set_experiment(settings.model_name)
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
         mlflow.log_metric(decide.HOLDOUT_METRIC, holdout_rmsle)
@@ -505,7 +512,10 @@ def with_model(
     with mlflow.start_run() as bare_run:
         pass
     bare = client.create_model_version(
-        settings.model_name, logged.model_uri, run_id=bare_run.info.run_id
+        settings.model_name,
+        logged.model_uri,
+        run_id=bare_run.info.run_id,
+        model_id=logged.model_id,
     )
     client.set_model_version_tag(
         settings.model_name, bare.version, lineage.BATCH_IDS, str(ids["train"])
