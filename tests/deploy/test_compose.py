@@ -1,0 +1,167 @@
+"""docker-compose.yml with .env.example: valid Compose, only published images, the deployment rules.
+
+The Compose CLI is not installed here (and CI's `compose-config` job runs the real
+`docker compose config`), so the file is interpolated as Compose does (tests/deploy/compose.py)
+and parsed by `compose_spec`, a strict implementation of the Compose specification.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from compose_spec import PyCompose
+
+from tests.deploy import compose
+from tests.deploy.dockerfile import dockerfile_path, final_stage, image_names
+from tests.deploy.workflows import matrix_images
+
+ENV = compose.env_file()
+MODEL, USED = compose.resolved(ENV)
+RAW = compose.load()
+SERVICES: dict[str, dict[str, Any]] = MODEL["services"]
+ONE_SHOT = {name for name, s in SERVICES.items() if s.get("restart") == "no"}
+USER_FACING = {"airflow-api-server", "mlflow", "minio", "optuna-dashboard", "serving", "app"}
+SECRET_NAME = re.compile(r"(PASSWORD|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|FERNET_KEY|TOKEN|AUTH)$")
+PINNED_TAG = re.compile(r"^[\w./-]+:[\w.-]*\d[\w.-]*$")
+
+
+def test_the_compose_specification_accepts_the_file() -> None:
+    spec = PyCompose.from_json(json.dumps(MODEL))
+    spec.validate()  # every network and volume a service names is declared
+    assert set(spec.service_names()) == set(SERVICES)
+
+
+def test_every_variable_it_reads_is_in_env_example() -> None:
+    undocumented = USED - compose.documented_names()
+    assert not undocumented, f"add to .env.example: {sorted(undocumented)}"
+
+
+def test_a_missing_secret_stops_compose_with_its_name() -> None:
+    env = {k: v for k, v in ENV.items() if k != "REDIS_PASSWORD"}
+    with pytest.raises(compose.InterpolationError, match="REDIS_PASSWORD"):
+        compose.resolved(env)
+
+
+def test_services_run_published_images_only() -> None:
+    for name, service in RAW["services"].items():
+        assert "build" not in service, f"{name}: images are built by GitHub Actions, never here"
+        image = service["image"]
+        if compose.own_image(service) is None:
+            assert "DOCKERHUB_NAMESPACE" not in image, (
+                f"{name}: own images are ${{DOCKERHUB_NAMESPACE}}/tasador-<image>:${{TAG}}"
+            )
+            assert PINNED_TAG.match(image) and not image.endswith(":latest"), (
+                f"{name}: official image {image!r} must be pinned to a version"
+            )
+
+
+def test_own_images_are_the_dockerfiles_and_the_workflow_matrix() -> None:
+    in_compose = {img for s in RAW["services"].values() if (img := compose.own_image(s))}
+    assert in_compose == set(image_names()) == set(matrix_images())
+
+
+def test_dependencies_wait_for_health_or_completion() -> None:
+    for name, service in SERVICES.items():
+        for target, rule in (service.get("depends_on") or {}).items():
+            assert target in SERVICES, f"{name} depends on unknown {target}"
+            expected = "service_completed_successfully" if target in ONE_SHOT else "service_healthy"
+            assert rule["condition"] == expected, f"{name} -> {target}"
+
+
+def test_long_running_services_have_a_healthcheck() -> None:
+    for name in set(SERVICES) - ONE_SHOT:
+        if "healthcheck" in SERVICES[name]:
+            continue
+        image = compose.own_image(RAW["services"][name])
+        assert image is not None, f"{name} has no healthcheck"
+        assert final_stage(dockerfile_path(image)).last("HEALTHCHECK"), (
+            f"{name}: neither the service nor its image declares a healthcheck"
+        )
+
+
+def test_everything_waits_for_the_secrets_check() -> None:
+    def waits(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        deps = set(SERVICES[name].get("depends_on") or {})
+        return "secrets-check" in deps or any(waits(d, seen | {name}) for d in deps - seen)
+
+    assert [n for n in SERVICES if n != "secrets-check" and not waits(n)] == []
+
+
+def test_mlflow_restarts_by_itself() -> None:
+    assert SERVICES["mlflow"]["restart"] == "always"
+    assert all(s.get("restart") in {"always", "unless-stopped", "no"} for s in SERVICES.values())
+
+
+def test_only_the_user_facing_services_publish_ports() -> None:
+    published = {name for name, s in SERVICES.items() if s.get("ports")}
+    assert published == USER_FACING
+    for name in USER_FACING:
+        (port,) = RAW["services"][name]["ports"]
+        assert port.startswith("${PUBLISH_ADDRESS}:"), f"{name}: bind to PUBLISH_ADDRESS"
+
+
+def test_one_network_and_named_volumes_only() -> None:
+    (network,) = MODEL["networks"]
+    declared = set(MODEL["volumes"])
+    for name, service in SERVICES.items():
+        assert service.get("networks") == [network], name
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            assert source in declared, f"{name}: {source} is not a named volume"
+
+
+def test_airflow_workers_can_scale() -> None:
+    worker = SERVICES["airflow-worker"]
+    assert RAW["services"]["airflow-worker"]["deploy"]["replicas"] == ("${AIRFLOW_WORKER_REPLICAS}")
+    assert "ports" not in worker
+    assert not any("container_name" in s for s in SERVICES.values())
+
+
+def test_secrets_come_from_env_and_env_example_holds_none() -> None:
+    for name, service in RAW["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if isinstance(value, str) and SECRET_NAME.search(key):
+                assert value.startswith("${"), f"{name}.{key} must come from .env"
+            for password in re.findall(r"://[^:/@\s]*:([^@\s]+)@", str(value or "")):
+                assert password.startswith("${"), f"{name}.{key}: password from .env"
+    for key, value in ENV.items():
+        if SECRET_NAME.search(key):
+            assert value in {"", "change-me"}, f".env.example must not hold a real {key}"
+
+
+def test_the_secrets_check_sees_every_secret() -> None:
+    guarded = set(SERVICES["secrets-check"]["environment"])
+    secrets = {k for k in ENV if SECRET_NAME.search(k) or ENV[k] == "change-me"}
+    assert secrets <= guarded, f"guard these too: {sorted(secrets - guarded)}"
+
+
+def test_airflow_components_share_one_configuration() -> None:
+    airflow = {n: s for n, s in SERVICES.items() if n.startswith("airflow-")}
+    assert {compose.own_image(RAW["services"][n]) for n in airflow} == {"airflow"}
+    shared = {k: v for k, v in airflow["airflow-api-server"]["environment"].items() if v}
+    for name, service in airflow.items():
+        env = service["environment"]
+        assert {k: env.get(k) for k in shared} == shared, f"{name} differs"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("$$HOSTNAME", "$HOSTNAME"),
+        ("${SET}/$SET", "x/x"),
+        ("${UNSET:-d}|${EMPTY:-d}|${EMPTY-d}|${UNSET-d}", "d|d||d"),
+        ("${SET:+alt}|${EMPTY:+alt}|${EMPTY+alt}", "alt||alt"),
+        ("${UNSET:-a${SET}b}", "axb"),
+    ],
+)
+def test_interpolation_follows_compose(text: str, expected: str) -> None:
+    assert compose.interpolate(text, {"SET": "x", "EMPTY": ""}) == expected
+
+
+@pytest.mark.parametrize("text", ["${EMPTY:?no}", "${UNSET?no}", "${UNCLOSED", "a $ b"])
+def test_interpolation_errors(text: str) -> None:
+    with pytest.raises(compose.InterpolationError):
+        compose.interpolate(text, {"EMPTY": ""})
