@@ -37,12 +37,16 @@ def wait_until_healthy(
 
 @contextmanager
 def running(
-    args: Sequence[str], health_url: str, log_path: Path, timeout_s: float = 60.0
+    args: Sequence[str],
+    health_url: str,
+    log_path: Path,
+    timeout_s: float = 60.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Run a command in the background while the block runs; logs go to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_until_healthy(health_url, timeout_s, process)
             yield process

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from tasador import clean_store, db, raw_store
+from tasador import clean_store, db, decisions_store, raw_store
 from tasador.config import Settings
 
 
@@ -16,7 +16,10 @@ def _safe(url: str) -> str:
 
 
 def batch_status(settings: Settings) -> list[dict[str, Any]]:
-    reports = clean_store.cleaning_reports(db.engine("clean", settings))
+    clean_engine = db.engine("clean", settings)
+    reports = clean_store.cleaning_reports(clean_engine)
+    decisions_store.create_schema(clean_engine)
+    decisions = decisions_store.latest_by_batch(clean_engine)
     rows = []
     for batch in raw_store.list_batches(db.engine("raw", settings)):
         cleaned = reports.get(batch.id)
@@ -33,9 +36,21 @@ def batch_status(settings: Settings) -> list[dict[str, Any]]:
                 "dropped": report["dropped"] if report else None,
                 "fixed": {k: v for k, v in report["fixed"].items() if v} if report else None,
                 "payload_sha256": batch.payload_sha256,
+                "decision": _decision(decisions.get(batch.id)),
             }
         )
     return rows
+
+
+def _decision(decision: decisions_store.Decision | None) -> dict[str, Any] | None:
+    if decision is None:
+        return None
+    return {
+        "id": decision.id,
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "decided_at": decision.created_at.isoformat(),
+    }
 
 
 def status(settings: Settings) -> dict[str, Any]:
@@ -48,7 +63,7 @@ def status(settings: Settings) -> dict[str, Any]:
 
 def batches_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of batches for people."""
-    header = ("batch", "group", "number", "received", "clean", "dropped (rule: rows)")
+    header = ("batch", "group", "number", "received", "clean", "dropped (rule: rows)", "decision")
     lines = [header]
     for r in rows:
         dropped = ", ".join(f"{k}: {v}" for k, v in (r["dropped"] or {}).items() if v) or "-"
@@ -60,6 +75,7 @@ def batches_table(rows: list[dict[str, Any]]) -> str:
                 str(r["rows_received"]),
                 "-" if r["rows_clean"] is None else str(r["rows_clean"]),
                 dropped,
+                r["decision"]["verdict"] if r["decision"] else "-",
             )
         )
     return render_table(lines)
