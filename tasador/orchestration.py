@@ -31,9 +31,10 @@ DEFAULT_ARGS = {
 }
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment for a local Airflow (SQLite metadata under the state folder, our DAGs)."""
-    home = (settings.state_dir / "airflow").resolve()
+def airflow_env(settings: Settings, home: Path | None = None) -> dict[str, str]:
+    """Environment for a local Airflow: SQLite metadata in ``home`` (default: under the state
+    folder), our DAGs, and the settings passed on as TASADOR_* variables."""
+    home = (home or settings.state_dir / "airflow").resolve()
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
     env.update(settings_env(settings))
