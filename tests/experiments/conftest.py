@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 
+from tasador import clean_store, db, raw_store
 from tasador.cleaning import clean_frame
+from tasador.columns import RAW_COLUMNS
+from tasador.config import Settings
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +22,96 @@ def clean_sample(sample_csv: Path) -> pd.DataFrame:
     raw = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
     frame, _ = clean_frame(raw)
     return frame.reset_index(drop=True)
+
+
+TINY_SPACES = {
+    "xgboost": """\
+family: xgboost
+params:
+  n_estimators: {type: int, low: 10, high: 40}
+  max_depth: {type: int, low: 2, high: 5}
+  learning_rate: {type: float, low: 0.05, high: 0.3, log: true}
+""",
+    "lightgbm": """\
+family: lightgbm
+params:
+  n_estimators: {type: int, low: 10, high: 40}
+  num_leaves: {type: int, low: 4, high: 16}
+""",
+    "random_forest": """\
+family: random_forest
+params:
+  n_estimators: {type: int, low: 5, high: 15}
+  min_samples_leaf: {type: int, low: 1, high: 10}
+""",
+    "ridge": """\
+family: ridge
+params:
+  alpha: {type: float, low: 0.01, high: 100, log: true}
+features:
+  smoothing: {type: float, low: 1, high: 20, log: true}
+""",
+}
+
+
+def write_spaces(folder: Path, spaces: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in spaces.items():
+        (folder / f"{name}.yaml").write_text(text)
+    return folder
+
+
+def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) -> list[int]:
+    """Store consecutive slices of a raw-text frame as RAW batches and clean them into CLEAN."""
+    raw_engine, clean_engine = db.engine("raw", settings), db.engine("clean", settings)
+    ids, start = [], 0
+    for number, size in enumerate(sizes):
+        part = frame.iloc[start : start + size]
+        start += size
+        rows = [
+            tuple(None if v == "" else v for v in row)
+            for row in part.loc[:, list(RAW_COLUMNS)].itertuples(index=False)
+        ]
+        stored = raw_store.store_batch(
+            raw_engine,
+            group_number=1,
+            day=None,
+            batch_number=number,
+            rows=rows,
+            payload_sha256=hashlib.sha256(repr(rows).encode()).hexdigest(),
+            source="test",
+        )
+        clean_store.clean_batch(raw_engine, clean_engine, stored.id)
+        ids.append(stored.id)
+    return ids
+
+
+@pytest.fixture(scope="session")
+def raw_sample(sample_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture
+def search_settings(
+    settings: Settings,
+    make_database: Callable[[str], str],
+    mlflow_server: str,
+    tmp_path: Path,
+) -> Settings:
+    """Settings for a search: fresh Optuna and CLEAN databases, the session MLflow server, a
+    private experiment and model name, tiny search spaces and budgets."""
+    tag = uuid.uuid4().hex[:8]
+    return settings.model_copy(
+        update={
+            "optuna_storage_url": SecretStr(make_database("optuna")),
+            "mlflow_tracking_uri": mlflow_server,
+            "experiment_name": f"test-{tag}",
+            "model_name": f"realtor-test-{tag}",
+            "search_spaces_dir": write_spaces(tmp_path / "spaces", TINY_SPACES),
+            "search_cv_folds": 2,
+            "search_trials": 6,
+            "search_heartbeat_s": 1,
+            "search_grace_s": 2,
+            "shap_sample_rows": 60,
+        }
+    )

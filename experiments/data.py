@@ -1,0 +1,71 @@
+"""The rows a retraining learns from and is judged on, read from the CLEAN database.
+
+Training rows are the non-holdout rows of the study's batches; the holdout rows of the same
+batches (``tasador.holdout``: a content hash puts ~20% of every batch there, recorded in CLEAN)
+score the challenger and the production model alike. Rows come ordered by (batch_id, row_index),
+so every worker process sees the very same frame; ``data_hash`` proves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from tasador import clean_store, db
+from tasador.columns import RAW_COLUMNS, TARGET
+from tasador.config import Settings
+
+
+def clean_batch_ids(settings: Settings) -> list[int]:
+    """Every batch id with rows in CLEAN, ascending."""
+    engine = db.engine("clean", settings)
+    clean_store.create_schema(engine)
+    with engine.connect() as conn:
+        ids = conn.execute(
+            sa.select(clean_store.listings.c.batch_id).distinct().order_by("batch_id")
+        )
+        return [int(i) for i in ids.scalars()]
+
+
+def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
+    if not batch_ids:
+        raise ValueError("no batch ids given")
+    frame = clean_store.load_listings(db.engine("clean", settings), list(batch_ids), holdout)
+    side = "holdout" if holdout else "training"
+    if frame.empty:
+        raise LookupError(f"no {side} rows in CLEAN for batches {sorted(batch_ids)}")
+    missing = sorted(set(batch_ids) - set(frame["batch_id"].unique()))
+    if missing:
+        raise LookupError(f"batches {missing} have no {side} rows in CLEAN")
+    return frame
+
+
+def training_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
+    return _rows(settings, batch_ids, holdout=False)
+
+
+def holdout_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
+    return _rows(settings, batch_ids, holdout=True)
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """sha256 over the rows' identity and content, in order: equal hashes, equal data."""
+    columns = ["batch_id", "row_index", *RAW_COLUMNS]
+    hashed = pd.util.hash_pandas_object(frame.loc[:, columns], index=False)
+    return hashlib.sha256(hashed.to_numpy(dtype=np.uint64).tobytes()).hexdigest()
+
+
+def sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows, drawn reproducibly (the search may use a subset; the refit
+    of the best trial uses every training row)."""
+    if len(frame) <= max_rows:
+        return frame
+    return frame.sample(n=max_rows, random_state=seed).sort_index()
+
+
+def target(frame: pd.DataFrame) -> np.ndarray:
+    return frame[TARGET].to_numpy(dtype="float64")

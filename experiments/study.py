@@ -1,0 +1,394 @@
+"""One Optuna study per retraining, searched by several workers at once.
+
+**Lifecycle.** :func:`prepare_study` creates the study on the RDB storage (PostgreSQL), named
+after the batch range, with ``load_if_exists`` so re-running it is harmless; it opens the
+study's MLflow parent run and stores a :class:`StudyPlan` (batches, data hash, budget, search
+spaces, parent run, retrain decision) in the study itself. :func:`run_worker` is what each
+worker runs, a local process (``tasador search --workers N``) or an Airflow mapped task: it
+needs only the study name, reads the plan back, checks that CLEAN still holds the very rows the
+plan was made from, and runs trials until the study's trial budget is spent. The spaces travel
+inside the plan, so every worker searches the same space even if a YAML file changes meanwhile.
+
+**Trials.** A trial samples a family (``family`` is a categorical of the study), then that
+family's hyperparameters, and scores the model with K-fold cross-validation on the training
+rows (a reproducible subset of at most ``search_sample_rows``). After each fold it reports the
+running out-of-fold RMSLE; the ``MedianPruner`` stops trials whose partial score is worse than
+the median of earlier trials at the same fold, so weak configurations (often a whole family)
+cost one fold instead of K. Folds rather than boosting rounds are the pruning steps because
+they exist for every family. The sampler is TPE with ``multivariate`` and ``group`` (a
+conditional space: each family's parameters only exist in its trials) and the constant liar,
+so concurrent workers do not all propose the same point.
+
+**Workers that die.** Heartbeats (``search_heartbeat_s``) mark running trials alive; a trial
+silent for ``search_grace_s`` is failed by the next worker that starts a trial, and
+``RetryHeartbeatStaleTrialCallback`` (Optuna 5's name for ``RetryFailedTrialCallback``)
+enqueues it again with the same parameters (up to ``search_max_retries`` times), so a killed
+worker's trial is re-run, not lost; the dead trial's MLflow run is closed as FAILED.
+
+**Warm start.** A new study first re-evaluates the production model's configuration (enqueued
+from its model version's ``optuna_params`` tag) so the search always measures the champion's
+recipe on the new data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import socket
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.model_selection import KFold
+
+from experiments import data, runs, spaces
+from experiments.families import build_model
+from experiments.metrics import PRIMARY, regression_metrics, rmsle
+from tasador import db, decisions_store, lineage
+from tasador.columns import TARGET
+from tasador.config import Settings, get_settings
+
+PLAN_ATTR = "tasador_plan"
+RUN_ID_ATTR = "mlflow_run_id"
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+CHAMPION_PARAMS_TAG = "optuna_params"  # on model versions: the trial params that built them
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
+
+
+class StudyPlan(BaseModel):
+    """Everything a worker needs, stored in the study's user attributes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    study_name: str
+    batch_ids: list[int] = Field(min_length=1)
+    data_hash: str
+    training_rows: int
+    experiment_id: str
+    parent_run_id: str
+    n_trials: int = Field(ge=1)
+    cv_folds: int = Field(ge=2)
+    sample_rows: int
+    seed: int
+    spaces: dict[str, Any]
+    decision_id: int | None = None
+    reason: str | None = None
+
+    def lineage_tags(self) -> dict[str, str]:
+        tags = {
+            lineage.BATCH_IDS: lineage.encode_batch_ids(self.batch_ids),
+            lineage.DATA_HASH: self.data_hash,
+            lineage.STUDY_NAME: self.study_name,
+            runs.STUDY_TAG: self.study_name,
+        }
+        if self.decision_id is not None:
+            tags[lineage.DECISION_ID] = str(self.decision_id)
+        if self.reason:
+            tags[lineage.RETRAIN_REASON] = self.reason[:5000]  # MLflow's tag value limit is 8k
+        return tags
+
+    def search_spaces(self) -> dict[str, spaces.SearchSpace]:
+        return spaces.spaces_from_json(self.spaces, f"study {self.study_name}")
+
+
+def study_name_for(batch_ids: Sequence[int], model_name: str) -> str:
+    """``<model>-batches-<first>-<last>``, plus a short digest when the ids have gaps."""
+    ids = sorted(set(batch_ids))
+    if not ids:
+        raise ValueError("a study needs at least one batch id")
+    span = f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
+    if ids != list(range(ids[0], ids[-1] + 1)):
+        encoded = lineage.encode_batch_ids(ids).encode()
+        span += "-" + hashlib.sha256(encoded).hexdigest()[:6]
+    return f"{model_name}-batches-{span}"
+
+
+def storage(settings: Settings) -> RDBStorage:
+    # Heartbeats and grouped TPE are "experimental" in Optuna 5 and warn on every use.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return RDBStorage(
+        db.sqlalchemy_url(db.database_url("optuna", settings)),
+        engine_kwargs={"pool_pre_ping": True},
+        heartbeat_interval=settings.search_heartbeat_s,
+        grace_period=settings.search_grace_s,
+        heartbeat_stale_trial_callback=_RetryStaleTrial(settings),
+    )
+
+
+class _RetryStaleTrial:
+    """When a worker died mid-trial: enqueue the trial again and close its MLflow run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.search_max_retries)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.retry(study, trial)
+        run_id = trial.user_attrs.get(RUN_ID_ATTR)
+        if run_id is not None:
+            mlflow_client = runs.client(self.settings)
+            runs.log(mlflow_client, run_id, tags={runs.STATE_TAG: "FAIL", "error": "worker lost"})
+            runs.end(mlflow_client, run_id, "FAILED")
+
+
+def load_plan(study: optuna.Study) -> StudyPlan:
+    raw = study.user_attrs.get(PLAN_ATTR)
+    if raw is None:
+        raise LookupError(f"study {study.study_name} has no plan: create it with prepare_study")
+    return StudyPlan.model_validate(raw)
+
+
+def load_study(study_name: str, settings: Settings) -> tuple[optuna.Study, StudyPlan]:
+    store = storage(settings)
+    try:
+        probe = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        raise LookupError(f"no study named {study_name!r} in the Optuna storage") from None
+    plan = load_plan(probe)
+    study = optuna.load_study(
+        study_name=study_name, storage=store, sampler=_sampler(plan), pruner=_pruner()
+    )
+    return study, plan
+
+
+def _sampler(plan: StudyPlan) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(
+        n_startup_trials=min(10, max(3, plan.n_trials // 4)),
+        multivariate=True,
+        group=True,
+        constant_liar=True,
+    )
+
+
+def _pruner() -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+
+
+def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> str | None:
+    if reason is not None or decision_id is None:
+        return reason
+    decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
+    if decision is None:
+        raise LookupError(f"no retrain decision with id {decision_id} in CLEAN")
+    return decision.reason
+
+
+def prepare_study(
+    settings: Settings | None = None,
+    batch_ids: Sequence[int] | None = None,
+    *,
+    n_trials: int | None = None,
+    decision_id: int | None = None,
+    reason: str | None = None,
+    families: Sequence[str] | None = None,
+) -> StudyPlan:
+    """Create (or find) the study of a retraining on ``batch_ids`` (default: every CLEAN batch).
+
+    Idempotent: calling it again for the same batches returns the stored plan unchanged.
+    """
+    settings = settings or get_settings()
+    ids = sorted(set(batch_ids)) if batch_ids else data.clean_batch_ids(settings)
+    if not ids:
+        raise LookupError("CLEAN holds no batches to train on")
+    name = study_name_for(ids, settings.model_name)
+    study = optuna.create_study(
+        storage=storage(settings), study_name=name, direction="minimize", load_if_exists=True
+    )
+    if PLAN_ATTR in study.user_attrs:
+        return load_plan(study)
+
+    rows = data.training_rows(settings, ids)
+    search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)
+    mlflow_client = runs.client(settings)
+    plan = StudyPlan(
+        study_name=name,
+        batch_ids=ids,
+        data_hash=data.data_hash(rows),
+        training_rows=len(rows),
+        experiment_id=runs.experiment_id(mlflow_client, settings.experiment_name),
+        parent_run_id="-",
+        n_trials=n_trials or settings.search_trials,
+        cv_folds=settings.search_cv_folds,
+        sample_rows=settings.search_sample_rows,
+        seed=settings.search_seed,
+        spaces=spaces.spaces_to_json(search_spaces),
+        decision_id=decision_id,
+        reason=_reason(settings, decision_id, reason),
+    )
+    parent = runs.create_run(
+        mlflow_client,
+        plan.experiment_id,
+        name,
+        {**plan.lineage_tags(), runs.KIND_TAG: "study"},
+    )
+    runs.log(
+        mlflow_client,
+        parent,
+        params={
+            "families": ",".join(search_spaces),
+            "n_trials": plan.n_trials,
+            "cv_folds": plan.cv_folds,
+            "training_rows": plan.training_rows,
+            "search_rows": min(plan.training_rows, plan.sample_rows),
+        },
+    )
+    mlflow_client.log_dict(parent, plan.spaces, "search_spaces.json")
+    plan = plan.model_copy(update={"parent_run_id": parent})
+    study.set_user_attr(PLAN_ATTR, plan.model_dump(mode="json"))
+    _enqueue_champion(study, settings, mlflow_client, search_spaces)
+    return plan
+
+
+def _enqueue_champion(
+    study: optuna.Study, settings: Settings, mlflow_client: Any, search_spaces: dict[str, Any]
+) -> None:
+    from experiments.registry import production_version
+
+    version = production_version(mlflow_client, settings)
+    if version is None or CHAMPION_PARAMS_TAG not in version.tags:
+        return
+    params = json.loads(version.tags[CHAMPION_PARAMS_TAG])
+    if params.get(spaces.FAMILY_PARAM) in search_spaces:
+        study.enqueue_trial(params, user_attrs={"warm_start": f"production v{version.version}"})
+
+
+class _Objective:
+    """Cross-validates one sampled configuration, logging it as a child run of the study."""
+
+    def __init__(self, plan: StudyPlan, rows: pd.DataFrame, settings: Settings) -> None:
+        self.plan = plan
+        self.spaces = plan.search_spaces()
+        self.X = rows.drop(columns=[TARGET])
+        self.y = data.target(rows)
+        self.folds = list(KFold(plan.cv_folds, shuffle=True, random_state=plan.seed).split(self.X))
+        self.n_jobs = settings.search_threads
+        self.client = runs.client(settings)
+        self.finished = 0
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        family, params, smoothing = spaces.suggest(trial, self.spaces)
+        run_id = runs.create_run(
+            self.client,
+            self.plan.experiment_id,
+            f"trial-{trial.number:03d}-{family}",
+            {
+                **self.plan.lineage_tags(),
+                runs.KIND_TAG: "trial",
+                runs.TRIAL_TAG: str(trial.number),
+                "family": family,
+            },
+            parent_run_id=self.plan.parent_run_id,
+        )
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        trial.set_user_attr("worker", WORKER)
+        logged = {spaces.FAMILY_PARAM: family, **params}
+        if smoothing is not None:
+            logged["smoothing"] = smoothing
+        runs.log(self.client, run_id, params=logged)
+        try:
+            value = self._cross_validate(trial, run_id, family, params, smoothing)
+        except optuna.TrialPruned:
+            runs.log(self.client, run_id, tags={runs.STATE_TAG: "PRUNED"})
+            runs.end(self.client, run_id, "KILLED")
+            self.finished += 1
+            raise
+        except Exception as exc:
+            runs.log(self.client, run_id, tags={runs.STATE_TAG: "FAIL", "error": repr(exc)[:500]})
+            runs.end(self.client, run_id, "FAILED")
+            raise
+        runs.log(self.client, run_id, tags={runs.STATE_TAG: "COMPLETE"})
+        runs.end(self.client, run_id)
+        self.finished += 1
+        return value
+
+    def _cross_validate(
+        self,
+        trial: optuna.Trial,
+        run_id: str,
+        family: str,
+        params: dict[str, Any],
+        smoothing: float | None,
+    ) -> float:
+        extra = {} if smoothing is None else {"smoothing": smoothing}
+        predicted = np.full(len(self.y), np.nan)
+        for step, (fit_rows, score_rows) in enumerate(self.folds):
+            model = build_model(family, params, n_jobs=self.n_jobs, seed=self.plan.seed, **extra)
+            model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
+            predicted[score_rows] = model.predict(self.X.iloc[score_rows])
+            seen = ~np.isnan(predicted)
+            partial = rmsle(self.y[seen], predicted[seen])
+            runs.log(self.client, run_id, metrics={f"cv_{PRIMARY}": partial}, step=step)
+            trial.report(partial, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"fold {step + 1}: {PRIMARY} {partial:.4f}")
+        metrics = regression_metrics(self.y, predicted)
+        runs.log(self.client, run_id, metrics=metrics)
+        return metrics[PRIMARY]
+
+
+def counted_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
+
+
+def run_worker(
+    study_name: str, settings: Settings | None = None, *, timeout_s: float | None = None
+) -> int:
+    """Run trials of ``study_name`` until its trial budget is spent (or ``timeout_s`` passes).
+
+    Returns how many trials this worker finished (completed or pruned). Safe to run in any
+    number of processes or machines at once; this is what Airflow's mapped tasks call.
+    """
+    runs.forget_inherited_run()
+    settings = settings or get_settings()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, plan = load_study(study_name, settings)
+    if counted_trials(study) >= plan.n_trials:
+        return 0
+    rows = data.training_rows(settings, plan.batch_ids)
+    found = data.data_hash(rows)
+    if found != plan.data_hash:
+        raise RuntimeError(
+            f"CLEAN rows of batches {plan.batch_ids} changed since study {study_name} was "
+            f"planned (data hash {found[:12]} != {plan.data_hash[:12]}); plan a new study"
+        )
+    objective = _Objective(plan, data.sample(rows, plan.sample_rows, plan.seed), settings)
+    study.optimize(
+        objective,
+        timeout=timeout_s,
+        callbacks=[MaxTrialsCallback(plan.n_trials, states=COUNTED_STATES)],
+        catch=(Exception,),
+        gc_after_trial=True,
+    )
+    return objective.finished
+
+
+def run_workers(
+    study_name: str, settings: Settings, workers: int, timeout_s: float | None = None
+) -> None:
+    """Run ``workers`` worker processes on the study and wait for them all."""
+    context = multiprocessing.get_context("spawn")  # no inherited threads, sockets or run ids
+    processes = [
+        context.Process(
+            target=run_worker,
+            args=(study_name, settings),
+            kwargs={"timeout_s": timeout_s},
+            name=f"search-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = [p.name for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"search workers failed: {', '.join(failed)}")

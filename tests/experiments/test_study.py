@@ -1,0 +1,130 @@
+import multiprocessing
+import time
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from experiments import study as search
+from tasador import clean_store, db, lineage
+from tests.experiments.conftest import write_spaces
+
+
+def test_study_name_follows_the_batch_range():
+    assert search.study_name_for([3, 1, 2], "m") == "m-batches-1-3"
+    assert search.study_name_for([4], "m") == "m-batches-4"
+    gappy = search.study_name_for([1, 2, 5], "m")
+    assert gappy.startswith("m-batches-1-5-") and gappy != search.study_name_for([1, 3, 5], "m")
+    with pytest.raises(ValueError):
+        search.study_name_for([], "m")
+
+
+def _children(client: MlflowClient, plan: search.StudyPlan):
+    return client.search_runs(
+        [plan.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{plan.parent_run_id}'"
+    )
+
+
+def test_two_workers_share_one_study_and_every_trial_is_a_child_run(search_settings, raw_sample):
+    ids = _load(search_settings, raw_sample)
+    plan = search.prepare_study(search_settings, reason="test: baseline")
+    assert plan.batch_ids == ids and plan.study_name == search.study_name_for(ids, "x").replace(
+        "x", search_settings.model_name
+    )
+    assert search.prepare_study(search_settings) == plan  # idempotent: the same plan, no new run
+
+    search.run_workers(plan.study_name, search_settings, workers=2)
+
+    study, _ = search.load_study(plan.study_name, search_settings)
+    trials = study.get_trials(states=search.COUNTED_STATES)
+    assert len(trials) >= plan.n_trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
+    client = MlflowClient(search_settings.mlflow_tracking_uri)
+    children = {r.info.run_id: r for r in _children(client, plan)}
+    assert {t.user_attrs[search.RUN_ID_ATTR] for t in study.trials} == set(children)
+    for t in trials:
+        run = children[t.user_attrs[search.RUN_ID_ATTR]]
+        assert run.data.params["family"] == t.params["family"]
+        assert run.data.tags[lineage.STUDY_NAME] == plan.study_name
+        assert run.data.tags[lineage.RETRAIN_REASON] == "test: baseline"
+        history = client.get_metric_history(run.info.run_id, "cv_rmsle")
+        assert [m.step for m in history] == sorted(t.intermediate_values)
+        if t.state == TrialState.COMPLETE:
+            assert run.data.metrics["rmsle"] == pytest.approx(t.value)
+            assert run.info.status == "FINISHED"
+        else:
+            assert run.info.status == "KILLED" and "rmsle" not in run.data.metrics
+    leaderboard = client.search_runs(
+        [plan.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{plan.parent_run_id}'",
+        order_by=["metrics.rmsle ASC"],
+    )
+    assert leaderboard[0].data.metrics["rmsle"] == pytest.approx(study.best_value)
+
+
+def _load(settings, raw_sample):
+    from tests.experiments.conftest import load_batches
+
+    return load_batches(settings, raw_sample.iloc[:1400], [700, 700])
+
+
+def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path):
+    # One slow family, so the worker is surely mid-trial when it is killed.
+    slow = write_spaces(
+        tmp_path / "slow",
+        {
+            "random_forest": "family: random_forest\n"
+            "params:\n  n_estimators: {type: int, low: 600, high: 700}\n"
+        },
+    )
+    settings = search_settings.model_copy(update={"search_spaces_dir": slow, "search_trials": 2})
+    _load(settings, raw_sample)
+    plan = search.prepare_study(settings)
+
+    worker = multiprocessing.get_context("spawn").Process(
+        target=search.run_worker, args=(plan.study_name, settings)
+    )
+    worker.start()
+    study, _ = search.load_study(plan.study_name, settings)
+    deadline = time.monotonic() + 120
+    # Mid-trial: its parameters are sampled and its MLflow run exists.
+    while not [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs]:
+        assert time.monotonic() < deadline and worker.is_alive(), "no trial started"
+        time.sleep(0.1)
+    worker.kill()
+    worker.join()
+    (killed,) = study.get_trials(states=(TrialState.RUNNING,))
+
+    time.sleep(settings.search_grace_s + 1)  # the dead worker's heartbeat goes stale
+    assert search.run_worker(plan.study_name, settings) >= 1
+
+    trials = study.get_trials()
+    assert trials[killed.number].state == TrialState.FAIL
+    retries = [
+        t
+        for t in trials
+        if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == killed.number
+    ]
+    assert len(retries) == 1
+    assert retries[0].state in search.COUNTED_STATES
+    assert retries[0].params == killed.params
+    lost = MlflowClient(settings.mlflow_tracking_uri).get_run(killed.user_attrs["mlflow_run_id"])
+    assert lost.info.status == "FAILED" and lost.data.tags["error"] == "worker lost"
+
+
+def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sample):
+    _load(search_settings, raw_sample)
+    plan = search.prepare_study(search_settings)
+    with db.engine("clean", search_settings).begin() as conn:
+        conn.execute(sa.update(clean_store.listings).values(price=clean_store.listings.c.price + 1))
+    with pytest.raises(RuntimeError, match="changed since"):
+        search.run_worker(plan.study_name, search_settings)
+    assert (
+        optuna.load_study(
+            study_name=plan.study_name, storage=search.storage(search_settings)
+        ).trials
+        == []
+    )
