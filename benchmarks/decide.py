@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import tempfile
 import time
@@ -104,14 +105,17 @@ class _PriceModel(mlflow.pyfunc.PythonModel):
         return self.pipeline.predict(model_input)
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` runs."""
-    times = []
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """Median wall time and median CPU time of this process over ``repeat`` runs.
+
+    On a shared machine the wall time includes waiting for a core; the CPU time does not."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -169,9 +173,11 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     }
     ref_rows = evidence.reference.rows if evidence.reference else 0
     print(f"reference: {ref_rows:,} training rows; batch: {evidence.batch.rows_out:,} clean rows")
-    print(f"{'step':<44}{'seconds':>8}")
+    print(f"load average (1 min) on {os.cpu_count()} cores: {os.getloadavg()[0]:.1f}")
+    print(f"{'step':<44}{'wall s':>8}{'CPU s':>8}")
     for name, fn in parts.items():
-        print(f"{name:<44}{timed(fn, args.repeat):>8.2f}")
+        wall, cpu = timed(fn, args.repeat)
+        print(f"{name:<44}{wall:>8.2f}{cpu:>8.2f}")
     print(f"verdict: {decision.verdict}\n{decision.reason}")
 
 

@@ -607,7 +607,6 @@ def decide_batch(settings: Settings, batch_id: int, force: bool = False) -> Deci
     Deciding again returns the stored decision; ``force`` recomputes the evidence, says retrain
     whatever it shows, and replaces the stored decision (keeping its id)."""
     engine = db.engine("clean", settings)
-    decisions_store.create_schema(engine)
     if not force:
         stored = decisions_store.get(engine, batch_id)
         if stored is not None:
