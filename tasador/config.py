@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
     shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
 
+    # Serving (serving/) and the UI (app/).
+    serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
+    serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request
+    serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
+    serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval
+    serving_api_url: str = "http://127.0.0.1:8000"  # where the UI reaches serving
+
     @field_validator("day")
     @classmethod
     def _day_known(cls, value: str | None) -> str | None:
