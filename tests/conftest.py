@@ -7,6 +7,8 @@ names a server (a URL of its maintenance database, e.g. ``postgresql://u:p@host:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,15 +26,18 @@ SAMPLE_CSV = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     given = os.environ.get("TEST_DATABASE_URL")
     if given:
         yield given
         return
-    pg_dir = tmp_path_factory.mktemp("pg")
-    url = embedded.server_url(pg_dir)
-    yield url
-    embedded.stop(pg_dir)
+    # Not under pytest's basetemp: concurrent pytest sessions prune each other's old basetemps.
+    pg_dir = Path(tempfile.mkdtemp(prefix="tasador-test-pg-"))
+    try:
+        yield embedded.server_url(pg_dir)
+    finally:
+        embedded.stop(pg_dir)
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def _plain(url: str) -> str:
