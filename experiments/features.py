@@ -33,8 +33,8 @@ are log-normal and RMSLE is the primary metric, so squared error on the log scal
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -53,16 +53,23 @@ Encoding = Literal["native", "forest", "linear"]
 # 0.701, 5 -> 0.643 / 0.704, 20 -> 0.645 / 0.712, 100 -> 0.649 / 0.722. Search spaces may tune it.
 DEFAULT_SMOOTHING = 5.0
 
-# What the served model takes: every raw field but the target.
+# What the served model takes: every raw field but the target, typed as in CLEAN.
 INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
+_SIZES = ("bed", "bath", "acre_lot", "house_size")  # float64
+_IDS = ("brokered_by", "street")  # digits as text
+_TEXT = ("status", "city", "state")
+INPUT_TYPES: dict[str, str] = {  # MLflow signature types of INPUT_COLUMNS
+    **{c: "string" for c in INPUT_COLUMNS},
+    **{c: "double" for c in _SIZES},
+    "prev_sold_date": "datetime",
+}
 
 # What ListingFrame derives from them (``street`` is dropped on purpose, see the module doc).
-NUMERIC = ("bed", "bath", "acre_lot", "house_size", "prev_sold_year")
+NUMERIC = (*_SIZES, "prev_sold_year")
 LOW_CARDINALITY = ("status", "state", "zip_code_3")
 HIGH_CARDINALITY = ("city", "zip_code", "brokered_by")
 PER_SQFT_KEYS = ("zip_code_3", "zip_code", "city")
 DERIVED_COLUMNS: tuple[str, ...] = (*NUMERIC, *LOW_CARDINALITY, *HIGH_CARDINALITY)
-_SIZES = ("bed", "bath", "acre_lot", "house_size")
 _DERIVED_SOURCE = {"prev_sold_year": "prev_sold_date", "zip_code_3": "zip_code"}
 
 
@@ -78,16 +85,40 @@ def _text(values: pd.Series) -> pd.Series:
     return text.mask(text == "")
 
 
-def _fractional_year(values: pd.Series) -> pd.Series:
-    dates = pd.to_datetime(values, errors="coerce", format="mixed")
-    return (dates.dt.year + (dates.dt.dayofyear - 1) / 366.0).astype("float64")
+def model_input(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Raw listing fields (a frame or JSON-like records) -> the model's input frame.
+
+    Columns ``INPUT_COLUMNS`` typed as in CLEAN (``INPUT_TYPES``): sizes float64, ids and zip
+    codes as digit strings (zip zero-padded to 5), other text stripped, the date datetime64.
+    Values arrive as the data API and JSON send them (ids and zips as floats, counts as ints,
+    dates as text); unparseable values become missing, absent columns all-missing, extra
+    columns are dropped. The logged model's signature expects exactly this frame, so callers
+    of ``mlflow.pyfunc`` models (serving) pass their input through here first.
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data))
+    raw = frame.reindex(columns=list(INPUT_COLUMNS))
+    zip5 = _digits(raw["zip_code"])
+    dates = pd.to_datetime(raw["prev_sold_date"], errors="coerce", format="mixed")
+    return pd.DataFrame(
+        {
+            "brokered_by": _digits(raw["brokered_by"]),
+            "status": _text(raw["status"]).str.lower(),
+            **{c: pd.to_numeric(raw[c], errors="coerce").astype("float64") for c in _SIZES},
+            "street": _digits(raw["street"]),
+            "city": _text(raw["city"]),
+            "state": _text(raw["state"]),
+            "zip_code": zip5.where(zip5.str.len() <= 5).str.zfill(5),
+            "prev_sold_date": dates.astype("datetime64[ns]"),
+        },
+        index=frame.index,
+    ).loc[:, list(INPUT_COLUMNS)]
 
 
 class ListingFrame(TransformerMixin, BaseEstimator):
     """Raw listing fields in, typed and derived columns (``DERIVED_COLUMNS``) out.
 
-    Stateless. Tolerates the shapes the fields arrive in (ids and zip codes as floats, dates as
-    text or datetimes), missing columns (all values unknown) and extra columns (ignored).
+    Stateless. Takes what :func:`model_input` takes, so the fitted model serves fields in the
+    shapes they arrive in, with missing or extra columns.
     """
 
     def fit(self, X: pd.DataFrame, y: object = None) -> ListingFrame:
@@ -96,23 +127,21 @@ class ListingFrame(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         self._check(X)
-        raw = X.reindex(columns=list(INPUT_COLUMNS))
-        zip5 = _digits(raw["zip_code"])
-        zip5 = zip5.where(zip5.str.len() <= 5).str.zfill(5)
-        state = _text(raw["state"])
-        city = _text(raw["city"]).str.lower()
+        raw = model_input(X)
+        dates = raw["prev_sold_date"]
+        city = raw["city"].str.lower()
         out = pd.DataFrame(
             {
-                **{
-                    c: pd.to_numeric(raw[c], errors="coerce").astype("float64") for c in NUMERIC[:4]
-                },
-                "prev_sold_year": _fractional_year(raw["prev_sold_date"]),
-                "status": _text(raw["status"]).str.lower(),
-                "state": state,
-                "zip_code_3": zip5.str[:3],
-                "city": (state.fillna("?") + "|" + city).where(city.notna()),
-                "zip_code": zip5,
-                "brokered_by": _digits(raw["brokered_by"]),
+                **{c: raw[c] for c in _SIZES},
+                "prev_sold_year": (dates.dt.year + (dates.dt.dayofyear - 1) / 366.0).astype(
+                    "float64"
+                ),
+                "status": raw["status"],
+                "state": raw["state"],
+                "zip_code_3": raw["zip_code"].str[:3],
+                "city": (raw["state"].fillna("?") + "|" + city).where(city.notna()),
+                "zip_code": raw["zip_code"],
+                "brokered_by": raw["brokered_by"],
             },
             index=X.index,
         )

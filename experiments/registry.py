@@ -1,12 +1,89 @@
-"""The model registry: which version is production, and moving the alias."""
+"""The model registry: logging a model version, finding and loading versions, the alias.
+
+**Serialization.** Models are logged with the sklearn flavour in ``cloudpickle`` format. MLflow
+3.17 defaults to skops, which refuses our pipeline outright (measured: "skops does not support
+custom functions or classes", for xgboost, lightgbm and ridge pipelines alike) and would need
+every booster type allow-listed. Pickle-based formats load in a fresh process as long as the
+library versions match, which the lock file and the shared image guarantee (they are also
+pinned in the model's requirements); the custom transformers are pickled by reference, so
+loading needs this project installed, as serving has it. Loading any sklearn-flavour model in
+3.17 (skops included) requires ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``, which
+:func:`tasador.tracking.configure` sets: the registry only holds models our training wrote.
+
+**Signature.** Every input column is optional and typed as CLEAN types it (see
+``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
+is not a date), so pyfunc callers pass raw fields through ``experiments.features.model_input``
+first. Extra columns (``batch_id``...) are ignored with a warning.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from importlib.metadata import version as installed_version
+
+import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PyFuncModel
+from mlflow.types.schema import ColSpec, Schema
+from sklearn.base import RegressorMixin
 
+from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.config import Settings
+
+SERIALIZATION = "cloudpickle"
+_REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
+ARTIFACT_NAME = "model"
+
+
+def signature() -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([ColSpec(INPUT_TYPES[c], c, required=False) for c in INPUT_COLUMNS]),
+        outputs=Schema([ColSpec("double")]),
+    )
+
+
+def requirements() -> list[str]:
+    """Pinned to what trained the model (skips MLflow's slow requirement inference)."""
+    return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
+
+
+def log_and_register(
+    model: RegressorMixin,
+    example: pd.DataFrame,
+    settings: Settings,
+    run_id: str,
+    tags: Mapping[str, str],
+) -> ModelVersion:
+    """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``."""
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.sklearn.log_model(
+            sk_model=model,
+            name=ARTIFACT_NAME,
+            serialization_format=SERIALIZATION,
+            signature=signature(),
+            input_example=model_input(example),
+            pip_requirements=requirements(),
+            registered_model_name=settings.model_name,
+        )
+    client = MlflowClient()
+    number = str(info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.model_name, number, key, str(value))
+    return client.get_model_version(settings.model_name, number)
+
+
+def versions_of_run(
+    mlflow_client: MlflowClient, settings: Settings, run_id: str
+) -> list[ModelVersion]:
+    return [
+        v
+        for v in mlflow_client.search_model_versions(f"run_id = '{run_id}'")
+        if v.name == settings.model_name
+    ]
 
 
 def production_version(mlflow_client: MlflowClient, settings: Settings) -> ModelVersion | None:
@@ -19,3 +96,18 @@ def production_version(mlflow_client: MlflowClient, settings: Settings) -> Model
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def load_version(settings: Settings, version: str | int) -> PyFuncModel:
+    """A registered version by number (not alias, which may move while we use it).
+
+    ``.predict`` takes :func:`model_input` frames; ``.get_raw_model()`` is the sklearn model.
+    """
+    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+
+
+def set_production(mlflow_client: MlflowClient, settings: Settings, version: str | int) -> None:
+    """Point the production alias at ``version``: one call, so serving sees old or new."""
+    mlflow_client.set_registered_model_alias(
+        settings.model_name, settings.production_alias, str(version)
+    )

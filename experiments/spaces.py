@@ -133,8 +133,28 @@ class SearchSpace(_Strict):
             raise SearchSpaceError(f"trial lacks {self.family} params {sorted(missing)}")
         return {**self.fixed, **own}, smoothing
 
+    def admits(self, trial_params: Mapping[str, Any]) -> bool:
+        """Whether a trial's Optuna params (e.g. an earlier champion's) lie inside this space."""
+        try:
+            params, smoothing = self.from_trial(trial_params)
+        except SearchSpaceError:
+            return False
+        dists = {**self.params, "smoothing": self.features.smoothing}
+        values = {**params, "smoothing": smoothing}
+        return all(_inside(dists[k], values[k]) for k in dists if not _fixed(dists[k]))
+
     def optuna_name(self, name: str) -> str:
         return f"{self.family}.{name}"
+
+
+def _fixed(dist: object) -> bool:
+    return not isinstance(dist, IntParam | FloatParam | CategoricalParam)
+
+
+def _inside(dist: IntParam | FloatParam | CategoricalParam, value: Any) -> bool:
+    if isinstance(dist, CategoricalParam):
+        return value in dist.choices
+    return isinstance(value, int | float) and dist.low <= value <= dist.high
 
 
 def _describe(exc: ValidationError, where: str) -> SearchSpaceError:

@@ -26,8 +26,8 @@ enqueues it again with the same parameters (up to ``search_max_retries`` times),
 worker's trial is re-run, not lost; the dead trial's MLflow run is closed as FAILED.
 
 **Warm start.** A new study first re-evaluates the production model's configuration (enqueued
-from its model version's ``optuna_params`` tag) so the search always measures the champion's
-recipe on the new data.
+from its model version's ``optuna_params`` tag, when the search space still admits it) so the
+search always measures the champion's recipe on the new data.
 """
 
 from __future__ import annotations
@@ -257,7 +257,9 @@ def _enqueue_champion(
     if version is None or CHAMPION_PARAMS_TAG not in version.tags:
         return
     params = json.loads(version.tags[CHAMPION_PARAMS_TAG])
-    if params.get(spaces.FAMILY_PARAM) in search_spaces:
+    space = search_spaces.get(params.get(spaces.FAMILY_PARAM))
+    # Only when the (possibly narrowed) space still admits it: the space is the operator's say.
+    if space is not None and space.admits(params):
         study.enqueue_trial(params, user_attrs={"warm_start": f"production v{version.version}"})
 
 

@@ -85,3 +85,11 @@ def test_trial_params_round_trip_to_a_buildable_model():
         study.tell(trial, 1.0)
     assert seen == set(spaces)
     assert spaces["lightgbm"].fixed == {"subsample_freq": 1}
+
+
+def test_space_admits_only_params_inside_its_ranges():
+    space = load_spaces(families=["ridge"])["ridge"]
+    inside = {"family": "ridge", "ridge.alpha": 1.0, "ridge.smoothing": 5.0}
+    assert space.admits(inside)
+    assert not space.admits({**inside, "ridge.alpha": 1e6})
+    assert not space.admits({"family": "ridge"})  # parameters missing

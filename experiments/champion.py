@@ -1,0 +1,246 @@
+"""Champion/challenger: refit the study's best trial, register it, promote it only if it wins.
+
+:func:`finish_study` runs once per study, after the workers:
+
+1. Refit the best trial's configuration on every training row of the study's batches (the
+   trials may have seen a subset) in a ``refit`` run nested under the study's parent run, and
+   register it as a new version of ``settings.model_name`` with its signature, an input example
+   and the lineage tags (batch ids, data hash, study, retrain decision and reason).
+2. Score it and the current ``@production`` version on the same shared holdout rows (the
+   ``is_holdout`` rows of the study's batches in CLEAN, which no model trained on).
+3. Promote when there is no production model yet, or when the challenger's holdout RMSLE is
+   below the production model's by at least ``promotion_margin`` (relative: 0.01 means 1%
+   better). The margin keeps the alias from flapping between equivalent models on noise.
+   Promotion is one ``set_registered_model_alias`` call; every version stays registered.
+4. Log the comparison table on the version's run and the study's parent run, record the
+   decision in ``model_promotions`` (see experiments.promotions), explain the new model with
+   SHAP against the previous production model, and write the model-change report.
+
+Re-running it for the same study reuses the registered version and the stored decision.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+from experiments import data, promotions, registry, runs, spaces
+from experiments.families import build_model
+from experiments.features import model_input
+from experiments.metrics import PRIMARY, regression_metrics
+from experiments.study import CHAMPION_PARAMS_TAG, StudyPlan, load_study
+from tasador import db
+from tasador.columns import TARGET
+from tasador.config import Settings, get_settings
+
+HOLDOUT_PREFIX = "holdout_"  # holdout_rmsle, ... on the version's run (tasador.decide reads it)
+COMPARISON_FILE = "champion_challenger.json"
+
+
+@dataclass(frozen=True)
+class Scored:
+    role: str  # "challenger" or "production"
+    version: int
+    family: str
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class RetrainingResult:
+    study_name: str
+    model_name: str
+    challenger: Scored
+    production: Scored | None  # the production model before the decision
+    promoted: bool
+    summary: str
+    run_id: str  # the challenger version's run (model, comparison, SHAP, report)
+    parent_run_id: str
+    holdout_rows: int
+
+    def comparison(self) -> pd.DataFrame:
+        rows = [self.challenger, *([self.production] if self.production else [])]
+        return pd.DataFrame(
+            [{"role": s.role, "version": s.version, "family": s.family, **s.metrics} for s in rows]
+        )
+
+
+def best_trial(study: Any) -> FrozenTrial:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise RuntimeError(f"study {study.study_name} has no completed trial to refit")
+    return min(complete, key=lambda t: t.value)
+
+
+def decide(challenger: float, production: float | None, margin: float) -> bool:
+    """Promote when nothing serves yet, or the challenger is better by ``margin`` (relative)."""
+    return production is None or challenger <= production * (1.0 - margin)
+
+
+def summarize(challenger: Scored, production: Scored | None, promoted: bool, margin: float) -> str:
+    c = challenger.metrics[PRIMARY]
+    if production is None:
+        return f"Version {challenger.version} promoted: no production model yet (RMSLE {c:.4f})."
+    p = production.metrics[PRIMARY]
+    gain = (p - c) / p if p else 0.0
+    verdict = "promoted" if promoted else "not promoted"
+    return (
+        f"Version {challenger.version} {verdict}: holdout RMSLE {c:.4f} vs {p:.4f} for "
+        f"production version {production.version} ({gain:+.1%} improvement; "
+        f"required {margin:.1%})."
+    )
+
+
+def _score(model: Any, holdout: pd.DataFrame) -> dict[str, float]:
+    return regression_metrics(holdout[TARGET], model.predict(model_input(holdout)))
+
+
+def _refit_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str | None:
+    found = mlflow_client.search_runs(
+        [plan.experiment_id],
+        filter_string=(
+            f"tags.`{runs.KIND_TAG}` = 'refit' and tags.`{runs.STUDY_TAG}` = '{plan.study_name}'"
+        ),
+    )
+    return found[0].info.run_id if found else None
+
+
+def _challenger(
+    settings: Settings, mlflow_client: MlflowClient, plan: StudyPlan, best: FrozenTrial
+) -> tuple[Any, int, str]:
+    """(pyfunc model, version number, run id): the registered refit, made now if missing."""
+    run_id = _refit_run(mlflow_client, plan)
+    if run_id is not None:
+        existing = registry.versions_of_run(mlflow_client, settings, run_id)
+        if existing:
+            version = int(existing[0].version)
+            return registry.load_version(settings, version), version, run_id
+        runs.end(mlflow_client, run_id, "FAILED")  # a refit that died before registering
+
+    family = best.params[spaces.FAMILY_PARAM]
+    space = plan.search_spaces()[family]
+    params, smoothing = space.from_trial(best.params)
+    train = data.training_rows(settings, plan.batch_ids)
+    if data.data_hash(train) != plan.data_hash:
+        raise RuntimeError(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
+    extra = {} if smoothing is None else {"smoothing": smoothing}
+    model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
+    model.fit(train.drop(columns=[TARGET]), data.target(train))
+
+    tags = {
+        **plan.lineage_tags(),
+        runs.KIND_TAG: "refit",
+        runs.TRIAL_TAG: str(best.number),
+        "family": family,
+    }
+    run_id = runs.create_run(
+        mlflow_client, plan.experiment_id, f"refit-{family}", tags, plan.parent_run_id
+    )
+    logged = {spaces.FAMILY_PARAM: family, **params, **extra, "training_rows": len(train)}
+    runs.log(mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value})
+    version_tags = {
+        **tags,
+        CHAMPION_PARAMS_TAG: json.dumps(best.params, sort_keys=True),
+        f"cv_{PRIMARY}": f"{best.value:.6f}",
+    }
+    example = train.drop(columns=[TARGET]).head(5)
+    version = registry.log_and_register(model, example, settings, run_id, version_tags)
+    return registry.load_version(settings, version.version), int(version.version), run_id
+
+
+def finish_study(study_name: str, settings: Settings | None = None) -> RetrainingResult:
+    """Refit, register, compare with production on the shared holdout, maybe promote."""
+    settings = settings or get_settings()
+    runs.forget_inherited_run()
+    study, plan = load_study(study_name, settings)
+    mlflow_client = runs.client(settings)
+    best = best_trial(study)
+    model, version, run_id = _challenger(settings, mlflow_client, plan, best)
+    family = best.params[spaces.FAMILY_PARAM]
+    engine = db.engine("clean", settings)
+    holdout = data.holdout_rows(settings, plan.batch_ids)
+
+    challenger = Scored("challenger", version, family, _score(model, holdout))
+    stored = promotions.get(engine, settings.model_name, version)
+    previous = (
+        registry.production_version(mlflow_client, settings)
+        if stored is None
+        else (
+            mlflow_client.get_model_version(settings.model_name, str(stored.previous_version))
+            if stored.previous_version is not None
+            else None
+        )
+    )
+    production = None
+    if previous is not None and int(previous.version) != version:
+        production = Scored(
+            "production",
+            int(previous.version),
+            previous.tags.get("family", "?"),
+            _score(registry.load_version(settings, previous.version), holdout),
+        )
+    promoted = decide(
+        challenger.metrics[PRIMARY],
+        production.metrics[PRIMARY] if production else None,
+        settings.promotion_margin,
+    )
+    summary = summarize(challenger, production, promoted, settings.promotion_margin)
+    decision = promotions.record(
+        engine,
+        model_name=settings.model_name,
+        challenger_version=version,
+        previous_version=production.version if production else None,
+        promoted=promoted,
+        challenger_rmsle=challenger.metrics[PRIMARY],
+        previous_rmsle=production.metrics[PRIMARY] if production else None,
+        margin=settings.promotion_margin,
+        holdout_rows=len(holdout),
+        study_name=plan.study_name,
+        retrain_decision_id=plan.decision_id,
+        summary=summary,
+        move_alias=lambda: registry.set_production(mlflow_client, settings, version),
+    )
+    result = RetrainingResult(
+        study_name=plan.study_name,
+        model_name=settings.model_name,
+        challenger=challenger,
+        production=production,
+        promoted=decision.promoted,
+        summary=decision.summary,
+        run_id=run_id,
+        parent_run_id=plan.parent_run_id,
+        holdout_rows=len(holdout),
+    )
+    _log_outcome(mlflow_client, settings, result, decision)
+    return result
+
+
+def _log_outcome(
+    mlflow_client: MlflowClient,
+    settings: Settings,
+    result: RetrainingResult,
+    decision: promotions.Promotion,
+) -> None:
+    holdout = {f"{HOLDOUT_PREFIX}{k}": v for k, v in result.challenger.metrics.items()}
+    runs.log(mlflow_client, result.run_id, metrics=holdout, tags={"promoted": result.promoted})
+    table = result.comparison()
+    for run_id in (result.run_id, result.parent_run_id):
+        mlflow_client.log_table(run_id, table, COMPARISON_FILE)
+    version = str(result.challenger.version)
+    mlflow_client.set_model_version_tag(settings.model_name, version, "promoted", result.promoted)
+    mlflow_client.set_model_version_tag(
+        settings.model_name, version, "decided_at", decision.decided_at.isoformat()
+    )
+    mlflow_client.set_model_version_tag(settings.model_name, version, "decision", result.summary)
+    runs.log(
+        mlflow_client,
+        result.parent_run_id,
+        metrics={f"best_{k}": v for k, v in holdout.items()},
+        tags={"promoted": result.promoted, "model_version": version},
+    )
+    runs.end(mlflow_client, result.run_id)
+    runs.end(mlflow_client, result.parent_run_id)

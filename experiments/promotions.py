@@ -1,0 +1,147 @@
+"""The audit of champion/challenger decisions: which version was production, from when.
+
+MLflow keeps no history of aliases (mlflow#2169): moving ``@production`` forgets where it
+pointed before. Every decision, promoted or not, is therefore a row of ``model_promotions`` in
+the CLEAN database, written in the same transaction that moves the alias (the alias call runs
+inside the transaction and a failure rolls the row back), one row per challenger version, so
+re-running a decision changes nothing. "Which version served at time T" is the latest promoted
+row at or before T (:func:`production_at`). Model versions also get ``promoted`` /
+``promoted_at`` tags for readers of the MLflow UI, but the table is the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+model_promotions = sa.Table(
+    "model_promotions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "decided_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("challenger_version", sa.Integer, nullable=False),
+    sa.Column("previous_version", sa.Integer),  # production before the decision (None: none)
+    sa.Column("promoted", sa.Boolean, nullable=False),
+    sa.Column("challenger_rmsle", sa.Float(53), nullable=False),
+    sa.Column("previous_rmsle", sa.Float(53)),
+    sa.Column("margin", sa.Float(53), nullable=False),
+    sa.Column("holdout_rows", sa.Integer, nullable=False),
+    sa.Column("study_name", sa.Text, nullable=False),
+    sa.Column("retrain_decision_id", sa.BigInteger),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.UniqueConstraint("model_name", "challenger_version", name="one_decision_per_version"),
+)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: int
+    decided_at: datetime
+    model_name: str
+    challenger_version: int
+    previous_version: int | None
+    promoted: bool
+    challenger_rmsle: float
+    previous_rmsle: float | None
+    margin: float
+    holdout_rows: int
+    study_name: str
+    retrain_decision_id: int | None
+    summary: str
+
+
+def create_schema(engine: sa.Engine) -> None:
+    metadata.create_all(engine)
+
+
+def _promotion(row: sa.Row) -> Promotion:
+    return Promotion(**row._mapping)
+
+
+def get(engine: sa.Engine, model_name: str, challenger_version: int) -> Promotion | None:
+    create_schema(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(model_promotions).where(
+                model_promotions.c.model_name == model_name,
+                model_promotions.c.challenger_version == challenger_version,
+            )
+        ).one_or_none()
+    return _promotion(row) if row else None
+
+
+def record(
+    engine: sa.Engine,
+    *,
+    model_name: str,
+    challenger_version: int,
+    previous_version: int | None,
+    promoted: bool,
+    challenger_rmsle: float,
+    previous_rmsle: float | None,
+    margin: float,
+    holdout_rows: int,
+    study_name: str,
+    retrain_decision_id: int | None,
+    summary: str,
+    move_alias: Callable[[], None],
+) -> Promotion:
+    """Store the decision and, when promoted, call ``move_alias`` inside the same transaction.
+
+    A decision already stored for this version wins: it is returned and nothing moves.
+    """
+    create_schema(engine)
+    with engine.begin() as conn:
+        inserted = conn.execute(
+            postgresql.insert(model_promotions)
+            .values(
+                model_name=model_name,
+                challenger_version=challenger_version,
+                previous_version=previous_version,
+                promoted=promoted,
+                challenger_rmsle=challenger_rmsle,
+                previous_rmsle=previous_rmsle,
+                margin=margin,
+                holdout_rows=holdout_rows,
+                study_name=study_name,
+                retrain_decision_id=retrain_decision_id,
+                summary=summary,
+            )
+            .on_conflict_do_nothing(constraint="one_decision_per_version")
+            .returning(*model_promotions.c)
+        ).one_or_none()
+        if inserted is not None and promoted:
+            move_alias()
+    if inserted is not None:
+        return _promotion(inserted)
+    stored = get(engine, model_name, challenger_version)
+    if stored is None:
+        raise RuntimeError(f"decision on {model_name} v{challenger_version} vanished")
+    return stored
+
+
+def history(engine: sa.Engine, model_name: str) -> list[Promotion]:
+    """Every decision for ``model_name``, oldest first."""
+    create_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(model_promotions)
+            .where(model_promotions.c.model_name == model_name)
+            .order_by(model_promotions.c.decided_at, model_promotions.c.id)
+        )
+        return [_promotion(r) for r in rows]
+
+
+def production_at(engine: sa.Engine, model_name: str, when: datetime) -> int | None:
+    """The version that was production at ``when`` (None before the first promotion)."""
+    promoted = [p for p in history(engine, model_name) if p.promoted and p.decided_at <= when]
+    return promoted[-1].challenger_version if promoted else None

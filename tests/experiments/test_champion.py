@@ -1,0 +1,138 @@
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from experiments import champion, promotions
+from experiments import study as search
+from tasador import db, lineage
+from tests.experiments.conftest import load_batches, write_spaces
+
+RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
+LIGHTGBM = """\
+family: lightgbm
+params:
+  n_estimators: {type: int, low: 150, high: 200}
+  learning_rate: {type: float, low: 0.05, high: 0.1}
+  num_leaves: {type: int, low: 8, high: 16}
+"""
+
+
+def _retrain(settings, batch_ids, spaces_dir, reason):
+    staged = settings.model_copy(update={"search_spaces_dir": spaces_dir, "search_trials": 2})
+    plan = search.prepare_study(staged, batch_ids, reason=reason)
+    search.run_worker(plan.study_name, staged)
+    return plan, champion.finish_study(plan.study_name, staged)
+
+
+class AliasSpy:
+    """Counts alias moves while letting them reach the real server."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        real = MlflowClient.set_registered_model_alias
+
+        def spy(client, name, alias, version):
+            self.calls.append((alias, str(version)))
+            return real(client, name, alias, version)
+
+        monkeypatch.setattr(MlflowClient, "set_registered_model_alias", spy)
+
+
+def test_only_a_better_challenger_is_promoted_and_history_is_kept(
+    search_settings, raw_sample, tmp_path, monkeypatch
+):
+    settings = search_settings
+    ids = load_batches(settings, raw_sample.iloc[:2400], [600, 600, 600, 600])
+    ridge = write_spaces(tmp_path / "ridge", {"ridge": RIDGE.format(low=0.5, high=2)})
+    bad = write_spaces(tmp_path / "bad", {"ridge": RIDGE.format(low=1e5, high=1e6)})
+    boosted = write_spaces(tmp_path / "boosted", {"lightgbm": LIGHTGBM})
+    spy = AliasSpy(monkeypatch)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+
+    plan1, first = _retrain(settings, ids[:2], ridge, "baseline")
+    assert first.promoted and first.production is None
+    assert spy.calls == [("production", "1")]
+
+    _, worse = _retrain(settings, ids[:3], bad, "drift in state")
+    assert not worse.promoted
+    assert worse.production.version == 1
+    assert worse.challenger.metrics["rmsle"] > worse.production.metrics["rmsle"]
+    assert spy.calls == [("production", "1")]  # the alias did not move
+
+    plan3, better = _retrain(settings, ids, boosted, "model error rose")
+    assert better.promoted and better.production.version == 1
+    assert better.challenger.metrics["rmsle"] < 0.99 * better.production.metrics["rmsle"]
+    assert spy.calls == [("production", "1"), ("production", "3")]  # one call per promotion
+    assert client.get_model_version_by_alias(settings.model_name, "production").version == "3"
+
+    # Every version stays registered, with lineage on the version and metrics on its run.
+    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2, 3]
+    v3 = client.get_model_version(settings.model_name, "3")
+    assert v3.tags[lineage.BATCH_IDS] == lineage.encode_batch_ids(ids)
+    assert v3.tags[lineage.STUDY_NAME] == plan3.study_name
+    assert v3.tags[lineage.RETRAIN_REASON] == "model error rose"
+    assert v3.tags["promoted"] == "True"
+    run = client.get_run(v3.run_id)
+    assert run.data.metrics["holdout_rmsle"] == pytest.approx(better.challenger.metrics["rmsle"])
+    assert run.data.tags["mlflow.parentRunId"] == plan3.parent_run_id
+    table = json.loads(
+        Path(
+            client.download_artifacts(v3.run_id, champion.COMPARISON_FILE, str(tmp_path))
+        ).read_text()
+    )
+    assert [r[0] for r in table["data"]] == ["challenger", "production"]
+
+    # The audit says which version was production when.
+    history = promotions.history(db.engine("clean", settings), settings.model_name)
+    assert [(h.challenger_version, h.previous_version, h.promoted) for h in history] == [
+        (1, None, True),
+        (2, 1, False),
+        (3, 1, True),
+    ]
+    engine = db.engine("clean", settings)
+    assert promotions.production_at(engine, settings.model_name, history[1].decided_at) == 1
+    assert promotions.production_at(engine, settings.model_name, datetime.now(UTC)) == 3
+
+    # Finishing a study again decides nothing new and registers nothing new.
+    again = champion.finish_study(
+        plan1.study_name, settings.model_copy(update={"search_spaces_dir": ridge})
+    )
+    assert again.challenger.version == 1 and again.promoted
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 3
+    assert len(spy.calls) == 2
+
+
+def test_production_model_loads_in_a_fresh_process_from_json_like_fields(
+    search_settings, raw_sample, tmp_path
+):
+    ids = load_batches(search_settings, raw_sample.iloc[:1200], [600, 600])
+    boosted = write_spaces(tmp_path / "boosted", {"lightgbm": LIGHTGBM})
+    _retrain(search_settings, ids, boosted, "baseline")
+    code = f"""
+import json
+import mlflow
+from experiments.features import model_input
+from tasador.tracking import configure
+from tasador.config import Settings
+configure(Settings(mlflow_tracking_uri={search_settings.mlflow_tracking_uri!r}, _env_file=None))
+model = mlflow.pyfunc.load_model("models:/{search_settings.model_name}@production")
+rows = [{{"status": "for_sale", "bed": 3, "bath": 2, "house_size": 1800, "state": "Texas",
+         "city": "Austin", "zip_code": 78701.0, "prev_sold_date": "2019-05-01"}},
+        {{"state": "Ohio", "extra": 1}}]
+print(json.dumps([float(p) for p in model.predict(model_input(rows))]))
+print(type(model.get_raw_model()).__name__)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout.splitlines()
+    prices = json.loads(out[-2])
+    assert len(prices) == 2 and all(10_000 < p < 10_000_000 for p in prices)
+    assert out[-1] == "TransformedTargetRegressor"
