@@ -131,9 +131,7 @@ MLFLOW_TEST_BUCKET = "mlflow-test"
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(
-    s3_server: str, make_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def mlflow_server(s3_server: str, make_database: Callable[[str], str]) -> Iterator[str]:
     """A real MLflow server for the session (backend: a fresh PostgreSQL database; artifacts:
     ``s3://mlflow-test/artifacts`` on ``s3_server``); yields its tracking URI. Tests share it,
     so each should use its own experiment and registered-model names."""
@@ -142,12 +140,17 @@ def mlflow_server(
     from tasador import tracking
 
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=MLFLOW_TEST_BUCKET)
+    # Outside pytest's basetemp, like the PostgreSQL: the record of the server must outlive
+    # concurrent sessions' pruning, or the server could not be stopped.
+    state_dir = Path(tempfile.mkdtemp(prefix="tasador-test-mlflow-"))
     server_settings = Settings(
-        state_dir=tmp_path_factory.mktemp("mlflow-state"),
+        state_dir=state_dir,
         mlflow_backend_url=make_database("mlflow"),
         mlflow_artifacts_destination=f"s3://{MLFLOW_TEST_BUCKET}/artifacts",
         _env_file=None,
     )
-    uri = tracking.ensure_server(server_settings)
-    yield uri
-    tracking.stop_server(server_settings)
+    try:
+        yield tracking.ensure_server(server_settings)
+    finally:
+        tracking.stop_server(server_settings)
+        shutil.rmtree(state_dir, ignore_errors=True)
