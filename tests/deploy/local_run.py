@@ -123,6 +123,16 @@ class Localizer:
         query = f"?{match['query']}" if match["query"] else ""
         return f"{match['scheme']}://{userinfo}{address}{match['path'] or ''}{query}"
 
+    def mirror(self, shipped: Mapping[str, Path]) -> None:
+        """Link what an image copies into a mapped folder (e.g. /opt/airflow/dags) there."""
+        for container, source in shipped.items():
+            for root, local in self.paths.items():
+                if container.startswith(root + "/") and not source.is_relative_to(local):
+                    target = local / container[len(root) + 1 :]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    if not target.exists():
+                        target.symlink_to(source)
+
     def value(self, text: str) -> str:
         text = _URL.sub(self.url, text)
         for container, local in self.paths.items():

