@@ -21,20 +21,23 @@ Re-running it for the same study reuses the registered version and the stored de
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments import data, promotions, registry, runs, spaces
+from experiments import data, explain, promotions, registry, report, runs, spaces
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.metrics import PRIMARY, regression_metrics
 from experiments.study import CHAMPION_PARAMS_TAG, StudyPlan, load_study
-from tasador import db
+from tasador import db, decisions_store
 from tasador.columns import TARGET
 from tasador.config import Settings, get_settings
 
@@ -61,6 +64,8 @@ class RetrainingResult:
     run_id: str  # the challenger version's run (model, comparison, SHAP, report)
     parent_run_id: str
     holdout_rows: int
+    shap_sentence: str = ""
+    report: str = ""  # the model-change report (Markdown)
 
     def comparison(self) -> pd.DataFrame:
         rows = [self.challenger, *([self.production] if self.production else [])]
@@ -175,13 +180,14 @@ def finish_study(study_name: str, settings: Settings | None = None) -> Retrainin
             else None
         )
     )
-    production = None
+    production, previous_model = None, None
     if previous is not None and int(previous.version) != version:
+        previous_model = registry.load_version(settings, previous.version)
         production = Scored(
             "production",
             int(previous.version),
             previous.tags.get("family", "?"),
-            _score(registry.load_version(settings, previous.version), holdout),
+            _score(previous_model, holdout),
         )
     promoted = decide(
         challenger.metrics[PRIMARY],
@@ -216,7 +222,51 @@ def finish_study(study_name: str, settings: Settings | None = None) -> Retrainin
         holdout_rows=len(holdout),
     )
     _log_outcome(mlflow_client, settings, result, decision)
-    return result
+
+    explanation = explain.explain_change(
+        model,
+        previous_model,
+        data.sample(holdout, settings.shap_sample_rows, plan.seed),
+        production.version if production else None,
+        title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
+    )
+    _log_explanation(mlflow_client, settings, result, explanation)
+    record = (
+        decisions_store.get_by_id(engine, plan.decision_id)
+        if plan.decision_id is not None
+        else None
+    )
+    result = dataclasses.replace(result, shap_sentence=explanation.sentence)
+    text = report.model_change_report(
+        model_name=settings.model_name,
+        result=result,
+        plan=plan,
+        study=study,
+        explanation=explanation,
+        decision=record,
+    )
+    for run in (result.run_id, result.parent_run_id):
+        mlflow_client.log_text(run, text, report.REPORT_FILE)
+    return dataclasses.replace(result, report=text)
+
+
+def _log_explanation(
+    mlflow_client: MlflowClient,
+    settings: Settings,
+    result: RetrainingResult,
+    explanation: explain.Explanation,
+) -> None:
+    """Table, plot and sentence under ``shap/`` of the version's run; the sentence as a tag."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / report.SHAP_DIR
+        out.mkdir()
+        explanation.diff.to_csv(out / "importance.csv", index=False)
+        (out / "importance.png").write_bytes(explanation.png)
+        (out / "summary.txt").write_text(explanation.sentence + "\n")
+        mlflow_client.log_artifacts(result.run_id, str(out), report.SHAP_DIR)
+    mlflow_client.set_model_version_tag(
+        settings.model_name, str(result.challenger.version), "shap_summary", explanation.sentence
+    )
 
 
 def _log_outcome(

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from experiments import champion, promotions
 from experiments import study as search
-from tasador import db, lineage
+from tasador import db, decisions_store, lineage
 from tests.experiments.conftest import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
@@ -23,9 +23,9 @@ params:
 """
 
 
-def _retrain(settings, batch_ids, spaces_dir, reason):
+def _retrain(settings, batch_ids, spaces_dir, reason=None, decision_id=None):
     staged = settings.model_copy(update={"search_spaces_dir": spaces_dir, "search_trials": 2})
-    plan = search.prepare_study(staged, batch_ids, reason=reason)
+    plan = search.prepare_study(staged, batch_ids, reason=reason, decision_id=decision_id)
     search.run_worker(plan.study_name, staged)
     return plan, champion.finish_study(plan.study_name, staged)
 
@@ -65,7 +65,10 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert worse.challenger.metrics["rmsle"] > worse.production.metrics["rmsle"]
     assert spy.calls == [("production", "1")]  # the alias did not move
 
-    plan3, better = _retrain(settings, ids, boosted, "model error rose")
+    decision = decisions_store.save(
+        db.engine("clean", settings), ids[3], "retrain", "model error rose", {"checks": []}
+    )
+    plan3, better = _retrain(settings, ids, boosted, decision_id=decision.id)
     assert better.promoted and better.production.version == 1
     assert better.challenger.metrics["rmsle"] < 0.99 * better.production.metrics["rmsle"]
     assert spy.calls == [("production", "1"), ("production", "3")]  # one call per promotion
@@ -88,6 +91,19 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
         ).read_text()
     )
     assert [r[0] for r in table["data"]] == ["challenger", "production"]
+
+    # SHAP table, plot and sentence, and the report, on the version's run.
+    shap_files = {a.path for a in client.list_artifacts(v3.run_id, "shap")}
+    assert shap_files == {"shap/importance.csv", "shap/importance.png", "shap/summary.txt"}
+    assert v3.tags["shap_summary"] == better.shap_sentence
+    assert "Against production version 1" in better.shap_sentence
+    report = Path(client.download_artifacts(v3.run_id, "report/model_change.md", str(tmp_path)))
+    text = report.read_text()
+    assert text == better.report
+    assert f"Decision {decision.id} on batch {ids[3]}" in text and "model error rose" in text
+    assert "| lightgbm |" in text and "promoted to production" in text
+    assert better.shap_sentence in text
+    assert "production version 1" in worse.report and "not promoted" in worse.report
 
     # The audit says which version was production when.
     history = promotions.history(db.engine("clean", settings), settings.model_name)
