@@ -139,13 +139,17 @@ def _pending(image: str) -> list[pytest.MarkDecorator]:
 
 
 @pytest.mark.parametrize(
-    "image", [pytest.param(image, marks=_pending(image)) for image in ("serving", "app")]
+    ("image", "page"),
+    [
+        pytest.param("serving", "/docs", marks=_pending("serving")),  # the FastAPI docs
+        pytest.param("app", "/", marks=_pending("app")),
+    ],
 )
-def test_ui_and_api_start_and_answer_their_healthcheck(
-    image: str, localizer: Localizer, tmp_path: Path
+def test_api_and_ui_start_and_answer_their_healthcheck(
+    image: str, page: str, localizer: Localizer, tmp_path: Path
 ) -> None:
     with serving(image, localizer, tmp_path) as url:
-        assert httpx.get(url, timeout=60).status_code < 500
+        assert httpx.get(f"{url}{page}", timeout=60).status_code == 200
 
 
 def test_datasource_serves_a_batch(localizer: Localizer, tmp_path: Path) -> None:
