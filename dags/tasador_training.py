@@ -1,0 +1,106 @@
+"""Training: plan the study -> N mapped search workers -> champion/challenger, SHAP, report.
+
+Scheduled on the retrain Asset that the ingestion DAG updates (the event carries the decision id),
+and runnable by hand with params. Each mapped worker task calls the same function as
+`tasador search`, so the workers can land on different Celery workers and share one Optuna study
+(PostgreSQL storage). Every step is safe to re-run: the study is found again by name, a worker
+stops when the study's trial budget is spent, and the champion/challenger step reuses the
+version it already registered for the study.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from tasador.config import get_settings
+from tasador.orchestration import DEFAULT_ARGS, RETRAIN_ASSET_URI
+
+RETRAIN = Asset(RETRAIN_ASSET_URI)
+
+
+@dag(
+    dag_id="tasador_training",
+    schedule=[RETRAIN],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["tasador"],
+    params={
+        "decision_id": Param(
+            None,
+            type=["null", "integer"],
+            description="Retrain decision (default: the triggering event's).",
+        ),
+        "trials": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="Trial budget of the study (default: settings).",
+        ),
+        "workers": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=64,
+            description="Parallel search workers (default: settings).",
+        ),
+        "timeout_s": Param(
+            None,
+            type=["null", "number"],
+            exclusiveMinimum=0,
+            description="Wall-clock limit of each worker.",
+        ),
+    },
+)
+def tasador_training() -> None:
+    @task
+    def plan(
+        params: dict[str, Any] | None = None, triggering_asset_events: Any = None
+    ) -> dict[str, Any]:
+        from tasador.training import plan_retraining
+
+        decision_id = params["decision_id"]
+        if decision_id is None and triggering_asset_events:
+            events = triggering_asset_events[RETRAIN]
+            decision_id = events[-1].extra.get("decision_id") if events else None
+        settings = get_settings()
+        planned = plan_retraining(settings, decision_id, params["trials"])
+        workers = params["workers"] or settings.search_workers
+        return {"study_name": planned.study_name, "workers": list(range(workers))}
+
+    @task
+    def worker_ids(planned: dict[str, Any]) -> list[int]:
+        return planned["workers"]
+
+    @task(execution_timeout=timedelta(hours=2))
+    def search(worker: int, planned: dict[str, Any], params: dict[str, Any] | None = None) -> int:
+        from experiments.study import run_worker
+
+        finished = run_worker(planned["study_name"], get_settings(), timeout_s=params["timeout_s"])
+        print(f"worker {worker} finished {finished} trials of {planned['study_name']}")
+        return finished
+
+    @task
+    def champion_challenger(planned: dict[str, Any], finished: list[int]) -> dict[str, Any]:
+        from experiments.champion import finish_study
+
+        result = finish_study(planned["study_name"], get_settings())
+        print(result.summary)
+        return {
+            "version": result.challenger.version,
+            "promoted": result.promoted,
+            "run_id": result.run_id,
+            "trials_finished": sum(finished),
+        }
+
+    planned = plan()
+    finished = search.partial(planned=planned).expand(worker=worker_ids(planned))
+    champion_challenger(planned, finished)
+
+
+tasador_training()
