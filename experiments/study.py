@@ -196,6 +196,7 @@ def prepare_study(
     Idempotent: calling it again for the same batches returns the stored plan unchanged.
     """
     settings = settings or get_settings()
+    search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)  # fail fast
     ids = sorted(set(batch_ids)) if batch_ids else data.clean_batch_ids(settings)
     if not ids:
         raise LookupError("CLEAN holds no batches to train on")
@@ -207,7 +208,6 @@ def prepare_study(
         return load_plan(study)
 
     rows = data.training_rows(settings, ids)
-    search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)
     mlflow_client = runs.client(settings)
     plan = StudyPlan(
         study_name=name,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from experiments.commands import search_command
 from tasador import embedded, ingest
 from tasador.collector import CollectError
 from tasador.config import get_settings
@@ -116,3 +117,4 @@ def stop_embedded_command() -> None:
 
 # Each capability registers its commands below (one line each).
 app.command("decide")(decide_command)
+app.command("search")(search_command)

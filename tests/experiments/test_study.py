@@ -9,7 +9,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments import study as search
-from tasador import clean_store, db, lineage
+from tasador import clean_store, db
 from tests.experiments.conftest import write_spaces
 
 
@@ -20,49 +20,6 @@ def test_study_name_follows_the_batch_range():
     assert gappy.startswith("m-batches-1-5-") and gappy != search.study_name_for([1, 3, 5], "m")
     with pytest.raises(ValueError):
         search.study_name_for([], "m")
-
-
-def _children(client: MlflowClient, plan: search.StudyPlan):
-    return client.search_runs(
-        [plan.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{plan.parent_run_id}'"
-    )
-
-
-def test_two_workers_share_one_study_and_every_trial_is_a_child_run(search_settings, raw_sample):
-    ids = _load(search_settings, raw_sample)
-    plan = search.prepare_study(search_settings, reason="test: baseline")
-    assert plan.batch_ids == ids and plan.study_name == search.study_name_for(ids, "x").replace(
-        "x", search_settings.model_name
-    )
-    assert search.prepare_study(search_settings) == plan  # idempotent: the same plan, no new run
-
-    search.run_workers(plan.study_name, search_settings, workers=2)
-
-    study, _ = search.load_study(plan.study_name, search_settings)
-    trials = study.get_trials(states=search.COUNTED_STATES)
-    assert len(trials) >= plan.n_trials
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
-    client = MlflowClient(search_settings.mlflow_tracking_uri)
-    children = {r.info.run_id: r for r in _children(client, plan)}
-    assert {t.user_attrs[search.RUN_ID_ATTR] for t in study.trials} == set(children)
-    for t in trials:
-        run = children[t.user_attrs[search.RUN_ID_ATTR]]
-        assert run.data.params["family"] == t.params["family"]
-        assert run.data.tags[lineage.STUDY_NAME] == plan.study_name
-        assert run.data.tags[lineage.RETRAIN_REASON] == "test: baseline"
-        history = client.get_metric_history(run.info.run_id, "cv_rmsle")
-        assert [m.step for m in history] == sorted(t.intermediate_values)
-        if t.state == TrialState.COMPLETE:
-            assert run.data.metrics["rmsle"] == pytest.approx(t.value)
-            assert run.info.status == "FINISHED"
-        else:
-            assert run.info.status == "KILLED" and "rmsle" not in run.data.metrics
-    leaderboard = client.search_runs(
-        [plan.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{plan.parent_run_id}'",
-        order_by=["metrics.rmsle ASC"],
-    )
-    assert leaderboard[0].data.metrics["rmsle"] == pytest.approx(study.best_value)
 
 
 def _load(settings, raw_sample):
