@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     search_sample_rows: int = Field(default=100_000, ge=200)  # training rows the trials see
     search_threads: int = Field(default=1, ge=1)  # estimator threads in each worker
     search_seed: int = 42
+    search_sampler: Literal["tpe", "random"] = "tpe"  # random: the baseline to compare against
     search_heartbeat_s: int = Field(default=10, ge=1)  # Optuna heartbeat of a running trial
     search_grace_s: int = Field(default=60, ge=2)  # silence after which a trial is stale
     search_max_retries: int = Field(default=2, ge=0)  # re-runs of a trial whose worker died
