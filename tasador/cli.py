@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
+from app.commands import ui_command
 from experiments.commands import search_command
+from serving.commands import serve_command
 from tasador import embedded, ingest
 from tasador.collector import CollectError
 from tasador.config import get_settings
 from tasador.decide import decide_command
-from tasador.status import batches_table, status
+from tasador.status import batches_table, models_table, status
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -61,11 +63,17 @@ def status_command(
     table: Annotated[
         bool, typer.Option("--table", help="A readable table instead of JSON.")
     ] = False,
+    models: Annotated[bool, typer.Option(help="Also list model versions (asks MLflow).")] = True,
 ) -> None:
-    """Show the stored batches with their cleaning figures."""
-    report = status(get_settings())
+    """Show batches (cleaning figures, decisions) and model versions."""
+    report = status(get_settings(), models=models)
     if table:
         typer.echo(batches_table(report["batches"]))
+        if models:
+            typer.echo(
+                f"\nmodels of {report['model_name']} (MLflow {report['mlflow_tracking_uri']})"
+            )
+            typer.echo(models_table(report["models"]))
     else:
         typer.echo(json.dumps(report, indent=2, default=str))
 
@@ -101,11 +109,13 @@ def demo_command(
     scenario: Annotated[str, typer.Option(help="Data API scenario.")] = "course",
     scale: Annotated[float, typer.Option(min=0.0001, help="Batch size factor.")] = 0.01,
     group: Annotated[int, typer.Option(min=1, max=10)] = 1,
+    trials: Annotated[int, typer.Option(min=1, help="Trial budget of each study.")] = 12,
+    workers: Annotated[int, typer.Option(min=1, help="Search workers (mapped tasks).")] = 2,
 ) -> None:
-    """Run the loop end to end on embedded defaults and print a per-batch table."""
+    """Run the whole loop through Airflow on embedded defaults; print a per-batch table."""
     from tasador.demo import run_demo
 
-    run_demo(get_settings(), scenario, scale, group)
+    run_demo(get_settings(), scenario, scale, group, trials, workers)
 
 
 @app.command("stop-embedded")
@@ -118,3 +128,5 @@ def stop_embedded_command() -> None:
 # Each capability registers its commands below (one line each).
 app.command("decide")(decide_command)
 app.command("search")(search_command)
+app.command("serve")(serve_command)
+app.command("ui")(ui_command)

@@ -1,54 +1,109 @@
-"""`make demo`: the loop so far, on embedded defaults, printed as a per-batch table."""
+"""`make demo`: the whole loop through Airflow on embedded defaults, batch by batch.
+
+It starts the data API and an embedded MLflow server, runs the ingestion DAG for every batch of
+the scenario and the training DAG for every retrain decision (both with `airflow dags test`, so
+no scheduler is needed), then prints a per-batch table. Everything it leaves is under the state
+folder, so `tasador status` and the UI can read it afterwards; running it again changes nothing.
+"""
 
 from __future__ import annotations
+
+import textwrap
+import time
 
 import httpx
 import typer
 
-from tasador import ingest, services
+from tasador import orchestration, services, tracking
 from tasador.config import Settings
-from tasador.status import render_table
+from tasador.status import batch_status, render_table
 
 
-def run_demo(settings: Settings, scenario: str, scale: float, group: int) -> None:
+def run_demo(
+    settings: Settings, scenario: str, scale: float, group: int, trials: int, workers: int
+) -> None:
+    started = time.monotonic()
     port = services.free_port()
     api_url = f"http://127.0.0.1:{port}"
+    settings = settings.model_copy(
+        update={
+            "data_api_url": api_url,
+            "group_number": group,
+            "search_trials": trials,
+            "search_workers": workers,
+        }
+    )
+    uri = tracking.tracking_uri(settings)
+    settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
+    typer.echo(f"state: {settings.state_dir.resolve()}/  MLflow: {uri}")
+    typer.echo(f"data API: scenario {scenario}, scale {scale}, group {group}, on {api_url}")
+    orchestration.migrate(settings)
     command = services.tasador_command(
-        "datasource",
-        "--port",
-        str(port),
-        "--scenario",
-        scenario,
-        "--scale",
-        str(scale),
+        "datasource", "--port", str(port), "--scenario", scenario, "--scale", str(scale)
     )
     log = settings.state_dir / "logs" / "datasource.log"
-    typer.echo(f"data API ({scenario}, scale {scale}) on {api_url}; state in {settings.state_dir}/")
+    results = []
     with services.running(command, f"{api_url}/health", log):
         # Start the group from its first batch so the demo can be run again.
-        httpx.get(
-            f"{api_url}/restart_data_generation", params={"group_number": group}
-        ).raise_for_status()
-        lines = [("batch", "raw id", "received", "stored", "clean", "dropped / fixed")]
+        httpx.get(f"{api_url}/restart_data_generation", params={"group_number": group})
         while True:
-            result = ingest.collect_and_clean(settings, api_url, group)
-            if result.collected.outcome == "exhausted":
+            ingestion = orchestration.run_dag(settings, "tasador_ingestion")
+            if ingestion.task_states.get("collect") == "skipped":
                 break
-            report = result.report
-            assert report is not None
-            dropped = sum(report.dropped.values())
-            fixed = sum(report.fixed.values())
-            lines.append(
-                (
-                    str(result.collected.batch_number),
-                    str(result.collected.batch_id),
-                    str(result.collected.row_count),
-                    "new" if result.collected.outcome == "stored" else "already stored",
-                    str(report.rows_out),
-                    f"{dropped} / {fixed}",
+            decision = ingestion.returns["decide"]
+            training = None
+            if decision["verdict"] == "retrain":
+                run = orchestration.run_dag(
+                    settings, "tasador_training", {"decision_id": decision["decision_id"]}
+                )
+                training = run.returns["champion_challenger"]
+            results.append((decision, training))
+            typer.echo(
+                f"  batch {decision['batch_id']}: {decision['verdict']}"
+                + (
+                    f", version {training['version']} "
+                    f"{'promoted' if training['promoted'] else 'not promoted'}"
+                    if training
+                    else ""
                 )
             )
-    typer.echo(render_table(lines))
+    typer.echo("")
+    typer.echo(summary_table(settings, results))
     typer.echo(
-        "the data API has no more batches for this group; `tasador status --table` shows them"
+        f"\nfinished in {time.monotonic() - started:.0f}s; "
+        "`tasador status --table` shows the same state, `tasador ui` the pages"
     )
+
+
+def summary_table(settings: Settings, results: list) -> str:
+    batches = {b["batch_id"]: b for b in batch_status(settings)}
+    lines = [("batch", "received", "clean", "decision", "best family", "holdout RMSLE", "version")]
+    reasons = []
+    for decision, training in results:
+        batch = batches[decision["batch_id"]]
+        lines.append(
+            (
+                str(batch["batch_number"]),
+                str(batch["rows_received"]),
+                str(batch["rows_clean"]),
+                decision["verdict"],
+                training["family"] if training else "-",
+                f"{training['holdout_rmsle']:.4f}" if training else "-",
+                (f"v{training['version']} " + ("promoted" if training["promoted"] else "kept out"))
+                if training
+                else "-",
+            )
+        )
+        reason = (batch["decision"] or {}).get("reason", "")
+        reasons.append(
+            textwrap.fill(
+                f"batch {batch['batch_number']}: {reason}", width=100, subsequent_indent="  "
+            )
+        )
+        if training:
+            reasons.append(
+                textwrap.fill(
+                    training["summary"], width=100, initial_indent="  ", subsequent_indent="  "
+                )
+            )
+    return render_table(lines) + "\n\nwhy:\n" + "\n".join(reasons)

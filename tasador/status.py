@@ -53,12 +53,84 @@ def _decision(decision: decisions_store.Decision | None) -> dict[str, Any] | Non
     }
 
 
-def status(settings: Settings) -> dict[str, Any]:
-    return {
+def model_status(settings: Settings) -> list[dict[str, Any]]:
+    """Every registered version with its lineage, holdout metrics and promotion decision."""
+    from mlflow import MlflowClient
+
+    from experiments import promotions
+    from tasador import lineage, tracking
+
+    uri = tracking.tracking_uri(settings)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    clean_engine = db.engine("clean", settings)
+    promotions.create_schema(clean_engine)
+    decided = {
+        p.challenger_version: p for p in promotions.history(clean_engine, settings.model_name)
+    }
+    versions: list[dict[str, Any]] = []
+    found = client.search_registered_models(f"name = '{settings.model_name}'")
+    if not found:
+        return versions
+    aliases: dict[int, list[str]] = {}
+    for alias, number in found[0].aliases.items():
+        aliases.setdefault(int(number), []).append(alias)
+    for version in client.search_model_versions(f"name = '{settings.model_name}'"):
+        run = client.get_run(version.run_id) if version.run_id else None
+        metrics = run.data.metrics if run else {}
+        promotion = decided.get(int(version.version))
+        versions.append(
+            {
+                "version": int(version.version),
+                "aliases": aliases.get(int(version.version), []),
+                "production": settings.production_alias in aliases.get(int(version.version), []),
+                "batch_ids": lineage.decode_batch_ids(version.tags.get(lineage.BATCH_IDS)),
+                "study": version.tags.get(lineage.STUDY_NAME),
+                "family": version.tags.get("family"),
+                "holdout": {
+                    k.removeprefix("holdout_"): v
+                    for k, v in metrics.items()
+                    if k.startswith("holdout_")
+                },
+                "retrain_reason": version.tags.get(lineage.RETRAIN_REASON),
+                "promoted": promotion.promoted if promotion else None,
+                "decision": promotion.summary if promotion else None,
+                "run_id": version.run_id,
+            }
+        )
+    return sorted(versions, key=lambda v: v["version"])
+
+
+def status(settings: Settings, models: bool = True) -> dict[str, Any]:
+    report: dict[str, Any] = {
         "raw_db": _safe(db.database_url("raw", settings)),
         "clean_db": _safe(db.database_url("clean", settings)),
         "batches": batch_status(settings),
     }
+    if models:
+        from tasador import tracking
+
+        report["mlflow_tracking_uri"] = tracking.tracking_uri(settings)
+        report["optuna_storage"] = _safe(db.database_url("optuna", settings))
+        report["model_name"] = settings.model_name
+        report["models"] = model_status(settings)
+    return report
+
+
+def models_table(models: list[dict[str, Any]]) -> str:
+    lines = [("version", "alias", "batches", "family", "holdout RMSLE", "promoted")]
+    for m in models:
+        rmsle = m["holdout"].get("rmsle")
+        lines.append(
+            (
+                str(m["version"]),
+                ",".join(m["aliases"]) or "-",
+                ",".join(str(b) for b in m["batch_ids"]) or "-",
+                m["family"] or "-",
+                "-" if rmsle is None else f"{rmsle:.4f}",
+                {True: "yes", False: "no", None: "-"}[m["promoted"]],
+            )
+        )
+    return render_table(lines)
 
 
 def batches_table(rows: list[dict[str, Any]]) -> str:

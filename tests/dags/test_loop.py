@@ -1,0 +1,91 @@
+"""The whole loop through Airflow: ingestion + training DAGs against a real data API, real
+PostgreSQL (RAW, CLEAN, Optuna storage) and a real MLflow server with S3 artifacts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import httpx
+import pytest
+from mlflow import MlflowClient
+
+from tasador import db, decisions_store, lineage, raw_store, services
+from tasador.config import Settings
+
+
+@pytest.fixture
+def loop_settings(settings: Settings, mlflow_server: str, make_database):
+    port = services.free_port()
+    name = f"realtor-loop-{uuid.uuid4().hex[:6]}"
+    live = settings.model_copy(
+        update={
+            "data_api_url": f"http://127.0.0.1:{port}",
+            "mlflow_tracking_uri": mlflow_server,
+            "optuna_storage_url": make_database("optuna"),
+            "model_name": name,
+            "experiment_name": name,
+            "search_trials": 3,
+            "search_workers": 2,
+            "search_sample_rows": 600,
+            "search_cv_folds": 2,
+            "shap_sample_rows": 40,
+        }
+    )
+    command = services.tasador_command(
+        "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
+    )
+    env = {**os.environ, "TASADOR_STATE_DIR": str(settings.state_dir)}
+    with services.running(
+        command, f"{live.data_api_url}/health", settings.state_dir / "datasource.log", env=env
+    ):
+        httpx.get(f"{live.data_api_url}/restart_data_generation", params={"group_number": 1})
+        yield live
+
+
+def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, run_dag):
+    s = loop_settings
+    ingestion = run_dag(s, "tasador_ingestion")
+    decision = ingestion.returns["decide"]
+    assert decision["verdict"] == "retrain"  # the baseline always trains
+
+    training = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
+    assert training.task_states["search"] == "success"
+    result = training.returns["champion_challenger"]
+    assert result["promoted"] and result["trials_finished"] == 3
+
+    client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    assert client.get_registered_model(s.model_name).aliases == {
+        "production": str(result["version"])
+    }
+    version = client.get_model_version(s.model_name, str(result["version"]))
+    batch_id = raw_store.list_batches(db.engine("raw", s))[0].id
+    assert lineage.decode_batch_ids(version.tags[lineage.BATCH_IDS]) == [batch_id]
+    assert version.tags[lineage.DECISION_ID] == str(decision["decision_id"])
+    stored = decisions_store.get_by_id(db.engine("clean", s), decision["decision_id"])
+    assert version.tags[lineage.RETRAIN_REASON] == stored.reason
+
+    experiment = client.get_experiment_by_name(s.experiment_name)
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [
+        r
+        for r in runs
+        if r.data.tags.get(lineage.STUDY_NAME)
+        and "mlflow.parentRunId" not in r.data.tags
+        and r.info.run_id != result["run_id"]
+    ]
+    assert len(parents) == 1
+    children = [
+        r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+        and "family" in r.data.params
+    ]
+    assert len(children) >= 3
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
+    assert any(p.endswith(".md") for p in artifacts), artifacts
+
+    # Re-running the training for the same decision registers nothing new.
+    again = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
+    assert again.returns["champion_challenger"]["version"] == result["version"]
+    assert len(client.search_model_versions(f"name = '{s.model_name}'")) == 1
