@@ -57,6 +57,10 @@ inference_requests = sa.Table(
     sa.Column("prediction", sa.Float),
     sa.Column("latency_ms", sa.Float),
     sa.Column("status_code", sa.Integer, nullable=False),
+    # One row per listing of a request; the key makes re-sending a logged batch harmless.
+    sa.Column("request_id", sa.Uuid),
+    sa.Column("row_index", sa.Integer),
+    sa.UniqueConstraint("request_id", "row_index", name="inference_row_key"),
 )
 
 

@@ -1,0 +1,140 @@
+"""A registered model version made ready to serve: its scorer and what the registry says of it.
+
+Everything a response needs about the model (name, version, lineage, promotion) is read once,
+when the version is loaded, so requests never wait on MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import BaseModel
+
+from experiments import registry
+from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
+from serving.schema import Listing, ModelRef
+from tasador import lineage
+from tasador.config import Settings
+
+# Version tags written by experiments.champion when it decides on a challenger.
+PROMOTED_TAG = "promoted"
+DECIDED_AT_TAG = "decided_at"
+DECISION_TAG = "decision"
+FAMILY_TAG = "family"
+
+
+class ModelInfo(BaseModel):
+    """What ``GET /model`` answers: the version serving and why it is the one."""
+
+    name: str
+    version: str
+    alias: str
+    run_id: str | None
+    family: str | None
+    registered_at: datetime | None
+    promoted_at: datetime | None
+    promotion: str | None  # the champion/challenger verdict, in words
+    retrain_reason: str | None
+    study_name: str | None
+    batch_ids: list[int]
+    batch_range: str | None  # "1-5"
+    metrics: dict[str, float]
+    loaded_at: datetime
+    scoring: str  # fast path or pipeline, and why
+
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version, alias=self.alias)
+
+
+class Scorer:
+    """Prices for validated listings: the fast path when it reproduces the model, else the
+    pipeline itself."""
+
+    def __init__(self, raw_model: Any) -> None:
+        self.raw_model = raw_model
+        self.fast: FastScorer | None
+        self.fast, self.how = compile_fast_path(raw_model)
+
+    def predict(self, listings: Sequence[Listing]) -> np.ndarray:
+        if self.fast is not None:
+            return self.fast.predict(listings)
+        return pipeline_prices(self.raw_model, listings)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    info: ModelInfo
+    scorer: Scorer
+    raw_model: Any  # the fitted scikit-learn model (SHAP explains this very object)
+
+
+def _batch_range(batch_ids: list[int]) -> str | None:
+    if not batch_ids:
+        return None
+    first, last = batch_ids[0], batch_ids[-1]
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def describe(
+    client: MlflowClient, settings: Settings, version: ModelVersion, scoring: str
+) -> ModelInfo:
+    """The registry's account of ``version`` (version tags win over its run's tags)."""
+    run = None
+    if version.run_id:
+        try:
+            run = client.get_run(version.run_id)
+        except MlflowException:
+            run = None  # a deleted run: the version still serves
+    tags = {**(run.data.tags if run else {}), **version.tags}
+    batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
+    promoted = tags.get(PROMOTED_TAG, "").lower() == "true"
+    return ModelInfo(
+        name=settings.model_name,
+        version=str(version.version),
+        alias=settings.production_alias,
+        run_id=version.run_id or None,
+        family=tags.get(FAMILY_TAG),
+        registered_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+        if version.creation_timestamp
+        else None,
+        promoted_at=_timestamp(tags.get(DECIDED_AT_TAG)) if promoted else None,
+        promotion=tags.get(DECISION_TAG),
+        retrain_reason=tags.get(lineage.RETRAIN_REASON),
+        study_name=tags.get(lineage.STUDY_NAME),
+        batch_ids=batch_ids,
+        batch_range=_batch_range(batch_ids),
+        metrics=dict(run.data.metrics) if run else {},
+        loaded_at=datetime.now(UTC),
+        scoring=scoring,
+    )
+
+
+def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> ServedModel:
+    """Download and prepare ``version`` (by number: the alias may move meanwhile)."""
+    pyfunc = registry.load_version(settings, version.version)
+    try:
+        raw = pyfunc.get_raw_model()
+    except NotImplementedError:
+        raise ValueError(
+            f"{settings.model_name} version {version.version} is not a scikit-learn model"
+        ) from None
+    scorer = Scorer(raw)
+    return ServedModel(
+        info=describe(client, settings, version, scorer.how), scorer=scorer, raw_model=raw
+    )

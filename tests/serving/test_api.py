@@ -1,0 +1,140 @@
+"""The API's contract against a real MLflow server and a real RAW database."""
+
+from __future__ import annotations
+
+import httpx
+import hypothesis
+import pandas as pd
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from serving.api import create_app
+from tasador.config import Settings
+from tests.serving.conftest import in_memory, ready_version, register, running, wait_until
+
+LISTING = {
+    "brokered_by": 40618.0,
+    "status": "for_sale",
+    "bed": 3,
+    "bath": 2,
+    "acre_lot": 0.25,
+    "street": 1758218.0,
+    "city": "Austin",
+    "state": "Texas",
+    "zip_code": 78701.0,
+    "house_size": 1800.0,
+    "prev_sold_date": "2015-06-01",
+}
+
+
+def test_before_any_model_503_then_predicts_once_promoted(
+    serving_settings: Settings, xgb_model, clean_sample: pd.DataFrame
+) -> None:
+    with running(serving_settings) as (url, _):
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+        wait_until(
+            lambda: httpx.get(f"{url}/ready").json()["registry"]["reachable"] is True,
+            60,
+            "the registry answers",
+        )
+        refused = httpx.post(f"{url}/predict", json=LISTING)
+        assert refused.status_code == 503
+        assert "no model promoted yet" in refused.json()["detail"]
+        assert httpx.get(f"{url}/ready").status_code == 503
+
+        version = register(serving_settings, xgb_model, clean_sample, family="xgboost")
+        wait_until(lambda: ready_version(url) == version, 60, "the new model serves")
+        answer = httpx.post(f"{url}/predict", json=LISTING)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == {
+            "name": serving_settings.model_name,
+            "version": version,
+            "alias": "production",
+        }
+        assert len(body["predictions"]) == 1 and 10_000 < body["predictions"][0] < 10_000_000
+
+
+@pytest.fixture
+def client(serving_settings: Settings, xgb_model) -> TestClient:
+    """The app with a model in place and no background threads (lifespan not run)."""
+    app = create_app(serving_settings)
+    app.state.service.watcher.current = in_memory(xgb_model, serving_settings.model_name, "7")
+    return TestClient(app)
+
+
+def test_a_list_is_priced_in_order_like_single_listings(client: TestClient) -> None:
+    others = [{"state": "Ohio", "house_size": 900}, {}, {**LISTING, "bed": 5}]
+    singles = [client.post("/predict", json=x).json()["predictions"][0] for x in others]
+    together = client.post("/predict", json=others).json()
+    assert together["predictions"] == singles
+    assert together["model"]["version"] == "7"
+    assert singles[0] != singles[2]
+
+
+def test_422_names_each_bad_field_with_its_row(client: TestClient) -> None:
+    response = client.post("/predict", json=[LISTING, {"bed": -1, "colour": "red"}, {"zip": 1}])
+    assert response.status_code == 422
+    locs = {tuple(e["loc"]) for e in response.json()["detail"]}
+    assert locs == {("body", 1, "bed"), ("body", 1, "colour"), ("body", 2, "zip")}
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"42", b'"a listing"', b"{", b"null"])
+def test_bodies_that_are_no_listing_get_422(client: TestClient, body: bytes) -> None:
+    response = client.post("/predict", content=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "body"
+
+
+def test_too_many_listings_are_refused(client: TestClient, serving_settings: Settings) -> None:
+    n = serving_settings.serving_max_rows
+    assert client.post("/predict", json=[{}] * n).status_code == 200
+    over = client.post("/predict", json=[{}] * (n + 1))
+    assert over.status_code == 422 and "at most" in over.json()["detail"][0]["msg"]
+    huge = client.post("/predict", content=b"[" + b" " * (n * 5_000) + b"]")
+    assert huge.status_code == 413
+
+
+def test_model_and_metrics_describe_what_serves(client: TestClient) -> None:
+    client.post("/predict", json=LISTING)
+    client.post("/predict", json={"bed": -3})
+    info = client.get("/model").json()
+    assert info["version"] == "7" and info["scoring"].startswith("fast path")
+    text = client.get("/metrics").text
+    assert 'tasador_requests_total{endpoint="predict",status="200"} 1.0' in text
+    assert 'tasador_requests_total{endpoint="predict",status="422"} 1.0' in text
+    assert "tasador_model_version 7.0" in text
+    assert "tasador_request_latency_seconds_bucket" in text
+
+
+def test_generated_requests_never_cause_a_server_error(client: TestClient) -> None:
+    """Schemathesis draws requests from the OpenAPI document, valid and invalid alike."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
+    operation = schema["/predict"]["POST"]
+    statuses: list[int] = []
+
+    strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
+        GenerationMode.NEGATIVE
+    )
+
+    @hypothesis.settings(
+        max_examples=1_100,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(case=strategy)
+    def run(case: schemathesis.Case) -> None:
+        response = case.call()
+        statuses.append(response.status_code)
+        # Every check but "schema-valid data is accepted": JSON Schema cannot say "no date in
+        # the future" or "not only blanks", which the API refuses with a 422 on purpose.
+        case.validate_response(response, excluded_checks=[positive_data_acceptance])
+
+    run()
+    assert len(statuses) >= 1_000
+    assert all(s < 500 for s in statuses)
+    assert {200, 422} <= set(statuses)
