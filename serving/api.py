@@ -27,11 +27,19 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from serving.explanations import explain_listing
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog
 from serving.metrics import ServingMetrics
 from serving.models import ModelInfo, ServedModel
-from serving.schema import LISTING, Listing, Predictions, Problem, listings_adapter
+from serving.schema import (
+    LISTING,
+    Explanation,
+    Listing,
+    Predictions,
+    Problem,
+    listings_adapter,
+)
 from tasador import db
 from tasador.config import Settings, get_settings
 
@@ -75,8 +83,11 @@ class Service:
         info = served.info
         self.metrics.model_swapped(info.name, info.version, info.alias)
 
-    def parse(self, body: bytes) -> list[Listing] | JSONResponse:
-        """The listings of a body, or the 422 (413) that explains why there are none."""
+    def parse(self, body: bytes, many: bool = True) -> list[Listing] | JSONResponse:
+        """The listings of a body, or the 422 (413) that explains why there are none.
+
+        ``many``: a list of listings is accepted too (``/predict``), not only one object.
+        """
         if len(body) > self.max_body:
             return JSONResponse(
                 {
@@ -87,7 +98,7 @@ class Service:
             )
         start = body.lstrip()[:1]
         try:
-            if start == b"[":
+            if start == b"[" and many:
                 return self.listings.validate_json(body)
             if start == b"{":
                 return [LISTING.validate_json(body)]
@@ -97,7 +108,8 @@ class Service:
             [
                 {
                     "loc": ["body"],
-                    "msg": "expected a listing (JSON object) or a list of listings",
+                    "msg": "expected a listing (JSON object)"
+                    + (" or a list of listings" if many else ""),
                     "type": "body_type",
                 }
             ]
@@ -136,18 +148,15 @@ class Service:
         return response
 
 
-def _listing_body(max_rows: int) -> dict[str, Any]:
+def _listing_body(max_rows: int | None) -> dict[str, Any]:
+    """One listing (``max_rows`` None) or also a list of up to ``max_rows``."""
     listing = {"$ref": "#/components/schemas/Listing"}
+    many = {"type": "array", "items": listing, "minItems": 1, "maxItems": max_rows}
     return {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {
-                    "oneOf": [
-                        listing,
-                        {"type": "array", "items": listing, "minItems": 1, "maxItems": max_rows},
-                    ]
-                },
+                "schema": listing if max_rows is None else {"oneOf": [listing, many]},
                 "example": {"state": "Texas", "city": "Austin", "bed": 3, "house_size": 1800},
             }
         },
@@ -205,6 +214,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = Response(answer.model_dump_json(), media_type="application/json")
         return service.finish(
             "predict", response, started, requested_at, body, listings, values, served
+        )
+
+    @app.post(
+        "/explain",
+        response_model=Explanation,
+        responses={
+            **not_ready,
+            422: {"description": "Invalid listing: each bad field is named in detail[].loc."},
+        },
+        openapi_extra={"requestBody": _listing_body(None)},
+    )
+    async def explain(request: Request) -> Response:
+        """SHAP contributions for one listing, from the model version that prices it."""
+        started, requested_at = time.perf_counter(), datetime.now(UTC)
+        body = await request.body()
+        listings = service.parse(body, many=False)
+        if isinstance(listings, Response):
+            return service.finish("explain", listings, started, requested_at, body)
+        served = service.watcher.current
+        if served is None:
+            return service.finish("explain", service.unavailable(), started, requested_at, body)
+        answer = await run_in_threadpool(explain_listing, served, listings[0])
+        response = Response(answer.model_dump_json(), media_type="application/json")
+        return service.finish(
+            "explain", response, started, requested_at, body, listings, [answer.prediction], served
         )
 
     @app.get("/model", response_model=ModelInfo, responses=not_ready)

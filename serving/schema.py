@@ -141,15 +141,19 @@ class Predictions(BaseModel):
 
 
 class Contribution(BaseModel):
-    feature: str
-    value: str | float | None = Field(description="The listing's value of this input.")
-    contribution: float = Field(description="Effect on log(price).")
+    feature: str = Field(description="An input field of the listing.")
+    value: str | float | None = Field(description="The listing's value of it (null: missing).")
+    contribution: float = Field(description="SHAP value, in log(price).")
+    factor: float = Field(description="What it multiplies the price by: exp(contribution).")
 
 
 class Explanation(BaseModel):
+    """Why the model priced one listing as it did: prediction = base price x every factor."""
+
     prediction: float = Field(description="Price in dollars.")
-    base_value: float = Field(description="The model's average log(price).")
-    contributions: list[Contribution]
+    base_value: float = Field(description="The model's expected log(price) over its data.")
+    base_price: float = Field(description="exp(base_value), in dollars.")
+    contributions: list[Contribution] = Field(description="Largest effect first.")
     model: ModelRef
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import httpx
 import hypothesis
 import pandas as pd
@@ -110,23 +112,24 @@ def test_model_and_metrics_describe_what_serves(client: TestClient) -> None:
     assert "tasador_request_latency_seconds_bucket" in text
 
 
-def test_generated_requests_never_cause_a_server_error(client: TestClient) -> None:
+@pytest.mark.parametrize(("path", "examples"), [("/predict", 1_000), ("/explain", 200)])
+def test_generated_requests_never_cause_a_server_error(
+    client: TestClient, path: str, examples: int
+) -> None:
     """Schemathesis draws requests from the OpenAPI document, valid and invalid alike."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", client.app)
-    operation = schema["/predict"]["POST"]
+    operation = schemathesis.openapi.from_asgi("/openapi.json", client.app)[path]["POST"]
     statuses: list[int] = []
 
-    strategy = operation.as_strategy(GenerationMode.POSITIVE) | operation.as_strategy(
-        GenerationMode.NEGATIVE
-    )
-
     @hypothesis.settings(
-        max_examples=1_100,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=list(hypothesis.HealthCheck),
     )
-    @hypothesis.given(case=strategy)
+    @hypothesis.given(
+        case=operation.as_strategy(GenerationMode.POSITIVE)
+        | operation.as_strategy(GenerationMode.NEGATIVE)
+    )
     def run(case: schemathesis.Case) -> None:
         response = case.call()
         statuses.append(response.status_code)
@@ -135,6 +138,28 @@ def test_generated_requests_never_cause_a_server_error(client: TestClient) -> No
         case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
     run()
-    assert len(statuses) >= 1_000
+    assert len(statuses) >= examples
     assert all(s < 500 for s in statuses)
     assert {200, 422} <= set(statuses)
+
+
+def test_explain_adds_up_to_the_price_it_serves(client: TestClient) -> None:
+    price = client.post("/predict", json=LISTING).json()["predictions"][0]
+    answer = client.post("/explain", json=LISTING)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["prediction"] == price and body["model"]["version"] == "7"
+    contributions = body["contributions"]
+    log_price = body["base_value"] + sum(c["contribution"] for c in contributions)
+    assert math.exp(log_price) == pytest.approx(price, rel=1e-3)
+    by_feature = {c["feature"]: c for c in contributions}
+    assert {"house_size", "state", "city", "zip_code", "bed"} <= set(by_feature)
+    assert by_feature["state"]["value"] == "Texas" and by_feature["house_size"]["value"] == 1800
+    sizes = [abs(c["contribution"]) for c in contributions]
+    assert sizes == sorted(sizes, reverse=True)
+
+
+def test_explain_takes_one_listing(client: TestClient) -> None:
+    assert client.post("/explain", json=[LISTING]).status_code == 422
+    bad = client.post("/explain", json={"house_size": 5})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "house_size"]
