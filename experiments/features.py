@@ -178,7 +178,15 @@ class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):
 
     def fit(self, X: pd.DataFrame, y: object) -> SmoothedMeanEncoder:
         keys, target = self._keys_and_target(X, y)
-        self.prior_, self.means_ = self._statistics(keys, target)
+        everything = np.ones(len(target), dtype=bool)
+        self.prior_ = self._prior(target, everything)
+        self.means_ = {}
+        for col in keys.columns:
+            codes, values = pd.factorize(keys[col])
+            sums, counts = self._sums(codes, target, everything, len(values))
+            seen = counts > 0
+            means = (sums + self.smoothing * self.prior_) / (counts + self.smoothing)
+            self.means_[col] = pd.Series(means[seen], index=values[seen])
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self
 
@@ -187,14 +195,32 @@ class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):
         keys, target = self._keys_and_target(X, y)
         out = pd.DataFrame(index=X.index, columns=keys.columns, dtype="float64")
         splits = KFold(n_splits=min(self.folds, len(keys)), shuffle=True, random_state=0)
-        for fit_rows, encode_rows in splits.split(keys):
-            prior, means = self._statistics(keys.iloc[fit_rows], target[fit_rows])
-            out.iloc[encode_rows] = self._encode(keys.iloc[encode_rows], prior, means).to_numpy()
+        for col in keys.columns:
+            # Integer codes and bincount: the folds' statistics in a few array passes.
+            codes, values = pd.factorize(keys[col])
+            encoded = np.empty(len(codes))
+            for fit_rows, encode_rows in splits.split(codes):
+                use = np.zeros(len(codes), dtype=bool)
+                use[fit_rows] = True
+                prior = self._prior(target, use)
+                sums, counts = self._sums(codes, target, use, len(values))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means = (sums + self.smoothing * prior) / (counts + self.smoothing)
+                means = np.where(counts + self.smoothing > 0, means, prior)
+                rows = codes[encode_rows]
+                encoded[encode_rows] = np.where(rows >= 0, means[rows], prior)
+            out[col] = encoded
         return out
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         keys = X.loc[:, self._key_columns(X)]
-        return self._encode(keys, self.prior_, self.means_)
+        return pd.DataFrame(
+            {
+                c: keys[c].map(self.means_[c]).astype("float64").fillna(self.prior_)
+                for c in keys.columns
+            },
+            index=keys.index,
+        )
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         return np.asarray(
@@ -214,24 +240,20 @@ class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):
                 target = np.where(size > 0, target - np.log(size), np.nan)
         return X.loc[:, self._key_columns(X)], target
 
-    def _statistics(
-        self, keys: pd.DataFrame, target: np.ndarray
-    ) -> tuple[float, dict[str, pd.Series]]:
-        known = ~np.isnan(target)
-        prior = float(target[known].mean()) if known.any() else 0.0
-        means = {}
-        for col in keys.columns:
-            rows = pd.DataFrame({"key": keys[col].to_numpy()[known], "t": target[known]})
-            stats = rows.groupby("key", dropna=True)["t"].agg(["sum", "count"])
-            means[col] = (stats["sum"] + self.smoothing * prior) / (stats["count"] + self.smoothing)
-        return prior, means
+    @staticmethod
+    def _prior(target: np.ndarray, use: np.ndarray) -> float:
+        known = use & ~np.isnan(target)
+        return float(target[known].mean()) if known.any() else 0.0
 
     @staticmethod
-    def _encode(keys: pd.DataFrame, prior: float, means: dict[str, pd.Series]) -> pd.DataFrame:
-        return pd.DataFrame(
-            {c: keys[c].map(means[c]).astype("float64").fillna(prior) for c in keys.columns},
-            index=keys.index,
-        )
+    def _sums(
+        codes: np.ndarray, target: np.ndarray, use: np.ndarray, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per category code: sum and count of the known targets of the ``use`` rows."""
+        rows = use & (codes >= 0) & ~np.isnan(target)
+        sums = np.bincount(codes[rows], weights=target[rows], minlength=n)
+        counts = np.bincount(codes[rows], minlength=n).astype("float64")
+        return sums, counts
 
 
 class CategoryCodes(TransformerMixin, BaseEstimator):

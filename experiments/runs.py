@@ -30,6 +30,8 @@ KIND_TAG = "tasador.run_kind"  # "study", "trial" or "refit"
 
 
 def client(settings: Settings) -> MlflowClient:
+    # MLflow prints a "View run" URL per ended run: noise in worker and Airflow task logs.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     uri = tracking.configure(settings)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 

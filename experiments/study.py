@@ -39,7 +39,7 @@ import os
 import socket
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -79,6 +79,7 @@ class StudyPlan(BaseModel):
     cv_folds: int = Field(ge=2)
     sample_rows: int
     seed: int
+    sampler: Literal["tpe", "random"] = "tpe"
     spaces: dict[str, Any]
     decision_id: int | None = None
     reason: str | None = None
@@ -161,6 +162,8 @@ def load_study(study_name: str, settings: Settings) -> tuple[optuna.Study, Study
 
 
 def _sampler(plan: StudyPlan) -> optuna.samplers.BaseSampler:
+    if plan.sampler == "random":
+        return optuna.samplers.RandomSampler()
     return optuna.samplers.TPESampler(
         n_startup_trials=min(10, max(3, plan.n_trials // 4)),
         multivariate=True,
@@ -220,6 +223,7 @@ def prepare_study(
         cv_folds=settings.search_cv_folds,
         sample_rows=settings.search_sample_rows,
         seed=settings.search_seed,
+        sampler=settings.search_sampler,
         spaces=spaces.spaces_to_json(search_spaces),
         decision_id=decision_id,
         reason=_reason(settings, decision_id, reason),
