@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
     serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval
     serving_api_url: str = "http://127.0.0.1:8000"  # where the UI reaches serving
+    # Links the UI shows: addresses a browser reaches (None: the tracking URI; no link).
+    mlflow_public_url: str | None = None
+    optuna_dashboard_url: str | None = None
 
     @field_validator("day")
     @classmethod
