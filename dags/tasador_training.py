@@ -93,7 +93,10 @@ def tasador_training() -> None:
         print(result.summary)
         return {
             "version": result.challenger.version,
+            "family": result.challenger.family,
+            "holdout_rmsle": result.challenger.metrics["rmsle"],
             "promoted": result.promoted,
+            "summary": result.summary,
             "run_id": result.run_id,
             "trials_finished": sum(finished),
         }
