@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from serving.commands import fail_fast_clients
+
 MAIN = Path(__file__).resolve().parent / "main.py"
 
 
@@ -41,5 +43,6 @@ def ui_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8501,
 ) -> None:
     """Open the UI: predict a price, see the models and the batches."""
+    fail_fast_clients()
     args = streamlit_args(host, port)
     os.execv(args[0], args)  # Streamlit becomes this process: signals reach it directly

@@ -36,7 +36,7 @@ from experiments import data, explain, promotions, registry, report, runs, space
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.metrics import PRIMARY, regression_metrics
-from experiments.study import CHAMPION_PARAMS_TAG, StudyPlan, load_study
+from experiments.study import StudyPlan, load_study
 from tasador import db, decisions_store
 from tasador.columns import TARGET
 from tasador.config import Settings, get_settings
@@ -140,7 +140,7 @@ def _challenger(
         **plan.lineage_tags(),
         runs.KIND_TAG: "refit",
         runs.TRIAL_TAG: str(best.number),
-        "family": family,
+        registry.FAMILY_TAG: family,
     }
     run_id = runs.create_run(
         mlflow_client, plan.experiment_id, f"refit-{family}", tags, plan.parent_run_id
@@ -149,7 +149,7 @@ def _challenger(
     runs.log(mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value})
     version_tags = {
         **tags,
-        CHAMPION_PARAMS_TAG: json.dumps(best.params, sort_keys=True),
+        registry.PARAMS_TAG: json.dumps(best.params, sort_keys=True),
         f"cv_{PRIMARY}": f"{best.value:.6f}",
     }
     example = train.drop(columns=[TARGET]).head(5)
@@ -186,7 +186,7 @@ def finish_study(study_name: str, settings: Settings | None = None) -> Retrainin
         production = Scored(
             "production",
             int(previous.version),
-            previous.tags.get("family", "?"),
+            previous.tags.get(registry.FAMILY_TAG, "?"),
             _score(previous_model, holdout),
         )
     promoted = decide(
@@ -265,7 +265,10 @@ def _log_explanation(
         (out / "summary.txt").write_text(explanation.sentence + "\n")
         mlflow_client.log_artifacts(result.run_id, str(out), report.SHAP_DIR)
     mlflow_client.set_model_version_tag(
-        settings.model_name, str(result.challenger.version), "shap_summary", explanation.sentence
+        settings.model_name,
+        str(result.challenger.version),
+        registry.SHAP_SUMMARY_TAG,
+        explanation.sentence,
     )
 
 
@@ -276,21 +279,24 @@ def _log_outcome(
     decision: promotions.Promotion,
 ) -> None:
     holdout = {f"{HOLDOUT_PREFIX}{k}": v for k, v in result.challenger.metrics.items()}
-    runs.log(mlflow_client, result.run_id, metrics=holdout, tags={"promoted": result.promoted})
+    runs.log(
+        mlflow_client, result.run_id, metrics=holdout, tags={registry.PROMOTED_TAG: result.promoted}
+    )
     table = result.comparison()
     for run_id in (result.run_id, result.parent_run_id):
         mlflow_client.log_table(run_id, table, COMPARISON_FILE)
     version = str(result.challenger.version)
-    mlflow_client.set_model_version_tag(settings.model_name, version, "promoted", result.promoted)
-    mlflow_client.set_model_version_tag(
-        settings.model_name, version, "decided_at", decision.decided_at.isoformat()
-    )
-    mlflow_client.set_model_version_tag(settings.model_name, version, "decision", result.summary)
+    for key, value in {
+        registry.PROMOTED_TAG: result.promoted,
+        registry.DECIDED_AT_TAG: decision.decided_at.isoformat(),
+        registry.DECISION_TAG: result.summary,
+    }.items():
+        mlflow_client.set_model_version_tag(settings.model_name, version, key, str(value))
     runs.log(
         mlflow_client,
         result.parent_run_id,
         metrics={f"best_{k}": v for k, v in holdout.items()},
-        tags={"promoted": result.promoted, "model_version": version},
+        tags={registry.PROMOTED_TAG: result.promoted, "model_version": version},
     )
     runs.end(mlflow_client, result.run_id)
     runs.end(mlflow_client, result.parent_run_id)

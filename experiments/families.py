@@ -29,7 +29,6 @@ class Family:
     encoding: Encoding
     # Fixed keyword arguments from (n_jobs, seed); parameters the search must not override.
     runtime: Callable[[int, int], dict[str, Any]]
-    tree_based: bool
 
 
 FAMILIES: dict[str, Family] = {
@@ -45,23 +44,20 @@ FAMILIES: dict[str, Family] = {
                 "enable_categorical": True,
                 "tree_method": "hist",
             },
-            tree_based=True,
         ),
         Family(
             "lightgbm",
             lgb.LGBMRegressor,
             "native",
             lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed, "verbosity": -1},
-            tree_based=True,
         ),
         Family(
             "random_forest",
             RandomForestRegressor,
             "forest",
             lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
-            tree_based=True,
         ),
-        Family("ridge", Ridge, "linear", lambda n_jobs, seed: {}, tree_based=False),
+        Family("ridge", Ridge, "linear", lambda n_jobs, seed: {}),
     )
 }
 

@@ -33,7 +33,7 @@ are log-normal and RMSLE is the primary metric, so squared error on the log scal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -372,8 +372,3 @@ def feature_source(feature: str) -> str:
         raise ValueError(f"cannot tell which input column feature {feature!r} comes from")
     derived = max(matches, key=len)
     return _DERIVED_SOURCE.get(derived, derived)
-
-
-def input_frame(frame: pd.DataFrame, columns: Sequence[str] = INPUT_COLUMNS) -> pd.DataFrame:
-    """The model's input columns of a CLEAN frame (lineage and target columns left out)."""
-    return frame.loc[:, [c for c in columns if c in frame.columns]]

@@ -34,6 +34,14 @@ from sklearn.base import RegressorMixin
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.config import Settings
 
+# Tags on model versions (besides the lineage tags of tasador.lineage).
+FAMILY_TAG = "family"
+PARAMS_TAG = "optuna_params"  # JSON of the trial params that built the version (warm start)
+PROMOTED_TAG = "promoted"  # "True" / "False": the champion/challenger verdict
+DECIDED_AT_TAG = "decided_at"  # ISO time of that verdict
+DECISION_TAG = "decision"  # the verdict in one sentence
+SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
+
 SERIALIZATION = "cloudpickle"
 _REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
 ARTIFACT_NAME = "model"

@@ -50,7 +50,7 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import KFold
 
-from experiments import data, runs, spaces
+from experiments import data, registry, runs, spaces
 from experiments.families import build_model
 from experiments.metrics import PRIMARY, regression_metrics, rmsle
 from tasador import db, decisions_store, lineage
@@ -60,7 +60,6 @@ from tasador.config import Settings, get_settings
 PLAN_ATTR = "tasador_plan"
 RUN_ID_ATTR = "mlflow_run_id"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-CHAMPION_PARAMS_TAG = "optuna_params"  # on model versions: the trial params that built them
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
 
 
@@ -255,12 +254,10 @@ def prepare_study(
 def _enqueue_champion(
     study: optuna.Study, settings: Settings, mlflow_client: Any, search_spaces: dict[str, Any]
 ) -> None:
-    from experiments.registry import production_version
-
-    version = production_version(mlflow_client, settings)
-    if version is None or CHAMPION_PARAMS_TAG not in version.tags:
+    version = registry.production_version(mlflow_client, settings)
+    if version is None or registry.PARAMS_TAG not in version.tags:
         return
-    params = json.loads(version.tags[CHAMPION_PARAMS_TAG])
+    params = json.loads(version.tags[registry.PARAMS_TAG])
     space = search_spaces.get(params.get(spaces.FAMILY_PARAM))
     # Only when the (possibly narrowed) space still admits it: the space is the operator's say.
     if space is not None and space.admits(params):
@@ -290,7 +287,7 @@ class _Objective:
                 **self.plan.lineage_tags(),
                 runs.KIND_TAG: "trial",
                 runs.TRIAL_TAG: str(trial.number),
-                "family": family,
+                registry.FAMILY_TAG: family,
             },
             parent_run_id=self.plan.parent_run_id,
         )

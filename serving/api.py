@@ -14,7 +14,6 @@ the body (``_listing_body``), so clients and the schemathesis tests see the real
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -307,11 +306,6 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """Run the API with uvicorn (uvloop and httptools when installed)."""
     import uvicorn
 
-    # The watcher polls again every few seconds, so MLflow's own retries (minutes of backoff)
-    # would only hide an outage from /ready; a stuck database connection would stall the log.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
-    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from tasador.config import get_settings
+
+
+def fail_fast_clients() -> None:
+    """For long-running services: MLflow and PostgreSQL calls fail in seconds, not minutes.
+
+    Serving polls the registry again every few seconds and the UI shows a message, so MLflow's
+    own retries (minutes of backoff) would only hide an outage.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
 
 
 def serve_command(
@@ -18,4 +30,5 @@ def serve_command(
     """Serve the production model over HTTP; follows the alias without a restart."""
     from serving.api import serve
 
+    fail_fast_clients()
     serve(host, port, get_settings())

@@ -61,7 +61,7 @@ def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> 
 @app.command("status")
 def status_command(
     table: Annotated[
-        bool, typer.Option("--table", help="A readable table instead of JSON.")
+        bool, typer.Option("--table/--json", help="A readable table, or JSON (the default).")
     ] = False,
     models: Annotated[bool, typer.Option(help="Also list model versions (asks MLflow).")] = True,
 ) -> None:

@@ -134,6 +134,9 @@ def ensure_server(settings: Settings) -> str:
             "MLFLOW_ARTIFACTS_DESTINATION": artifacts,
         }
         env.pop("MLFLOW_RUN_ID", None)
+        # The job runner (GenAI scoring jobs, unused here) forks a dozen huey consumers per
+        # server: on two cores they cost more than the tracking itself.
+        env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         args = [
             sys.executable,
             "-m",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 from mlflow import MlflowClient
 
+from experiments import report
 from tasador import db, decisions_store, lineage, raw_store, services
 from tasador.config import Settings
 
@@ -43,7 +45,7 @@ def loop_settings(settings: Settings, mlflow_server: str, make_database):
         yield live
 
 
-def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, run_dag):
+def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, run_dag, tmp_path):
     s = loop_settings
     ingestion = run_dag(s, "tasador_ingestion")
     decision = ingestion.returns["decide"]
@@ -82,8 +84,10 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
         and "family" in r.data.params
     ]
     assert len(children) >= 3
-    artifacts = {a.path for a in client.list_artifacts(result["run_id"])}
-    assert any(p.endswith(".md") for p in artifacts), artifacts
+    reports = {a.path for a in client.list_artifacts(result["run_id"], "report")}
+    assert report.REPORT_FILE in reports, reports
+    text = client.download_artifacts(result["run_id"], report.REPORT_FILE, str(tmp_path))
+    assert stored.reason.split(".")[0] in Path(text).read_text()  # why it retrained
 
     # Re-running the training for the same decision registers nothing new.
     again = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})

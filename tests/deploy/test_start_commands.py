@@ -38,7 +38,6 @@ from tests.deploy.dockerfile import (
     start_command,
 )
 from tests.deploy.local_run import (
-    CommandMissing,
     Localizer,
     base_env,
     free_port,
@@ -66,12 +65,6 @@ SERVICE_OF = {
 }
 # What the official base image sets and the Dockerfile relies on.
 BASE_IMAGE_ENV = {"apache/airflow": {"AIRFLOW_HOME": "/opt/airflow"}}
-# Start commands whose CLI command lands later. Strict: once it exists the xfail turns into a
-# failure, and this entry must go.
-PENDING = {
-    "serving": "`tasador serve` is not in tasador/cli.py yet (issue 6)",
-    "app": "`tasador ui` is not in tasador/cli.py yet (issue 6)",
-}
 STARTUP_S = {"airflow": 150.0, "mlflow": 180.0}
 
 
@@ -132,17 +125,11 @@ def serving(image: str, localizer: Localizer, tmp_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{local_port}"
 
 
-def _pending(image: str) -> list[pytest.MarkDecorator]:
-    if image not in PENDING:
-        return []
-    return [pytest.mark.xfail(strict=True, raises=CommandMissing, reason=PENDING[image])]
-
-
 @pytest.mark.parametrize(
     ("image", "page"),
     [
-        pytest.param("serving", "/docs", marks=_pending("serving")),  # the FastAPI docs
-        pytest.param("app", "/", marks=_pending("app")),
+        pytest.param("serving", "/docs"),  # the FastAPI docs
+        pytest.param("app", "/"),
     ],
 )
 def test_api_and_ui_start_and_answer_their_healthcheck(

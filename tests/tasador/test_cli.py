@@ -39,6 +39,7 @@ def test_collect_then_status_just_works(cli_env):
     assert "RAW batch id 1" in first.stdout and "cleaned:" in first.stdout
     assert tasador(cli_env, "collect").returncode == 0
     report = json.loads(tasador(cli_env, "status").stdout)
+    assert json.loads(tasador(cli_env, "status", "--json").stdout)["batches"] == report["batches"]
     assert [b["batch_number"] for b in report["batches"]] == [0, 1]
     assert all(b["rows_clean"] > 0 for b in report["batches"])
     table = tasador(cli_env, "status", "--table").stdout

@@ -46,6 +46,7 @@ def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database
     assert tracking.tracking_uri(settings) == uri  # reused: same port, no second server
 
     assert tracking.configure(settings) == uri
+    mlflow.set_experiment(f"tracking-{tmp_path.name}")  # not the one another test left active
     with mlflow.start_run() as run:
         mlflow.log_text("local", "where.txt")
     local = tmp_path / "state" / "mlflow" / "artifacts"

@@ -1,0 +1,54 @@
+"""Data page: the batches collected, what cleaning did to each, and each retrain decision."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import ui
+from tasador.status import batch_status
+
+settings = ui.settings()
+st.title("Data")
+
+batches = ui.read_or_stop(
+    "The RAW and CLEAN databases cannot be read",
+    lambda: batch_status(settings),
+    "No batch collected yet: `tasador collect` or the ingestion DAG stores them.",
+)
+
+
+def _total(counts: dict[str, int] | None) -> int | None:
+    return None if counts is None else sum(counts.values())
+
+
+st.dataframe(
+    pd.DataFrame(
+        [
+            {
+                "batch": b["batch_id"],
+                "group": b["group"],
+                "number": b["batch_number"],
+                "received": b["received_at"][:19].replace("T", " "),
+                "rows received": b["rows_received"],
+                "rows clean": b["rows_clean"],
+                "dropped": _total(b["dropped"]),
+                "fixed": _total(b["fixed"]),
+                "decision": b["decision"]["verdict"] if b["decision"] else None,
+            }
+            for b in batches
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+for b in reversed(batches):
+    verdict = b["decision"]["verdict"] if b["decision"] else "not decided"
+    with st.expander(f"Batch {b['batch_id']} (number {b['batch_number']}): {verdict}"):
+        if b["decision"]:
+            st.write(b["decision"]["reason"])
+        left, right = st.columns(2)
+        left.markdown("**Rows dropped, by rule**")
+        left.json(b["dropped"] or {})
+        right.markdown("**Values fixed, by rule**")
+        right.json(b["fixed"] or {})
