@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 UV := python3 -m uv
 PY_RUN := $(UV) run --frozen
+# The browser test drives Debian's Chromium (Playwright's own browser download needs a network);
+# elsewhere point CHROMIUM at an installed Chrome or Chromium.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install demo test lint format bench clean
 
@@ -12,6 +16,10 @@ PY_RUN := $(UV) run --frozen
 
 install: .venv/.installed
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 lint: install
 	$(PY_RUN) ruff check .
 	$(PY_RUN) ruff format --check .
@@ -20,8 +28,8 @@ format: install
 	$(PY_RUN) ruff format .
 	$(PY_RUN) ruff check --fix .
 
-test: lint
-	$(PY_RUN) pytest
+test: lint $(CHROMIUM)
+	CHROMIUM=$(CHROMIUM) $(PY_RUN) pytest
 
 demo: install
 	$(PY_RUN) tasador demo

@@ -1,0 +1,161 @@
+"""Models page (streamlit AppTest) against the world's real MLflow registry and CLEAN database."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Callable
+
+import pandas as pd
+from mlflow import MlflowClient
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import World
+from tests.conftest import REPO
+
+PAGE = str(REPO / "app" / "views" / "models.py")
+LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
+
+
+def page() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_of(world: World, version: str) -> tuple[str, str]:
+    """(experiment id, run id) of a registered version, read from MLflow itself."""
+    uri = world.settings.mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = client.get_model_version(world.settings.model_name, version).run_id
+    return client.get_run(run_id).info.experiment_id, run_id
+
+
+def texts(block: object) -> list[str]:
+    return [m.value for m in block.markdown]  # type: ignore[attr-defined]
+
+
+def links(block: object) -> dict[str, str]:
+    return {label: url for m in texts(block) for label, url in LINK.findall(m)}
+
+
+def test_every_version_is_listed_with_lineage_metrics_and_promotion(
+    world: World, ui_env: Callable
+) -> None:
+    at = page()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert world.settings.model_name in at.caption[0].value
+    first, second = world.versions
+    table = at.dataframe[0].value.set_index("version")
+    assert list(table.index) == [int(second), int(first)]  # newest first
+    assert table.loc[int(second), "serving"] == "yes" and table.loc[int(first), "serving"] == ""
+    assert table["family"].to_dict() == {int(second): "lightgbm", int(first): "xgboost"}
+    one, two = world.batch_ids
+    assert table["batches"].to_dict() == {int(second): f"{one}-{two}", int(first): str(one)}
+    assert table["holdout rmsle"].tolist() == [0.5, 0.5]  # what register() logged on each run
+    assert table["promoted"].tolist() == ["yes", "yes"]
+    assert table["decided"].notna().all()
+
+    assert [e.label for e in at.expander] == [f"Version {second} — serving now", f"Version {first}"]
+    newest, oldest = at.expander
+    assert f"**Trained on batches** {one}, {two}" in texts(newest)
+    assert f"**Trained on batches** {one}" in texts(oldest)
+    assert "Retrain. test model lightgbm" in texts(newest)
+    assert "Retrain. test model xgboost" in texts(oldest)
+    assert f"**Champion/challenger**: Version {second} promoted." in texts(newest)
+
+
+def test_links_point_at_each_version_run_and_the_study(world: World, ui_env: Callable) -> None:
+    ui_env(mlflow_public_url="https://mlflow.example/", optuna_dashboard_url="http://optuna.ex")
+    at = page()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    name = world.settings.model_name
+    for expander, version in zip(at.expander, reversed(world.versions), strict=True):
+        experiment, run_id = run_of(world, version)
+        found = links(expander)
+        assert found["training run"] == (
+            f"https://mlflow.example/#/experiments/{experiment}/runs/{run_id}"
+        )
+        assert found["model version in MLflow"] == (
+            f"https://mlflow.example/#/models/{name}/versions/{version}"
+        )
+        assert found[f"Optuna study `{name}-batches-1-2`"] == "http://optuna.ex/dashboard"
+
+
+def test_without_public_urls_links_use_the_tracking_uri(world: World, ui_env: Callable) -> None:
+    at = page()
+    experiment, run_id = run_of(world, world.versions[1])
+    found = links(at.expander[0])
+    uri = world.settings.mlflow_tracking_uri
+    assert found["training run"] == f"{uri}/#/experiments/{experiment}/runs/{run_id}"
+    assert not any(label.startswith("Optuna study") for label in found)  # no dashboard set
+    assert any(
+        f"study `{world.settings.model_name}-batches-1-2`" in m for m in texts(at.expander[0])
+    )
+
+
+def test_shap_change_of_the_second_version_against_the_first(
+    world: World, ui_env: Callable
+) -> None:
+    at = page()
+    first = world.versions[0]
+    newest, oldest = at.expander
+
+    heading = (
+        f"**What changed in the model (SHAP)** against version {first}, production at the time"
+    )
+    assert heading in texts(newest)
+    change = newest.dataframe[0].value
+    assert list(change.columns) == ["feature", "new", "previous", "change"]
+    assert {"house_size", "zip_code", "state", "city", "bed", "bath"} <= set(change["feature"])
+    assert change["previous"].notna().all()
+    pd.testing.assert_series_equal(
+        change["change"], change["new"] - change["previous"], check_names=False
+    )
+    sentence = next(m for m in texts(newest) if m.startswith("Against production version"))
+    gained = change.loc[change["change"].idxmax()]
+    lost = change.loc[change["change"].idxmin()]
+    top = change.loc[change["new"].idxmax(), "feature"]
+    assert sentence == (
+        f"Against production version {first}, {gained.feature} gained most "
+        f"({gained.change:+.3f}) and {lost.feature} lost most ({lost.change:+.3f}); "
+        f"{top} now matters most."
+    )
+    assert len(newest.image) == 1  # the importance bar chart
+
+    # The first version had nothing to be compared with: its own importance only.
+    assert "**What changed in the model (SHAP)**" in texts(oldest)
+    assert any("(no previous model to compare)" in m for m in texts(oldest))
+    assert oldest.dataframe[0].value["previous"].isna().all()
+    assert len(oldest.image) == 1
+    # Both models were explained on the same rows: the first version's importance is the
+    # second version's "previous" column.
+    previous = change.set_index("feature")["previous"]
+    own = oldest.dataframe[0].value.set_index("feature")["new"]
+    pd.testing.assert_series_equal(previous.sort_index(), own.sort_index(), check_names=False)
+
+
+def test_mlflow_down_is_said_in_words(world: World, ui_env: Callable) -> None:
+    port = closed_port()
+    ui_env(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
+    at = page()
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("The model history (MLflow registry")
+    assert f"127.0.0.1:{port}" in error.value
+    assert "Traceback" not in error.value
+    assert not at.dataframe and not at.expander
+
+
+def test_clean_down_is_said_in_words(world: World, ui_env: Callable) -> None:
+    ui_env(clean_db_url=f"postgresql://tasador:secret@127.0.0.1:{closed_port()}/clean")
+    at = page()
+    assert not at.exception
+    [error] = at.error
+    assert "promotion records in CLEAN" in error.value and "connection failed" in error.value
+    assert "secret" not in error.value
+    assert not at.dataframe and not at.expander
