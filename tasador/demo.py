@@ -77,12 +77,25 @@ def run_demo(
 
 def summary_table(settings: Settings, results: list) -> str:
     batches = {b["batch_id"]: b for b in batch_status(settings)}
-    lines = [("batch", "received", "clean", "decision", "best family", "holdout RMSLE", "version")]
+    # Batch ids (what decisions and lineage tags name) first; the data API's number beside it.
+    lines = [
+        (
+            "batch",
+            "number",
+            "received",
+            "clean",
+            "decision",
+            "best family",
+            "holdout RMSLE",
+            "version",
+        )
+    ]
     reasons = []
     for decision, training in results:
         batch = batches[decision["batch_id"]]
         lines.append(
             (
+                str(batch["batch_id"]),
                 str(batch["batch_number"]),
                 str(batch["rows_received"]),
                 str(batch["rows_clean"]),
@@ -96,9 +109,7 @@ def summary_table(settings: Settings, results: list) -> str:
         )
         reason = (batch["decision"] or {}).get("reason", "")
         reasons.append(
-            textwrap.fill(
-                f"batch {batch['batch_number']}: {reason}", width=100, subsequent_indent="  "
-            )
+            textwrap.fill(f"batch {batch['batch_id']}: {reason}", width=100, subsequent_indent="  ")
         )
         if training:
             reasons.append(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 
 from tasador.columns import RAW_COLUMNS
 
@@ -38,9 +39,10 @@ batches = sa.Table(
 batch_rows = sa.Table(
     "batch_rows",
     metadata,
-    sa.Column(
-        "batch_id", sa.BigInteger, sa.ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True
-    ),
+    # No foreign key to batches: PostgreSQL checks one with a trigger per row, which made COPY
+    # of a 200k-row batch 1.6x slower. Rows and their batch are written in one transaction by
+    # store_batch alone, and nothing deletes batches, so no row can lose its batch.
+    sa.Column("batch_id", sa.BigInteger, primary_key=True),
     sa.Column("row_index", sa.Integer, primary_key=True),
     *(sa.Column(c, sa.Text) for c in RAW_COLUMNS),
 )
@@ -116,7 +118,10 @@ def store_batch(
 def _copy_rows(conn: sa.Connection, batch_id: int, rows: Sequence[Sequence[object]]) -> None:
     cursor = conn.connection.driver_connection.cursor()
     columns = ", ".join(("batch_id", "row_index", *RAW_COLUMNS))
-    with cursor.copy(f"COPY batch_rows ({columns}) FROM STDIN") as copy:
+    # The queued writer sends from a thread of its own, so the server parses and indexes one
+    # chunk while Python formats the next: about 1.5x faster than the default writer here.
+    writer = QueuedLibpqWriter(cursor)
+    with cursor.copy(f"COPY batch_rows ({columns}) FROM STDIN", writer=writer) as copy:
         for index, row in enumerate(rows):
             copy.write_row((batch_id, index, *row))
 
