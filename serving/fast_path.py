@@ -17,6 +17,7 @@ never different).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
@@ -112,11 +113,15 @@ def _features_of(encode: ColumnTransformer) -> list[Feature]:
 
 
 def _booster_of(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+    # One thread per call: requests come one or a few rows at a time, and a thread pool woken for
+    # each cost 5x the CPU of the prediction itself (benchmarks/serve.py); concurrency comes from
+    # the requests, not from inside one of them.
     kind = f"{type(estimator).__module__}.{type(estimator).__name__}"
     if kind == "xgboost.sklearn.XGBRegressor":
+        estimator.set_params(n_jobs=1)  # the served copy, loaded for this process only
         return estimator.predict  # numpy in: XGBoost's in-place prediction, codes as categories
     if kind == "lightgbm.sklearn.LGBMRegressor":
-        return estimator.booster_.predict
+        return functools.partial(estimator.booster_.predict, num_threads=1)
     raise Unsupported(f"estimator {kind}")
 
 

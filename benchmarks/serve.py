@@ -1,0 +1,685 @@
+"""Serving speed: the same model version behind `tasador serve` and `mlflow models serve`.
+
+    uv run python benchmarks/serve.py [--duration 10] [--warmup 2] [--levels 1,4,16]
+                                      [--batch-levels 1,4] [--family lightgbm] [--quick]
+
+Sets up a private embedded PostgreSQL (a RAW database for the inference log) and a private
+embedded MLflow server under a temporary state folder, trains a gradient-boosting model with the
+project's own code (``experiments.families.build_model``) on the cleaned 5k-row realtor sample,
+registers it (``experiments.registry.log_and_register``) and points ``production`` at it. Then,
+one after the other and never at the same time:
+
+- ``tasador serve`` (the project's API, subprocess), once ``GET /ready`` names that version:
+  ``POST /predict`` with one listing object per request, and with lists of ``--batch-rows``;
+- ``mlflow models serve -m models:/<name>/<version> --env-manager local --workers 1``:
+  ``POST /invocations`` with ``{"dataframe_records": [...]}`` of the same listings.
+
+Bodies are real listings of the sample (without their price), each in the form its server
+accepts: our API takes the raw JSON fields, MLflow's signature wants ids as text and sizes as
+floats. Before loading a server the script checks that it answers 200 and that both servers
+price the same batch alike (same version).
+
+The load generator is the same for both: ``--clients`` processes (spawned, so the GIL of one
+does not cap the other), each running its share of the concurrent keep-alive HTTP/1.1
+connections on asyncio (uvloop when installed). It is closed-loop: each connection sends its
+next request as soon as the previous answer is read. Per level: ``--warmup`` seconds discarded,
+then ``--duration`` seconds measured; requests/s counts the answers completed in that window,
+latency is from writing the request to reading the whole answer. Non-2xx answers and
+connection failures are counted as errors. "server CPU" is the CPU time of the server's whole
+process tree over the window per request: unlike wall time it barely moves when other work
+shares the machine. Targets: >= 5x the requests/s of ``mlflow models serve``; single-row p99
+<= 10 ms at low concurrency (1 and 4 connections). No assertions: it prints figures.
+
+Hermetic: ``TASADOR_*`` variables are ignored, except ``TASADOR_SERVING_*``, which tune the
+served API (e.g. ``TASADOR_SERVING_LOG_FLUSH_S``). Every process it starts is stopped at the
+end, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
+HOST = "127.0.0.1"
+MODEL_NAME = "bench-serve"
+START_TIMEOUT_S = 240.0
+FAMILY_PARAMS: dict[str, dict[str, Any]] = {  # mid-range of search_spaces/*.yaml
+    "lightgbm": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31},
+    "xgboost": {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 6},
+}
+
+
+# --- the load generator (runs in spawned processes: stdlib, numpy, psutil only) ----------
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    port: int
+    requests: list[bytes]  # complete HTTP requests, sent in turn
+    connections: int
+    start_at: float  # time.monotonic() (system-wide on Linux): when to start sending
+    warmup_s: float
+    duration_s: float
+    offset: int  # where in ``requests`` this process's connections start
+
+
+@dataclass
+class ClientResult:
+    latencies_ms: list[float] = field(default_factory=list)  # answers 2xx within the window
+    errors: int = 0  # non-2xx or failed connections within the window
+    statuses: Counter[str] = field(default_factory=Counter)
+    cpu_s: float = 0.0  # this client process's CPU over the whole level
+
+
+def http_request(port: int, path: str, body: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """Status, whether the connection stays open, and the body of one HTTP/1.1 answer."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length, chunked, keep = None, False, True
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name, value = name.strip().lower(), value.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value
+        elif name == b"connection":
+            keep = value != b"close"
+    if chunked:
+        parts = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            parts.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the blank line
+            pass
+        body = b"".join(parts)
+    elif length is not None:
+        body = await reader.readexactly(length)
+    else:
+        body, keep = await reader.read(), False
+    return status, keep, body
+
+
+async def _connection(spec: ClientSpec, index: int, result: ClientResult) -> None:
+    window = (spec.start_at + spec.warmup_s, spec.start_at + spec.warmup_s + spec.duration_s)
+    i = spec.offset + index * 7919  # connections walk the bodies from different places
+    reader = writer = None
+    await asyncio.sleep(max(0.0, spec.start_at - time.monotonic()))
+    while (now := time.monotonic()) < window[1]:
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(HOST, spec.port)
+            sent = time.monotonic()
+            writer.write(spec.requests[i % len(spec.requests)])
+            i += 1
+            status, keep, _ = await read_response(reader)  # type: ignore[arg-type]
+            done = time.monotonic()
+            if window[0] <= done < window[1]:
+                result.statuses[str(status)] += 1
+                if 200 <= status < 300:
+                    result.latencies_ms.append((done - sent) * 1000.0)
+                else:
+                    result.errors += 1
+            if not keep:
+                writer.close()
+                writer = None
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            if window[0] <= now < window[1]:
+                result.errors += 1
+                result.statuses[type(exc).__name__] += 1
+            if writer is not None:
+                writer.close()
+            writer = None
+            await asyncio.sleep(0.01)
+    if writer is not None:
+        writer.close()
+
+
+async def _client(spec: ClientSpec) -> ClientResult:
+    result = ClientResult()
+    await asyncio.gather(*(_connection(spec, n, result) for n in range(spec.connections)))
+    return result
+
+
+def run_client(spec: ClientSpec) -> ClientResult:
+    """One load-generator process: ``spec.connections`` connections until the window ends."""
+    started = time.process_time()
+    try:
+        import uvloop
+
+        result = uvloop.run(_client(spec))
+    except ImportError:
+        result = asyncio.run(_client(spec))
+    result.cpu_s = time.process_time() - started
+    return result
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    def cpu_s(self) -> float:
+        """CPU time of the server's process tree so far (exited children not counted)."""
+        try:
+            root = psutil.Process(self.process.pid)
+            total = 0.0
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+            return total
+        except psutil.NoSuchProcess:
+            return float("nan")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+def free_port() -> int:
+    from tasador.services import free_port as project_free_port
+
+    return project_free_port()
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without TASADOR_* (each server gets exactly the settings it is given)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TASADOR_")}
+
+
+@contextlib.contextmanager
+def started(
+    name: str, args: Sequence[str], env: dict[str, str], state: Path, port: int
+) -> Iterator[Server]:
+    """A server subprocess in its own session; its whole group is ended when the block ends."""
+    log = state / f"{name.split()[0]}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            list(args), env=env, cwd=state, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    server = Server(name, process, port, log)
+    try:
+        yield server
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+def wait_for(server: Server, path: str, ok: Any = None) -> None:
+    """Until GET ``path`` answers 200 (and ``ok(json)`` holds); fails if the server exits."""
+    import httpx
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with code {server.process.returncode}:\n{server.tail()}"
+            )
+        with contextlib.suppress(httpx.TransportError, ValueError):
+            answer = httpx.get(f"http://{HOST}:{server.port}{path}", timeout=5)
+            if answer.status_code == 200 and (ok is None or ok(answer.json())):
+                return
+        time.sleep(0.25)
+    raise TimeoutError(f"{server.name} not ready within {START_TIMEOUT_S:.0f}s:\n{server.tail()}")
+
+
+# --- setup: data, model, registry ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bodies:
+    """The same listings in each server's request format."""
+
+    ours_rows: list[bytes]
+    ours_batches: list[bytes]
+    mlflow_rows: list[bytes]
+    mlflow_batches: list[bytes]
+    batch_rows: int
+
+
+def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[Any, Bodies]:
+    """The cleaned sample (to train on) and request bodies built from its listings."""
+    import pandas as pd
+
+    from experiments.features import INPUT_COLUMNS
+    from serving.schema import LISTING
+    from tasador.cleaning import clean_frame
+
+    raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
+    frame, _ = clean_frame(raw)
+    frame = frame.reset_index(drop=True)
+
+    def record(row: pd.Series, for_mlflow: bool) -> dict[str, Any]:
+        """A listing as a client sends it to us (ids and counts as JSON numbers), or as the
+        logged model's signature wants it (ids as text, sizes as floats)."""
+        out: dict[str, Any] = {}
+        for column in INPUT_COLUMNS:
+            value = row[column]
+            if pd.isna(value):
+                value = None
+            elif column == "prev_sold_date":
+                value = value.date().isoformat()
+            elif for_mlflow or column not in ("brokered_by", "street", "bed", "bath"):
+                value = value if isinstance(value, float) else str(value)
+            else:  # ids (digit text) and counts (floats): JSON integers
+                number = float(value)
+                value = int(number) if number.is_integer() else number
+            out[column] = value
+        return out
+
+    records = [(record(row, False), record(row, True)) for _, row in frame.iterrows()]
+    valid = []
+    for pair in records:
+        with contextlib.suppress(ValueError):  # exactly what serving parses
+            LISTING.validate_json(json.dumps(pair[0]))
+            valid.append(pair)
+    if len(valid) < len(records):
+        print(f"  {len(records) - len(valid)} listings refused by serving's schema, left out")
+    rng = random.Random(0)
+    singles = rng.sample(valid, min(n_rows, len(valid)))
+    batches = [rng.sample(valid, min(batch_rows, len(valid))) for _ in range(n_batches)]
+
+    def dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    bodies = Bodies(
+        ours_rows=[dumps(o) for o, _ in singles],
+        ours_batches=[dumps([o for o, _ in batch]) for batch in batches],
+        mlflow_rows=[dumps({"dataframe_records": [t]}) for _, t in singles],
+        mlflow_batches=[dumps({"dataframe_records": [t for _, t in b]}) for b in batches],
+        batch_rows=len(batches[0]),
+    )
+    return frame, bodies
+
+
+def register_model(settings: Any, frame: Any, family: str) -> str:
+    """Train ``family`` on the sample with the project's code, register it, make it production."""
+    from experiments import registry, runs
+    from experiments.families import build_model
+    from tasador import lineage
+    from tasador.columns import TARGET
+
+    model = build_model(family, FAMILY_PARAMS[family], n_jobs=1, seed=0)
+    model.fit(frame.drop(columns=[TARGET]), frame[TARGET].to_numpy())
+    client = runs.client(settings)
+    experiment = runs.experiment_id(client, settings.experiment_name)
+    tags = {
+        lineage.BATCH_IDS: lineage.encode_batch_ids((1,)),
+        lineage.RETRAIN_REASON: "benchmark model",
+        "family": family,
+    }
+    run_id = runs.create_run(client, experiment, f"bench-{family}", tags)
+    example = frame.drop(columns=[TARGET]).head(3)
+    version = registry.log_and_register(model, example, settings, run_id, tags)
+    runs.end(client, run_id)
+    registry.set_production(client, settings, version.version)
+    return str(version.version)
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    kind: str  # "1 row" or "N rows"
+    concurrency: int
+    server: str
+    requests: int
+    rows_per_request: int
+    duration_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    statuses: dict[str, int]
+    server_cpu_s: float
+    client_cpu_s: float
+
+    @property
+    def per_s(self) -> float:
+        return self.requests / self.duration_s
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.per_s * self.rows_per_request
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu_s * 1000.0 / self.requests if self.requests else float("nan")
+
+
+def measure(
+    pool: Any,
+    server: Server,
+    requests: list[bytes],
+    rows_per_request: int,
+    concurrency: int,
+    args: argparse.Namespace,
+) -> Figures:
+    processes = min(args.clients, concurrency)
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    start_at = time.monotonic() + 1.0  # time for every client process to get its spec
+    specs = [
+        ClientSpec(
+            port=server.port,
+            requests=requests,
+            connections=share,
+            start_at=start_at,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            offset=i * 104_729,
+        )
+        for i, share in enumerate(shares)
+    ]
+    pending = pool.map_async(run_client, specs)
+    time.sleep(max(0.0, start_at + args.warmup - time.monotonic()))
+    cpu_before = server.cpu_s()
+    time.sleep(max(0.0, start_at + args.warmup + args.duration - time.monotonic()))
+    cpu_after = server.cpu_s()
+    results: list[ClientResult] = pending.get(args.warmup + args.duration + 120)
+    latencies = np.array([x for r in results for x in r.latencies_ms])
+    p50, p99 = np.percentile(latencies, [50, 99]) if len(latencies) else (np.nan, np.nan)
+    statuses: Counter[str] = Counter()
+    for r in results:
+        statuses.update(r.statuses)
+    return Figures(
+        kind="1 row" if rows_per_request == 1 else f"{rows_per_request:,} rows",
+        concurrency=concurrency,
+        server=server.name,
+        requests=len(latencies),
+        rows_per_request=rows_per_request,
+        duration_s=args.duration,
+        p50_ms=float(p50),
+        p99_ms=float(p99),
+        errors=sum(r.errors for r in results),
+        statuses=dict(statuses),
+        server_cpu_s=cpu_after - cpu_before,
+        client_cpu_s=sum(r.cpu_s for r in results),
+    )
+
+
+def check(server: Server, path: str, body: bytes) -> list[float]:
+    """One request before the load: it must answer 200; returns its predictions."""
+    import httpx
+
+    answer = httpx.post(
+        f"http://{HOST}:{server.port}{path}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        timeout=120,
+    )
+    if answer.status_code != 200:
+        raise RuntimeError(f"{server.name} {path}: {answer.status_code} {answer.text[:2000]}")
+    return [float(p) for p in answer.json()["predictions"]]
+
+
+def load_server(
+    pool: Any, server: Server, path: str, rows: list[bytes], batches: list[bytes], batch_rows: int,
+    args: argparse.Namespace,
+) -> list[Figures]:  # fmt: skip
+    singles = [http_request(server.port, path, b) for b in rows]
+    many = [http_request(server.port, path, b) for b in batches]
+    figures = []
+    for concurrency in args.levels:
+        figures.append(measure(pool, server, singles, 1, concurrency, args))
+        report(figures[-1])
+    for concurrency in args.batch_levels:
+        figures.append(measure(pool, server, many, batch_rows, concurrency, args))
+        report(figures[-1])
+    return figures
+
+
+def report(f: Figures) -> None:
+    print(
+        f"  {f.server}, {f.kind} x {f.concurrency}: {f.per_s:,.0f} req/s, p50 {f.p50_ms:.1f} ms, "
+        f"p99 {f.p99_ms:.1f} ms, {f.errors} errors (load average {os.getloadavg()[0]:.1f})",
+        flush=True,
+    )
+
+
+def serve_ours(
+    pool: Any, settings: Any, version: str, bodies: Bodies, args: argparse.Namespace
+) -> tuple[list[Figures], list[float]]:
+    from tasador.config import settings_env
+    from tasador.services import tasador_command
+
+    port = free_port()
+    env = {**clean_env(), **settings_env(settings)}
+    command = tasador_command("serve", "--host", HOST, "--port", str(port))
+    with started("tasador serve", command, env, settings.state_dir, port) as server:
+        wait_for(server, "/ready", lambda body: (body.get("model") or {}).get("version") == version)
+        print(f"  tasador serve is serving version {version} on port {port}", flush=True)
+        prices = check(server, "/predict", bodies.ours_batches[0])
+        check(server, "/predict", bodies.ours_rows[0])
+        figures = load_server(
+            pool, server, "/predict", bodies.ours_rows, bodies.ours_batches, bodies.batch_rows, args
+        )
+    return figures, prices
+
+
+def serve_mlflow(
+    pool: Any, uri: str, version: str, bodies: Bodies, args: argparse.Namespace, state: Path
+) -> tuple[list[Figures], list[float]]:
+    port = free_port()
+    env = {
+        **clean_env(),
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",  # as tasador.tracking.configure sets it
+        # It execs `uvicorn` by name: this interpreter's scripts must come first on PATH.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    command = [
+        sys.executable, "-m", "mlflow", "models", "serve",
+        "-m", f"models:/{MODEL_NAME}/{version}",
+        "--env-manager", "local", "-h", HOST, "-p", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with started("mlflow models serve", command, env, state, port) as server:
+        wait_for(server, "/ping")
+        print(f"  mlflow models serve is serving version {version} on port {port}", flush=True)
+        prices = check(server, "/invocations", bodies.mlflow_batches[0])
+        check(server, "/invocations", bodies.mlflow_rows[0])
+        figures = load_server(
+            pool, server, "/invocations", bodies.mlflow_rows, bodies.mlflow_batches,
+            bodies.batch_rows, args,
+        )  # fmt: skip
+    return figures, prices
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def table(figures: list[Figures]) -> str:
+    lines = [
+        "| request | connections | server | requests/s | rows/s | p50 ms | p99 ms | errors "
+        "| server CPU ms/request | client CPU s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for f in figures:
+        lines.append(
+            f"| {f.kind} | {f.concurrency} | {f.server} | {f.per_s:,.0f} | {f.rows_per_s:,.0f} "
+            f"| {f.p50_ms:.1f} | {f.p99_ms:.1f} | {f.errors} | {f.cpu_ms_per_request:.2f} "
+            f"| {f.client_cpu_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def comparison(ours: list[Figures], theirs: list[Figures]) -> str:
+    lines = [
+        "| request | connections | requests/s, tasador ÷ mlflow | p50, mlflow ÷ tasador "
+        "| p99, mlflow ÷ tasador | CPU/request, mlflow ÷ tasador |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for a, b in zip(ours, theirs, strict=True):
+        lines.append(
+            f"| {a.kind} | {a.concurrency} | {a.per_s / b.per_s:.1f}× | {b.p50_ms / a.p50_ms:.1f}× "
+            f"| {b.p99_ms / a.p99_ms:.1f}× | {b.cpu_ms_per_request / a.cpu_ms_per_request:.1f}× |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(ours: list[Figures], theirs: list[Figures]) -> list[str]:
+    single = [(a, b) for a, b in zip(ours, theirs, strict=True) if a.rows_per_request == 1]
+    lines = []
+    if single:
+        ratio = min(a.per_s / b.per_s for a, b in single)
+        met = "met" if ratio >= 5 else "NOT met"
+        lines.append(f"single-row requests/s, worst ratio over levels: {ratio:.1f}× (>= 5×: {met})")
+    for a in ours:
+        if a.rows_per_request == 1 and a.concurrency <= 4:
+            met = "met" if a.p99_ms <= 10 else "NOT met"
+            lines.append(
+                f"tasador single-row p99 at {a.concurrency} connection(s): {a.p99_ms:.1f} ms "
+                f"(<= 10 ms: {met})"
+            )
+    errors = {f"{f.server} {f.kind} x {f.concurrency}": f.statuses for f in ours + theirs}
+    bad = {k: v for k, v in errors.items() if set(v) - {"200"}}
+    lines.append(f"answers other than 200: {bad or 'none'}")
+    return lines
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per level")
+    parser.add_argument("--warmup", type=float, default=2.0, help="discarded seconds per level")
+    parser.add_argument("--levels", default="1,4,16", help="single-row concurrency levels")
+    parser.add_argument("--batch-levels", default="1,4", help="batch concurrency levels")
+    parser.add_argument("--batch-rows", type=int, default=1_000)
+    parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--family", choices=sorted(FAMILY_PARAMS), default="lightgbm")
+    parser.add_argument("--quick", action="store_true", help="2 s levels, 0.5 s warmup")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 2.0, 0.5
+    args.levels = [int(x) for x in args.levels.split(",") if x]
+    args.batch_levels = [int(x) for x in args.batch_levels.split(",") if x]
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    for name in [n for n in os.environ if n.startswith("TASADOR_")]:
+        if not name.startswith("TASADOR_SERVING_"):  # hermetic: no real database or MLflow
+            del os.environ[name]
+    # A SIGTERM ends the run like Ctrl-C does: through every `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    began = time.monotonic()
+    state = Path(tempfile.mkdtemp(prefix="tasador-bench-serve-"))
+    pool = None
+    try:
+        from pydantic import SecretStr
+
+        from tasador import embedded, tracking
+        from tasador.config import Settings
+
+        load_before = os.getloadavg()
+        print("setting up (PostgreSQL, MLflow, train, register) ...", flush=True)
+        raw_url = embedded.database_url(state / "postgres", "bench_raw")
+        settings = Settings(
+            state_dir=state,
+            raw_db_url=SecretStr(raw_url),
+            clean_db_url=SecretStr(raw_url),  # serving does not read CLEAN
+            model_name=MODEL_NAME,
+            experiment_name=MODEL_NAME,
+            _env_file=None,
+        )
+        uri = tracking.ensure_server(settings)
+        settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
+        frame, bodies = listings(args.batch_rows)
+        version = register_model(settings, frame, args.family)
+        print(
+            f"model: {args.family} {FAMILY_PARAMS[args.family]} on {len(frame):,} clean rows, "
+            f"{MODEL_NAME} version {version}; {len(bodies.ours_rows):,} single-row bodies, "
+            f"{len(bodies.ours_batches)} bodies of {bodies.batch_rows:,} rows",
+            flush=True,
+        )
+        pool = multiprocessing.get_context("spawn").Pool(args.clients)
+        print("tasador serve:", flush=True)
+        ours, our_prices = serve_ours(pool, settings, version, bodies, args)
+        print("mlflow models serve:", flush=True)
+        theirs, their_prices = serve_mlflow(pool, uri, version, bodies, args, state)
+
+        gap = np.max(np.abs(np.array(our_prices) - their_prices) / np.array(their_prices))
+        print()
+        print(
+            f"load average before the run (1, 5, 15 min): "
+            f"{', '.join(f'{x:.1f}' for x in load_before)} on {os.cpu_count()} cores; "
+            f"after: {os.getloadavg()[0]:.1f}"
+        )
+        print(
+            f"{args.duration:g} s measured per level after {args.warmup:g} s warm-up; "
+            f"{args.clients} load-generator processes; same {bodies.batch_rows:,}-row batch "
+            f"priced alike by both (largest relative difference {gap:.1e})"
+        )
+        print()
+        print(table(ours + theirs))
+        print()
+        print(comparison(ours, theirs))
+        print()
+        for line in verdicts(ours, theirs):
+            print(line)
+        print(f"whole run: {time.monotonic() - began:.0f} s")
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        from tasador import embedded, tracking
+        from tasador.config import Settings
+
+        tracking.stop_server(Settings(state_dir=state, _env_file=None))
+        embedded.stop(state / "postgres")
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
