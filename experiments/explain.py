@@ -1,7 +1,8 @@
 """SHAP explanations: per row, per model, and what changed between two models.
 
 Contributions are computed on the encoded features the estimator sees (TreeExplainer for the
-tree families, exact and fast; LinearExplainer for the linear family), in log-price units
+tree families, exact unless a forest is too large for it, see ``EXACT_BUDGET``; LinearExplainer
+for the linear family), in log-price units
 because the estimator predicts log(price): a contribution of +0.1 means "about 10% dearer".
 They are then summed per raw input column (``experiments.features.feature_source``): sums of
 SHAP values stay exact, and grouping makes models of different families, whose encodings
@@ -38,6 +39,21 @@ def _sklearn_model(model: Any) -> TransformedTargetRegressor:
     return model
 
 
+# Exact TreeSHAP costs about leaves x depth^2 per tree and row. The boosters' trees are shallow
+# and computed natively, but a random forest grown to purity on 100k rows has trees of thousands
+# of leaves 30+ deep: 500 rows took many minutes. Past this budget (about a second of CPU), forests
+# get Saabas attributions (``approximate=True``): per-path, far cheaper, and still additive (base
+# value plus contributions equals the prediction), which is what the UI and the diff rely on.
+EXACT_BUDGET = 2e9
+
+
+def _exact_cost(estimator: Any) -> float:
+    trees = getattr(estimator, "estimators_", None)
+    if trees is None:  # XGBoost / LightGBM: shallow trees, native SHAP
+        return 0.0
+    return float(sum(t.tree_.n_leaves * t.tree_.max_depth**2 for t in trees))
+
+
 def _encoded_contributions(model: Any, frame: pd.DataFrame) -> tuple[float, pd.DataFrame]:
     pipeline = _sklearn_model(model).regressor_
     features = pipeline[:-1].transform(model_input(frame))
@@ -47,7 +63,8 @@ def _encoded_contributions(model: Any, frame: pd.DataFrame) -> tuple[float, pd.D
         values = explainer.shap_values(features.astype("float64"))
     else:
         explainer = shap.TreeExplainer(estimator)
-        values = explainer.shap_values(features, check_additivity=False)
+        approximate = _exact_cost(estimator) * len(features) > EXACT_BUDGET
+        values = explainer.shap_values(features, check_additivity=False, approximate=approximate)
     base = float(np.ravel(explainer.expected_value)[0])
     return base, pd.DataFrame(values, index=frame.index, columns=features.columns)
 

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments import explain
 from experiments.explain import (
     BASE_VALUE,
     diff_sentence,
@@ -30,6 +31,18 @@ def test_contributions_add_up_to_the_log_prediction_for_every_family(name, split
     assert {"house_size", "state", "zip_code"} <= set(explained.columns)
     total = explained.sum(axis=1).to_numpy()
     assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)
+
+
+def test_a_forest_past_the_exact_budget_gets_additive_approximate_contributions(split, monkeypatch):
+    train, rows = split
+    model = build_model("random_forest", {"n_estimators": 20, "min_samples_leaf": 1})
+    model.fit(train.drop(columns="price"), train["price"])
+    exact = explain_rows(model, rows.drop(columns="price"))
+    monkeypatch.setattr(explain, "EXACT_BUDGET", 0.0)  # as if the forest were huge
+    approximate = explain_rows(model, rows.drop(columns="price"))
+    assert not np.allclose(approximate.to_numpy(), exact.to_numpy())  # another method ran
+    total = approximate.sum(axis=1).to_numpy()
+    assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)  # still adds up
 
 
 def test_importance_diff_and_sentence_name_what_gained_and_lost():
