@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from tasador import clean_store, db, decisions_store, raw_store
+from tasador.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
 
@@ -18,12 +18,6 @@ PAGE = str(REPO / "app" / "views" / "data.py")
 
 def page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60).run()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def counts(engine: sa.Engine, table: sa.Table) -> dict[int, int]:
@@ -70,7 +64,7 @@ def test_batches_with_row_counts_cleaning_and_decisions(world: World, ui_env: Ca
 
 
 def test_clean_down_is_said_in_words(world: World, ui_env: Callable) -> None:
-    ui_env(clean_db_url=f"postgresql://tasador:secret@127.0.0.1:{closed_port()}/clean")
+    ui_env(clean_db_url=f"postgresql://tasador:secret@127.0.0.1:{free_port()}/clean")
     at = page()
     assert not at.exception
     [error] = at.error

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Callable
 
 import pandas as pd
 from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
+from tasador.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
 
@@ -19,12 +19,6 @@ LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
 
 def page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60).run()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_of(world: World, version: str) -> tuple[str, str]:
@@ -140,7 +134,7 @@ def test_shap_change_of_the_second_version_against_the_first(
 
 
 def test_mlflow_down_is_said_in_words(world: World, ui_env: Callable) -> None:
-    port = closed_port()
+    port = free_port()
     ui_env(mlflow_tracking_uri=f"http://127.0.0.1:{port}")
     at = page()
     assert not at.exception
@@ -152,7 +146,7 @@ def test_mlflow_down_is_said_in_words(world: World, ui_env: Callable) -> None:
 
 
 def test_clean_down_is_said_in_words(world: World, ui_env: Callable) -> None:
-    ui_env(clean_db_url=f"postgresql://tasador:secret@127.0.0.1:{closed_port()}/clean")
+    ui_env(clean_db_url=f"postgresql://tasador:secret@127.0.0.1:{free_port()}/clean")
     at = page()
     assert not at.exception
     [error] = at.error
