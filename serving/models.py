@@ -23,12 +23,6 @@ from serving.schema import Listing, ModelRef
 from tasador import lineage
 from tasador.config import Settings
 
-# Version tags written by experiments.champion when it decides on a challenger.
-PROMOTED_TAG = "promoted"
-DECIDED_AT_TAG = "decided_at"
-DECISION_TAG = "decision"
-FAMILY_TAG = "family"
-
 
 class ModelInfo(BaseModel):
     """What ``GET /model`` answers: the version serving and why it is the one."""
@@ -103,18 +97,18 @@ def describe(
             run = None  # a deleted run: the version still serves
     tags = {**(run.data.tags if run else {}), **version.tags}
     batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
-    promoted = tags.get(PROMOTED_TAG, "").lower() == "true"
+    promoted = tags.get(registry.PROMOTED_TAG, "").lower() == "true"
     return ModelInfo(
         name=settings.model_name,
         version=str(version.version),
         alias=settings.production_alias,
         run_id=version.run_id or None,
-        family=tags.get(FAMILY_TAG),
+        family=tags.get(registry.FAMILY_TAG),
         registered_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
         if version.creation_timestamp
         else None,
-        promoted_at=_timestamp(tags.get(DECIDED_AT_TAG)) if promoted else None,
-        promotion=tags.get(DECISION_TAG),
+        promoted_at=_timestamp(tags.get(registry.DECIDED_AT_TAG)) if promoted else None,
+        promotion=tags.get(registry.DECISION_TAG),
         retrain_reason=tags.get(lineage.RETRAIN_REASON),
         study_name=tags.get(lineage.STUDY_NAME),
         batch_ids=batch_ids,

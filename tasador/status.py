@@ -57,7 +57,7 @@ def model_status(settings: Settings) -> list[dict[str, Any]]:
     """Every registered version with its lineage, holdout metrics and promotion decision."""
     from mlflow import MlflowClient
 
-    from experiments import promotions
+    from experiments import promotions, registry
     from tasador import lineage, tracking
 
     uri = tracking.tracking_uri(settings)
@@ -85,7 +85,7 @@ def model_status(settings: Settings) -> list[dict[str, Any]]:
                 "production": settings.production_alias in aliases.get(int(version.version), []),
                 "batch_ids": lineage.decode_batch_ids(version.tags.get(lineage.BATCH_IDS)),
                 "study": version.tags.get(lineage.STUDY_NAME),
-                "family": version.tags.get("family"),
+                "family": version.tags.get(registry.FAMILY_TAG),
                 "holdout": {
                     k.removeprefix("holdout_"): v
                     for k, v in metrics.items()
