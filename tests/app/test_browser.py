@@ -4,8 +4,6 @@ headless Chromium through Playwright, predicting a price against the world's pre
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +14,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from app import choices
-from tasador import db
+from tasador import db, services
 from tasador.config import settings_env
-from tests.app.conftest import World, wait_until
-from tests.conftest import REPO
+from tests.app.conftest import World
 
 # The system browser (Playwright's own browser download needs a network this machine lacks);
 # `make test CHROMIUM=...` names another Chrome or Chromium.
@@ -38,41 +35,16 @@ TIMEOUT_MS = 60_000
 STATE, HOUSE_SIZE = "Texas", 2_400
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def ui_server(world: World, log_path: Path) -> Iterator[str]:
     """`tasador ui --port P` in a subprocess, configured like a deployment: by environment."""
-    port = free_port()
+    port = services.free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASADOR_")}
     env |= settings_env(world.settings) | {"TASADOR_SERVING_API_URL": world.api_url}
     command = [str(Path(sys.executable).with_name("tasador")), "ui", "--port", str(port)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-
-        def answers() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"`tasador ui` exited ({process.returncode}):\n{log_path.read_text()}")
-            try:
-                return httpx.get(f"{url}/_stcore/health", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        try:
-            wait_until(answers, 120, f"the UI answers at {url}")
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+    with services.running(command, f"{url}/_stcore/health", log_path, timeout_s=120, env=env):
+        yield url
 
 
 def settled(page: Page) -> None:
