@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from tasador import clean_store
+from tasador.core import clean_store
 
 TOP_CITIES = 300  # per state, most listed first
 TOP_ZIPS = 50  # per city

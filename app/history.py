@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from mlflow import MlflowClient
 
-from experiments import promotions
+from experiments import promotions, registry
 from experiments.report import SHAP_DIR
-from tasador import db, tracking
-from tasador.config import Settings
-from tasador.status import model_status
+from tasador.core import db
+from tasador.core.config import Settings
+from tasador.loop.status import model_status
 
 # Files experiments.champion logs under SHAP_DIR of each version's run.
 SHAP_TABLE, SHAP_PLOT, SHAP_SENTENCE = "importance.csv", "importance.png", "summary.txt"
@@ -33,8 +32,8 @@ class ShapChange:
 def versions(settings: Settings) -> list[dict[str, Any]]:
     """Every version (newest first) with lineage, metrics, promotion and its run's links."""
     found = model_status(settings)
-    uri = tracking.tracking_uri(settings)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    uri = registry.tracking_uri(settings)
+    client = registry.connect(settings)
     decided = {
         p.challenger_version: p
         for p in promotions.history(db.engine("clean", settings), settings.model_name)
@@ -56,8 +55,7 @@ def versions(settings: Settings) -> list[dict[str, Any]]:
 
 def shap_change(settings: Settings, run_id: str) -> ShapChange | None:
     """The SHAP comparison logged on ``run_id``; None when the run has none."""
-    uri = tracking.tracking_uri(settings)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry.connect(settings)
     if not any(f.path == SHAP_DIR for f in client.list_artifacts(run_id)):
         return None
     with tempfile.TemporaryDirectory() as folder:

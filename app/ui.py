@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from tasador.config import Settings, get_settings
+from tasador.core.config import Settings, get_settings
 
 logger = logging.getLogger("tasador.ui")
 T = TypeVar("T")

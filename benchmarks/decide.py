@@ -32,10 +32,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 from datasource.generator import generate_listings
-from tasador import clean_store, db, decide, embedded, ingest, lineage, raw_store
-from tasador.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
-from tasador.config import Settings
-from tasador.holdout import HOLDOUT_SHARE
+from tasador import startup
+from tasador.core import clean_store, db, lineage, raw_store
+from tasador.core.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from tasador.core.config import Settings
+from tasador.core.holdout import HOLDOUT_SHARE
+from tasador.loop import decide, ingest
 
 
 def store(settings: Settings, number: int, rows: int, **knobs: object) -> int:
@@ -130,8 +132,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = base.model_copy(
             update={
-                "raw_db_url": SecretStr(embedded.database_url(base.pg_dir, names[0])),
-                "clean_db_url": SecretStr(embedded.database_url(base.pg_dir, names[1])),
+                "raw_db_url": SecretStr(startup.database_url(base.pg_dir, names[0])),
+                "clean_db_url": SecretStr(startup.database_url(base.pg_dir, names[1])),
                 "mlflow_tracking_uri": f"sqlite:///{Path(tmp) / 'mlflow.db'}",
             }
         )
@@ -183,9 +185,9 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
 
 def drop(settings: Settings, names: list[str]) -> None:
     for name in names:
-        url = embedded.database_url(settings.pg_dir, name)
+        url = startup.database_url(settings.pg_dir, name)
         db.engine_for(url).dispose()
-    with psycopg.connect(embedded.server_url(settings.pg_dir), autocommit=True) as conn:
+    with psycopg.connect(startup.server_url(settings.pg_dir), autocommit=True) as conn:
         for name in names:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

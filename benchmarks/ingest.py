@@ -19,13 +19,14 @@ import psycopg
 from psycopg import sql
 
 from datasource.generator import generate_listings
-from tasador import clean_store, db, embedded, raw_store
-from tasador.config import Settings
+from tasador import startup
+from tasador.core import clean_store, db, raw_store
+from tasador.core.config import Settings
 
 
 def throwaway_database(settings: Settings) -> str:
     name = f"bench_ingest_{uuid.uuid4().hex[:8]}"
-    return embedded.database_url(settings.pg_dir, name)
+    return startup.database_url(settings.pg_dir, name)
 
 
 def main() -> None:
@@ -77,7 +78,7 @@ def main() -> None:
     print(f"COPY vs to_sql: {to_sql_s / copy_s:.1f}x faster")
 
     if not args.db_url:  # drop the throwaway databases
-        with psycopg.connect(embedded.server_url(settings.pg_dir), autocommit=True) as conn:
+        with psycopg.connect(startup.server_url(settings.pg_dir), autocommit=True) as conn:
             for engine_ in (engine, clean_engine):
                 engine_.dispose()
                 conn.execute(

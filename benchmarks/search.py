@@ -45,11 +45,13 @@ from pydantic import SecretStr
 from experiments import data
 from experiments.champion import finish_study
 from experiments.features import ListingFrame
-from experiments.metrics import rmsle
 from experiments.study import COUNTED_STATES, load_study, prepare_study, run_workers
-from tasador import db, embedded, ingest, raw_store, tracking
-from tasador.columns import TARGET
-from tasador.config import Settings
+from tasador import startup
+from tasador.core import db, raw_store
+from tasador.core.columns import TARGET
+from tasador.core.config import Settings
+from tasador.core.metrics import rmsle
+from tasador.loop import ingest
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "realtor-sample-5k.csv"
 
@@ -77,7 +79,7 @@ def listings(kind: str, rows: int) -> pd.DataFrame:
 
 def setup(state: Path, frame: pd.DataFrame) -> Settings:
     pg = state / "postgres"
-    urls = {kind: embedded.database_url(pg, f"bench_{kind}") for kind in ("raw", "clean", "optuna")}
+    urls = {kind: startup.database_url(pg, f"bench_{kind}") for kind in ("raw", "clean", "optuna")}
     settings = Settings(
         state_dir=state,
         raw_db_url=SecretStr(urls["raw"]),
@@ -95,7 +97,7 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
         source="benchmark",
     )
     ingest.clean(settings, stored.id)
-    uri = tracking.ensure_server(settings)
+    uri = startup.ensure_server(settings)
     return settings.model_copy(update={"mlflow_tracking_uri": uri})
 
 
@@ -232,8 +234,8 @@ def main() -> None:
                     f"{two.per_minute / one.per_minute:.2f}x (target >= 1.7x)"
                 )
     finally:
-        tracking.stop_server(Settings(state_dir=state, _env_file=None))
-        embedded.stop(state / "postgres")
+        startup.stop_server(Settings(state_dir=state, _env_file=None))
+        startup.stop(state / "postgres")
         shutil.rmtree(state, ignore_errors=True)
 
 

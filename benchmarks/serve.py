@@ -59,6 +59,8 @@ from typing import Any
 import numpy as np
 import psutil
 
+from tasador import startup
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
 HOST = "127.0.0.1"
@@ -212,7 +214,7 @@ class Server:
 
 
 def free_port() -> int:
-    from tasador.services import free_port as project_free_port
+    from tasador.core.services import free_port as project_free_port
 
     return project_free_port()
 
@@ -291,7 +293,7 @@ def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[
 
     from experiments.features import INPUT_COLUMNS
     from serving.schema import LISTING
-    from tasador.cleaning import clean_frame
+    from tasador.core.cleaning import clean_frame
 
     raw = pd.read_csv(SAMPLE, dtype=str, keep_default_na=False)
     frame, _ = clean_frame(raw)
@@ -344,12 +346,12 @@ def register_model(settings: Any, frame: Any, family: str) -> str:
     """Train ``family`` on the sample with the project's code, register it, make it production."""
     from experiments import registry, runs
     from experiments.families import build_model
-    from tasador import lineage
-    from tasador.columns import TARGET
+    from tasador.core import lineage
+    from tasador.core.columns import TARGET
 
     model = build_model(family, FAMILY_PARAMS[family], n_jobs=1, seed=0)
     model.fit(frame.drop(columns=[TARGET]), frame[TARGET].to_numpy())
-    client = runs.client(settings)
+    client = registry.connect(settings)
     experiment = runs.experiment_id(client, settings.experiment_name)
     tags = {
         lineage.BATCH_IDS: lineage.encode_batch_ids((1,)),
@@ -487,8 +489,8 @@ def report(f: Figures) -> None:
 def serve_ours(
     pool: Any, settings: Any, version: str, bodies: Bodies, args: argparse.Namespace
 ) -> tuple[list[Figures], list[float]]:
-    from tasador.config import settings_env
-    from tasador.services import tasador_command
+    from tasador.core.config import settings_env
+    from tasador.core.services import tasador_command
 
     port = free_port()
     env = {**clean_env(), **settings_env(settings)}
@@ -512,7 +514,7 @@ def serve_mlflow(
         **clean_env(),
         "MLFLOW_TRACKING_URI": uri,
         "MLFLOW_REGISTRY_URI": uri,
-        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",  # as tasador.tracking.configure sets it
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",  # as tasador.core.process sets it
         # It execs `uvicorn` by name: this interpreter's scripts must come first on PATH.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -619,12 +621,11 @@ def main() -> None:
     try:
         from pydantic import SecretStr
 
-        from tasador import embedded, tracking
-        from tasador.config import Settings
+        from tasador.core.config import Settings
 
         load_before = os.getloadavg()
         print("setting up (PostgreSQL, MLflow, train, register) ...", flush=True)
-        raw_url = embedded.database_url(state / "postgres", "bench_raw")
+        raw_url = startup.database_url(state / "postgres", "bench_raw")
         settings = Settings(
             state_dir=state,
             raw_db_url=SecretStr(raw_url),
@@ -633,7 +634,7 @@ def main() -> None:
             experiment_name=MODEL_NAME,
             _env_file=None,
         )
-        uri = tracking.ensure_server(settings)
+        uri = startup.ensure_server(settings)
         settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
         frame, bodies = listings(args.batch_rows)
         version = register_model(settings, frame, args.family)
@@ -673,11 +674,10 @@ def main() -> None:
         if pool is not None:
             pool.terminate()
             pool.join()
-        from tasador import embedded, tracking
-        from tasador.config import Settings
+        from tasador.core.config import Settings
 
-        tracking.stop_server(Settings(state_dir=state, _env_file=None))
-        embedded.stop(state / "postgres")
+        startup.stop_server(Settings(state_dir=state, _env_file=None))
+        startup.stop(state / "postgres")
         shutil.rmtree(state, ignore_errors=True)
 
 

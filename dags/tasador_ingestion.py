@@ -13,10 +13,12 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from tasador.config import get_settings
-from tasador.orchestration import DEFAULT_ARGS, RETRAIN_ASSET_URI
+from tasador.core.config import get_settings
+from tasador.core.process import prepare_process
+from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
+prepare_process()  # this file is the entry point of every task process that runs it
 
 
 @dag(
@@ -43,7 +45,7 @@ def tasador_ingestion() -> None:
     def collect(params: dict[str, Any] | None = None) -> int:
         if params["batch_id"] is not None:
             return int(params["batch_id"])
-        from tasador import ingest
+        from tasador.loop import ingest
 
         result = ingest.collect(get_settings())
         if result.outcome == "exhausted":
@@ -52,14 +54,14 @@ def tasador_ingestion() -> None:
 
     @task
     def clean(batch_id: int) -> int:
-        from tasador import ingest
+        from tasador.loop import ingest
 
         ingest.clean(get_settings(), batch_id)
         return batch_id
 
     @task
     def decide(batch_id: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from tasador.decide import decide_batch
+        from tasador.loop.decide import decide_batch
 
         decision = decide_batch(get_settings(), batch_id, force=params["force_retrain"])
         print(f"batch {batch_id}: {decision.verdict}. {decision.reason}")

@@ -16,10 +16,12 @@ from typing import Any
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from tasador.config import get_settings
-from tasador.orchestration import DEFAULT_ARGS, RETRAIN_ASSET_URI
+from tasador.core.config import get_settings
+from tasador.core.process import prepare_process
+from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
+prepare_process()  # this file is the entry point of every task process that runs it
 
 
 @dag(
@@ -62,7 +64,7 @@ def tasador_training() -> None:
     def plan(
         params: dict[str, Any] | None = None, triggering_asset_events: Any = None
     ) -> dict[str, Any]:
-        from tasador.training import plan_retraining
+        from tasador.loop.training import plan_retraining
 
         decision_id = params["decision_id"]
         if decision_id is None and triggering_asset_events:

@@ -23,7 +23,7 @@ from datasource.csv_source import CsvSource
 from datasource.cursors import CursorStore, Exhausted
 from datasource.scenarios import load_scenario
 from datasource.sources import BatchSource, ScenarioSource
-from tasador.config import Settings, get_settings
+from tasador.core.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from datasource.world import CALIBRATION_PATH, STRUCTURE
-from tasador.columns import RAW_COLUMNS, STATUSES
+from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 WORLD_SEED = 20240101
 

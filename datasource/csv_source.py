@@ -22,7 +22,7 @@ import pandas as pd
 
 from datasource.scenarios import BatchSpec, Scenario, ScenarioError
 from datasource.sources import CACHED_BATCHES, batch_seed, finish, short_hash
-from tasador.columns import RAW_COLUMNS, STATUSES
+from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 CHUNK_ROWS = 100_000
 ROUTING_SEED = 7

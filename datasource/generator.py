@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datasource.world import World, load_world
-from tasador.columns import RAW_COLUMNS, STATUSES
+from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 # How long rejection sampling for a price band may go on before the band counts as empty.
 MAX_TRIES_FACTOR = 50

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasador.columns import STATUSES
+from tasador.core.columns import STATUSES
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # Missingness is modelled by "kind": which of these columns are missing, as flags

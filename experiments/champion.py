@@ -35,13 +35,15 @@ from optuna.trial import FrozenTrial, TrialState
 from experiments import data, explain, promotions, registry, report, runs, spaces
 from experiments.families import build_model
 from experiments.features import model_input
-from experiments.metrics import PRIMARY, regression_metrics
 from experiments.study import StudyPlan, load_study
-from tasador import db, decisions_store
-from tasador.columns import TARGET
-from tasador.config import Settings, get_settings
+from tasador.core import db, decisions_store
+from tasador.core.columns import TARGET
+from tasador.core.config import Settings, get_settings
+from tasador.core.metrics import PRIMARY, regression_metrics
 
-HOLDOUT_PREFIX = "holdout_"  # holdout_rmsle, ... on the version's run (tasador.decide reads it)
+HOLDOUT_PREFIX = (
+    "holdout_"  # holdout_rmsle, ... on the version's run (tasador.loop.decide reads it)
+)
 COMPARISON_FILE = "champion_challenger.json"
 
 
@@ -160,9 +162,8 @@ def _challenger(
 def finish_study(study_name: str, settings: Settings | None = None) -> RetrainingResult:
     """Refit, register, compare with production on the shared holdout, maybe promote."""
     settings = settings or get_settings()
-    runs.forget_inherited_run()
     study, plan = load_study(study_name, settings)
-    mlflow_client = runs.client(settings)
+    mlflow_client = registry.connect(settings)
     best = best_trial(study)
     model, version, run_id = _challenger(settings, mlflow_client, plan, best)
     family = best.params[spaces.FAMILY_PARAM]

@@ -1,7 +1,7 @@
 """The rows a retraining learns from and is judged on, read from the CLEAN database.
 
 Training rows are the non-holdout rows of the study's batches; the holdout rows of the same
-batches (``tasador.holdout``: a content hash puts ~20% of every batch there, recorded in CLEAN)
+batches (``tasador.core.holdout``: a content hash puts ~20% of every batch there, recorded in CLEAN)
 score the challenger and the production model alike. Rows come ordered by (batch_id, row_index),
 so every worker process sees the very same frame; ``data_hash`` proves it.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tasador import clean_store, db
-from tasador.columns import RAW_COLUMNS, TARGET
-from tasador.config import Settings
+from tasador.core import clean_store, db
+from tasador.core.columns import RAW_COLUMNS, TARGET
+from tasador.core.config import Settings
 
 
 def clean_batch_ids(settings: Settings) -> list[int]:

@@ -45,7 +45,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from tasador.columns import RAW_COLUMNS, TARGET
+from tasador.core.columns import RAW_COLUMNS, TARGET
 
 Encoding = Literal["native", "forest", "linear"]
 

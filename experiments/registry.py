@@ -8,7 +8,7 @@ library versions match, which the lock file and the shared image guarantee (they
 pinned in the model's requirements); the custom transformers are pickled by reference, so
 loading needs this project installed, as serving has it. Loading any sklearn-flavour model in
 3.17 (skops included) requires ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``, which
-:func:`tasador.tracking.configure` sets: the registry only holds models our training wrote.
+entry points set (``tasador.core.process``): the registry only holds models our training wrote.
 
 **Signature.** Every input column is optional and typed as CLEAN types it (see
 ``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
@@ -32,9 +32,10 @@ from mlflow.types.schema import ColSpec, Schema
 from sklearn.base import RegressorMixin
 
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
-from tasador.config import Settings
+from tasador.core.config import Settings
+from tasador.core.errors import NotConfigured
 
-# Tags on model versions (besides the lineage tags of tasador.lineage).
+# Tags on model versions (besides the lineage tags of tasador.core.lineage).
 FAMILY_TAG = "family"
 PARAMS_TAG = "optuna_params"  # JSON of the trial params that built the version (warm start)
 PROMOTED_TAG = "promoted"  # "True" / "False": the champion/challenger verdict
@@ -45,6 +46,25 @@ SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 SERIALIZATION = "cloudpickle"
 _REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
 ARTIFACT_NAME = "model"
+
+
+def tracking_uri(settings: Settings) -> str:
+    """The MLflow tracking server's URI (entry points fill it in when it is unset)."""
+    if settings.mlflow_tracking_uri is None:
+        raise NotConfigured(
+            "TASADOR_MLFLOW_TRACKING_URI is not set (the `tasador` commands start an embedded "
+            "MLflow server for it; library code does not)"
+        )
+    return settings.mlflow_tracking_uri
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """A client of the tracking server and registry; also points MLflow's fluent API (used to
+    log models) at the same server."""
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def signature() -> ModelSignature:

@@ -16,8 +16,8 @@ from optuna.trial import TrialState
 
 from experiments import spaces
 from experiments.explain import Explanation
-from experiments.metrics import PRIMARY
-from tasador.decisions_store import Decision
+from tasador.core.decisions_store import Decision
+from tasador.core.metrics import PRIMARY
 
 REPORT_FILE = "report/model_change.md"
 SHAP_DIR = "shap"

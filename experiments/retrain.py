@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from experiments.champion import RetrainingResult, finish_study
 from experiments.study import prepare_study, run_workers
-from tasador.config import Settings, get_settings
+from tasador.core.config import Settings, get_settings
 
 
 def retrain(

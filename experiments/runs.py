@@ -4,13 +4,12 @@ Trials run in several processes (search workers, Airflow tasks on other machines
 here relies on MLflow's per-process "active run": every run is created and ended through an
 explicit ``MlflowClient`` and a child names its parent with the ``mlflow.parentRunId`` tag,
 which is what the MLflow UI nests by. ``MLFLOW_RUN_ID`` leaking in from a parent process would
-make fluent calls log into the wrong run (mlflow#15713); workers drop it
-(:func:`forget_inherited_run`).
+make fluent calls log into the wrong run (mlflow#15713); entry points drop it
+(``tasador.core.process``).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,24 +19,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-from tasador import tracking
-from tasador.config import Settings
-
 STUDY_TAG = "optuna.study_name"
 TRIAL_TAG = "optuna.trial_number"
 STATE_TAG = "optuna.trial_state"
 KIND_TAG = "tasador.run_kind"  # "study", "trial" or "refit"
-
-
-def client(settings: Settings) -> MlflowClient:
-    # MLflow prints a "View run" URL per ended run: noise in worker and Airflow task logs.
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    uri = tracking.configure(settings)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def forget_inherited_run() -> None:
-    os.environ.pop("MLFLOW_RUN_ID", None)
 
 
 def experiment_id(mlflow_client: MlflowClient, name: str) -> str:

@@ -52,10 +52,10 @@ from sklearn.model_selection import KFold
 
 from experiments import data, registry, runs, spaces
 from experiments.families import build_model
-from experiments.metrics import PRIMARY, regression_metrics, rmsle
-from tasador import db, decisions_store, lineage
-from tasador.columns import TARGET
-from tasador.config import Settings, get_settings
+from tasador.core import db, decisions_store, lineage
+from tasador.core.columns import TARGET
+from tasador.core.config import Settings, get_settings
+from tasador.core.metrics import PRIMARY, regression_metrics, rmsle
 
 PLAN_ATTR = "tasador_plan"
 RUN_ID_ATTR = "mlflow_run_id"
@@ -135,7 +135,7 @@ class _RetryStaleTrial:
         self.retry(study, trial)
         run_id = trial.user_attrs.get(RUN_ID_ATTR)
         if run_id is not None:
-            mlflow_client = runs.client(self.settings)
+            mlflow_client = registry.connect(self.settings)
             runs.log(mlflow_client, run_id, tags={runs.STATE_TAG: "FAIL", "error": "worker lost"})
             runs.end(mlflow_client, run_id, "FAILED")
 
@@ -210,7 +210,7 @@ def prepare_study(
         return load_plan(study)
 
     rows = data.training_rows(settings, ids)
-    mlflow_client = runs.client(settings)
+    mlflow_client = registry.connect(settings)
     plan = StudyPlan(
         study_name=name,
         batch_ids=ids,
@@ -274,7 +274,7 @@ class _Objective:
         self.y = data.target(rows)
         self.folds = list(KFold(plan.cv_folds, shuffle=True, random_state=plan.seed).split(self.X))
         self.n_jobs = settings.search_threads
-        self.client = runs.client(settings)
+        self.client = registry.connect(settings)
         self.finished = 0
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -350,7 +350,6 @@ def run_worker(
     Returns how many trials this worker finished (completed or pruned). Safe to run in any
     number of processes or machines at once; this is what Airflow's mapped tasks call.
     """
-    runs.forget_inherited_run()
     settings = settings or get_settings()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, plan = load_study(study_name, settings)

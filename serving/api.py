@@ -39,8 +39,8 @@ from serving.schema import (
     Problem,
     listings_adapter,
 )
-from tasador import db
-from tasador.config import Settings, get_settings
+from tasador.core import db
+from tasador.core.config import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

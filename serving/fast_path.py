@@ -36,7 +36,7 @@ from experiments.features import (
     model_input,
 )
 from serving.schema import Listing
-from tasador.columns import STATUSES
+from tasador.core.columns import STATUSES
 
 PROBE_ROWS = 96
 RELATIVE_TOLERANCE = 1e-6

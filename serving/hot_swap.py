@@ -25,8 +25,7 @@ from mlflow import MlflowClient
 from experiments import registry
 from serving import models
 from serving.models import ServedModel
-from tasador import tracking
-from tasador.config import Settings
+from tasador.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +87,7 @@ class ModelWatcher:
     def _check(self) -> None:
         try:
             if self._client is None:
-                uri = tracking.configure(self.settings)
-                self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+                self._client = registry.connect(self.settings)
             version = registry.production_version(self._client, self.settings)
         except Exception as exc:
             if self.status.reachable is not False:  # once per outage, not per poll

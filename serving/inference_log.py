@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from serving.schema import Listing
-from tasador import raw_store
+from tasador.core import raw_store
 
 logger = logging.getLogger(__name__)
 

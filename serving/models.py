@@ -20,8 +20,8 @@ from pydantic import BaseModel
 from experiments import registry
 from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing, ModelRef
-from tasador import lineage
-from tasador.config import Settings
+from tasador.core import lineage
+from tasador.core.config import Settings
 
 
 class ModelInfo(BaseModel):

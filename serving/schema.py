@@ -2,7 +2,7 @@
 
 A listing carries the raw fields of the realtor data (REALTOR.md), each optional because the
 data has blanks in every column and the model is trained to handle them. Values are validated
-where the data's own cleaning rules (``tasador.cleaning``) would call them impossible: a
+where the data's own cleaning rules (``tasador.core.cleaning``) would call them impossible: a
 request that breaks one gets a 422 naming every bad field, rather than a price computed from a
 value the model never saw.
 
@@ -28,7 +28,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from tasador.cleaning import (
+from tasador.core.cleaning import (
     ACRE_LOT_MAX,
     BATH_MAX,
     BED_MAX,
@@ -37,7 +37,7 @@ from tasador.cleaning import (
     OLDEST_SALE,
     PRICE_MAX,
 )
-from tasador.columns import STATUSES
+from tasador.core.columns import STATUSES
 
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 ZIP_DIGITS = 5

@@ -14,9 +14,10 @@ import time
 import httpx
 import typer
 
-from tasador import orchestration, services, tracking
-from tasador.config import Settings
-from tasador.status import batch_status, render_table
+from tasador import local_airflow
+from tasador.core import services
+from tasador.core.config import Settings
+from tasador.loop.status import batch_status, render_table
 
 
 def run_demo(
@@ -33,11 +34,10 @@ def run_demo(
             "search_workers": workers,
         }
     )
-    uri = tracking.tracking_uri(settings)
-    settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
+    uri = settings.mlflow_tracking_uri
     typer.echo(f"state: {settings.state_dir.resolve()}/  MLflow: {uri}")
     typer.echo(f"data API: scenario {scenario}, scale {scale}, group {group}, on {api_url}")
-    orchestration.migrate(settings)
+    local_airflow.migrate(settings)
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", scenario, "--scale", str(scale)
     )
@@ -47,13 +47,13 @@ def run_demo(
         # Start the group from its first batch so the demo can be run again.
         httpx.get(f"{api_url}/restart_data_generation", params={"group_number": group})
         while True:
-            ingestion = orchestration.run_dag(settings, "tasador_ingestion")
+            ingestion = local_airflow.run_dag(settings, "tasador_ingestion")
             if ingestion.task_states.get("collect") == "skipped":
                 break
             decision = ingestion.returns["decide"]
             training = None
             if decision["verdict"] == "retrain":
-                run = orchestration.run_dag(
+                run = local_airflow.run_dag(
                     settings, "tasador_training", {"decision_id": decision["decision_id"]}
                 )
                 training = run.returns["champion_challenger"]

@@ -18,8 +18,11 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from tasador import embedded
-from tasador.config import Settings
+from tasador import startup
+from tasador.core.config import Settings
+from tasador.core.process import prepare_process
+
+prepare_process()  # the test session is an entry point like the `tasador` command
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
@@ -34,9 +37,9 @@ def pg_server_url() -> Iterator[str]:
     # Not under pytest's basetemp: concurrent pytest sessions prune each other's old basetemps.
     pg_dir = Path(tempfile.mkdtemp(prefix="tasador-test-pg-"))
     try:
-        yield embedded.server_url(pg_dir)
+        yield startup.server_url(pg_dir)
     finally:
-        embedded.stop(pg_dir)
+        startup.stop(pg_dir)
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
@@ -137,8 +140,6 @@ def mlflow_server(s3_server: str, make_database: Callable[[str], str]) -> Iterat
     so each should use its own experiment and registered-model names."""
     import boto3
 
-    from tasador import tracking
-
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=MLFLOW_TEST_BUCKET)
     # Outside pytest's basetemp, like the PostgreSQL: the record of the server must outlive
     # concurrent sessions' pruning, or the server could not be stopped.
@@ -150,7 +151,7 @@ def mlflow_server(s3_server: str, make_database: Callable[[str], str]) -> Iterat
         _env_file=None,
     )
     try:
-        yield tracking.ensure_server(server_settings)
+        yield startup.ensure_server(server_settings)
     finally:
-        tracking.stop_server(server_settings)
+        startup.stop_server(server_settings)
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import ui
-from tasador.status import batch_status
+from tasador.loop.status import batch_status
 
 settings = ui.settings()
 st.title("Data")

@@ -10,9 +10,9 @@ import streamlit as st
 
 from app import choices, serving_client, ui
 from app.charts import dollars, waterfall
-from tasador import db
-from tasador.cleaning import ACRE_LOT_MAX, BATH_MAX, BED_MAX, HOUSE_SIZE_MAX, HOUSE_SIZE_MIN
-from tasador.columns import STATUSES
+from tasador.core import db
+from tasador.core.cleaning import ACRE_LOT_MAX, BATH_MAX, BED_MAX, HOUSE_SIZE_MAX, HOUSE_SIZE_MIN
+from tasador.core.columns import STATUSES
 
 OTHER_CITY = "(another city)"
 settings = ui.settings()

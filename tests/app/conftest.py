@@ -12,12 +12,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
-from experiments import explain, promotions
+from experiments import explain, promotions, registry
 from experiments.report import SHAP_DIR
-from tasador import db, decide, tracking
-from tasador.config import Settings, get_settings, settings_env
+from tasador.core import db
+from tasador.core.config import Settings, get_settings, settings_env
+from tasador.loop import decide
 from tests.experiments.conftest import load_batches
 from tests.serving.conftest import (  # noqa: F401  (fixtures shared with the serving tests)
     clean_sample,
@@ -41,8 +41,7 @@ class World:
 
 def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd.DataFrame) -> None:
     """The SHAP comparison as experiments.champion logs it on the version's run."""
-    uri = tracking.tracking_uri(settings)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry.connect(settings)
     run_id = client.get_model_version(settings.model_name, version).run_id
     previous_version = None if previous is None else int(version) - 1
     change = explain.explain_change(new, previous, rows, previous_version, f"v{version}")

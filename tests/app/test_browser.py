@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from app import choices
-from tasador import db, services
-from tasador.config import settings_env
+from tasador.core import db, services
+from tasador.core.config import settings_env
 from tests.app.conftest import World
 
 # The system browser (Playwright's own browser download needs a network this machine lacks);

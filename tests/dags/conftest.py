@@ -4,21 +4,21 @@ from pathlib import Path
 
 import pytest
 
-from tasador import orchestration
-from tasador.config import Settings
+from tasador import local_airflow
+from tasador.core.config import Settings
 
 
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated Airflow metadata DB (SQLite) for the session."""
     home = tmp_path_factory.mktemp("airflow")
-    orchestration.migrate(Settings(state_dir=home / "state", _env_file=None), home)
+    local_airflow.migrate(Settings(state_dir=home / "state", _env_file=None), home)
     return home
 
 
 @pytest.fixture
 def run_dag(airflow_home: Path):
-    def run(settings: Settings, dag_id: str, conf: dict | None = None) -> orchestration.DagRun:
-        return orchestration.run_dag(settings, dag_id, conf, home=airflow_home)
+    def run(settings: Settings, dag_id: str, conf: dict | None = None) -> local_airflow.DagRun:
+        return local_airflow.run_dag(settings, dag_id, conf, home=airflow_home)
 
     return run

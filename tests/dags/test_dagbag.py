@@ -4,8 +4,8 @@ import json
 import subprocess
 import sys
 
-from tasador import orchestration
-from tasador.config import Settings
+from tasador import local_airflow
+from tasador.core.config import Settings
 
 PROBE = """
 import json
@@ -20,7 +20,7 @@ print(json.dumps({
 
 def test_dags_import_without_errors_and_tasks_retry(airflow_home, tmp_path):
     settings = Settings(state_dir=tmp_path, _env_file=None)
-    env = orchestration.airflow_env(settings, airflow_home)
+    env = local_airflow.airflow_env(settings, airflow_home)
     out = subprocess.run(
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
     ).stdout

@@ -9,8 +9,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tasador import db, decisions_store, orchestration, raw_store, services
-from tasador.config import Settings
+from tasador.core import db, decisions_store, raw_store, services
+from tasador.core.config import Settings
+from tasador.loop import dag_defaults
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def retrain_events(airflow_home) -> list[str]:
             for row in conn.execute(
                 "select e.extra from asset_event e join asset a on a.id = e.asset_id "
                 "where a.name = ?",
-                (orchestration.RETRAIN_ASSET_URI,),
+                (dag_defaults.RETRAIN_ASSET_URI,),
             )
         ]
 

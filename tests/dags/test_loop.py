@@ -12,8 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from experiments import report
-from tasador import db, decisions_store, lineage, raw_store, services
-from tasador.config import Settings
+from tasador.core import db, decisions_store, lineage, raw_store, services
+from tasador.core.config import Settings
 
 
 @pytest.fixture

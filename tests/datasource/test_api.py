@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from datasource.api import EXHAUSTED_DETAIL, create_app
 from datasource.generator import generate_listings
-from tasador.collector import parse_payload, rows_in_column_order
-from tasador.columns import RAW_COLUMNS
+from tasador.core.collector import parse_payload, rows_in_column_order
+from tasador.core.columns import RAW_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 0.001  # every course batch at its minimum of 200 rows

@@ -7,7 +7,7 @@ import pytest
 from datasource.csv_source import CsvSource, partition, read_rows
 from datasource.generator import generate_listings
 from datasource.scenarios import ScenarioError, load_scenario
-from tasador.columns import RAW_COLUMNS
+from tasador.core.columns import RAW_COLUMNS
 
 
 @pytest.fixture(scope="module")

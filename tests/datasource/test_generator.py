@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from datasource.generator import generate_listings
-from tasador.columns import RAW_COLUMNS, STATUSES
+from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 
 @pytest.fixture(scope="module")

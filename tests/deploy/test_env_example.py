@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasador.config import Settings
+from tasador.core.config import Settings
 from tests.deploy import compose
 from tests.deploy.dockerfile import DOCKER_DIR, dockerfile_path, env_vars, final_stage
 

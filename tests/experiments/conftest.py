@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from pydantic import SecretStr
 
-from tasador import clean_store, db, raw_store
-from tasador.cleaning import clean_frame
-from tasador.columns import RAW_COLUMNS
-from tasador.config import Settings
+from tasador.core import clean_store, db, raw_store
+from tasador.core.cleaning import clean_frame
+from tasador.core.columns import RAW_COLUMNS
+from tasador.core.config import Settings
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from experiments import champion, promotions
 from experiments import study as search
-from tasador import db, decisions_store, lineage
+from tasador.core import db, decisions_store, lineage
 from tests.experiments.conftest import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
@@ -135,9 +135,12 @@ def test_production_model_loads_in_a_fresh_process_from_json_like_fields(
 import json
 import mlflow
 from experiments.features import model_input
-from tasador.tracking import configure
-from tasador.config import Settings
-configure(Settings(mlflow_tracking_uri={search_settings.mlflow_tracking_uri!r}, _env_file=None))
+from experiments import registry
+from tasador.core.config import Settings
+from tasador.core.process import prepare_process
+prepare_process()
+uri = {search_settings.mlflow_tracking_uri!r}
+registry.connect(Settings(mlflow_tracking_uri=uri, _env_file=None))
 model = mlflow.pyfunc.load_model("models:/{search_settings.model_name}@production")
 rows = [{{"status": "for_sale", "bed": 3, "bath": 2, "house_size": 1800, "state": "Texas",
          "city": "Austin", "zip_code": 78701.0, "prev_sold_date": "2019-05-01"}},

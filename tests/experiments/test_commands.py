@@ -6,8 +6,8 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from experiments import study as search
-from tasador import config, lineage
 from tasador.cli import app
+from tasador.core import config, lineage
 from tests.experiments.conftest import load_batches
 
 

@@ -10,7 +10,7 @@ from experiments.features import (
     SmoothedMeanEncoder,
     feature_source,
 )
-from experiments.metrics import rmsle
+from tasador.core.metrics import rmsle
 
 
 def test_listing_frame_takes_fields_as_they_arrive():

@@ -9,7 +9,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments import study as search
-from tasador import clean_store, db
+from tasador.core import clean_store, db
 from tests.experiments.conftest import write_spaces
 
 

@@ -13,20 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import mlflow
 import pandas as pd
 import pytest
 import uvicorn
-from mlflow import MlflowClient
 
 from experiments import registry, runs
 from experiments.families import build_model
 from serving.api import Service, create_app
 from serving.models import ModelInfo, Scorer, ServedModel
-from tasador import lineage, tracking
-from tasador.cleaning import clean_frame
-from tasador.columns import TARGET
-from tasador.config import Settings
+from tasador.core import lineage
+from tasador.core.cleaning import clean_frame
+from tasador.core.columns import TARGET
+from tasador.core.config import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +65,7 @@ def register(
     promote: bool = True,
 ) -> str:
     """Register ``model`` as a new version the way training does; point the alias at it."""
-    uri = tracking.configure(settings)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry.connect(settings)
     experiment = runs.experiment_id(client, settings.experiment_name)
     reason = f"Retrain. test model {family}"
     tags = {
@@ -91,7 +88,6 @@ def register(
             settings.model_name, version.version, "decision", f"Version {version.version} wins."
         )
         registry.set_production(client, settings, version.version)
-    mlflow.set_tracking_uri(uri)
     return str(version.version)
 
 

@@ -14,7 +14,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from serving.api import create_app
-from tasador.config import Settings
+from tasador.core.config import Settings
 from tests.serving.conftest import in_memory, ready_version, register, running, wait_until
 
 LISTING = {

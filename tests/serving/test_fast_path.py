@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing
-from tasador.columns import STATUSES, TARGET
+from tasador.core.columns import STATUSES, TARGET
 from tests.serving.conftest import fit
 
 

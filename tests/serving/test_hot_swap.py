@@ -16,8 +16,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from tasador import tracking
-from tasador.config import Settings
+from tasador import startup
+from tasador.core.config import Settings
 from tests.serving.conftest import ready_version, register, running, wait_until
 from tests.serving.test_api import LISTING
 
@@ -32,15 +32,15 @@ def own_mlflow(
         mlflow_backend_url=make_database("mlflow"),
         _env_file=None,
     )
-    tracking.ensure_server(server)
+    startup.ensure_server(server)
     yield server
-    tracking.stop_server(server)
+    startup.stop_server(server)
 
 
 @pytest.fixture
 def swap_settings(serving_settings: Settings, own_mlflow: Settings) -> Settings:
     return serving_settings.model_copy(
-        update={"mlflow_tracking_uri": tracking.tracking_uri(own_mlflow)}
+        update={"mlflow_tracking_uri": startup.ensure_server(own_mlflow)}
     )
 
 
@@ -124,7 +124,7 @@ def test_serving_goes_on_while_mlflow_is_down(
         wait_until(lambda: ready_version(url) == version, 60, "the model serves")
         before = httpx.post(f"{url}/predict", json=LISTING).json()
 
-        tracking.stop_server(own_mlflow)
+        startup.stop_server(own_mlflow)
 
         def registry_reported_down() -> bool:
             return httpx.get(f"{url}/ready").json()["registry"]["reachable"] is False

@@ -21,8 +21,9 @@ from pydantic import SecretStr
 
 from serving.inference_log import Entry, InferenceLog, write_rows
 from serving.schema import Listing
-from tasador import db, embedded, raw_store
-from tasador.config import Settings
+from tasador import startup
+from tasador.core import db, raw_store
+from tasador.core.config import Settings
 from tests.serving.conftest import in_memory, running, wait_until
 from tests.serving.test_api import LISTING
 
@@ -110,9 +111,9 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
     """A PostgreSQL server of this test's own (stopped and started by it)."""
     pg_dir = Path(tempfile.mkdtemp(prefix="tasador-serving-pg-"))
     try:
-        yield pg_dir, embedded.database_url(pg_dir, f"raw_{uuid.uuid4().hex[:6]}")
+        yield pg_dir, startup.database_url(pg_dir, f"raw_{uuid.uuid4().hex[:6]}")
     finally:
-        embedded.stop(pg_dir)
+        startup.stop(pg_dir)
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
@@ -140,7 +141,7 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
         send(10)
         wait_until(lambda: count(url) == 10, 30, "rows logged while the database is up")
 
-        embedded.stop(pg_dir)
+        startup.stop(pg_dir)
         send(150)  # more than the buffer holds: the rest goes to a spool file
         wait_until(lambda: service.log.stats.database_ok is False, 30, "the outage is noticed")
         assert list(spool.glob("*.jsonl")), "the full buffer was not spooled"
@@ -151,7 +152,7 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
         wait_until(lambda: count(url) == 160, 60, "every row written once the database is back")
         wait_until(lambda: service.log.stats.spooled_rows == 0, 30, "the spool is emptied")
 
-        embedded.stop(pg_dir)
+        startup.stop(pg_dir)
         send(5)  # the service stops during the outage: these wait in the spool
     assert list(spool.glob("*.jsonl"))
 

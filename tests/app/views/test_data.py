@@ -8,8 +8,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from tasador import clean_store, db, decisions_store, raw_store
-from tasador.services import free_port
+from tasador.core import clean_store, db, decisions_store, raw_store
+from tasador.core.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
 

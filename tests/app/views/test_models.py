@@ -9,7 +9,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
-from tasador.services import free_port
+from tasador.core.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
 

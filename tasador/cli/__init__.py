@@ -1,0 +1,140 @@
+"""The `tasador` command: the user's single entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tasador import startup
+from tasador.cli.context import friendly_errors, resolved_settings
+from tasador.cli.decide import decide_command
+from tasador.cli.search import search_command
+from tasador.cli.serve import serve_command
+from tasador.cli.ui import ui_command
+from tasador.core.collector import CollectError
+from tasador.core.config import get_settings
+from tasador.core.process import prepare_process
+from tasador.loop import ingest
+from tasador.loop.status import batches_table, models_table, status
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+@app.callback()
+def main() -> None:
+    """The `tasador` command: the user's single entry point."""
+    prepare_process()
+
+
+@app.command("collect")
+def collect_command(
+    api_url: Annotated[str | None, typer.Option(help="Data API base URL.")] = None,
+    group: Annotated[int | None, typer.Option(min=1, max=10, help="Group number.")] = None,
+    day: Annotated[str | None, typer.Option(help="Tuesday or Wednesday (later editions).")] = None,
+    clean: Annotated[bool, typer.Option(help="Also clean the batch into CLEAN.")] = True,
+) -> None:
+    """Fetch the next batch of a group into RAW (and clean it into CLEAN)."""
+    settings = resolved_settings(mlflow=False)
+    try:
+        result = ingest.collect(settings, api_url, group, day)
+    except CollectError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    if result.outcome == "exhausted":
+        typer.echo("no new batch: the data API has served every batch of this group")
+        return
+    verb = "stored" if result.outcome == "stored" else "already stored (nothing new written)"
+    typer.echo(
+        f"batch {result.batch_number} -> RAW batch id {result.batch_id}: "
+        f"{result.row_count} rows {verb}"
+    )
+    if clean and result.batch_id is not None:
+        report = ingest.clean(settings, result.batch_id)
+        typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+
+
+@app.command("clean")
+def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> None:
+    """Clean (again) one stored RAW batch into CLEAN."""
+    try:
+        report = ingest.clean(resolved_settings(mlflow=False), batch)
+    except LookupError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(report.as_dict(), indent=2))
+
+
+@app.command("status")
+def status_command(
+    table: Annotated[
+        bool, typer.Option("--table/--json", help="A readable table, or JSON (the default).")
+    ] = False,
+    models: Annotated[bool, typer.Option(help="Also list model versions (asks MLflow).")] = True,
+) -> None:
+    """Show batches (cleaning figures, decisions) and model versions."""
+    report = status(resolved_settings(mlflow=models), models=models)
+    if table:
+        typer.echo(batches_table(report["batches"]))
+        if models:
+            typer.echo(
+                f"\nmodels of {report['model_name']} (MLflow {report['mlflow_tracking_uri']})"
+            )
+            typer.echo(models_table(report["models"]))
+    else:
+        typer.echo(json.dumps(report, indent=2, default=str))
+
+
+@app.command("datasource")
+def datasource_command(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    scenario: Annotated[
+        str | None, typer.Option(help="Shipped scenario name or a YAML file path.")
+    ] = None,
+    scale: Annotated[float | None, typer.Option(min=0.0001, help="Batch size factor.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Serve a realtor-data CSV instead.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the generator.")] = None,
+) -> None:
+    """Serve listings in batches, compatible with the course data API."""
+    from datasource.api import serve
+
+    settings = get_settings()
+    serve(
+        port=port,
+        host=host,
+        scenario=scenario or settings.datasource_scenario,
+        scale=scale or settings.datasource_scale,
+        csv=csv or settings.datasource_csv,
+        state_dir=settings.state_dir / "datasource",
+        seed=settings.datasource_seed if seed is None else seed,
+    )
+
+
+@app.command("demo")
+def demo_command(
+    scenario: Annotated[str, typer.Option(help="Data API scenario.")] = "course",
+    scale: Annotated[float, typer.Option(min=0.0001, help="Batch size factor.")] = 0.01,
+    group: Annotated[int, typer.Option(min=1, max=10)] = 1,
+    trials: Annotated[int, typer.Option(min=1, help="Trial budget of each study.")] = 12,
+    workers: Annotated[int, typer.Option(min=1, help="Search workers (mapped tasks).")] = 2,
+) -> None:
+    """Run the whole loop through Airflow on embedded defaults; print a per-batch table."""
+    from tasador.demo import run_demo
+
+    run_demo(resolved_settings(), scenario, scale, group, trials, workers)
+
+
+@app.command("stop-embedded")
+def stop_embedded_command() -> None:
+    """Stop the embedded PostgreSQL (it otherwise keeps running between commands)."""
+    stopped = startup.stop(get_settings().pg_dir)
+    typer.echo("stopped" if stopped else "not running")
+
+
+app.command("decide")(friendly_errors(decide_command))
+app.command("search")(friendly_errors(search_command))
+app.command("serve")(friendly_errors(serve_command))
+app.command("ui")(friendly_errors(ui_command))

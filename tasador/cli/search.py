@@ -1,0 +1,56 @@
+"""`tasador search`: a retraining from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tasador.cli.context import resolved_settings
+from tasador.core import lineage
+
+
+def search_command(
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes sharing the study.")
+    ] = None,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Finished trials wanted, all workers together.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds each worker may search.")
+    ] = None,
+    batches: Annotated[
+        str | None, typer.Option(help="RAW batch ids to train on, e.g. 1,2,3 (default: all).")
+    ] = None,
+    families: Annotated[
+        str | None, typer.Option(help="Search only these families, e.g. xgboost,lightgbm.")
+    ] = None,
+    decision: Annotated[
+        int | None, typer.Option(help="Retrain decision id (its reason goes on the runs).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why retrain, if no decision id.")] = None,
+) -> None:
+    """Search model families with N workers, refit the best, promote it if it wins."""
+    # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
+    from experiments.retrain import retrain
+    from experiments.spaces import SearchSpaceError
+
+    try:
+        result = retrain(
+            resolved_settings(),
+            lineage.decode_batch_ids(batches) or None,
+            workers=workers,
+            n_trials=trials,
+            timeout_s=timeout,
+            decision_id=decision,
+            reason=reason,
+            families=families.split(",") if families else None,
+        )
+    except (SearchSpaceError, LookupError, RuntimeError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.comparison().to_string(index=False))
+    typer.echo(result.summary)
+    typer.echo(result.shap_sentence)
+    typer.echo(f"study {result.study_name}; report: run {result.run_id} report/model_change.md")

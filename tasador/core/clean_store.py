@@ -1,0 +1,185 @@
+"""The CLEAN database: typed, de-duplicated listings with batch lineage, and cleaning reports.
+
+``clean_batch`` turns one RAW batch into CLEAN rows in one transaction and can be re-run safely:
+it replaces that batch's rows. A listing already stored by an earlier batch (same content hash)
+is not stored twice; the report counts it as ``duplicate_of_earlier_batch``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from tasador.core import raw_store
+from tasador.core.cleaning import CleaningReport, clean_frame
+from tasador.core.columns import RAW_COLUMNS
+from tasador.core.holdout import is_holdout, row_hashes
+
+metadata = sa.MetaData()
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),  # the RAW batch id
+    sa.Column("group_number", sa.Integer, nullable=False),
+    sa.Column("day", sa.Text, nullable=False),
+    sa.Column("batch_number", sa.Integer, nullable=False),
+    sa.Column("payload_sha256", sa.CHAR(64), nullable=False),
+    sa.Column("rows_in", sa.Integer, nullable=False),
+    sa.Column("rows_out", sa.Integer, nullable=False),
+    sa.Column("report", postgresql.JSONB, nullable=False),
+    sa.Column(
+        "cleaned_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+_TYPES: dict[str, sa.types.TypeEngine] = {
+    "price": sa.Float(53),
+    "bed": sa.Float(53),
+    "bath": sa.Float(53),
+    "acre_lot": sa.Float(53),
+    "house_size": sa.Float(53),
+    "prev_sold_date": sa.Date(),
+}
+
+listings = sa.Table(
+    "listings",
+    metadata,
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("batches.id"), primary_key=True),
+    sa.Column("row_index", sa.Integer, primary_key=True),
+    sa.Column("row_hash", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("is_holdout", sa.Boolean, nullable=False),
+    *(sa.Column(c, _TYPES.get(c, sa.Text()), nullable=(c != "price")) for c in RAW_COLUMNS),
+)
+
+_LISTING_COLUMNS = ("batch_id", "row_index", "row_hash", "is_holdout", *RAW_COLUMNS)
+
+
+@dataclass(frozen=True)
+class CleanedBatch:
+    batch_id: int
+    report: CleaningReport
+
+
+def create_schema(engine: sa.Engine) -> None:
+    metadata.create_all(engine)
+
+
+def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
+    """Clean one stored RAW batch into CLEAN (replacing a previous cleaning of it)."""
+    meta = raw_store.get_batch(raw_engine, batch_id)
+    if meta is None:
+        raise LookupError(f"no RAW batch with id {batch_id}")
+    frame, report = clean_frame(raw_store.read_batch_rows(raw_engine, batch_id))
+    hashes = row_hashes(frame)
+    frame = frame.assign(
+        batch_id=batch_id,
+        row_index=frame.index.to_numpy(),
+        row_hash=hashes,
+        is_holdout=is_holdout(hashes),
+    )
+    create_schema(clean_engine)
+    with clean_engine.begin() as conn:
+        conn.execute(sa.delete(listings).where(listings.c.batch_id == batch_id))
+        conn.execute(
+            postgresql.insert(batches)
+            .values(
+                id=batch_id,
+                group_number=meta.group_number,
+                day=meta.day,
+                batch_number=meta.batch_number,
+                payload_sha256=meta.payload_sha256,
+                rows_in=report.rows_in,
+                rows_out=0,
+                report={},
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        inserted = _insert_listings(conn, frame)
+        report.drop("duplicate_of_earlier_batch", len(frame) - inserted)
+        report.rows_out = inserted
+        conn.execute(
+            sa.update(batches)
+            .where(batches.c.id == batch_id)
+            .values(
+                rows_in=report.rows_in,
+                rows_out=inserted,
+                report=report.as_dict(),
+                cleaned_at=sa.func.now(),
+            )
+        )
+    return CleanedBatch(batch_id=batch_id, report=report)
+
+
+def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
+    """COPY into a temporary table, then keep the rows whose content is new."""
+    cursor = conn.connection.driver_connection.cursor()
+    cursor.execute("CREATE TEMP TABLE incoming (LIKE listings) ON COMMIT DROP")
+    columns = ", ".join(_LISTING_COLUMNS)
+    out = frame.loc[:, list(_LISTING_COLUMNS)].copy()
+    out["prev_sold_date"] = out["prev_sold_date"].dt.strftime("%Y-%m-%d")
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False, header=False, na_rep="\\N")
+    with cursor.copy(f"COPY incoming ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as cp:
+        cp.write(buffer.getvalue())
+    cursor.execute(
+        f"INSERT INTO listings ({columns}) SELECT {columns} FROM incoming "
+        "ON CONFLICT (row_hash) DO NOTHING"
+    )
+    return cursor.rowcount
+
+
+def load_listings(
+    engine: sa.Engine, batch_ids: Sequence[int] | None = None, holdout: bool | None = None
+) -> pd.DataFrame:
+    """Clean listings (see docs in tasador/columns.py), optionally of some batches or one side
+    of the holdout, ordered by (batch_id, row_index)."""
+    create_schema(engine)
+    where = []
+    if batch_ids is not None:
+        ids = ",".join(str(int(b)) for b in batch_ids) or "NULL"
+        where.append(f"batch_id IN ({ids})")
+    if holdout is not None:
+        where.append("is_holdout" if holdout else "NOT is_holdout")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    columns = ", ".join(("batch_id", "row_index", "is_holdout", *RAW_COLUMNS))
+    query = f"SELECT {columns} FROM listings {clause} ORDER BY batch_id, row_index"
+    buffer = io.BytesIO()
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
+            for chunk in cp:
+                buffer.write(chunk)
+    buffer.seek(0)
+    text_cols = {c: "string" for c in RAW_COLUMNS if c not in _TYPES}
+    frame = pd.read_csv(
+        buffer,
+        dtype={
+            **text_cols,
+            **{c: "float64" for c in _TYPES if c != "prev_sold_date"},
+            "batch_id": "int64",
+            "row_index": "int64",
+        },
+        parse_dates=["prev_sold_date"],
+        keep_default_na=False,
+        na_values=[""],
+    )
+    frame["is_holdout"] = frame["is_holdout"].map({"t": True, "f": False}).astype(bool)
+    frame["prev_sold_date"] = frame["prev_sold_date"].astype("datetime64[ns]")
+    return frame
+
+
+def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row]:
+    create_schema(engine)
+    with engine.connect() as conn:
+        return {row.id: row for row in conn.execute(sa.select(batches).order_by(batches.c.id))}
+
+
+def holdout_share(frame: pd.DataFrame) -> float:
+    return float(np.mean(frame["is_holdout"])) if len(frame) else 0.0

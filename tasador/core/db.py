@@ -1,0 +1,59 @@
+"""Database URLs and engines of the configured PostgreSQL databases.
+
+A URL left unset is an error here: entry points fill unset URLs with databases of the embedded
+PostgreSQL (``tasador.startup.resolve``) before any library code runs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import sqlalchemy as sa
+
+from tasador.core.config import Settings
+from tasador.core.errors import NotConfigured
+
+DatabaseKind = Literal["raw", "clean", "optuna", "mlflow"]
+
+SETTING_OF: dict[DatabaseKind, str] = {
+    "raw": "raw_db_url",
+    "clean": "clean_db_url",
+    "optuna": "optuna_storage_url",
+    "mlflow": "mlflow_backend_url",
+}
+
+
+def database_url(kind: DatabaseKind, settings: Settings) -> str:
+    """The plain ``postgresql://`` URL of one of the project's databases."""
+    configured = getattr(settings, SETTING_OF[kind])
+    if configured is None:
+        raise NotConfigured(
+            f"TASADOR_{SETTING_OF[kind].upper()} is not set (the `tasador` commands start an "
+            "embedded PostgreSQL for it; library code does not)"
+        )
+    return str(configured.get_secret_value())
+
+
+def sqlalchemy_url(url: str, driver: str = "psycopg") -> str:
+    """Pin a driver onto a ``postgresql://`` URL (SQLAlchemy would default to psycopg2)."""
+    for prefix in (
+        "postgresql+psycopg2://",
+        "postgresql+psycopg://",
+        "postgresql://",
+        "postgres://",
+    ):
+        if url.startswith(prefix):
+            return f"postgresql+{driver}://" + url[len(prefix) :]
+    return url
+
+
+@lru_cache(maxsize=16)
+def engine_for(url: str) -> sa.Engine:
+    """One pooled engine per URL and process."""
+    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+
+
+def engine(kind: DatabaseKind, settings: Settings) -> sa.Engine:
+    """The engine of one of the project's databases."""
+    return engine_for(database_url(kind, settings))

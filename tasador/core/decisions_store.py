@@ -1,0 +1,114 @@
+"""Retrain decisions in the CLEAN database: one row per batch, with its evidence as JSONB.
+
+The decision's id is what training runs and model versions carry in their
+``retrain_decision_id`` tag (``tasador.core.lineage``). Saving is idempotent per batch: the first
+decision stored for a batch stays unless the caller asks to replace it, which keeps the id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+Verdict = Literal["retrain", "skip"]
+
+metadata = sa.MetaData()
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("batch_id", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("evidence", postgresql.JSONB, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("verdict IN ('retrain', 'skip')", name="decisions_verdict"),
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    batch_id: int
+    verdict: Verdict
+    reason: str
+    evidence: dict[str, Any]  # tasador.loop.decide.Evidence as JSON
+    created_at: datetime
+
+
+def create_schema(engine: sa.Engine) -> None:
+    metadata.create_all(engine)
+
+
+def save(
+    engine: sa.Engine,
+    batch_id: int,
+    verdict: Verdict,
+    reason: str,
+    evidence: dict[str, Any],
+    replace: bool = False,
+) -> Decision:
+    """Store the decision for a batch and return the stored row.
+
+    Without ``replace``, an existing decision for the batch wins and is returned unchanged (so a
+    retried task or a concurrent run cannot record a second, different verdict)."""
+    if verdict not in get_args(Verdict):
+        raise ValueError(f"verdict must be 'retrain' or 'skip', not {verdict!r}")
+    if not reason.strip():
+        raise ValueError("a decision needs a reason")
+    values = {"batch_id": batch_id, "verdict": verdict, "reason": reason, "evidence": evidence}
+    insert = postgresql.insert(decisions).values(**values)
+    if replace:
+        statement = insert.on_conflict_do_update(
+            index_elements=["batch_id"],
+            set_={**values, "created_at": sa.func.now()},
+        )
+    else:
+        statement = insert.on_conflict_do_nothing(index_elements=["batch_id"])
+    create_schema(engine)
+    with engine.begin() as conn:
+        conn.execute(statement)
+        row = conn.execute(sa.select(decisions).where(decisions.c.batch_id == batch_id)).one()
+    return _decision(row)
+
+
+def get(engine: sa.Engine, batch_id: int) -> Decision | None:
+    create_schema(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(decisions).where(decisions.c.batch_id == batch_id)
+        ).one_or_none()
+    return None if row is None else _decision(row)
+
+
+def get_by_id(engine: sa.Engine, decision_id: int) -> Decision | None:
+    create_schema(engine)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(decisions).where(decisions.c.id == decision_id)).one_or_none()
+    return None if row is None else _decision(row)
+
+
+def latest_by_batch(engine: sa.Engine) -> dict[int, Decision]:
+    """Each batch's decision (one per batch), keyed by batch id, in batch order."""
+    create_schema(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(decisions).order_by(decisions.c.batch_id)).all()
+    return {row.batch_id: _decision(row) for row in rows}
+
+
+def _decision(row: sa.Row) -> Decision:
+    return Decision(
+        id=row.id,
+        batch_id=row.batch_id,
+        verdict=row.verdict,
+        reason=row.reason,
+        evidence=row.evidence,
+        created_at=row.created_at,
+    )

@@ -1,0 +1,46 @@
+"""One step of the loop's front half: collect the next batch into RAW, clean it into CLEAN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tasador.core import clean_store, db
+from tasador.core.cleaning import CleaningReport
+from tasador.core.collector import CollectResult, collect_batch
+from tasador.core.config import Settings
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    collected: CollectResult
+    report: CleaningReport | None  # None when the API had no new batch
+
+
+def collect(
+    settings: Settings, api_url: str | None = None, group: int | None = None, day: str | None = None
+) -> CollectResult:
+    return collect_batch(
+        db.engine("raw", settings),
+        api_url or settings.data_api_url,
+        group or settings.group_number,
+        day or settings.day,
+        timeout_s=settings.api_timeout_s,
+        max_retries=settings.api_max_retries,
+        backoff_s=settings.api_backoff_s,
+    )
+
+
+def clean(settings: Settings, batch_id: int) -> CleaningReport:
+    cleaned = clean_store.clean_batch(
+        db.engine("raw", settings), db.engine("clean", settings), batch_id
+    )
+    return cleaned.report
+
+
+def collect_and_clean(
+    settings: Settings, api_url: str | None = None, group: int | None = None, day: str | None = None
+) -> IngestResult:
+    collected = collect(settings, api_url, group, day)
+    if collected.batch_id is None:
+        return IngestResult(collected=collected, report=None)
+    return IngestResult(collected=collected, report=clean(settings, collected.batch_id))

@@ -1,0 +1,68 @@
+"""The `tasador` command as a user runs it: a real data API process, the real CLI processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tasador.core import services
+from tasador.core.config import Settings, settings_env
+
+
+@pytest.fixture
+def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
+    port = services.free_port()
+    env = {**settings_env(settings), "TASADOR_DATA_API_URL": f"http://127.0.0.1:{port}"}
+    command = services.tasador_command(
+        "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.01"
+    )
+
+    full_env = {**os.environ, **env}
+    log = settings.state_dir / "datasource.log"
+    with services.running(command, f"http://127.0.0.1:{port}/health", log, env=full_env):
+        yield full_env
+
+
+def tasador(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        services.tasador_command(*args), env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_collect_then_status_just_works(cli_env):
+    first = tasador(cli_env, "collect")
+    assert first.returncode == 0, first.stderr
+    assert "RAW batch id 1" in first.stdout and "cleaned:" in first.stdout
+    assert tasador(cli_env, "collect").returncode == 0
+    report = json.loads(tasador(cli_env, "status").stdout)
+    assert json.loads(tasador(cli_env, "status", "--json").stdout)["batches"] == report["batches"]
+    assert [b["batch_number"] for b in report["batches"]] == [0, 1]
+    assert all(b["rows_clean"] > 0 for b in report["batches"])
+    table = tasador(cli_env, "status", "--table").stdout
+    assert table.splitlines()[0].split()[:3] == ["batch", "group", "number"]
+
+
+def test_collect_against_a_dead_api_is_a_clear_error(settings):
+
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "TASADOR_DATA_API_URL": "http://127.0.0.1:9",
+        "TASADOR_API_MAX_RETRIES": "1",
+        "TASADOR_API_BACKOFF_S": "0",
+    }
+    result = tasador(env, "collect")
+    assert result.returncode == 1
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_invalid_settings_are_refused_with_the_variable_named(settings):
+
+    env = {**os.environ, **settings_env(settings), "TASADOR_GROUP_NUMBER": "11"}
+    result = tasador(env, "status")
+    assert result.returncode != 0
+    assert "group_number" in (result.stderr + result.stdout)

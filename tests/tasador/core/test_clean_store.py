@@ -1,0 +1,70 @@
+import pandas as pd
+import pytest
+
+from tasador.core import clean_store, db, raw_store
+from tasador.core.columns import RAW_COLUMNS
+
+
+def sample_rows(sample_csv, n):
+    raw = pd.read_csv(sample_csv, dtype=object, keep_default_na=False, na_values=[""]).head(n)
+    return [tuple(None if pd.isna(v) else v for v in r) for r in raw.itertuples(index=False)]
+
+
+def store(settings, rows, number=0, sha=None):
+    return raw_store.store_batch(
+        db.engine("raw", settings),
+        group_number=1,
+        day=None,
+        batch_number=number,
+        rows=rows,
+        payload_sha256=sha or f"{number:064d}",
+        source="test",
+    )
+
+
+def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, sample_csv):
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    batch = store(settings, sample_rows(sample_csv, 400))
+    first = clean_store.clean_batch(raw, clean, batch.id).report
+    again = clean_store.clean_batch(raw, clean, batch.id).report
+    assert first.as_dict() == again.as_dict()
+    listings = clean_store.load_listings(clean)
+    assert len(listings) == first.rows_out > 390
+    assert set(listings["batch_id"]) == {batch.id}
+    assert list(listings.columns) == ["batch_id", "row_index", "is_holdout", *RAW_COLUMNS]
+    assert listings["price"].dtype == "float64"
+    assert str(listings["prev_sold_date"].dtype).startswith("datetime64")
+    assert 0.1 < listings["is_holdout"].mean() < 0.3
+    report = clean_store.cleaning_reports(clean)[batch.id]
+    assert report.rows_in == 400 and report.rows_out == first.rows_out
+
+
+def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, sample_csv):
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    rows = sample_rows(sample_csv, 300)
+    first = store(settings, rows[:200], number=0)
+    second = store(settings, rows[100:], number=1)
+    clean_store.clean_batch(raw, clean, first.id)
+    report = clean_store.clean_batch(raw, clean, second.id).report
+    assert report.dropped["duplicate_of_earlier_batch"] >= 95
+    listings = clean_store.load_listings(clean)
+    assert listings.duplicated(subset=list(RAW_COLUMNS)).sum() == 0
+
+
+def test_holdout_is_stable_for_the_same_content(settings, sample_csv):
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    rows = sample_rows(sample_csv, 300)
+    batch = store(settings, rows)
+    clean_store.clean_batch(raw, clean, batch.id)
+    before = clean_store.load_listings(clean, holdout=True)
+    clean_store.clean_batch(raw, clean, batch.id)
+    after = clean_store.load_listings(clean, holdout=True)
+    assert len(before) > 0 and before.equals(after)
+    assert len(clean_store.load_listings(clean, batch_ids=[batch.id], holdout=False)) + len(
+        after
+    ) == len(clean_store.load_listings(clean))
+
+
+def test_cleaning_an_unknown_batch_is_a_clear_error(settings):
+    with pytest.raises(LookupError, match="999"):
+        clean_store.clean_batch(db.engine("raw", settings), db.engine("clean", settings), 999)

@@ -1,0 +1,62 @@
+import json
+import os
+import uuid
+
+import boto3
+import mlflow
+import psycopg
+import pytest
+from mlflow import MlflowClient
+
+from experiments import registry
+from tasador import startup
+from tasador.core.config import Settings
+from tests.conftest import MLFLOW_TEST_BUCKET
+
+
+def test_configured_tracking_uri_wins(tmp_path):
+    uri = "http://mlflow:5000"
+    settings = Settings(state_dir=tmp_path, mlflow_tracking_uri=uri, _env_file=None)
+    assert registry.tracking_uri(settings) == "http://mlflow:5000"
+    assert startup.resolve(settings, mlflow=True).mlflow_tracking_uri == uri
+    assert not (tmp_path / "mlflow").exists()  # nothing started
+
+
+def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_server, tmp_path):
+    client = MlflowClient(mlflow_server)
+    experiment = client.create_experiment(f"tracking-{uuid.uuid4().hex[:8]}")
+    run = client.create_run(experiment)
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    client.log_artifact(run.info.run_id, str(note))
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+        .list_objects_v2(Bucket=MLFLOW_TEST_BUCKET)
+        .get("Contents", [])
+    ]
+    assert any(k.endswith(f"{run.info.run_id}/artifacts/note.txt") for k in keys)
+
+
+@pytest.mark.timeout(300)
+def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database):
+    backend = make_database("mlflow")
+    settings = Settings(state_dir=tmp_path / "state", mlflow_backend_url=backend, _env_file=None)
+    uri = startup.ensure_server(settings)
+    record = json.loads((tmp_path / "state" / "mlflow" / "server.json").read_text())
+    assert record["uri"] == uri and str(record["pid"]) and backend not in json.dumps(record)
+    assert startup.ensure_server(settings) == uri  # reused: same port, no second server
+
+    registry.connect(settings.model_copy(update={"mlflow_tracking_uri": uri}))
+    mlflow.set_experiment(f"tracking-{tmp_path.name}")  # not the one another test left active
+    with mlflow.start_run() as run:
+        mlflow.log_text("local", "where.txt")
+    local = tmp_path / "state" / "mlflow" / "artifacts"
+    assert list(local.rglob("where.txt")), "artifacts default to a folder under the state dir"
+    with psycopg.connect(backend) as conn:
+        stored = conn.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (run.info.run_id,))
+        assert stored.fetchone()[0] == 1  # metadata in PostgreSQL
+
+    assert startup.stop_server(settings) is True
+    assert startup.stop_server(settings) is False
+    assert not startup._healthy(uri)
