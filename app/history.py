@@ -11,13 +11,10 @@ from typing import Any
 import pandas as pd
 
 from experiments import promotions, registry
-from experiments.report import SHAP_DIR
 from tasador.core import db
 from tasador.core.config import Settings
+from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
 from tasador.loop.status import model_status
-
-# Files experiments.champion logs under SHAP_DIR of each version's run.
-SHAP_TABLE, SHAP_PLOT, SHAP_SENTENCE = "importance.csv", "importance.png", "summary.txt"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 from datasource.generator import generate_listings
 from tasador import startup
-from tasador.core import clean_store, db, lineage, raw_store
+from tasador.core import clean_store, db, lineage, names, raw_store
+from tasador.core import evidence as ev
 from tasador.core.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasador.core.config import Settings
 from tasador.core.holdout import HOLDOUT_SHARE
@@ -79,12 +80,12 @@ def register_model(settings: Settings, reference_id: int) -> None:
         func=np.log,
         inverse_func=np.exp,
     )
-    model.fit(rows.loc[:, list(decide.FEATURE_COLUMNS)], rows["price"])
+    model.fit(rows.loc[:, list(ev.FEATURE_COLUMNS)], rows["price"])
     price_model = _PriceModel(model)
-    holdout_rmsle, _ = decide.model_error(price_model.pipeline, holdout, len(holdout))
+    holdout_rmsle, _ = ev.model_error(price_model.pipeline, holdout, len(holdout))
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     with mlflow.start_run():
-        mlflow.log_metric(decide.HOLDOUT_METRIC, holdout_rmsle)
+        mlflow.log_metric(names.HOLDOUT_PRIMARY, holdout_rmsle)
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=price_model,
@@ -149,24 +150,24 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     batch_id = store(settings, 1, args.batch)
     register_model(settings, reference_id)
     engine = db.engine("clean", settings)
-    thresholds = decide.Thresholds.from_settings(settings)
+    thresholds = ev.Thresholds.from_settings(settings)
 
     production = decide.production_model(settings)
     assert production is not None
     reference = clean_store.load_listings(engine, [reference_id], holdout=False)
     batch = clean_store.load_listings(engine, [batch_id])
     decision = decide.decide_batch(settings, batch_id, force=True)  # warm-up, and the figure
-    evidence = decide.Evidence.model_validate(decision.evidence)
+    evidence = ev.Evidence.model_validate(decision.evidence)
     parts = {
         "read reference + batch from CLEAN": lambda: (
             clean_store.load_listings(engine, [reference_id]),
             clean_store.load_listings(engine, [batch_id]),
         ),
-        "statistics (PSI, KS, chi-square, unseen)": lambda: decide.compare(
+        "statistics (PSI, KS, chi-square, unseen)": lambda: ev.compare(
             reference, batch, thresholds
         ),
         "find + load the production model": lambda: decide.production_model(settings),
-        f"score the model ({thresholds.model_rows:,} rows)": lambda: decide.model_error(
+        f"score the model ({thresholds.model_rows:,} rows)": lambda: ev.model_error(
             production.model, batch, thresholds.model_rows
         ),
         "decide_batch end to end (force=True)": lambda: decide.decide_batch(

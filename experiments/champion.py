@@ -40,11 +40,15 @@ from tasador.core import db, decisions_store
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings, get_settings
 from tasador.core.metrics import PRIMARY, regression_metrics
-
-HOLDOUT_PREFIX = (
-    "holdout_"  # holdout_rmsle, ... on the version's run (tasador.loop.decide reads it)
+from tasador.core.names import (
+    COMPARISON_FILE,
+    HOLDOUT_PREFIX,
+    REPORT_FILE,
+    SHAP_DIR,
+    SHAP_PLOT,
+    SHAP_SENTENCE,
+    SHAP_TABLE,
 )
-COMPARISON_FILE = "champion_challenger.json"
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ def finish_study(study_name: str, settings: Settings | None = None) -> Retrainin
         decision=record,
     )
     for run in (result.run_id, result.parent_run_id):
-        mlflow_client.log_text(run, text, report.REPORT_FILE)
+        mlflow_client.log_text(run, text, REPORT_FILE)
     return dataclasses.replace(result, report=text)
 
 
@@ -259,12 +263,12 @@ def _log_explanation(
 ) -> None:
     """Table, plot and sentence under ``shap/`` of the version's run; the sentence as a tag."""
     with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / report.SHAP_DIR
+        out = Path(folder) / SHAP_DIR
         out.mkdir()
-        explanation.diff.to_csv(out / "importance.csv", index=False)
-        (out / "importance.png").write_bytes(explanation.png)
-        (out / "summary.txt").write_text(explanation.sentence + "\n")
-        mlflow_client.log_artifacts(result.run_id, str(out), report.SHAP_DIR)
+        explanation.diff.to_csv(out / SHAP_TABLE, index=False)
+        (out / SHAP_PLOT).write_bytes(explanation.png)
+        (out / SHAP_SENTENCE).write_text(explanation.sentence + "\n")
+        mlflow_client.log_artifacts(result.run_id, str(out), SHAP_DIR)
     mlflow_client.set_model_version_tag(
         settings.model_name,
         str(result.challenger.version),

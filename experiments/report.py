@@ -18,9 +18,7 @@ from experiments import spaces
 from experiments.explain import Explanation
 from tasador.core.decisions_store import Decision
 from tasador.core.metrics import PRIMARY
-
-REPORT_FILE = "report/model_change.md"
-SHAP_DIR = "shap"
+from tasador.core.names import SHAP_DIR, SHAP_PLOT
 
 
 def family_summary(study: optuna.Study) -> pd.DataFrame:
@@ -115,8 +113,8 @@ def model_change_report(
         "## What changed in the model (SHAP)",
         explanation.sentence,
         _markdown_table(explanation.diff),
-        f"![SHAP importance](../{SHAP_DIR}/importance.png) (artifact "
-        f"`{SHAP_DIR}/importance.png` of run `{result.run_id}`; mean |SHAP| per input column, "
+        f"![SHAP importance](../{SHAP_DIR}/{SHAP_PLOT}) (artifact "
+        f"`{SHAP_DIR}/{SHAP_PLOT}` of run `{result.run_id}`; mean |SHAP| per input column, "
         "log-price units)",
         "## Outcome",
         (

@@ -8,6 +8,7 @@ import typer
 
 from tasador.cli.context import resolved_settings
 from tasador.core import lineage
+from tasador.core.names import REPORT_FILE
 
 
 def search_command(
@@ -53,4 +54,4 @@ def search_command(
     typer.echo(result.comparison().to_string(index=False))
     typer.echo(result.summary)
     typer.echo(result.shap_sentence)
-    typer.echo(f"study {result.study_name}; report: run {result.run_id} report/model_change.md")
+    typer.echo(f"study {result.study_name}; report: run {result.run_id} {REPORT_FILE}")

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from experiments import promotions, registry
-from tasador.core import clean_store, db, decisions_store, lineage, raw_store
+from tasador.core import clean_store, db, decisions_store, lineage, names, raw_store
 from tasador.core.config import Settings
 
 
@@ -81,11 +81,7 @@ def model_status(settings: Settings) -> list[dict[str, Any]]:
                 "batch_ids": lineage.decode_batch_ids(version.tags.get(lineage.BATCH_IDS)),
                 "study": version.tags.get(lineage.STUDY_NAME),
                 "family": version.tags.get(registry.FAMILY_TAG),
-                "holdout": {
-                    k.removeprefix("holdout_"): v
-                    for k, v in metrics.items()
-                    if k.startswith("holdout_")
-                },
+                "holdout": names.holdout_metrics(metrics),
                 "retrain_reason": version.tags.get(lineage.RETRAIN_REASON),
                 "promoted": promotion.promoted if promotion else None,
                 "decision": promotion.summary if promotion else None,

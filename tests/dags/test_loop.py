@@ -11,8 +11,7 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
-from experiments import report
-from tasador.core import db, decisions_store, lineage, raw_store, services
+from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
 
 
@@ -85,8 +84,8 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     ]
     assert len(children) >= 3
     reports = {a.path for a in client.list_artifacts(result["run_id"], "report")}
-    assert report.REPORT_FILE in reports, reports
-    text = client.download_artifacts(result["run_id"], report.REPORT_FILE, str(tmp_path))
+    assert names.REPORT_FILE in reports, reports
+    text = client.download_artifacts(result["run_id"], names.REPORT_FILE, str(tmp_path))
     assert stored.reason.split(".")[0] in Path(text).read_text()  # why it retrained
 
     # Re-running the training for the same decision registers nothing new.

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from experiments import champion, promotions
 from experiments import study as search
-from tasador.core import db, decisions_store, lineage
+from tasador.core import db, decisions_store, lineage, names
 from tests.experiments.conftest import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
@@ -86,9 +86,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert run.data.metrics["holdout_rmsle"] == pytest.approx(better.challenger.metrics["rmsle"])
     assert run.data.tags["mlflow.parentRunId"] == plan3.parent_run_id
     table = json.loads(
-        Path(
-            client.download_artifacts(v3.run_id, champion.COMPARISON_FILE, str(tmp_path))
-        ).read_text()
+        Path(client.download_artifacts(v3.run_id, names.COMPARISON_FILE, str(tmp_path))).read_text()
     )
     assert [r[0] for r in table["data"]] == ["challenger", "production"]
 

@@ -26,14 +26,23 @@ from datasource.api import create_app
 from datasource.generator import generate_listings
 from datasource.scenarios import load_scenario
 from tasador.cli import app
-from tasador.core import clean_store, db, decisions_store, lineage, raw_store
+from tasador.core import (
+    clean_store,
+    db,
+    decisions_store,
+    lineage,
+    names,
+    narrative,
+    raw_store,
+)
+from tasador.core import evidence as ev
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import NotFound
 from tasador.core.metrics import rmsle
 from tasador.loop import decide, ingest
 
 STATES = ("Texas", "Ohio", "Florida", "California", "Utah")
-THRESHOLDS = decide.Thresholds.from_settings(Settings(_env_file=None))
+THRESHOLDS = ev.Thresholds.from_settings(Settings(_env_file=None))
 
 
 def listings(
@@ -71,12 +80,12 @@ def listings(
     )
 
 
-def evidence_of(reference: pd.DataFrame, current: pd.DataFrame, **extra) -> decide.Evidence:
-    features, target, unseen = decide.compare(reference, current, THRESHOLDS)
-    return decide.Evidence(
+def evidence_of(reference: pd.DataFrame, current: pd.DataFrame, **extra) -> ev.Evidence:
+    features, target, unseen = ev.compare(reference, current, THRESHOLDS)
+    return ev.Evidence(
         basis="compared",
-        batch=decide.BatchInfo(batch_id=2, rows_in=len(current) + 7, rows_out=len(current)),
-        reference=decide.ReferenceInfo(batch_ids=[1], rows=len(reference), model_version="4"),
+        batch=ev.BatchInfo(batch_id=2, rows_in=len(current) + 7, rows_out=len(current)),
+        reference=ev.ReferenceInfo(batch_ids=[1], rows=len(reference), model_version="4"),
         thresholds=THRESHOLDS,
         features=features,
         target=target,
@@ -102,9 +111,9 @@ def reference() -> pd.DataFrame:
 
 def test_same_distribution_is_skipped_and_says_what_was_checked(reference: pd.DataFrame) -> None:
     evidence = evidence_of(reference, listings(3_000, seed=2))
-    assert not evidence.fired and decide.verdict_of(evidence) == "skip"
+    assert not evidence.fired and ev.verdict_of(evidence) == "skip"
     assert all(f.psi < 0.05 for f in evidence.features)
-    reason = decide.explain(evidence)
+    reason = narrative.explain(evidence)
     assert reason.startswith("Skip.")
     assert "3,000 of 3,007 received rows survived cleaning" in reason
     assert "largest feature shift" in reason and "price PSI" in reason
@@ -116,7 +125,7 @@ def test_price_shift_retrains_and_names_the_price(reference: pd.DataFrame) -> No
     evidence = evidence_of(reference, listings(3_000, seed=2, price_factor=2.5))
     assert evidence.target is not None and evidence.target.moved
     assert not any(f.moved for f in evidence.features)
-    reason = decide.explain(evidence)
+    reason = narrative.explain(evidence)
     assert reason.startswith("Retrain.")
     assert "The price distribution moved" in reason
     median_before, median_after = evidence.target.reference_median, evidence.target.current_median
@@ -134,7 +143,7 @@ def test_new_states_retrain_and_are_named(reference: pd.DataFrame) -> None:
     state = next(u for u in evidence.unseen if u.column == "state")
     assert state.fired and state.share == pytest.approx(0.1)
     assert {value for value, _ in state.top} == {"Guam", "Puerto Rico"}
-    reason = decide.explain(evidence)
+    reason = narrative.explain(evidence)
     assert reason.startswith("Retrain.")
     assert "10.0% of rows have a state never seen in training" in reason
     assert "Guam" in reason and "Puerto Rico" in reason
@@ -146,7 +155,7 @@ def test_a_moved_feature_is_named_with_its_statistics(reference: pd.DataFrame) -
     assert "house_size" in moved
     size = next(f for f in evidence.features if f.column == "house_size")
     assert size.ks_statistic is not None and size.ks_statistic > 0.5
-    reason = decide.explain(evidence)
+    reason = narrative.explain(evidence)
     assert "house_size by PSI" in reason and "KS D" in reason
 
 
@@ -158,7 +167,7 @@ def test_extra_blanks_are_reported_but_are_no_shift(reference: pd.DataFrame) -> 
     bath = next(f for f in evidence.features if f.column == "bath")
     assert not evidence.fired
     assert bath.current_missing == pytest.approx(0.6) and bath.reference_missing == 0.0
-    reason = decide.explain(evidence)
+    reason = narrative.explain(evidence)
     assert reason.startswith("Skip.")
     assert "Missing values changed (bath 0.0% -> 60.0%, city 0.0% -> 10.0%)" in reason
 
@@ -189,22 +198,22 @@ def test_high_cardinality_novelty_within_chance_does_not_fire() -> None:
 
 def test_model_error_beyond_its_holdout_error_retrains(reference: pd.DataFrame) -> None:
     model = PricePerFoot(dollars=150 * 1.5)
-    holdout_rmsle, _ = decide.model_error(model, reference, 10_000)
-    same = decide.model_check(
+    holdout_rmsle, _ = ev.model_error(model, reference, 10_000)
+    same = ev.model_check(
         model, "4", holdout_rmsle, "run_metric", listings(3_000, seed=2), THRESHOLDS
     )
     assert not same.fired and same.ratio == pytest.approx(1.0, abs=0.1)
     assert same.rows_scored == 3_000
 
     pricier = listings(3_000, seed=2, price_factor=3.0)
-    worse = decide.model_check(model, "4", holdout_rmsle, "run_metric", pricier, THRESHOLDS)
+    worse = ev.model_check(model, "4", holdout_rmsle, "run_metric", pricier, THRESHOLDS)
     assert worse.fired and worse.ratio > 2
-    reason = decide.explain(evidence_of(reference, pricier, model=worse))
+    reason = narrative.explain(evidence_of(reference, pricier, model=worse))
     assert "The production model got worse" in reason and f"{worse.ratio:.2f}x" in reason
 
 
 def test_model_scoring_is_bounded_by_the_sample_size(reference: pd.DataFrame) -> None:
-    _, rows = decide.model_error(PricePerFoot(200.0), reference, 500)
+    _, rows = ev.model_error(PricePerFoot(200.0), reference, 500)
     assert rows == 500
 
 
@@ -212,8 +221,8 @@ def test_an_operator_can_force_a_retrain_with_the_evidence_still_explained(
     reference: pd.DataFrame,
 ) -> None:
     evidence = evidence_of(reference, listings(3_000, seed=2), forced=True)
-    assert decide.verdict_of(evidence) == "retrain"
-    reason = decide.explain(evidence)
+    assert ev.verdict_of(evidence) == "retrain"
+    reason = narrative.explain(evidence)
     assert reason.startswith("Retrain (forced by the operator).")
     assert "Nothing moved beyond its limit" in reason
     assert "New rows alone" not in reason
@@ -227,15 +236,15 @@ def test_an_operator_can_force_a_retrain_with_the_evidence_still_explained(
         ("already_trained", "skip", "was trained on batch 2 already"),
     ],
 )
-def test_special_cases(basis: decide.Basis, verdict: str, words: str) -> None:
-    evidence = decide.Evidence(
+def test_special_cases(basis: ev.Basis, verdict: str, words: str) -> None:
+    evidence = ev.Evidence(
         basis=basis,
-        batch=decide.BatchInfo(batch_id=2, rows_in=10, rows_out=0 if basis == "empty" else 10),
-        reference=decide.ReferenceInfo(batch_ids=[1, 2], rows=8, model_version="3"),
+        batch=ev.BatchInfo(batch_id=2, rows_in=10, rows_out=0 if basis == "empty" else 10),
+        reference=ev.ReferenceInfo(batch_ids=[1, 2], rows=8, model_version="3"),
         thresholds=THRESHOLDS,
     )
-    assert decide.verdict_of(evidence) == verdict
-    assert words in decide.explain(evidence)
+    assert ev.verdict_of(evidence) == verdict
+    assert words in narrative.explain(evidence)
 
 
 def test_evidence_survives_a_json_round_trip(reference: pd.DataFrame) -> None:
@@ -243,19 +252,19 @@ def test_evidence_survives_a_json_round_trip(reference: pd.DataFrame) -> None:
     current["acre_lot"] = np.nan  # medians of an all-missing column must stay valid JSON
     evidence = evidence_of(reference, current)
     as_json = json.dumps(evidence.model_dump(mode="json"), allow_nan=False)
-    assert decide.Evidence.model_validate(json.loads(as_json)) == evidence
+    assert ev.Evidence.model_validate(json.loads(as_json)) == evidence
 
 
 def test_compare_refuses_an_empty_side(reference: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="rows on both sides"):
-        decide.compare(reference, reference.iloc[:0], THRESHOLDS)
+        ev.compare(reference, reference.iloc[:0], THRESHOLDS)
 
 
 def test_distribution_statistics_use_samples_but_unseen_shares_use_every_row() -> None:
     ref, cur = listings(5_000, 1), listings(5_000, 2)
     small = THRESHOLDS.model_copy(update={"sample_rows": 1_000})
-    full_features, full_target, full_unseen = decide.compare(ref, cur, THRESHOLDS)
-    features, target, unseen = decide.compare(ref, cur, small)
+    full_features, full_target, full_unseen = ev.compare(ref, cur, THRESHOLDS)
+    features, target, unseen = ev.compare(ref, cur, small)
     assert target.psi != full_target.psi
     assert [f.psi for f in features] != [f.psi for f in full_features]
     assert unseen == full_unseen
@@ -308,9 +317,9 @@ def collect_scenario(scenario: str, settings: Settings) -> list[int]:
     return batch_ids
 
 
-def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision, decide.Evidence]:
+def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision, ev.Evidence]:
     decision = decide.decide_batch(settings, batch_id)
-    return decision, decide.Evidence.model_validate(decision.evidence)
+    return decision, ev.Evidence.model_validate(decision.evidence)
 
 
 @pytest.fixture(scope="module")
@@ -488,16 +497,14 @@ def with_model(
     }
     rows = clean_store.load_listings(db.engine("clean", settings), [ids["train"]])
     train, holdout = rows[~rows["is_holdout"]], rows[rows["is_holdout"]]
-    model = tiny_model().fit(train.loc[:, list(decide.FEATURE_COLUMNS)], train["price"])
-    holdout_rmsle = rmsle(
-        holdout["price"], model.predict(holdout.loc[:, list(decide.FEATURE_COLUMNS)])
-    )
+    model = tiny_model().fit(train.loc[:, list(ev.FEATURE_COLUMNS)], train["price"])
+    holdout_rmsle = rmsle(holdout["price"], model.predict(holdout.loc[:, list(ev.FEATURE_COLUMNS)]))
 
     mlflow.set_tracking_uri(mlflow_server)
     mlflow.set_experiment(settings.model_name)
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
-        mlflow.log_metric(decide.HOLDOUT_METRIC, holdout_rmsle)
+        mlflow.log_metric(names.HOLDOUT_PRIMARY, holdout_rmsle)
         logged = mlflow.sklearn.log_model(
             model,
             name="model",
@@ -564,13 +571,13 @@ def test_without_a_logged_holdout_metric_the_holdout_rows_are_scored(
     with_model: tuple[Settings, dict[str, int]],
 ) -> None:
     settings, ids = with_model
-    first = decide.Evidence.model_validate(decide.decide_batch(settings, ids["same"]).evidence)
+    first = ev.Evidence.model_validate(decide.decide_batch(settings, ids["same"]).evidence)
     client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
     client.set_registered_model_alias(
         settings.model_name, settings.production_alias, str(ids["bare_version"])
     )
     try:
-        again = decide.Evidence.model_validate(
+        again = ev.Evidence.model_validate(
             decide.decide_batch(settings, ids["same"], force=True).evidence
         )
     finally:

@@ -1,0 +1,274 @@
+"""The evidence behind a retrain decision: pure statistics on two frames, no I/O.
+
+What each check measures and why is in ``tasador.loop.decide``; the sentences are in
+``tasador.core.narrative``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from tasador.core import drift
+from tasador.core.columns import (
+    CATEGORICAL_COLUMNS,
+    DATE_COLUMNS,
+    NUMERIC_COLUMNS,
+    RAW_COLUMNS,
+    TARGET,
+)
+from tasador.core.config import Settings
+from tasador.core.decisions_store import Verdict
+from tasador.core.metrics import rmsle
+
+FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
+NUMERIC_FEATURES: tuple[str, ...] = (*NUMERIC_COLUMNS, *DATE_COLUMNS)
+SAMPLE_SEED = 0
+
+Basis = Literal["compared", "baseline", "already_trained", "empty"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Thresholds(_Frozen):
+    psi: float
+    p_value: float
+    ks_min_statistic: float
+    unseen_share: float
+    model_error_ratio: float
+    sample_rows: int
+    model_rows: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        return cls(
+            psi=settings.drift_psi_threshold,
+            p_value=settings.drift_p_value,
+            ks_min_statistic=settings.drift_ks_min_statistic,
+            unseen_share=settings.drift_unseen_share,
+            model_error_ratio=settings.drift_model_error_ratio,
+            sample_rows=settings.drift_sample_rows,
+            model_rows=settings.drift_model_rows,
+        )
+
+
+class CategoryMove(_Frozen):
+    category: str
+    reference_share: float
+    current_share: float
+
+
+class FeatureShift(_Frozen):
+    column: str
+    kind: Literal["numeric", "categorical"]
+    psi: float | None  # None when a side has no value at all to compare
+    psi_p_value: float | None  # chi-square on the PSI buckets
+    ks_statistic: float | None = None  # numeric only
+    ks_p_value: float | None = None
+    moved: bool
+    reference_median: float | None = None  # numeric only
+    current_median: float | None = None
+    reference_missing: float  # share of rows without a value
+    current_missing: float
+    largest_moves: list[CategoryMove] = []  # categorical only: buckets whose share moved most
+
+
+class UnseenCategories(_Frozen):
+    column: str
+    share: float
+    expected_share: float
+    fired: bool
+    top: list[tuple[str, int]]
+
+    @property
+    def excess(self) -> float:
+        return self.share - self.expected_share
+
+
+class ModelCheck(_Frozen):
+    model_version: str
+    rows_scored: int
+    batch_rmsle: float
+    holdout_rmsle: float
+    holdout_source: Literal["run_metric", "reference_holdout"]
+    ratio: float
+    fired: bool
+
+
+class BatchInfo(_Frozen):
+    batch_id: int
+    rows_in: int
+    rows_out: int
+
+
+class ReferenceInfo(_Frozen):
+    batch_ids: list[int]
+    rows: int | None = None  # training rows compared with; None when not read (already trained)
+    model_version: str | None  # None: no production model yet, the baseline batch is the reference
+
+
+class Evidence(_Frozen):
+    basis: Basis
+    batch: BatchInfo
+    reference: ReferenceInfo | None = None
+    thresholds: Thresholds
+    forced: bool = False
+    features: list[FeatureShift] = []
+    target: FeatureShift | None = None
+    unseen: list[UnseenCategories] = []
+    model: ModelCheck | None = None
+
+    @property
+    def fired(self) -> bool:
+        return (
+            any(f.moved for f in self.features)
+            or (self.target is not None and self.target.moved)
+            or any(u.fired for u in self.unseen)
+            or (self.model is not None and self.model.fired)
+        )
+
+
+# --- the statistics, composed -------------------------------------------------------------
+
+
+def feature_shift(
+    column: str, reference: pd.Series, current: pd.Series, thresholds: Thresholds
+) -> FeatureShift:
+    """PSI (and KS for numbers) on the values present; missing shares reported beside them."""
+    numeric = column in NUMERIC_FEATURES or column == TARGET
+    buckets = (
+        drift.numeric_buckets(reference, current)
+        if numeric
+        else drift.categorical_buckets(reference, current)
+    )
+    comparable = buckets.reference.sum() > 0 and buckets.current.sum() > 0
+    psi = drift.psi(buckets) if comparable else None
+    psi_p = drift.chi_square(buckets).p_value if comparable else None
+    moved = psi is not None and psi >= thresholds.psi and psi_p < thresholds.p_value
+    common = {
+        "column": column,
+        "psi": psi,
+        "psi_p_value": psi_p,
+        "reference_missing": drift.missing_share(reference),
+        "current_missing": drift.missing_share(current),
+    }
+    if not numeric:
+        return FeatureShift(
+            **common,
+            kind="categorical",
+            moved=moved,
+            largest_moves=_largest_moves(buckets) if comparable else [],
+        )
+    ks = drift.ks_two_sample(reference, current)
+    if ks is not None:
+        moved = moved or (
+            ks.statistic >= thresholds.ks_min_statistic and ks.p_value < thresholds.p_value
+        )
+    return FeatureShift(
+        **common,
+        kind="numeric",
+        moved=moved,
+        ks_statistic=ks.statistic if ks else None,
+        ks_p_value=ks.p_value if ks else None,
+        reference_median=drift.median(reference),
+        current_median=drift.median(current),
+    )
+
+
+def _largest_moves(buckets: drift.Buckets, top: int = 3) -> list[CategoryMove]:
+    ref = buckets.reference / max(buckets.reference.sum(), 1)
+    cur = buckets.current / max(buckets.current.sum(), 1)
+    order = np.argsort(-np.abs(cur - ref), kind="stable")[:top]
+    return [
+        CategoryMove(
+            category=buckets.labels[i], reference_share=float(ref[i]), current_share=float(cur[i])
+        )
+        for i in order
+        if cur[i] != ref[i]
+    ]
+
+
+def unseen_categories(
+    column: str, reference: pd.Series, current: pd.Series, thresholds: Thresholds
+) -> UnseenCategories:
+    found = drift.unseen(reference, current)
+    return UnseenCategories(
+        column=column,
+        share=found.share,
+        expected_share=found.expected_share,
+        fired=found.share - found.expected_share > thresholds.unseen_share,
+        top=found.top,
+    )
+
+
+def compare(
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
+) -> tuple[list[FeatureShift], FeatureShift, list[UnseenCategories]]:
+    """Feature shifts, target shift and unseen categories of ``current`` against ``reference``."""
+    if reference.empty or current.empty:
+        raise ValueError("comparing needs rows on both sides")
+    ref_sample = _sample_rows(reference, thresholds.sample_rows)
+    cur_sample = _sample_rows(current, thresholds.sample_rows)
+    features = [
+        feature_shift(c, ref_sample[c], cur_sample[c], thresholds)
+        for c in (*NUMERIC_FEATURES, *CATEGORICAL_COLUMNS)
+    ]
+    target = feature_shift(TARGET, ref_sample[TARGET], cur_sample[TARGET], thresholds)
+    # Every reference row counts here: a sample would miss rare values and call them new.
+    unseen = [
+        unseen_categories(c, reference[c], current[c], thresholds) for c in CATEGORICAL_COLUMNS
+    ]
+    return features, target, unseen
+
+
+def _sample_rows(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
+    if len(frame) <= max_rows:
+        return frame
+    return frame.sample(n=max_rows, random_state=SAMPLE_SEED)
+
+
+class Predictor(Protocol):
+    def predict(self, data: pd.DataFrame) -> Any: ...
+
+
+def model_error(model: Predictor, frame: pd.DataFrame, max_rows: int) -> tuple[float, int]:
+    """RMSLE of the model's price predictions on (a sample of) ``frame``, and the rows scored."""
+    scored = _sample_rows(frame, max_rows)
+    predictions = np.asarray(model.predict(scored.loc[:, list(FEATURE_COLUMNS)]), dtype=float)
+    return rmsle(scored[TARGET].to_numpy(), predictions.reshape(-1)), len(scored)
+
+
+def model_check(
+    model: Predictor,
+    version: str,
+    holdout_rmsle: float,
+    holdout_source: Literal["run_metric", "reference_holdout"],
+    current: pd.DataFrame,
+    thresholds: Thresholds,
+) -> ModelCheck:
+    if not holdout_rmsle > 0:  # also refuses NaN (an empty holdout)
+        raise ValueError(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
+    batch_rmsle, rows = model_error(model, current, thresholds.model_rows)
+    ratio = batch_rmsle / holdout_rmsle
+    return ModelCheck(
+        model_version=version,
+        rows_scored=rows,
+        batch_rmsle=batch_rmsle,
+        holdout_rmsle=holdout_rmsle,
+        holdout_source=holdout_source,
+        ratio=ratio,
+        fired=ratio > thresholds.model_error_ratio,
+    )
+
+
+def verdict_of(evidence: Evidence) -> Verdict:
+    if evidence.basis == "baseline" or evidence.forced:
+        return "retrain"
+    if evidence.basis in ("already_trained", "empty"):
+        return "skip"
+    return "retrain" if evidence.fired else "skip"

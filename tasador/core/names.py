@@ -1,0 +1,30 @@
+"""Names that two parts of Tasador must agree on, defined once: metrics, artifacts, tags.
+
+Whoever writes a name and whoever reads it import it from here, so a rename cannot leave a
+reader behind.
+"""
+
+from __future__ import annotations
+
+from tasador.core.metrics import PRIMARY
+
+# Metrics on the shared holdout, logged on a version's run as HOLDOUT_PREFIX + metric name.
+HOLDOUT_PREFIX = "holdout_"
+HOLDOUT_PRIMARY = f"{HOLDOUT_PREFIX}{PRIMARY}"  # what the retrain decision's model check reads
+
+# Artifacts on a version's run.
+REPORT_FILE = "report/model_change.md"
+COMPARISON_FILE = "champion_challenger.json"
+SHAP_DIR = "shap"
+SHAP_TABLE = "importance.csv"  # mean |SHAP| per input field, new vs previous production model
+SHAP_PLOT = "importance.png"
+SHAP_SENTENCE = "summary.txt"  # what changed, in one sentence
+
+
+def holdout_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The holdout metrics among a run's metrics, by their plain name (``rmsle``, ``mae``...)."""
+    return {
+        k.removeprefix(HOLDOUT_PREFIX): v
+        for k, v in metrics.items()
+        if k.startswith(HOLDOUT_PREFIX)
+    }
