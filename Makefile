@@ -23,6 +23,8 @@ $(CHROMIUM):
 lint: install
 	$(PY_RUN) ruff check .
 	$(PY_RUN) ruff format --check .
+	$(PY_RUN) lint-imports   # the layers and forbidden imports in pyproject.toml
+	$(PY_RUN) mypy           # strict on tasador.core
 
 format: install
 	$(PY_RUN) ruff format .

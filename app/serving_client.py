@@ -6,10 +6,12 @@ from typing import Any
 
 import httpx
 
+from tasador.core.errors import ServiceUnavailable
+
 TIMEOUT_S = 15.0
 
 
-class ServiceError(Exception):
+class ServiceError(ServiceUnavailable):
     """The API could not answer; the message says why, in words (shown as is)."""
 
 

@@ -24,6 +24,7 @@ from datasource.cursors import CursorStore, Exhausted
 from datasource.scenarios import load_scenario
 from datasource.sources import BatchSource, ScenarioSource
 from tasador.core.config import Settings, get_settings
+from tasador.core.errors import BadInput
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def create_app(
     the spill files of CSV mode. A CSV is partitioned here, before the app answers anything.
     """
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, not {seed}")
+        raise BadInput(f"seed must be >= 0, not {seed}")
     state_dir = Path(state_dir) if state_dir else get_settings().state_dir / "datasource"
     plan = load_scenario(scenario)
     source: BatchSource = (

@@ -23,6 +23,7 @@ import pandas as pd
 from datasource.scenarios import BatchSpec, Scenario, ScenarioError
 from datasource.sources import CACHED_BATCHES, batch_seed, finish, short_hash
 from tasador.core.columns import RAW_COLUMNS, STATUSES
+from tasador.core.errors import BadInput
 
 CHUNK_ROWS = 100_000
 ROUTING_SEED = 7
@@ -96,7 +97,7 @@ def partition(csv: Path, scenario: Scenario, state_dir: Path, chunk_rows: int = 
     header = pd.read_csv(csv, nrows=0).columns
     missing = [c for c in RAW_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{csv}: not a realtor CSV, missing columns {missing}")
+        raise BadInput(f"{csv}: not a realtor CSV, missing columns {missing}")
     stat = csv.stat()
     identity = f"{csv.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{scenario.fingerprint}"
     final = Path(state_dir) / "csv" / short_hash(f"{identity}|{chunk_rows}|{ROUTING_SEED}")

@@ -17,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from datasource.dirty import DirtyKnobs
 from datasource.generator import GeneratorKnobs
+from tasador.core.errors import BadInput
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(BadInput):
     """A scenario that cannot be found or does not validate; the message names file and key."""
 
 

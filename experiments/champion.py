@@ -39,6 +39,7 @@ from experiments.study import StudyPlan, load_study
 from tasador.core import db, decisions_store
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings, get_settings
+from tasador.core.errors import Conflict, NotFound
 from tasador.core.metrics import PRIMARY, regression_metrics
 from tasador.core.names import (
     COMPARISON_FILE,
@@ -83,7 +84,7 @@ class RetrainingResult:
 def best_trial(study: Any) -> FrozenTrial:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
-        raise RuntimeError(f"study {study.study_name} has no completed trial to refit")
+        raise NotFound(f"study {study.study_name} has no completed trial to refit")
     return min(complete, key=lambda t: t.value)
 
 
@@ -137,7 +138,7 @@ def _challenger(
     params, smoothing = space.from_trial(best.params)
     train = data.training_rows(settings, plan.batch_ids)
     if data.data_hash(train) != plan.data_hash:
-        raise RuntimeError(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
+        raise Conflict(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
     extra = {} if smoothing is None else {"smoothing": smoothing}
     model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     model.fit(train.drop(columns=[TARGET]), data.target(train))

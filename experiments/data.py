@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from tasador.core import clean_store, db
 from tasador.core.columns import RAW_COLUMNS, TARGET
 from tasador.core.config import Settings
+from tasador.core.errors import BadInput, NotFound
 
 
 def clean_batch_ids(settings: Settings) -> list[int]:
@@ -33,14 +34,14 @@ def clean_batch_ids(settings: Settings) -> list[int]:
 
 def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
     if not batch_ids:
-        raise ValueError("no batch ids given")
+        raise BadInput("no batch ids given")
     frame = clean_store.load_listings(db.engine("clean", settings), list(batch_ids), holdout)
     side = "holdout" if holdout else "training"
     if frame.empty:
-        raise LookupError(f"no {side} rows in CLEAN for batches {sorted(batch_ids)}")
+        raise NotFound(f"no {side} rows in CLEAN for batches {sorted(batch_ids)}")
     missing = sorted(set(batch_ids) - set(frame["batch_id"].unique()))
     if missing:
-        raise LookupError(f"batches {missing} have no {side} rows in CLEAN")
+        raise NotFound(f"batches {missing} have no {side} rows in CLEAN")
     return frame
 
 

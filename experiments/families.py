@@ -20,6 +20,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 
 from experiments.features import DEFAULT_SMOOTHING, Encoding, log_price_model
+from tasador.core.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def family(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
+        raise BadInput(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
 def estimator_parameters(name: str) -> set[str]:
@@ -92,5 +93,5 @@ def build_model(
     runtime = fam.runtime(n_jobs, seed)
     clash = set(params) & set(runtime)
     if clash:
-        raise ValueError(f"{name}: parameters {sorted(clash)} are set by the platform")
+        raise BadInput(f"{name}: parameters {sorted(clash)} are set by the platform")
     return log_price_model(fam.estimator(**params, **runtime), fam.encoding, smoothing)

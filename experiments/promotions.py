@@ -18,6 +18,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from tasador.core.errors import Conflict
+
 metadata = sa.MetaData()
 
 model_promotions = sa.Table(
@@ -125,7 +127,7 @@ def record(
         return _promotion(inserted)
     stored = get(engine, model_name, challenger_version)
     if stored is None:
-        raise RuntimeError(f"decision on {model_name} v{challenger_version} vanished")
+        raise Conflict(f"decision on {model_name} v{challenger_version} vanished")
     return stored
 
 

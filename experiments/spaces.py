@@ -30,12 +30,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from experiments.families import FAMILIES, estimator_parameters, family
+from tasador.core.errors import BadInput
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 FAMILY_PARAM = "family"
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(BadInput):
     """A search space that cannot be used; the message names the file (or study) and key."""
 
 

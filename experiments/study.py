@@ -55,6 +55,7 @@ from experiments.families import build_model
 from tasador.core import db, decisions_store, lineage
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings, get_settings
+from tasador.core.errors import BadInput, Conflict, NotFound
 from tasador.core.metrics import PRIMARY, regression_metrics, rmsle
 
 PLAN_ATTR = "tasador_plan"
@@ -104,7 +105,7 @@ def study_name_for(batch_ids: Sequence[int], model_name: str) -> str:
     """``<model>-batches-<first>-<last>``, plus a short digest when the ids have gaps."""
     ids = sorted(set(batch_ids))
     if not ids:
-        raise ValueError("a study needs at least one batch id")
+        raise BadInput("a study needs at least one batch id")
     span = f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
     if ids != list(range(ids[0], ids[-1] + 1)):
         encoded = lineage.encode_batch_ids(ids).encode()
@@ -143,7 +144,7 @@ class _RetryStaleTrial:
 def load_plan(study: optuna.Study) -> StudyPlan:
     raw = study.user_attrs.get(PLAN_ATTR)
     if raw is None:
-        raise LookupError(f"study {study.study_name} has no plan: create it with prepare_study")
+        raise Conflict(f"study {study.study_name} has no plan: create it with prepare_study")
     return StudyPlan.model_validate(raw)
 
 
@@ -152,7 +153,7 @@ def load_study(study_name: str, settings: Settings) -> tuple[optuna.Study, Study
     try:
         probe = optuna.load_study(study_name=study_name, storage=store)
     except KeyError:
-        raise LookupError(f"no study named {study_name!r} in the Optuna storage") from None
+        raise NotFound(f"no study named {study_name!r} in the Optuna storage") from None
     plan = load_plan(probe)
     study = optuna.load_study(
         study_name=study_name, storage=store, sampler=_sampler(plan), pruner=_pruner()
@@ -180,7 +181,7 @@ def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> 
         return reason
     decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
     if decision is None:
-        raise LookupError(f"no retrain decision with id {decision_id} in CLEAN")
+        raise NotFound(f"no retrain decision with id {decision_id} in CLEAN")
     return decision.reason
 
 
@@ -201,7 +202,7 @@ def prepare_study(
     search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)  # fail fast
     ids = sorted(set(batch_ids)) if batch_ids else data.clean_batch_ids(settings)
     if not ids:
-        raise LookupError("CLEAN holds no batches to train on")
+        raise NotFound("CLEAN holds no batches to train on")
     name = study_name_for(ids, settings.model_name)
     study = optuna.create_study(
         storage=storage(settings), study_name=name, direction="minimize", load_if_exists=True
@@ -358,7 +359,7 @@ def run_worker(
     rows = data.training_rows(settings, plan.batch_ids)
     found = data.data_hash(rows)
     if found != plan.data_hash:
-        raise RuntimeError(
+        raise Conflict(
             f"CLEAN rows of batches {plan.batch_ids} changed since study {study_name} was "
             f"planned (data hash {found[:12]} != {plan.data_hash[:12]}); plan a new study"
         )

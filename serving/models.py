@@ -22,6 +22,7 @@ from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing, ModelRef
 from tasador.core import lineage
 from tasador.core.config import Settings
+from tasador.core.errors import BadInput
 
 
 class ModelInfo(BaseModel):
@@ -125,7 +126,7 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
     try:
         raw = pyfunc.get_raw_model()
     except NotImplementedError:
-        raise ValueError(
+        raise BadInput(
             f"{settings.model_name} version {version.version} is not a scikit-learn model"
         ) from None
     scorer = Scorer(raw)

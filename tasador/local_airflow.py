@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tasador.core.config import Settings, settings_env
+from tasador.core.errors import TasadorError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -46,7 +47,7 @@ def airflow(
     )
 
 
-class DagRunError(RuntimeError):
+class DagRunError(TasadorError):
     """A DAG run did not succeed; the message ends with the tail of Airflow's output."""
 
 

@@ -41,6 +41,7 @@ from pydantic import SecretStr
 
 from tasador.core import db
 from tasador.core.config import Settings
+from tasador.core.errors import ServiceUnavailable
 from tasador.core.services import free_port
 
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema (a few dozen migrations)
@@ -226,12 +227,16 @@ def _wait_healthy(uri: str, process: subprocess.Popen, log: Path) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the MLflow server exited with code {process.returncode}:\n{tail}")
+            raise ServiceUnavailable(
+                f"the MLflow server exited with code {process.returncode}:\n{tail}"
+            )
         if _healthy(uri):
             return
         time.sleep(0.5)
     process.kill()
-    raise TimeoutError(f"the MLflow server at {uri} did not answer within {START_TIMEOUT_S:.0f}s")
+    raise ServiceUnavailable(
+        f"the MLflow server at {uri} did not answer within {START_TIMEOUT_S:.0f}s"
+    )
 
 
 def _stop_recorded(record: Path) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -14,13 +15,24 @@ from tasador.cli.decide import decide_command
 from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
-from tasador.core.collector import CollectError
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
 from tasador.loop.status import batches_table, models_table, status
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+def command(name: str) -> Callable[[F], F]:
+    """Register a command whose Tasador errors become a sentence and an exit code."""
+
+    def register(function: F) -> F:
+        app.command(name)(friendly_errors(function))
+        return function
+
+    return register
 
 
 @app.callback()
@@ -29,7 +41,7 @@ def main() -> None:
     prepare_process()
 
 
-@app.command("collect")
+@command("collect")
 def collect_command(
     api_url: Annotated[str | None, typer.Option(help="Data API base URL.")] = None,
     group: Annotated[int | None, typer.Option(min=1, max=10, help="Group number.")] = None,
@@ -38,11 +50,7 @@ def collect_command(
 ) -> None:
     """Fetch the next batch of a group into RAW (and clean it into CLEAN)."""
     settings = resolved_settings(mlflow=False)
-    try:
-        result = ingest.collect(settings, api_url, group, day)
-    except CollectError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    result = ingest.collect(settings, api_url, group, day)
     if result.outcome == "exhausted":
         typer.echo("no new batch: the data API has served every batch of this group")
         return
@@ -56,18 +64,14 @@ def collect_command(
         typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
 
 
-@app.command("clean")
+@command("clean")
 def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> None:
     """Clean (again) one stored RAW batch into CLEAN."""
-    try:
-        report = ingest.clean(resolved_settings(mlflow=False), batch)
-    except LookupError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    report = ingest.clean(resolved_settings(mlflow=False), batch)
     typer.echo(json.dumps(report.as_dict(), indent=2))
 
 
-@app.command("status")
+@command("status")
 def status_command(
     table: Annotated[
         bool, typer.Option("--table/--json", help="A readable table, or JSON (the default).")
@@ -87,7 +91,7 @@ def status_command(
         typer.echo(json.dumps(report, indent=2, default=str))
 
 
-@app.command("datasource")
+@command("datasource")
 def datasource_command(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8001,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -113,7 +117,7 @@ def datasource_command(
     )
 
 
-@app.command("demo")
+@command("demo")
 def demo_command(
     scenario: Annotated[str, typer.Option(help="Data API scenario.")] = "course",
     scale: Annotated[float, typer.Option(min=0.0001, help="Batch size factor.")] = 0.01,
@@ -127,7 +131,7 @@ def demo_command(
     run_demo(resolved_settings(), scenario, scale, group, trials, workers)
 
 
-@app.command("stop-embedded")
+@command("stop-embedded")
 def stop_embedded_command() -> None:
     """Stop the embedded PostgreSQL (it otherwise keeps running between commands)."""
     stopped = startup.stop(get_settings().pg_dir)

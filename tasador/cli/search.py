@@ -35,22 +35,17 @@ def search_command(
     """Search model families with N workers, refit the best, promote it if it wins."""
     # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
     from experiments.retrain import retrain
-    from experiments.spaces import SearchSpaceError
 
-    try:
-        result = retrain(
-            resolved_settings(),
-            lineage.decode_batch_ids(batches) or None,
-            workers=workers,
-            n_trials=trials,
-            timeout_s=timeout,
-            decision_id=decision,
-            reason=reason,
-            families=families.split(",") if families else None,
-        )
-    except (SearchSpaceError, LookupError, RuntimeError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+    result = retrain(
+        resolved_settings(),
+        lineage.decode_batch_ids(batches) or None,
+        workers=workers,
+        n_trials=trials,
+        timeout_s=timeout,
+        decision_id=decision,
+        reason=reason,
+        families=families.split(",") if families else None,
+    )
     typer.echo(result.comparison().to_string(index=False))
     typer.echo(result.summary)
     typer.echo(result.shap_sentence)

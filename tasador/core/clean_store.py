@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql
 from tasador.core import raw_store
 from tasador.core.cleaning import CleaningReport, clean_frame
 from tasador.core.columns import RAW_COLUMNS
+from tasador.core.errors import NotFound
 from tasador.core.holdout import is_holdout, row_hashes
 
 metadata = sa.MetaData()
@@ -75,7 +76,7 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
     """Clean one stored RAW batch into CLEAN (replacing a previous cleaning of it)."""
     meta = raw_store.get_batch(raw_engine, batch_id)
     if meta is None:
-        raise LookupError(f"no RAW batch with id {batch_id}")
+        raise NotFound(f"no RAW batch with id {batch_id}")
     frame, report = clean_frame(raw_store.read_batch_rows(raw_engine, batch_id))
     hashes = row_hashes(frame)
     frame = frame.assign(

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tasador.core.columns import RAW_COLUMNS, STATUSES
+from tasador.core.errors import BadInput
 
 # Plausible ranges. Outside them a value is impossible (a data error), not merely unusual.
 PRICE_MIN = 1_000.0  # the raw file has $1 listings: placeholders, not prices
@@ -131,7 +132,7 @@ def clean_frame(raw: pd.DataFrame) -> tuple[pd.DataFrame, CleaningReport]:
     """Type, validate and de-duplicate one batch. The index of ``raw`` is kept for lineage."""
     missing_cols = [c for c in RAW_COLUMNS if c not in raw.columns]
     if missing_cols:
-        raise ValueError(f"raw rows lack columns: {', '.join(missing_cols)}")
+        raise BadInput(f"raw rows lack columns: {', '.join(missing_cols)}")
     report = CleaningReport(rows_in=len(raw))
     frame = raw.loc[:, list(RAW_COLUMNS)].copy()
 

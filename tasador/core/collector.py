@@ -19,17 +19,18 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasador.core import raw_store
 from tasador.core.columns import RAW_COLUMNS
+from tasador.core.errors import BadInput, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 EXHAUSTED_DETAIL = "Ya se recolectó toda la información mínima necesaria"
 
 
-class CollectError(RuntimeError):
+class CollectError(ServiceUnavailable):
     """The data API could not be read (after retries) or answered something unexpected."""
 
 
-class PayloadError(CollectError):
+class PayloadError(CollectError, BadInput):
     """The data API answered, but not with a valid batch."""
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal, get_args
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from tasador.core.errors import BadInput
+
 Verdict = Literal["retrain", "skip"]
 
 metadata = sa.MetaData()
@@ -60,9 +62,9 @@ def save(
     Without ``replace``, an existing decision for the batch wins and is returned unchanged (so a
     retried task or a concurrent run cannot record a second, different verdict)."""
     if verdict not in get_args(Verdict):
-        raise ValueError(f"verdict must be 'retrain' or 'skip', not {verdict!r}")
+        raise BadInput(f"verdict must be 'retrain' or 'skip', not {verdict!r}")
     if not reason.strip():
-        raise ValueError("a decision needs a reason")
+        raise BadInput("a decision needs a reason")
     values = {"batch_id": batch_id, "verdict": verdict, "reason": reason, "evidence": evidence}
     insert = postgresql.insert(decisions).values(**values)
     if replace:

@@ -22,6 +22,7 @@ from tasador.core.columns import (
 )
 from tasador.core.config import Settings
 from tasador.core.decisions_store import Verdict
+from tasador.core.errors import Conflict
 from tasador.core.metrics import rmsle
 
 FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
@@ -252,7 +253,7 @@ def model_check(
     thresholds: Thresholds,
 ) -> ModelCheck:
     if not holdout_rmsle > 0:  # also refuses NaN (an empty holdout)
-        raise ValueError(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
+        raise Conflict(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
     batch_rmsle, rows = model_error(model, current, thresholds.model_rows)
     ratio = batch_rmsle / holdout_rmsle
     return ModelCheck(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from tasador.core.errors import ServiceUnavailable
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,14 +27,16 @@ def wait_until_healthy(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the process behind {url} exited with code {process.returncode}")
+            raise ServiceUnavailable(
+                f"the process behind {url} exited with code {process.returncode}"
+            )
         try:
             if httpx.get(url, timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{url} did not become healthy within {timeout_s:.0f}s")
+    raise ServiceUnavailable(f"{url} did not become healthy within {timeout_s:.0f}s")
 
 
 @contextmanager

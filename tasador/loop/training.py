@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tasador.core import db, decisions_store
 from tasador.core.config import Settings
+from tasador.core.errors import NotFound
 
 
 def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
@@ -15,7 +16,7 @@ def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
         return batch_ids
     decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
     if decision is None:
-        raise LookupError(f"no retrain decision with id {decision_id}")
+        raise NotFound(f"no retrain decision with id {decision_id}")
     return [b for b in batch_ids if b <= decision.batch_id]
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tasador.core import services
 from tasador.core.config import Settings, settings_env
+from tasador.core.errors import ServiceUnavailable
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_collect_against_a_dead_api_is_a_clear_error(settings):
         "TASADOR_API_BACKOFF_S": "0",
     }
     result = tasador(env, "collect")
-    assert result.returncode == 1
+    assert result.returncode == ServiceUnavailable.exit_code
     assert "error:" in result.stderr and "Traceback" not in result.stderr
 
 

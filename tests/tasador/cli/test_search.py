@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from experiments import study as search
 from tasador.cli import app
 from tasador.core import config, lineage
+from tasador.core.errors import BadInput
 from tests.experiments.conftest import load_batches
 
 
@@ -74,5 +75,5 @@ def test_search_reports_a_malformed_space_clearly(settings, cli_env, tmp_path: P
     (tmp_path / "xgboost.yaml").write_text("family: xgboost\nparams:\n  max_depth: {type: int}\n")
     cli_env(settings.model_copy(update={"search_spaces_dir": tmp_path}))
     out = CliRunner().invoke(app, ["search", "--batches", "1"])
-    assert out.exit_code == 1
+    assert out.exit_code == BadInput.exit_code
     assert f"{tmp_path / 'xgboost.yaml'}: params.max_depth.low: Field required" in out.output
