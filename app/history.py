@@ -6,14 +6,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from experiments import promotions, registry
-from tasador.core import db
+from experiments import registry
 from tasador.core.config import Settings
 from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
+from tasador.core.records import VersionStatus
 from tasador.loop.status import model_status
 
 
@@ -26,28 +25,28 @@ class ShapChange:
     sentence: str | None
 
 
-def versions(settings: Settings) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class VersionEntry:
+    """A version as the Models page lists it: its status and where to look at it in MLflow."""
+
+    status: VersionStatus
+    model_url: str
+    run_url: str | None
+
+
+def versions(settings: Settings) -> list[VersionEntry]:
     """Every version (newest first) with lineage, metrics, promotion and its run's links."""
-    found = model_status(settings)
-    uri = registry.tracking_uri(settings)
     client = registry.connect(settings)
-    decided = {
-        p.challenger_version: p
-        for p in promotions.history(db.engine("clean", settings), settings.model_name)
-    }
-    public = (settings.mlflow_public_url or uri).rstrip("/")
-    for version in found:
-        promotion = decided.get(version["version"])
-        version["decided_at"] = promotion.decided_at if promotion else None
-        version["previous_version"] = promotion.previous_version if promotion else None
-        version["model_url"] = (
-            f"{public}/#/models/{settings.model_name}/versions/{version['version']}"
-        )
-        version["run_url"] = None
-        if version["run_id"]:
-            experiment = client.get_run(version["run_id"]).info.experiment_id
-            version["run_url"] = f"{public}/#/experiments/{experiment}/runs/{version['run_id']}"
-    return sorted(found, key=lambda v: -v["version"])
+    public = (settings.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    entries = []
+    for version in model_status(settings):
+        run_url = None
+        if version.run_id:
+            experiment = client.get_run(version.run_id).info.experiment_id
+            run_url = f"{public}/#/experiments/{experiment}/runs/{version.run_id}"
+        model_url = f"{public}/#/models/{settings.model_name}/versions/{version.version}"
+        entries.append(VersionEntry(status=version, model_url=model_url, run_url=run_url))
+    return sorted(entries, key=lambda e: -e.status.version)
 
 
 def shap_change(settings: Settings, run_id: str) -> ShapChange | None:

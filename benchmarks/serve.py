@@ -60,6 +60,7 @@ import numpy as np
 import psutil
 
 from tasador import startup
+from tasador.core.services import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
@@ -211,12 +212,6 @@ class Server:
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
-def free_port() -> int:
-    from tasador.core.services import free_port as project_free_port
-
-    return project_free_port()
 
 
 def clean_env() -> dict[str, str]:

@@ -38,7 +38,7 @@ from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, decisions_store
 from tasador.core.columns import TARGET
-from tasador.core.config import Settings, get_settings
+from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
 from tasador.core.metrics import PRIMARY, regression_metrics
 from tasador.core.names import (
@@ -164,9 +164,8 @@ def _challenger(
     return registry.load_version(settings, version.version), int(version.version), run_id
 
 
-def finish_study(study_name: str, settings: Settings | None = None) -> RetrainingResult:
+def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     """Refit, register, compare with production on the shared holdout, maybe promote."""
-    settings = settings or get_settings()
     study, plan = load_study(study_name, settings)
     mlflow_client = registry.connect(settings)
     best = best_trial(study)

@@ -19,6 +19,7 @@ from tasador.core import clean_store, db
 from tasador.core.columns import RAW_COLUMNS, TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, NotFound
+from tasador.core.sampling import at_most
 
 
 def clean_batch_ids(settings: Settings) -> list[int]:
@@ -61,11 +62,9 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 def sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """At most ``max_rows`` rows, drawn reproducibly (the search may use a subset; the refit
-    of the best trial uses every training row)."""
-    if len(frame) <= max_rows:
-        return frame
-    return frame.sample(n=max_rows, random_state=seed).sort_index()
+    """At most ``max_rows`` rows, drawn reproducibly, in their order (the search may use a
+    subset; the refit of the best trial uses every training row)."""
+    return at_most(frame, max_rows, seed, keep_order=True)
 
 
 def target(frame: pd.DataFrame) -> np.ndarray:

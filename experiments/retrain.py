@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from experiments.champion import RetrainingResult, finish_study
 from experiments.study import prepare_study, run_workers
-from tasador.core.config import Settings, get_settings
+from tasador.core.config import Settings
 
 
 def retrain(
-    settings: Settings | None = None,
+    settings: Settings,
     batch_ids: Sequence[int] | None = None,
     *,
     workers: int | None = None,
@@ -24,7 +24,6 @@ def retrain(
     reason: str | None = None,
     families: Sequence[str] | None = None,
 ) -> RetrainingResult:
-    settings = settings or get_settings()
     plan = prepare_study(
         settings,
         batch_ids,

@@ -54,7 +54,7 @@ from experiments import data, registry, runs, spaces
 from experiments.families import build_model
 from tasador.core import db, decisions_store, lineage
 from tasador.core.columns import TARGET
-from tasador.core.config import Settings, get_settings
+from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
 from tasador.core.metrics import PRIMARY, regression_metrics, rmsle
 
@@ -186,7 +186,7 @@ def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> 
 
 
 def prepare_study(
-    settings: Settings | None = None,
+    settings: Settings,
     batch_ids: Sequence[int] | None = None,
     *,
     n_trials: int | None = None,
@@ -198,7 +198,6 @@ def prepare_study(
 
     Idempotent: calling it again for the same batches returns the stored plan unchanged.
     """
-    settings = settings or get_settings()
     search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)  # fail fast
     ids = sorted(set(batch_ids)) if batch_ids else data.clean_batch_ids(settings)
     if not ids:
@@ -343,15 +342,12 @@ def counted_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
-def run_worker(
-    study_name: str, settings: Settings | None = None, *, timeout_s: float | None = None
-) -> int:
+def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
     """Run trials of ``study_name`` until its trial budget is spent (or ``timeout_s`` passes).
 
     Returns how many trials this worker finished (completed or pruned). Safe to run in any
     number of processes or machines at once; this is what Airflow's mapped tasks call.
     """
-    settings = settings or get_settings()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, plan = load_study(study_name, settings)
     if counted_trials(study) >= plan.n_trials:

@@ -40,7 +40,7 @@ from serving.schema import (
     listings_adapter,
 )
 from tasador.core import db
-from tasador.core.config import Settings, get_settings
+from tasador.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -162,8 +162,7 @@ def _listing_body(max_rows: int | None) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: Settings) -> FastAPI:
     service = Service(settings)
 
     @asynccontextmanager
@@ -302,7 +301,7 @@ def _document_listing(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def serve(host: str, port: int, settings: Settings | None = None) -> None:
+def serve(host: str, port: int, settings: Settings) -> None:
     """Run the API with uvicorn (uvloop and httptools when installed)."""
     import uvicorn
 

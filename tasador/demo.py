@@ -76,7 +76,7 @@ def run_demo(
 
 
 def summary_table(settings: Settings, results: list) -> str:
-    batches = {b["batch_id"]: b for b in batch_status(settings)}
+    batches = {b.batch_id: b for b in batch_status(settings)}
     # Batch ids (what decisions and lineage tags name) first; the data API's number beside it.
     lines = [
         (
@@ -95,10 +95,10 @@ def summary_table(settings: Settings, results: list) -> str:
         batch = batches[decision["batch_id"]]
         lines.append(
             (
-                str(batch["batch_id"]),
-                str(batch["batch_number"]),
-                str(batch["rows_received"]),
-                str(batch["rows_clean"]),
+                str(batch.batch_id),
+                str(batch.batch_number),
+                str(batch.rows_received),
+                str(batch.rows_clean),
                 decision["verdict"],
                 training["family"] if training else "-",
                 f"{training['holdout_rmsle']:.4f}" if training else "-",
@@ -107,9 +107,9 @@ def summary_table(settings: Settings, results: list) -> str:
                 else "-",
             )
         )
-        reason = (batch["decision"] or {}).get("reason", "")
+        reason = batch.decision.reason if batch.decision else ""
         reasons.append(
-            textwrap.fill(f"batch {batch['batch_id']}: {reason}", width=100, subsequent_indent="  ")
+            textwrap.fill(f"batch {batch.batch_id}: {reason}", width=100, subsequent_indent="  ")
         )
         if training:
             reasons.append(

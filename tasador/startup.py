@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -56,13 +56,22 @@ EMBEDDED_DATABASES: dict[str, str] = {
 }
 
 
-def resolve(settings: Settings, mlflow: bool = True) -> Settings:
-    """``settings`` with every unset database URL (and, with ``mlflow``, the tracking URI)
-    filled in by an embedded server, started here if it is not already running."""
+def resolve(
+    settings: Settings,
+    databases: Iterable[db.DatabaseKind] = ("raw", "clean", "optuna"),
+    mlflow: bool = True,
+) -> Settings:
+    """``settings`` with the unset URLs of ``databases`` (and, with ``mlflow``, the tracking
+    URI) filled in by an embedded server, started here if it is not already running.
+
+    A command names only what it uses, so a service deployed with its own URLs (serving has
+    RAW and MLflow only) never starts an embedded server for a database it does not touch.
+    """
     update: dict[str, Any] = {}
-    for field, dbname in EMBEDDED_DATABASES.items():
+    for kind in databases:
+        field = db.SETTING_OF[kind]
         if getattr(settings, field) is None:
-            update[field] = SecretStr(database_url(settings.pg_dir, dbname))
+            update[field] = SecretStr(database_url(settings.pg_dir, EMBEDDED_DATABASES[field]))
     resolved = settings.model_copy(update=update)
     if mlflow and resolved.mlflow_tracking_uri is None:
         resolved = resolved.model_copy(update={"mlflow_tracking_uri": ensure_server(resolved)})

@@ -26,15 +26,15 @@ st.dataframe(
     pd.DataFrame(
         [
             {
-                "batch": b["batch_id"],
-                "group": b["group"],
-                "number": b["batch_number"],
-                "received": b["received_at"][:19].replace("T", " "),
-                "rows received": b["rows_received"],
-                "rows clean": b["rows_clean"],
-                "dropped": _total(b["dropped"]),
-                "fixed": _total(b["fixed"]),
-                "decision": b["decision"]["verdict"] if b["decision"] else None,
+                "batch": b.batch_id,
+                "group": b.group,
+                "number": b.batch_number,
+                "received": b.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "rows received": b.rows_received,
+                "rows clean": b.rows_clean,
+                "dropped": _total(b.dropped),
+                "fixed": _total(b.fixed),
+                "decision": b.decision.verdict if b.decision else None,
             }
             for b in batches
         ]
@@ -43,12 +43,12 @@ st.dataframe(
     width="stretch",
 )
 for b in reversed(batches):
-    verdict = b["decision"]["verdict"] if b["decision"] else "not decided"
-    with st.expander(f"Batch {b['batch_id']} (number {b['batch_number']}): {verdict}"):
-        if b["decision"]:
-            st.write(b["decision"]["reason"])
+    verdict = b.decision.verdict if b.decision else "not decided"
+    with st.expander(f"Batch {b.batch_id} (number {b.batch_number}): {verdict}"):
+        if b.decision:
+            st.write(b.decision.reason)
         left, right = st.columns(2)
         left.markdown("**Rows dropped, by rule**")
-        left.json(b["dropped"] or {})
+        left.json(b.dropped or {})
         right.markdown("**Values fixed, by rule**")
-        right.json(b["fixed"] or {})
+        right.json(b.fixed or {})

@@ -30,50 +30,49 @@ def _batches(ids: list[int]) -> str:
 table = pd.DataFrame(
     [
         {
-            "version": v["version"],
-            "serving": "yes" if v["production"] else "",
-            "family": v["family"],
-            "batches": _batches(v["batch_ids"]),
-            **{f"holdout {k}": v["holdout"].get(k) for k in ("rmsle", "mae", "mape", "r2")},
-            "promoted": {True: "yes", False: "no", None: "-"}[v["promoted"]],
-            "decided": v["decided_at"],
+            "version": v.version,
+            "serving": "yes" if v.production else "",
+            "family": v.family,
+            "batches": _batches(v.batch_ids),
+            **{f"holdout {k}": v.holdout.get(k) for k in ("rmsle", "mae", "mape", "r2")},
+            "promoted": {True: "yes", False: "no", None: "-"}[v.promoted],
+            "decided": v.decided_at,
         }
-        for v in versions
+        for v in (entry.status for entry in versions)
     ]
 )
 st.dataframe(table, hide_index=True, width="stretch")
 
 dashboard = history.study_url(settings)
-for v in versions:
-    title = f"Version {v['version']}" + (" — serving now" if v["production"] else "")
-    with st.expander(title, expanded=v["production"]):
-        links = [f"[model version in MLflow]({v['model_url']})"]
-        if v["run_url"]:
-            links.append(f"[training run]({v['run_url']})")
-        if v["study"]:
+for entry in versions:
+    v = entry.status
+    title = f"Version {v.version}" + (" — serving now" if v.production else "")
+    with st.expander(title, expanded=v.production):
+        links = [f"[model version in MLflow]({entry.model_url})"]
+        if entry.run_url:
+            links.append(f"[training run]({entry.run_url})")
+        if v.study:
             links.append(
-                f"[Optuna study `{v['study']}`]({dashboard})"
-                if dashboard
-                else f"study `{v['study']}`"
+                f"[Optuna study `{v.study}`]({dashboard})" if dashboard else f"study `{v.study}`"
             )
         st.markdown(" · ".join(links))
-        st.markdown(f"**Trained on batches** {', '.join(map(str, v['batch_ids'])) or 'unknown'}")
-        if v["retrain_reason"]:
+        st.markdown(f"**Trained on batches** {', '.join(map(str, v.batch_ids)) or 'unknown'}")
+        if v.retrain_reason:
             st.markdown("**Why it was trained**")
-            st.write(v["retrain_reason"])
-        if v["decision"]:
-            st.markdown(f"**Champion/challenger**: {v['decision']}")
-        if not v["run_id"]:
+            st.write(v.retrain_reason)
+        if v.verdict:
+            st.markdown(f"**Champion/challenger**: {v.verdict}")
+        if not v.run_id:
             continue
         try:
-            change = history.shap_change(settings, v["run_id"])
+            change = history.shap_change(settings, v.run_id)
         except Exception as exc:
             ui.failure("The SHAP comparison of this version cannot be read", exc)
             continue
         if change is None:
             st.caption("No SHAP comparison logged for this version.")
             continue
-        previous = v["previous_version"]
+        previous = v.previous_version
         st.markdown(
             "**What changed in the model (SHAP)**"
             + (f" against version {previous}, production at the time" if previous else "")

@@ -16,6 +16,7 @@ from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
 from tasador.core.config import get_settings
+from tasador.core.db import DatabaseKind
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
 from tasador.loop.status import batches_table, models_table, status
@@ -49,7 +50,7 @@ def collect_command(
     clean: Annotated[bool, typer.Option(help="Also clean the batch into CLEAN.")] = True,
 ) -> None:
     """Fetch the next batch of a group into RAW (and clean it into CLEAN)."""
-    settings = resolved_settings(mlflow=False)
+    settings = resolved_settings(("raw", "clean"), mlflow=False)
     result = ingest.collect(settings, api_url, group, day)
     if result.outcome == "exhausted":
         typer.echo("no new batch: the data API has served every batch of this group")
@@ -67,7 +68,7 @@ def collect_command(
 @command("clean")
 def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> None:
     """Clean (again) one stored RAW batch into CLEAN."""
-    report = ingest.clean(resolved_settings(mlflow=False), batch)
+    report = ingest.clean(resolved_settings(("raw", "clean"), mlflow=False), batch)
     typer.echo(json.dumps(report.as_dict(), indent=2))
 
 
@@ -79,16 +80,15 @@ def status_command(
     models: Annotated[bool, typer.Option(help="Also list model versions (asks MLflow).")] = True,
 ) -> None:
     """Show batches (cleaning figures, decisions) and model versions."""
-    report = status(resolved_settings(mlflow=models), models=models)
+    databases: tuple[DatabaseKind, ...] = ("raw", "clean", "optuna") if models else ("raw", "clean")
+    report = status(resolved_settings(databases, mlflow=models), models=models)
     if table:
-        typer.echo(batches_table(report["batches"]))
-        if models:
-            typer.echo(
-                f"\nmodels of {report['model_name']} (MLflow {report['mlflow_tracking_uri']})"
-            )
-            typer.echo(models_table(report["models"]))
+        typer.echo(batches_table(report.batches))
+        if report.models is not None:
+            typer.echo(f"\nmodels of {report.model_name} (MLflow {report.mlflow_tracking_uri})")
+            typer.echo(models_table(report.models))
     else:
-        typer.echo(json.dumps(report, indent=2, default=str))
+        typer.echo(report.model_dump_json(indent=2, exclude_none=True))
 
 
 @command("datasource")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -12,14 +12,18 @@ import typer
 
 from tasador import startup
 from tasador.core.config import Settings, get_settings, settings_env
+from tasador.core.db import DatabaseKind
 from tasador.core.errors import TasadorError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolved_settings(mlflow: bool = True) -> Settings:
-    """The settings, with an embedded PostgreSQL (and MLflow server) for every URL left unset."""
-    return startup.resolve(get_settings(), mlflow=mlflow)
+def resolved_settings(
+    databases: Iterable[DatabaseKind] = ("raw", "clean", "optuna"), mlflow: bool = True
+) -> Settings:
+    """The settings, with an embedded PostgreSQL (and MLflow server) for every URL the
+    command uses and the environment leaves unset."""
+    return startup.resolve(get_settings(), databases, mlflow)
 
 
 def export(settings: Settings) -> None:

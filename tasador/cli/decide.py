@@ -21,7 +21,7 @@ def decide_command(
     ] = False,
 ) -> None:
     """Decide from evidence whether a cleaned batch calls for retraining, and say why."""
-    decision = decide_batch(resolved_settings(), batch, force)
+    decision = decide_batch(resolved_settings(("clean",)), batch, force)
     typer.echo(f"batch {decision.batch_id}: {decision.verdict} (decision {decision.id})")
     typer.echo(decision.reason)
     if evidence:

@@ -37,7 +37,7 @@ def search_command(
     from experiments.retrain import retrain
 
     result = retrain(
-        resolved_settings(),
+        resolved_settings(("clean", "optuna")),
         lineage.decode_batch_ids(batches) or None,
         workers=workers,
         n_trials=trials,

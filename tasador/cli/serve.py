@@ -20,4 +20,4 @@ def serve_command(
     from serving.api import serve  # heavy (MLflow, the model libraries): only when serving
 
     prepare_process(service=True)
-    serve(host, port, resolved_settings())
+    serve(host, port, resolved_settings(("raw",)))

@@ -46,6 +46,6 @@ def ui_command(
 ) -> None:
     """Open the UI: predict a price, see the models and the batches."""
     prepare_process(service=True)
-    export(resolved_settings())
+    export(resolved_settings(("raw", "clean")))
     args = streamlit_args(host, port)
     os.execv(args[0], args)  # Streamlit becomes this process: signals reach it directly

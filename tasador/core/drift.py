@@ -64,15 +64,6 @@ class Unseen:
     top: list[tuple[str, int]]  # the most frequent unseen values and their batch row counts
 
 
-def sample(series: pd.Series, max_rows: int, seed: int = 0) -> pd.Series:
-    """At most ``max_rows`` rows, drawn without replacement with a fixed seed (reproducible)."""
-    if max_rows <= 0:
-        raise ValueError("max_rows must be positive")
-    if len(series) <= max_rows:
-        return series
-    return series.sample(n=max_rows, random_state=seed)
-
-
 def as_numbers(series: pd.Series) -> np.ndarray:
     """Float values of a numeric or datetime column (dates as decimal years), NaN for missing."""
     if pd.api.types.is_datetime64_any_dtype(series):

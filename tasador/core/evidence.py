@@ -24,6 +24,7 @@ from tasador.core.config import Settings
 from tasador.core.decisions_store import Verdict
 from tasador.core.errors import Conflict
 from tasador.core.metrics import rmsle
+from tasador.core.sampling import at_most
 
 FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
 NUMERIC_FEATURES: tuple[str, ...] = (*NUMERIC_COLUMNS, *DATE_COLUMNS)
@@ -213,8 +214,8 @@ def compare(
     """Feature shifts, target shift and unseen categories of ``current`` against ``reference``."""
     if reference.empty or current.empty:
         raise ValueError("comparing needs rows on both sides")
-    ref_sample = _sample_rows(reference, thresholds.sample_rows)
-    cur_sample = _sample_rows(current, thresholds.sample_rows)
+    ref_sample = at_most(reference, thresholds.sample_rows, SAMPLE_SEED)
+    cur_sample = at_most(current, thresholds.sample_rows, SAMPLE_SEED)
     features = [
         feature_shift(c, ref_sample[c], cur_sample[c], thresholds)
         for c in (*NUMERIC_FEATURES, *CATEGORICAL_COLUMNS)
@@ -227,19 +228,13 @@ def compare(
     return features, target, unseen
 
 
-def _sample_rows(frame: pd.DataFrame, max_rows: int) -> pd.DataFrame:
-    if len(frame) <= max_rows:
-        return frame
-    return frame.sample(n=max_rows, random_state=SAMPLE_SEED)
-
-
 class Predictor(Protocol):
     def predict(self, data: pd.DataFrame) -> Any: ...
 
 
 def model_error(model: Predictor, frame: pd.DataFrame, max_rows: int) -> tuple[float, int]:
     """RMSLE of the model's price predictions on (a sample of) ``frame``, and the rows scored."""
-    scored = _sample_rows(frame, max_rows)
+    scored = at_most(frame, max_rows, SAMPLE_SEED)
     predictions = np.asarray(model.predict(scored.loc[:, list(FEATURE_COLUMNS)]), dtype=float)
     return rmsle(scored[TARGET].to_numpy(), predictions.reshape(-1)), len(scored)
 

@@ -74,21 +74,10 @@ class ProductionModel:
 
 def production_model(settings: Settings) -> ProductionModel | None:
     """The model version the production alias points at, or None when there is none yet."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     client = registry.connect(settings)
-    try:
-        registered = client.get_registered_model(settings.model_name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    if settings.production_alias not in registered.aliases:
+    version = registry.production_version(client, settings)
+    if version is None:
         return None
-    version = client.get_model_version(
-        settings.model_name, registered.aliases[settings.production_alias]
-    )
     run = client.get_run(version.run_id) if version.run_id else None
     tags = {**(run.data.tags if run else {}), **version.tags}
     batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
@@ -98,7 +87,7 @@ def production_model(settings: Settings) -> ProductionModel | None:
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
     # By version, not alias: the alias may move on while we look.
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    model = registry.load_version(settings, version.version)
     return ProductionModel(
         version=str(version.version),
         batch_ids=batch_ids,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import uuid
 
 import httpx
 import pytest
@@ -15,9 +16,15 @@ from tasador.loop import dag_defaults
 
 
 @pytest.fixture
-def live_settings(settings: Settings):
+def live_settings(settings: Settings, mlflow_server: str):
     port = services.free_port()
-    live = settings.model_copy(update={"data_api_url": f"http://127.0.0.1:{port}"})
+    live = settings.model_copy(
+        update={
+            "data_api_url": f"http://127.0.0.1:{port}",
+            "mlflow_tracking_uri": mlflow_server,
+            "model_name": f"ingestion-{uuid.uuid4().hex[:8]}",  # no production model yet
+        }
+    )
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
     )

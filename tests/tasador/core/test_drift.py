@@ -125,15 +125,6 @@ def test_unseen_expected_share_is_the_reference_singleton_share() -> None:
     assert drift.unseen(ref, pd.Series(["Austin"])).expected_share == pytest.approx(0.4)
 
 
-def test_sample_is_reproducible_and_bounded() -> None:
-    values = pd.Series(np.arange(1_000))
-    a, b = drift.sample(values, 100, seed=3), drift.sample(values, 100, seed=3)
-    assert len(a) == 100 and a.equals(b) and a.is_unique
-    assert drift.sample(values, 5_000) is values
-    with pytest.raises(ValueError):
-        drift.sample(values, 0)
-
-
 def test_psi_refuses_an_empty_side() -> None:
     with pytest.raises(ValueError, match="at least one value"):
         drift.psi(drift.numeric_buckets(pd.Series([1.0, 2.0]), pd.Series([np.nan])))
