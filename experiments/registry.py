@@ -87,6 +87,9 @@ def log_and_register(
     tags: Mapping[str, str],
 ) -> ModelVersion:
     """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``."""
+    client = MlflowClient()
+    # The fluent API refuses a run of another experiment than this process's active one.
+    mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(
             sk_model=model,
@@ -97,7 +100,6 @@ def log_and_register(
             pip_requirements=requirements(),
             registered_model_name=settings.model_name,
         )
-    client = MlflowClient()
     number = str(info.registered_model_version)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, number, key, str(value))
