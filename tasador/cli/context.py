@@ -11,15 +11,31 @@ from typing import Any, TypeVar
 import typer
 
 from tasador import startup
+from tasador.core import db, migrations
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import TasadorError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolved_settings(mlflow: bool = True) -> Settings:
-    """The settings, with an embedded PostgreSQL (and MLflow server) for every URL left unset."""
-    return startup.resolve(get_settings(), mlflow=mlflow)
+def resolved_settings(mlflow: bool = True, migrate: bool = True) -> Settings:
+    """The settings, with an embedded PostgreSQL (and MLflow server) for every URL left unset;
+    with ``migrate``, RAW and CLEAN upgraded to the newest schema (:func:`upgrade_databases`)."""
+    settings = startup.resolve(get_settings(), mlflow=mlflow)
+    if migrate:
+        upgrade_databases(settings)
+    return settings
+
+
+def upgrade_databases(settings: Settings) -> dict[migrations.Database, str]:
+    """Upgrade RAW and CLEAN to the newest revision; return each one's revision.
+
+    Every command runs it (it is quick when there is nothing to do), so the stores, which no
+    longer create tables, always find the schema they expect."""
+    return {
+        database: migrations.upgrade(db.database_url(database, settings), database)
+        for database in ("raw", "clean")
+    }
 
 
 def export(settings: Settings) -> None:

@@ -19,7 +19,6 @@ def _safe(url: str) -> str:
 def batch_status(settings: Settings) -> list[dict[str, Any]]:
     clean_engine = db.engine("clean", settings)
     reports = clean_store.cleaning_reports(clean_engine)
-    decisions_store.create_schema(clean_engine)
     decisions = decisions_store.latest_by_batch(clean_engine)
     rows = []
     for batch in raw_store.list_batches(db.engine("raw", settings)):
@@ -58,7 +57,6 @@ def model_status(settings: Settings) -> list[dict[str, Any]]:
     """Every registered version with its lineage, holdout metrics and promotion decision."""
     client = registry.connect(settings)
     clean_engine = db.engine("clean", settings)
-    promotions.create_schema(clean_engine)
     decided = {
         p.challenger_version: p for p in promotions.history(clean_engine, settings.model_name)
     }
