@@ -33,7 +33,7 @@ from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 from datasource.generator import generate_listings
 from tasador import startup
-from tasador.core import clean_store, db, lineage, names, raw_store
+from tasador.core import clean_store, db, lineage, migrations, names, raw_store
 from tasador.core import evidence as ev
 from tasador.core.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasador.core.config import Settings
@@ -139,6 +139,8 @@ def main() -> None:
             }
         )
         try:
+            for database in ("raw", "clean"):
+                migrations.upgrade(db.database_url(database, settings), database)
             run(settings, args)
         finally:
             drop(base, names)

@@ -1,6 +1,7 @@
 """Bulk load speed: the RAW store's COPY path vs pandas.DataFrame.to_sql, same rows, same database.
 
     uv run python benchmarks/ingest.py [--rows 200000] [--repeat 3] [--db-url postgresql://...]
+        [--clean-db-url postgresql://...]
 
 Without --db-url it uses a throwaway database of the embedded PostgreSQL.
 """
@@ -20,7 +21,7 @@ from psycopg import sql
 
 from datasource.generator import generate_listings
 from tasador import startup
-from tasador.core import clean_store, db, raw_store
+from tasador.core import clean_store, db, migrations, raw_store
 from tasador.core.config import Settings
 
 
@@ -33,7 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path (median)")
-    parser.add_argument("--db-url", help="a database to write into (default: a throwaway one)")
+    parser.add_argument("--db-url", help="a RAW database to write into (default: a throwaway one)")
+    parser.add_argument("--clean-db-url", help="a CLEAN database (default: a throwaway one)")
     args = parser.parse_args()
 
     settings = Settings()
@@ -42,7 +44,7 @@ def main() -> None:
     frame = generate_listings(args.rows, seed=7)
     # What the collector hands the store: tuples in column order, JSON-typed values.
     rows = [tuple(None if pd.isna(v) else v for v in r) for r in frame.itertuples(index=False)]
-    raw_store.create_schema(engine)
+    migrations.upgrade(url, "raw")
 
     copy_times, to_sql_times = [], []
     text_frame = frame.astype("string")  # the same text columns the RAW table holds
@@ -63,7 +65,10 @@ def main() -> None:
         to_sql_times.append(time.perf_counter() - start)
     copy_s, to_sql_s = statistics.median(copy_times), statistics.median(to_sql_times)
 
-    clean_engine = db.engine_for(throwaway_database(settings)) if not args.db_url else engine
+    # RAW and CLEAN are separate databases, each with its own migrations.
+    clean_url = args.clean_db_url or throwaway_database(settings)
+    migrations.upgrade(clean_url, "clean")
+    clean_engine = db.engine_for(clean_url)
     batch_id = raw_store.list_batches(engine)[-1].id
     start = time.perf_counter()
     clean_store.clean_batch(engine, clean_engine, batch_id)
@@ -77,9 +82,12 @@ def main() -> None:
     print(f"{'clean RAW -> CLEAN (rules + COPY)':<34}{clean_s:>10.2f}{n / clean_s:>12,.0f}")
     print(f"COPY vs to_sql: {to_sql_s / copy_s:.1f}x faster")
 
-    if not args.db_url:  # drop the throwaway databases
+    throwaways = [
+        e for e, given in ((engine, args.db_url), (clean_engine, args.clean_db_url)) if not given
+    ]
+    if throwaways:
         with psycopg.connect(startup.server_url(settings.pg_dir), autocommit=True) as conn:
-            for engine_ in (engine, clean_engine):
+            for engine_ in throwaways:
                 engine_.dispose()
                 conn.execute(
                     sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

@@ -47,7 +47,7 @@ from experiments.champion import finish_study
 from experiments.features import ListingFrame
 from experiments.study import COUNTED_STATES, load_study, prepare_study, run_workers
 from tasador import startup
-from tasador.core import db, raw_store
+from tasador.core import db, migrations, raw_store
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.metrics import rmsle
@@ -87,6 +87,8 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
         optuna_storage_url=SecretStr(urls["optuna"]),
         _env_file=None,
     )
+    for database in ("raw", "clean"):
+        migrations.upgrade(urls[database], database)
     stored = raw_store.store_batch(
         db.engine("raw", settings),
         group_number=1,

@@ -620,11 +620,17 @@ def main() -> None:
 
         load_before = os.getloadavg()
         print("setting up (PostgreSQL, MLflow, train, register) ...", flush=True)
+        from tasador.core import migrations
+
         raw_url = startup.database_url(state / "postgres", "bench_raw")
+        # Serving reads no CLEAN, but each database has its own migrations (and version table).
+        clean_url = startup.database_url(state / "postgres", "bench_clean")
+        for url, database in ((raw_url, "raw"), (clean_url, "clean")):
+            migrations.upgrade(url, database)
         settings = Settings(
             state_dir=state,
             raw_db_url=SecretStr(raw_url),
-            clean_db_url=SecretStr(raw_url),  # serving does not read CLEAN
+            clean_db_url=SecretStr(clean_url),
             model_name=MODEL_NAME,
             experiment_name=MODEL_NAME,
             _env_file=None,

@@ -25,7 +25,6 @@ from tasador.core.sampling import at_most
 def clean_batch_ids(settings: Settings) -> list[int]:
     """Every batch id with rows in CLEAN, ascending."""
     engine = db.engine("clean", settings)
-    clean_store.create_schema(engine)
     with engine.connect() as conn:
         ids = conn.execute(
             sa.select(clean_store.listings.c.batch_id).distinct().order_by("batch_id")

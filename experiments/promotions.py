@@ -61,16 +61,11 @@ class Promotion:
     summary: str
 
 
-def create_schema(engine: sa.Engine) -> None:
-    metadata.create_all(engine)
-
-
 def _promotion(row: sa.Row) -> Promotion:
     return Promotion(**row._mapping)
 
 
 def get(engine: sa.Engine, model_name: str, challenger_version: int) -> Promotion | None:
-    create_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(model_promotions).where(
@@ -101,7 +96,6 @@ def record(
 
     A decision already stored for this version wins: it is returned and nothing moves.
     """
-    create_schema(engine)
     with engine.begin() as conn:
         inserted = conn.execute(
             postgresql.insert(model_promotions)
@@ -133,7 +127,6 @@ def record(
 
 def history(engine: sa.Engine, model_name: str) -> list[Promotion]:
     """Every decision for ``model_name``, oldest first."""
-    create_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(model_promotions)

@@ -30,7 +30,6 @@ from typing import Any
 import sqlalchemy as sa
 
 from serving.schema import Listing
-from tasador.core import raw_store
 
 logger = logging.getLogger(__name__)
 
@@ -94,20 +93,6 @@ class Entry:
         ]
 
 
-def ensure_schema(engine: sa.Engine) -> None:
-    """The table, and the row key on tables created before it existed."""
-    raw_store.create_schema(engine)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "ALTER TABLE inference_requests ADD COLUMN IF NOT EXISTS request_id uuid, "
-            "ADD COLUMN IF NOT EXISTS row_index integer"
-        )
-        conn.exec_driver_sql(
-            "CREATE UNIQUE INDEX IF NOT EXISTS inference_row_key "
-            "ON inference_requests (request_id, row_index)"
-        )
-
-
 def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
     """Insert ``rows`` in one transaction; rows already stored are skipped."""
     columns = ", ".join(COLUMNS)
@@ -152,7 +137,6 @@ class InferenceLog:
         self._lock = threading.Lock()
         self._entries: list[Entry] = []
         self._pending: list[Row] = []  # the writer's rows that did not make it yet
-        self._schema_ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stats = LogStats()
@@ -196,9 +180,6 @@ class InferenceLog:
         """One pass: spool files first (oldest first), then the buffer. True if all written."""
         try:
             engine = self._engine()
-            if not self._schema_ready:
-                ensure_schema(engine)
-                self._schema_ready = True
             for path in self._spool_files():
                 rows = [json.loads(line) for line in path.read_text().splitlines() if line]
                 write_rows(engine, rows)

@@ -15,7 +15,7 @@ import httpx
 import typer
 
 from tasador import local_airflow
-from tasador.core import services
+from tasador.core import db, migrations, services
 from tasador.core.config import Settings
 from tasador.loop.status import batch_status, render_table
 
@@ -38,6 +38,9 @@ def run_demo(
     typer.echo(f"state: {settings.state_dir.resolve()}/  MLflow: {uri}")
     typer.echo(f"data API: scenario {scenario}, scale {scale}, group {group}, on {api_url}")
     local_airflow.migrate(settings)
+    # The DAGs' tasks only read and write: the schema must be current before the first one.
+    for database in ("raw", "clean"):
+        migrations.upgrade(db.database_url(database, settings), database)
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", scenario, "--scale", str(scale)
     )

@@ -19,6 +19,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tasador import startup
+from tasador.core import migrations
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
 
@@ -60,13 +61,30 @@ def make_database(pg_server_url: str) -> Callable[[str], str]:
     return make
 
 
+@pytest.fixture(scope="session")
+def make_migrated_database(
+    make_database: Callable[[str], str],
+) -> Callable[[migrations.Database], str]:
+    """Create a fresh RAW or CLEAN database at the newest schema; return its URL."""
+
+    def make(database: migrations.Database) -> str:
+        url = make_database(database)
+        migrations.upgrade(url, database)
+        return url
+
+    return make
+
+
 @pytest.fixture
-def settings(tmp_path: Path, make_database: Callable[[str], str]) -> Settings:
-    """Settings pointing at fresh RAW and CLEAN databases and a private state folder."""
+def settings(
+    tmp_path: Path, make_migrated_database: Callable[[migrations.Database], str]
+) -> Settings:
+    """Settings pointing at fresh RAW and CLEAN databases (newest schema) and a private state
+    folder."""
     return Settings(
         state_dir=tmp_path / "state",
-        raw_db_url=make_database("raw"),
-        clean_db_url=make_database("clean"),
+        raw_db_url=make_migrated_database("raw"),
+        clean_db_url=make_migrated_database("clean"),
         _env_file=None,
     )
 

@@ -2,7 +2,9 @@
 """One-shot Airflow initialisation for the compose stack (service ``airflow-init``).
 
 1. ``airflow db migrate`` creates or upgrades the metadata database (safe to repeat).
-2. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
+2. ``tasador db upgrade`` does the same for the RAW and CLEAN databases: the DAGs' tasks only
+   read and write them, so their schema must be current before any task runs.
+3. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
    Airflow's simple auth manager, so the login is the one the operator chose instead of a random
    one printed in the logs.
 
@@ -59,9 +61,10 @@ def main(env: Mapping[str, str]) -> int:
             print(f"airflow-init: {error}", file=sys.stderr)
         return 2
     subprocess.run(["airflow", "db", "migrate"], check=True)
+    subprocess.run([sys.executable, "-m", "tasador", "db", "upgrade"], check=True)
     passwords_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     write_passwords(passwords_file, {env["AIRFLOW_ADMIN_USER"]: env["AIRFLOW_ADMIN_PASSWORD"]})
-    print(f"airflow-init: database migrated, password of {env['AIRFLOW_ADMIN_USER']!r} set")
+    print(f"airflow-init: databases migrated, password of {env['AIRFLOW_ADMIN_USER']!r} set")
     return 0
 
 

@@ -11,6 +11,7 @@ import typer
 
 from tasador import startup
 from tasador.cli.context import friendly_errors, resolved_settings
+from tasador.cli.db import db_app
 from tasador.cli.decide import decide_command
 from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
@@ -142,3 +143,4 @@ app.command("decide")(friendly_errors(decide_command))
 app.command("search")(friendly_errors(search_command))
 app.command("serve")(friendly_errors(serve_command))
 app.command("ui")(friendly_errors(ui_command))
+app.add_typer(db_app, name="db")

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 
 from tasador import startup
+from tasador.core import db, migrations
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.db import DatabaseKind
 from tasador.core.errors import TasadorError
@@ -19,11 +20,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def resolved_settings(
-    databases: Iterable[DatabaseKind] = ("raw", "clean", "optuna"), mlflow: bool = True
+    databases: Iterable[DatabaseKind] = ("raw", "clean", "optuna"),
+    mlflow: bool = True,
+    migrate: bool = True,
 ) -> Settings:
     """The settings, with an embedded PostgreSQL (and MLflow server) for every URL the
-    command uses and the environment leaves unset."""
-    return startup.resolve(get_settings(), databases, mlflow)
+    command uses and the environment leaves unset; with ``migrate``, the RAW and CLEAN among
+    ``databases`` upgraded to the newest schema (:func:`upgrade_databases`)."""
+    databases = tuple(databases)
+    settings = startup.resolve(get_settings(), databases, mlflow)
+    if migrate:
+        upgrade_databases(settings, [d for d in databases if d in ("raw", "clean")])
+    return settings
+
+
+def upgrade_databases(
+    settings: Settings, databases: Iterable[migrations.Database] = ("raw", "clean")
+) -> dict[migrations.Database, str]:
+    """Upgrade RAW and CLEAN to the newest revision; return each one's revision.
+
+    Every command runs it (it is quick when there is nothing to do), so the stores, which no
+    longer create tables, always find the schema they expect."""
+    return {
+        database: migrations.upgrade(db.database_url(database, settings), database)
+        for database in databases
+    }
 
 
 def export(settings: Settings) -> None:

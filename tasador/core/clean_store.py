@@ -24,8 +24,8 @@ from tasador.core.holdout import is_holdout, row_hashes
 
 metadata = sa.MetaData()
 
-batches = sa.Table(
-    "batches",
+cleaned_batches = sa.Table(
+    "cleaned_batches",
     metadata,
     sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),  # the RAW batch id
     sa.Column("group_number", sa.Integer, nullable=False),
@@ -52,7 +52,7 @@ _TYPES: dict[str, sa.types.TypeEngine] = {
 listings = sa.Table(
     "listings",
     metadata,
-    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("batches.id"), primary_key=True),
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("cleaned_batches.id"), primary_key=True),
     sa.Column("row_index", sa.Integer, primary_key=True),
     sa.Column("row_hash", sa.BigInteger, nullable=False, unique=True),
     sa.Column("is_holdout", sa.Boolean, nullable=False),
@@ -68,10 +68,6 @@ class CleanedBatch:
     report: CleaningReport
 
 
-def create_schema(engine: sa.Engine) -> None:
-    metadata.create_all(engine)
-
-
 def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
     """Clean one stored RAW batch into CLEAN (replacing a previous cleaning of it)."""
     meta = raw_store.get_batch(raw_engine, batch_id)
@@ -85,11 +81,10 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
         row_hash=hashes,
         is_holdout=is_holdout(hashes),
     )
-    create_schema(clean_engine)
     with clean_engine.begin() as conn:
         conn.execute(sa.delete(listings).where(listings.c.batch_id == batch_id))
         conn.execute(
-            postgresql.insert(batches)
+            postgresql.insert(cleaned_batches)
             .values(
                 id=batch_id,
                 group_number=meta.group_number,
@@ -106,8 +101,8 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
         report.drop("duplicate_of_earlier_batch", len(frame) - inserted)
         report.rows_out = inserted
         conn.execute(
-            sa.update(batches)
-            .where(batches.c.id == batch_id)
+            sa.update(cleaned_batches)
+            .where(cleaned_batches.c.id == batch_id)
             .values(
                 rows_in=report.rows_in,
                 rows_out=inserted,
@@ -141,7 +136,6 @@ def load_listings(
 ) -> pd.DataFrame:
     """Clean listings (see docs in tasador/columns.py), optionally of some batches or one side
     of the holdout, ordered by (batch_id, row_index)."""
-    create_schema(engine)
     where = []
     if batch_ids is not None:
         ids = ",".join(str(int(b)) for b in batch_ids) or "NULL"
@@ -177,9 +171,11 @@ def load_listings(
 
 
 def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row]:
-    create_schema(engine)
     with engine.connect() as conn:
-        return {row.id: row for row in conn.execute(sa.select(batches).order_by(batches.c.id))}
+        return {
+            row.id: row
+            for row in conn.execute(sa.select(cleaned_batches).order_by(cleaned_batches.c.id))
+        }
 
 
 def holdout_share(frame: pd.DataFrame) -> float:

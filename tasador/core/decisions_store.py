@@ -45,10 +45,6 @@ class Decision:
     created_at: datetime
 
 
-def create_schema(engine: sa.Engine) -> None:
-    metadata.create_all(engine)
-
-
 def save(
     engine: sa.Engine,
     batch_id: int,
@@ -74,7 +70,6 @@ def save(
         )
     else:
         statement = insert.on_conflict_do_nothing(index_elements=["batch_id"])
-    create_schema(engine)
     with engine.begin() as conn:
         conn.execute(statement)
         row = conn.execute(sa.select(decisions).where(decisions.c.batch_id == batch_id)).one()
@@ -82,7 +77,6 @@ def save(
 
 
 def get(engine: sa.Engine, batch_id: int) -> Decision | None:
-    create_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(decisions).where(decisions.c.batch_id == batch_id)
@@ -91,7 +85,6 @@ def get(engine: sa.Engine, batch_id: int) -> Decision | None:
 
 
 def get_by_id(engine: sa.Engine, decision_id: int) -> Decision | None:
-    create_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(sa.select(decisions).where(decisions.c.id == decision_id)).one_or_none()
     return None if row is None else _decision(row)
@@ -99,7 +92,6 @@ def get_by_id(engine: sa.Engine, decision_id: int) -> Decision | None:
 
 def latest_by_batch(engine: sa.Engine) -> dict[int, Decision]:
     """Each batch's decision (one per batch), keyed by batch id, in batch order."""
-    create_schema(engine)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(decisions).order_by(decisions.c.batch_id)).all()
     return {row.batch_id: _decision(row) for row in rows}

@@ -73,10 +73,6 @@ class StoredBatch:
     row_count: int
 
 
-def create_schema(engine: sa.Engine) -> None:
-    metadata.create_all(engine)
-
-
 def store_batch(
     engine: sa.Engine,
     *,
@@ -91,7 +87,6 @@ def store_batch(
 
     Values must be JSON scalars (str, int, float, bool or None); COPY writes each as its text.
     """
-    create_schema(engine)
     key = {
         "group_number": group_number,
         "day": day or "",
@@ -147,12 +142,10 @@ def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
 
 
 def get_batch(engine: sa.Engine, batch_id: int) -> sa.Row | None:
-    create_schema(engine)
     with engine.connect() as conn:
         return conn.execute(sa.select(batches).where(batches.c.id == batch_id)).one_or_none()
 
 
 def list_batches(engine: sa.Engine) -> list[sa.Row]:
-    create_schema(engine)
     with engine.connect() as conn:
         return list(conn.execute(sa.select(batches).order_by(batches.c.id)))

@@ -97,12 +97,11 @@ def production_model(settings: Settings) -> ProductionModel | None:
 
 
 def _batch_info(engine: sa.Engine, batch_id: int) -> BatchInfo:
-    clean_store.create_schema(engine)
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(clean_store.batches.c.rows_in, clean_store.batches.c.rows_out).where(
-                clean_store.batches.c.id == batch_id
-            )
+            sa.select(
+                clean_store.cleaned_batches.c.rows_in, clean_store.cleaned_batches.c.rows_out
+            ).where(clean_store.cleaned_batches.c.id == batch_id)
         ).one_or_none()
     if row is None:
         raise NotFound(f"batch {batch_id} is not in the CLEAN database: clean it first")
@@ -111,7 +110,9 @@ def _batch_info(engine: sa.Engine, batch_id: int) -> BatchInfo:
 
 def _baseline_batch(engine: sa.Engine) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.min(clean_store.batches.c.id))).scalar_one())
+        return int(
+            conn.execute(sa.select(sa.func.min(clean_store.cleaned_batches.c.id))).scalar_one()
+        )
 
 
 def gather_evidence(

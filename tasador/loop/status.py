@@ -25,7 +25,6 @@ def batch_status(settings: Settings) -> list[BatchStatus]:
     """Every stored batch, oldest first, with its cleaning figures and retrain decision."""
     clean_engine = db.engine("clean", settings)
     reports = clean_store.cleaning_reports(clean_engine)
-    decisions_store.create_schema(clean_engine)
     decisions = decisions_store.latest_by_batch(clean_engine)
     rows = []
     for batch in raw_store.list_batches(db.engine("raw", settings)):
@@ -62,7 +61,6 @@ def model_status(settings: Settings) -> list[VersionStatus]:
     promotion verdict."""
     client = registry.connect(settings)
     clean_engine = db.engine("clean", settings)
-    promotions.create_schema(clean_engine)
     verdicts = {
         p.challenger_version: p for p in promotions.history(clean_engine, settings.model_name)
     }

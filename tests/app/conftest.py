@@ -56,7 +56,7 @@ def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd
 
 @pytest.fixture(scope="session")
 def world(
-    make_database: Callable[[str], str],
+    make_migrated_database: Callable[[str], str],
     mlflow_server: str,
     sample_csv: Path,
     clean_sample: pd.DataFrame,  # noqa: F811
@@ -67,8 +67,8 @@ def world(
     tag = uuid.uuid4().hex[:8]
     settings = Settings(
         state_dir=tmp_path_factory.mktemp("ui-state"),
-        raw_db_url=make_database("raw"),
-        clean_db_url=make_database("clean"),
+        raw_db_url=make_migrated_database("raw"),
+        clean_db_url=make_migrated_database("clean"),
         mlflow_tracking_uri=mlflow_server,
         model_name=f"ui-test-{tag}",
         experiment_name=f"ui-{tag}",

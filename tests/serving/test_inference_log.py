@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from serving.inference_log import Entry, InferenceLog, write_rows
 from serving.schema import Listing
 from tasador import startup
-from tasador.core import db, raw_store
+from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
 from tests.serving.conftest import in_memory, running, wait_until
 from tests.serving.test_api import LISTING
@@ -92,7 +92,7 @@ def test_writing_the_same_rows_twice_adds_nothing(settings: Settings) -> None:
     engine = db.engine("raw", settings)
     log = InferenceLog(lambda: engine, settings.state_dir / "spool", 100, 60)
     rows = entry(3).to_rows()
-    log.flush()  # creates the table
+    log.flush()
     write_rows(engine, rows)
     write_rows(engine, rows)
     assert count(db.database_url("raw", settings)) == 3
@@ -111,7 +111,9 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
     """A PostgreSQL server of this test's own (stopped and started by it)."""
     pg_dir = Path(tempfile.mkdtemp(prefix="tasador-serving-pg-"))
     try:
-        yield pg_dir, startup.database_url(pg_dir, f"raw_{uuid.uuid4().hex[:6]}")
+        url = startup.database_url(pg_dir, f"raw_{uuid.uuid4().hex[:6]}")
+        migrations.upgrade(url, "raw")
+        yield pg_dir, url
     finally:
         startup.stop(pg_dir)
         shutil.rmtree(pg_dir, ignore_errors=True)

@@ -67,3 +67,11 @@ def test_invalid_settings_are_refused_with_the_variable_named(settings):
     result = tasador(env, "status")
     assert result.returncode != 0
     assert "group_number" in (result.stderr + result.stdout)
+
+
+def test_db_upgrade_reports_each_database_and_can_be_repeated(settings):
+    env = {**os.environ, **settings_env(settings)}
+    for _ in range(2):
+        result = tasador(env, "db", "upgrade")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["raw: at revision 0002", "clean: at revision 0002"]

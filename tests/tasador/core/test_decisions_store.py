@@ -45,7 +45,6 @@ def test_replace_overwrites_but_keeps_the_id(engine: sa.Engine) -> None:
 
 
 def test_concurrent_saves_of_one_batch_agree_on_one_row(engine: sa.Engine) -> None:
-    decisions_store.create_schema(engine)
     verdicts = ["retrain", "skip"] * 4
     with ThreadPoolExecutor(max_workers=4) as pool:
         saved = list(
@@ -76,7 +75,6 @@ def test_invalid_decisions_are_refused(
 
 
 def test_the_database_refuses_an_unknown_verdict_too(engine: sa.Engine) -> None:
-    decisions_store.create_schema(engine)
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.execute(
             decisions_store.decisions.insert().values(

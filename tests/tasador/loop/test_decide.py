@@ -60,12 +60,14 @@ def data_api(scenario: str, state_dir: Path) -> Iterator[str]:
         thread.join(10)
 
 
-def fresh_settings(tmp: Path, make_database: Callable[[str], str], mlflow_uri: str) -> Settings:
+def fresh_settings(
+    tmp: Path, make_migrated_database: Callable[[str], str], mlflow_uri: str
+) -> Settings:
     """Fresh RAW/CLEAN databases, and a registered-model name nobody else uses on the server."""
     return Settings(
         state_dir=tmp / "state",
-        raw_db_url=make_database("raw"),
-        clean_db_url=make_database("clean"),
+        raw_db_url=make_migrated_database("raw"),
+        clean_db_url=make_migrated_database("clean"),
         mlflow_tracking_uri=mlflow_uri,
         model_name=f"decide-{uuid.uuid4().hex[:8]}",
         _env_file=None,
@@ -90,10 +92,10 @@ def decided(settings: Settings, batch_id: int) -> tuple[decisions_store.Decision
 @pytest.fixture(scope="module")
 def drift_zoo(
     tmp_path_factory: pytest.TempPathFactory,
-    make_database: Callable[[str], str],
+    make_migrated_database: Callable[[str], str],
     mlflow_server: str,
 ) -> tuple[Settings, dict[str, int]]:
-    settings = fresh_settings(tmp_path_factory.mktemp("zoo"), make_database, mlflow_server)
+    settings = fresh_settings(tmp_path_factory.mktemp("zoo"), make_migrated_database, mlflow_server)
     ids = collect_scenario("drift-zoo", settings)
     names = [b.name for b in load_scenario("drift-zoo").batches]
     assert len(ids) == len(names)
@@ -189,10 +191,12 @@ def test_deciding_an_unknown_batch_says_so(drift_zoo: tuple[Settings, dict[str, 
 
 def test_the_course_plan(
     tmp_path_factory: pytest.TempPathFactory,
-    make_database: Callable[[str], str],
+    make_migrated_database: Callable[[str], str],
     mlflow_server: str,
 ) -> None:
-    settings = fresh_settings(tmp_path_factory.mktemp("course"), make_database, mlflow_server)
+    settings = fresh_settings(
+        tmp_path_factory.mktemp("course"), make_migrated_database, mlflow_server
+    )
     ids = collect_scenario("course", settings)
     assert len(ids) == 6
     verdicts = {}
@@ -249,12 +253,14 @@ def tiny_model() -> TransformedTargetRegressor:
 @pytest.fixture(scope="module")
 def with_model(
     tmp_path_factory: pytest.TempPathFactory,
-    make_database: Callable[[str], str],
+    make_migrated_database: Callable[[str], str],
     mlflow_server: str,
 ) -> tuple[Settings, dict[str, int]]:
     """CLEAN batches and a production model trained on the first one, registered with its
     lineage tags in the real MLflow server."""
-    settings = fresh_settings(tmp_path_factory.mktemp("model"), make_database, mlflow_server)
+    settings = fresh_settings(
+        tmp_path_factory.mktemp("model"), make_migrated_database, mlflow_server
+    )
     ids = {
         "train": store_generated(settings, 0, 3_000),
         "same": store_generated(settings, 1, 1_500),
