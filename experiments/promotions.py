@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -63,7 +64,7 @@ def create_schema(engine: sa.Engine) -> None:
     metadata.create_all(engine)
 
 
-def _promotion(row: sa.Row) -> Promotion:
+def _promotion(row: sa.Row[Any]) -> Promotion:
     return Promotion(**row._mapping)
 
 

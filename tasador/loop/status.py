@@ -3,6 +3,7 @@ grows, decisions and models)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -142,7 +143,7 @@ def batches_table(rows: list[dict[str, Any]]) -> str:
     return render_table(lines)
 
 
-def render_table(lines: list[tuple[str, ...]]) -> str:
+def render_table(lines: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
