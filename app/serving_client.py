@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -23,7 +23,7 @@ class InvalidListing(Exception):
         self.fields = fields
 
 
-def _call(base_url: str, method: str, path: str, body: Any = None) -> Any:
+def _call(base_url: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
     try:
         response = httpx.request(method, f"{base_url}{path}", json=body, timeout=TIMEOUT_S)
     except httpx.TimeoutException:
@@ -42,7 +42,7 @@ def _call(base_url: str, method: str, path: str, body: Any = None) -> Any:
         raise ServiceError(f"The prediction API cannot price yet: {response.json()['detail']}")
     if not response.is_success:
         raise ServiceError(f"The prediction API answered {response.status_code} to {path}.")
-    return response.json()
+    return cast(dict[str, Any], response.json())
 
 
 def predict(base_url: str, listing: dict[str, Any]) -> dict[str, Any]:

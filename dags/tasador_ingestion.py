@@ -43,6 +43,7 @@ prepare_process()  # this file is the entry point of every task process that run
 def tasador_ingestion() -> None:
     @task
     def collect(params: dict[str, Any] | None = None) -> int:
+        assert params is not None  # Airflow injects the run's params
         if params["batch_id"] is not None:
             return int(params["batch_id"])
         from tasador.loop import ingest
@@ -50,6 +51,7 @@ def tasador_ingestion() -> None:
         result = ingest.collect(get_settings())
         if result.outcome == "exhausted":
             raise AirflowSkipException("no new batch: the data API has served every batch")
+        assert result.batch_id is not None  # every outcome but "exhausted" has its batch
         return int(result.batch_id)
 
     @task
@@ -63,13 +65,14 @@ def tasador_ingestion() -> None:
     def decide(batch_id: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from tasador.loop.decide import decide_batch
 
+        assert params is not None  # Airflow injects the run's params
         decision = decide_batch(get_settings(), batch_id, force=params["force_retrain"])
         print(f"batch {batch_id}: {decision.verdict}. {decision.reason}")
         return {"decision_id": decision.id, "batch_id": batch_id, "verdict": decision.verdict}
 
     @task.short_circuit
     def retrain_needed(decision: dict[str, Any]) -> bool:
-        return decision["verdict"] == "retrain"
+        return bool(decision["verdict"] == "retrain")
 
     @task(outlets=[RETRAIN])
     def request_retrain(decision: dict[str, Any], outlet_events: Any = None) -> int:
@@ -77,7 +80,7 @@ def tasador_ingestion() -> None:
             "decision_id": decision["decision_id"],
             "batch_id": decision["batch_id"],
         }
-        return decision["decision_id"]
+        return int(decision["decision_id"])
 
     decision = decide(clean(collect()))
     retrain_needed(decision) >> request_retrain(decision)

@@ -66,6 +66,7 @@ def tasador_training() -> None:
     ) -> dict[str, Any]:
         from tasador.loop.training import plan_retraining
 
+        assert params is not None  # Airflow injects the run's params
         decision_id = params["decision_id"]
         if decision_id is None and triggering_asset_events:
             events = triggering_asset_events[RETRAIN]
@@ -77,12 +78,13 @@ def tasador_training() -> None:
 
     @task
     def worker_ids(planned: dict[str, Any]) -> list[int]:
-        return planned["workers"]
+        return list(planned["workers"])
 
     @task(execution_timeout=timedelta(hours=2))
     def search(worker: int, planned: dict[str, Any], params: dict[str, Any] | None = None) -> int:
         from experiments.study import run_worker
 
+        assert params is not None  # Airflow injects the run's params
         finished = run_worker(planned["study_name"], get_settings(), timeout_s=params["timeout_s"])
         print(f"worker {worker} finished {finished} trials of {planned['study_name']}")
         return finished

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def _shrunk_means(values: pd.Series, keys: pd.Series, k: float) -> pd.DataFrame:
     return stats
 
 
-def _fit_price(complete: pd.DataFrame) -> dict:
+def _fit_price(complete: pd.DataFrame) -> dict[str, Any]:
     """Log price on centred features, status and ridge-shrunk state effects (complete rows)."""
     y = np.log(complete["price"].to_numpy())
     feats = _features(complete)
@@ -106,7 +107,7 @@ def _features(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _feature_terms(frame: pd.DataFrame, price: dict) -> np.ndarray:
+def _feature_terms(frame: pd.DataFrame, price: dict[str, Any]) -> np.ndarray:
     """Sum of centred feature effects; a missing feature contributes nothing."""
     feats = _features(frame)
     total = np.zeros(len(frame))
@@ -127,7 +128,7 @@ def _linear(y: pd.Series, x: pd.DataFrame) -> list[float]:
     return [*(round(float(c), 4) for c in coef), round(float(resid.std()), 4)]
 
 
-def calibrate(sample: pd.DataFrame) -> dict:
+def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     """The generator's figures, derived from a sample of the realtor CSV."""
     sample = sample[sample["state"].isin(US_STATES)].copy()
     sample["kind"] = _kind(sample)
@@ -197,7 +198,9 @@ def _city_effects(rows: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
     return stats, tau2, sigma2
 
 
-def _states(sample: pd.DataFrame, price: dict, city_stats: pd.DataFrame, tau2: float) -> dict:
+def _states(
+    sample: pd.DataFrame, price: dict[str, Any], city_stats: pd.DataFrame, tau2: float
+) -> dict[str, Any]:
     """Per state: frequency, price effect and cities. Each city's effect is one posterior draw
     (fixed seed), so that rare cities still differ as much as real cities do."""
     rng = np.random.default_rng(WORLD_SEED)
@@ -245,7 +248,7 @@ def _states(sample: pd.DataFrame, price: dict, city_stats: pd.DataFrame, tau2: f
     return states
 
 
-def _statuses(sample: pd.DataFrame) -> dict:
+def _statuses(sample: pd.DataFrame) -> dict[str, Any]:
     """Per status: frequency, mix of kinds, and when (and whether) the listing sold before."""
     statuses = {}
     for status in STATUSES:
@@ -261,7 +264,7 @@ def _statuses(sample: pd.DataFrame) -> dict:
     return statuses
 
 
-def _kinds(sample: pd.DataFrame, kind_stats: pd.DataFrame) -> dict:
+def _kinds(sample: pd.DataFrame, kind_stats: pd.DataFrame) -> dict[str, Any]:
     """Per kind: missing columns, price offset, size and lot distributions (log-normal)."""
     kinds = {}
     houses = sample[sample["kind"] == "0000"]
@@ -293,7 +296,7 @@ def _with_neighbours(zips: list[int]) -> list[int]:
     return out
 
 
-def dump(figures: dict) -> str:
+def dump(figures: dict[str, Any]) -> str:
     """JSON with one line per state: readable diffs without a line per number."""
     states = figures["states"]
     head = json.dumps({**figures, "states": {}}, indent=1, ensure_ascii=False)

@@ -3,6 +3,9 @@ values of the wrong type. Deterministic given the random generator passed in."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,7 +59,7 @@ def corrupt(frame: pd.DataFrame, knobs: DirtyKnobs, rng: np.random.Generator) ->
 def _impossible(out: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator) -> None:
     which = rng.integers(0, 5, len(rows))
     size = out["house_size"].to_numpy(dtype=float, na_value=np.nan)
-    setters = (
+    setters: tuple[tuple[str, Callable[[np.ndarray], np.ndarray]], ...] = (
         ("house_size", lambda r: -np.abs(np.nan_to_num(size[r], nan=1500.0))),
         ("bed", lambda r: np.full(len(r), 99.0)),
         ("price", lambda r: np.zeros(len(r))),
@@ -94,4 +97,5 @@ def _wrong_types(out: pd.DataFrame, rows: np.ndarray, rng: np.random.Generator) 
 
 
 def _as_float(out: pd.DataFrame, column: str, rows: np.ndarray) -> np.ndarray:
-    return pd.to_numeric(out[column].iloc[rows], errors="coerce").to_numpy(dtype=float)
+    numbers = pd.to_numeric(out[column].iloc[rows], errors="coerce")
+    return cast(np.ndarray, numbers.to_numpy(dtype=float))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -90,7 +92,7 @@ def _check_states(names: Iterable[str]) -> None:
         raise ValueError(f"unknown state {unknown}; known: {sorted(known)}")
 
 
-def generate_listings(n: int, seed: int | Sequence[int] = 0, **knobs: object) -> pd.DataFrame:
+def generate_listings(n: int, seed: int | Sequence[int] = 0, **knobs: Any) -> pd.DataFrame:
     """``n`` listings with the 12 Kaggle columns; same ``seed`` and knobs, same rows.
 
     ``knobs`` are the fields of ``GeneratorKnobs`` (e.g. ``status={"sold": 1}``,
@@ -146,7 +148,7 @@ def _status_weights(world: World, knobs: GeneratorKnobs) -> np.ndarray:
         weights = weights * world.status_kind_p[:, complete_kind] * (1 - world.prev_sold_missing)
         if weights.sum() == 0:
             raise ValueError("no status with these weights can produce complete rows")
-    return weights / weights.sum()
+    return cast(np.ndarray, weights / weights.sum())
 
 
 def _state_weights(world: World, knobs: GeneratorKnobs) -> np.ndarray:
@@ -158,7 +160,7 @@ def _state_weights(world: World, knobs: GeneratorKnobs) -> np.ndarray:
     weights[world.state_index(knobs.exclude_states)] = 0
     for state, factor in knobs.state_boost.items():
         weights[world.states.index(state)] *= factor
-    return weights / weights.sum()
+    return cast(np.ndarray, weights / weights.sum())
 
 
 def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs) -> pd.DataFrame:
@@ -245,5 +247,6 @@ def _prev_sold_dates(
         months, probs = world.prev_sold_months[s_idx]
         month = rng.choice(months, size=len(rows), p=probs)
         days = month.astype("datetime64[D]") + u_day[rows]
-        dates[rows] = np.datetime_as_string(days, unit="D")
+        # a datetime64[D] array: numpy's stubs lose the dtype of datetime64 + int
+        dates[rows] = np.datetime_as_string(cast("npt.NDArray[np.datetime64]", days), unit="D")
     return dates

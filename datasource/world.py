@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class World:
     kind_offset: np.ndarray  # (K,) log-price offset
     kind_log_size: np.ndarray  # (K, 2) mean, sd
     kind_log_acre: np.ndarray  # (K, 2) mean, sd
-    price: dict
+    price: dict[str, Any]
     bed_on_log_size: tuple[float, float, float]
     bath_on_bed_log_size: tuple[float, float, float, float]
     brokered_by_max: float
@@ -60,7 +61,9 @@ class World:
 def load_world() -> World:
     figures = json.loads(CALIBRATION_PATH.read_text())
     states = tuple(figures["states"])
-    names, cum, effects, zip_start, zip_count, zips, zip_effects = [], [], [], [], [], [], []
+    names, cum, effects, zip_start, zip_count = [], [], [], [], []
+    zips: list[float] = []
+    zip_effects: list[float] = []
     for s_idx, state in enumerate(states):
         cities = figures["states"][state]["cities"]
         weights = np.array([c[1] for c in cities], dtype=float)

@@ -26,7 +26,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -85,7 +85,7 @@ def best_trial(study: Any) -> FrozenTrial:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise NotFound(f"study {study.study_name} has no completed trial to refit")
-    return min(complete, key=lambda t: t.value)
+    return cast(FrozenTrial, min(complete, key=lambda t: t.value))
 
 
 def decide(challenger: float, production: float | None, margin: float) -> bool:
@@ -152,6 +152,7 @@ def _challenger(
     run_id = runs.create_run(
         mlflow_client, plan.experiment_id, f"refit-{family}", tags, plan.parent_run_id
     )
+    assert best.value is not None  # best_trial picks among completed trials
     logged = {spaces.FAMILY_PARAM: family, **params, **extra, "training_rows": len(train)}
     runs.log(mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value})
     version_tags = {
@@ -160,8 +161,8 @@ def _challenger(
         f"cv_{PRIMARY}": f"{best.value:.6f}",
     }
     example = train.drop(columns=[TARGET]).head(5)
-    version = registry.log_and_register(model, example, settings, run_id, version_tags)
-    return registry.load_version(settings, version.version), int(version.version), run_id
+    registered = registry.log_and_register(model, example, settings, run_id, version_tags)
+    return registry.load_version(settings, registered.version), int(registered.version), run_id
 
 
 def finish_study(study_name: str, settings: Settings) -> RetrainingResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -67,4 +68,4 @@ def sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
 
 
 def target(frame: pd.DataFrame) -> np.ndarray:
-    return frame[TARGET].to_numpy(dtype="float64")
+    return cast(np.ndarray, frame[TARGET].to_numpy(dtype="float64"))

@@ -114,7 +114,7 @@ def model_input(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFram
     ).loc[:, list(INPUT_COLUMNS)]
 
 
-class ListingFrame(TransformerMixin, BaseEstimator):
+class ListingFrame(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: untyped
     """Raw listing fields in, typed and derived columns (``DERIVED_COLUMNS``) out.
 
     Stateless. Takes what :func:`model_input` takes, so the fitted model serves fields in the
@@ -159,7 +159,7 @@ class ListingFrame(TransformerMixin, BaseEstimator):
             raise TypeError(f"the model takes a pandas DataFrame of listings, got {type(X)}")
 
 
-class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):
+class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: untyped
     """Each column's value -> the smoothed mean of the (log) target over rows with that value.
 
     ``smoothing`` pseudo-rows at the overall mean pull rare values towards it. ``fit_transform``
@@ -256,7 +256,7 @@ class SmoothedMeanEncoder(TransformerMixin, BaseEstimator):
         return sums, counts
 
 
-class CategoryCodes(TransformerMixin, BaseEstimator):
+class CategoryCodes(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: untyped
     """Text columns -> pandas categoricals with the categories fixed at fit time.
 
     LightGBM and XGBoost split natively on pandas categoricals; fixing the categories keeps the

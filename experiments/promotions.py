@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -61,7 +62,7 @@ class Promotion:
     summary: str
 
 
-def _promotion(row: sa.Row) -> Promotion:
+def _promotion(row: sa.Row[Any]) -> Promotion:
     return Promotion(**row._mapping)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
+from typing import cast
 
 import mlflow
 import pandas as pd
@@ -133,7 +134,7 @@ def load_version(settings: Settings, version: str | int) -> PyFuncModel:
 
     ``.predict`` takes :func:`model_input` frames; ``.get_raw_model()`` is the sklearn model.
     """
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}")
+    return cast(PyFuncModel, mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}"))
 
 
 def set_production(mlflow_client: MlflowClient, settings: Settings, version: str | int) -> None:

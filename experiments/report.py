@@ -8,7 +8,7 @@ holdout, what changed in the model's reasoning (SHAP), and whether the alias mov
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import pandas as pd
@@ -98,7 +98,8 @@ def model_change_report(
     )
 
     best = min(
-        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.value
+        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+        key=lambda t: cast(float, t.value),  # a completed trial has its value
     )
     sections += [
         "## What the search found",

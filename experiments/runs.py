@@ -50,7 +50,7 @@ def create_run(
     if parent_run_id is not None:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = mlflow_client.create_run(experiment, run_name=name, tags=all_tags)
-    return run.info.run_id
+    return str(run.info.run_id)
 
 
 def log(

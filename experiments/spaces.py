@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import optuna
 import yaml
@@ -142,7 +142,11 @@ class SearchSpace(_Strict):
             return False
         dists = {**self.params, "smoothing": self.features.smoothing}
         values = {**params, "smoothing": smoothing}
-        return all(_inside(dists[k], values[k]) for k in dists if not _fixed(dists[k]))
+        return all(
+            _inside(cast("IntParam | FloatParam | CategoricalParam", dists[k]), values[k])
+            for k in dists
+            if not _fixed(dists[k])  # so dists[k] is one of the searched distributions
+        )
 
     def optuna_name(self, name: str) -> str:
         return f"{self.family}.{name}"

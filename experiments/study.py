@@ -52,6 +52,7 @@ from sklearn.model_selection import KFold
 
 from experiments import data, registry, runs, spaces
 from experiments.families import build_model
+from experiments.spaces import SearchSpace
 from tasador.core import db, decisions_store, lineage
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
@@ -97,7 +98,7 @@ class StudyPlan(BaseModel):
             tags[lineage.RETRAIN_REASON] = self.reason[:5000]  # MLflow's tag value limit is 8k
         return tags
 
-    def search_spaces(self) -> dict[str, spaces.SearchSpace]:
+    def search_spaces(self) -> dict[str, SearchSpace]:
         return spaces.spaces_from_json(self.spaces, f"study {self.study_name}")
 
 

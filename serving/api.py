@@ -181,7 +181,9 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
-    not_ready = {503: {"model": Problem, "description": "No model loaded yet (see detail)."}}
+    not_ready: dict[int | str, dict[str, Any]] = {
+        503: {"model": Problem, "description": "No model loaded yet (see detail)."}
+    }
 
     @app.post(
         "/predict",

@@ -21,7 +21,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
@@ -112,14 +112,18 @@ def _features_of(encode: ColumnTransformer) -> list[Feature]:
     return features
 
 
-def _booster_of(estimator: Any) -> Callable[[np.ndarray], np.ndarray]:
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def _booster_of(estimator: Any) -> Predict:
     # One thread per call: requests come one or a few rows at a time, and a thread pool woken for
     # each cost 5x the CPU of the prediction itself (benchmarks/serve.py); concurrency comes from
     # the requests, not from inside one of them.
     kind = f"{type(estimator).__module__}.{type(estimator).__name__}"
     if kind == "xgboost.sklearn.XGBRegressor":
         estimator.set_params(n_jobs=1)  # the served copy, loaded for this process only
-        return estimator.predict  # numpy in: XGBoost's in-place prediction, codes as categories
+        # numpy in: XGBoost's in-place prediction, codes as categories
+        return cast(Predict, estimator.predict)
     if kind == "lightgbm.sklearn.LGBMRegressor":
         return functools.partial(estimator.booster_.predict, num_threads=1)
     raise Unsupported(f"estimator {kind}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from experiments import registry
 from serving import models
@@ -48,7 +49,7 @@ class ModelWatcher:
     def __init__(
         self,
         settings: Settings,
-        load: Callable[[MlflowClient, Settings, object], ServedModel] = models.load,
+        load: Callable[[MlflowClient, Settings, ModelVersion], ServedModel] = models.load,
         on_swap: Callable[[ServedModel], None] | None = None,
     ) -> None:
         self.settings = settings

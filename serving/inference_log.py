@@ -81,7 +81,7 @@ class Entry:
         if not self.listings:
             body = (self.body or "")[:MAX_ERROR_BODY]
             return [{**common, "row_index": 0, "inputs": {"body": body}, "prediction": None}]
-        predictions = self.predictions or [None] * len(self.listings)
+        predictions: Sequence[float | None] = self.predictions or [None] * len(self.listings)
         return [
             {
                 **common,
@@ -101,7 +101,9 @@ def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
             f"CREATE TEMP TABLE incoming ON COMMIT DROP AS "
             f"SELECT {columns} FROM inference_requests WITH NO DATA"
         )
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection always has its psycopg connection
+        cursor = driver.cursor()
         with cursor.copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([json.dumps(row[c]) if c == "inputs" else row[c] for c in COLUMNS])

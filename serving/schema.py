@@ -164,9 +164,7 @@ class Problem(BaseModel):
 
 
 def listings_adapter(max_rows: int) -> TypeAdapter[list[Listing]]:
-    return TypeAdapter(
-        Annotated[list[Listing], Field(min_length=1, max_length=max_rows)]  # type: ignore[arg-type]
-    )
+    return TypeAdapter(Annotated[list[Listing], Field(min_length=1, max_length=max_rows)])
 
 
 LISTING = TypeAdapter(Listing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from typing import Any
 
 import httpx
 import typer
@@ -78,7 +79,9 @@ def run_demo(
     )
 
 
-def summary_table(settings: Settings, results: list) -> str:
+def summary_table(
+    settings: Settings, results: list[tuple[dict[str, Any], dict[str, Any] | None]]
+) -> str:
     batches = {b.batch_id: b for b in batch_status(settings)}
     # Batch ids (what decisions and lineage tags name) first; the data API's number beside it.
     lines = [

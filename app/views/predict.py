@@ -32,13 +32,14 @@ except Exception as exc:
 
 left, right = st.columns(2)
 with left:
+    state: str | None
     if offered.states:
         state = st.selectbox("State", offered.states, help="States seen in the collected data.")
     else:
         st.info("No listings collected yet: states come from the collected data.")
         state = None
     cities = offered.cities.get(state, []) if state else []
-    city = st.selectbox("City", [*cities, OTHER_CITY]) if cities else OTHER_CITY
+    city: str | None = st.selectbox("City", [*cities, OTHER_CITY]) if cities else OTHER_CITY
     if city == OTHER_CITY:
         city = st.text_input("City name", max_chars=100).strip() or None
     zips = offered.zips.get((state, city), []) if state and city else []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,7 @@ cleaned_batches = sa.Table(
     ),
 )
 
-_TYPES: dict[str, sa.types.TypeEngine] = {
+_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
     "price": sa.Float(53),
     "bed": sa.Float(53),
     "bath": sa.Float(53),
@@ -115,7 +116,9 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
 
 def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
     """COPY into a temporary table, then keep the rows whose content is new."""
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection always has its psycopg connection
+    cursor = driver.cursor()
     cursor.execute("CREATE TEMP TABLE incoming (LIKE listings) ON COMMIT DROP")
     columns = ", ".join(_LISTING_COLUMNS)
     out = frame.loc[:, list(_LISTING_COLUMNS)].copy()
@@ -128,7 +131,7 @@ def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
         f"INSERT INTO listings ({columns}) SELECT {columns} FROM incoming "
         "ON CONFLICT (row_hash) DO NOTHING"
     )
-    return cursor.rowcount
+    return int(cursor.rowcount)
 
 
 def load_listings(
@@ -147,7 +150,9 @@ def load_listings(
     query = f"SELECT {columns} FROM listings {clause} ORDER BY batch_id, row_index"
     buffer = io.BytesIO()
     with engine.connect() as conn:
-        cursor = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection always has its psycopg connection
+        cursor = driver.cursor()
         with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
             for chunk in cp:
                 buffer.write(chunk)
@@ -170,7 +175,8 @@ def load_listings(
     return frame
 
 
-def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row]:
+def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row[Any]]:
+    """The cleaning record of every cleaned batch, by batch id."""
     with engine.connect() as conn:
         return {
             row.id: row

@@ -160,6 +160,6 @@ def collect_batch(
 
 def _is_exhausted(response: httpx.Response) -> bool:
     try:
-        return response.json().get("detail") == EXHAUSTED_DETAIL
+        return bool(response.json().get("detail") == EXHAUSTED_DETAIL)
     except ValueError:
         return False

@@ -97,7 +97,7 @@ def latest_by_batch(engine: sa.Engine) -> dict[int, Decision]:
     return {row.batch_id: _decision(row) for row in rows}
 
 
-def _decision(row: sa.Row) -> Decision:
+def _decision(row: sa.Row[Any]) -> Decision:
     return Decision(
         id=row.id,
         batch_id=row.batch_id,

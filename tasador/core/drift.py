@@ -31,6 +31,7 @@ Conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,8 @@ def as_numbers(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(series):
         dates = pd.DatetimeIndex(series)
         return np.asarray(dates.year + (dates.dayofyear - 1) / 365.25, dtype=float)
-    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    numbers = pd.to_numeric(series, errors="coerce")
+    return cast(np.ndarray, numbers.to_numpy(dtype=float, na_value=np.nan))
 
 
 def numeric_buckets(reference: pd.Series, current: pd.Series, bins: int = DECILES) -> Buckets:
@@ -89,7 +91,7 @@ def numeric_buckets(reference: pd.Series, current: pd.Series, bins: int = DECILE
 
 
 def _present(values: np.ndarray) -> np.ndarray:
-    return values[~np.isnan(values)]
+    return cast(np.ndarray, values[~np.isnan(values)])
 
 
 def _interval(edges: np.ndarray, i: int) -> str:
@@ -117,7 +119,7 @@ def categorical_buckets(
 def shares(counts: np.ndarray) -> np.ndarray:
     """Smoothed shares: every bucket gets half a row, so none is exactly zero."""
     smoothed = np.asarray(counts, dtype=float) + SMOOTHING
-    return smoothed / smoothed.sum()
+    return cast(np.ndarray, smoothed / smoothed.sum())
 
 
 def psi(buckets: Buckets) -> float:

@@ -6,7 +6,7 @@ What each check measures and why is in ``tasador.loop.decide``; the sentences ar
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,16 @@ class FeatureShift(_Frozen):
     largest_moves: list[CategoryMove] = []  # categorical only: buckets whose share moved most
 
 
+class _ShiftCommon(TypedDict):
+    """The fields of a FeatureShift shared by both kinds."""
+
+    column: str
+    psi: float | None
+    psi_p_value: float | None
+    reference_missing: float
+    current_missing: float
+
+
 class UnseenCategories(_Frozen):
     column: str
     share: float
@@ -151,8 +161,13 @@ def feature_shift(
     comparable = buckets.reference.sum() > 0 and buckets.current.sum() > 0
     psi = drift.psi(buckets) if comparable else None
     psi_p = drift.chi_square(buckets).p_value if comparable else None
-    moved = psi is not None and psi >= thresholds.psi and psi_p < thresholds.p_value
-    common = {
+    moved = (
+        psi is not None
+        and psi_p is not None
+        and psi >= thresholds.psi
+        and psi_p < thresholds.p_value
+    )
+    common: _ShiftCommon = {
         "column": column,
         "psi": psi,
         "psi_p_value": psi_p,

@@ -8,6 +8,8 @@ and the production model are always scored on the very same rows. About 20% of e
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,7 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """
     hashed = pd.util.hash_pandas_object(frame.loc[:, list(RAW_COLUMNS)], index=False)
     hashed = hashed.to_numpy(dtype=np.uint64)
-    return hashed.view(np.int64)
+    return cast(np.ndarray, hashed.view(np.int64))
 
 
 def is_holdout(hashes: np.ndarray, share: float = HOLDOUT_SHARE) -> np.ndarray:

@@ -16,14 +16,16 @@ from tasador.core.errors import ServiceUnavailable
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def wait_until_healthy(
-    url: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None
+    url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None
 ) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -46,7 +48,7 @@ def running(
     log_path: Path,
     timeout_s: float = 60.0,
     env: dict[str, str] | None = None,
-) -> Iterator[subprocess.Popen]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run a command in the background while the block runs; logs go to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:

@@ -41,6 +41,7 @@ the stored decision unless ``force`` is set, which recomputes the evidence and r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 import sqlalchemy as sa
 
@@ -115,12 +116,20 @@ def _baseline_batch(engine: sa.Engine) -> int:
         )
 
 
+class _EvidenceBase(TypedDict):
+    """The Evidence fields every basis has."""
+
+    batch: BatchInfo
+    thresholds: Thresholds
+    forced: bool
+
+
 def gather_evidence(
     settings: Settings, engine: sa.Engine, batch_id: int, force: bool = False
 ) -> Evidence:
     thresholds = Thresholds.from_settings(settings)
     batch = _batch_info(engine, batch_id)
-    base = {"batch": batch, "thresholds": thresholds, "forced": force}
+    base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}
     production = production_model(settings)
     if production is None:
         baseline = _baseline_batch(engine)
@@ -142,6 +151,7 @@ def gather_evidence(
     features, target, unseen = compare(training, current, thresholds)
     model = None
     if production is not None:
+        source: Literal["run_metric", "reference_holdout"]
         holdout_rmsle, source = production.holdout_rmsle, "run_metric"
         if holdout_rmsle is None:
             holdout = clean_store.load_listings(engine, reference_ids, holdout=True)

@@ -3,6 +3,8 @@ decisions, and model versions with their promotion verdicts (typed: ``tasador.co
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.engine import make_url
 
 from experiments import promotions, registry
@@ -152,7 +154,7 @@ def batches_table(rows: list[BatchStatus]) -> str:
     return render_table(lines)
 
 
-def render_table(lines: list[tuple[str, ...]]) -> str:
+def render_table(lines: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()

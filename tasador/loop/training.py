@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tasador.core import db, decisions_store
 from tasador.core.config import Settings
 from tasador.core.errors import NotFound
+
+if TYPE_CHECKING:
+    from experiments.study import StudyPlan
 
 
 def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
@@ -20,7 +25,9 @@ def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
     return [b for b in batch_ids if b <= decision.batch_id]
 
 
-def plan_retraining(settings: Settings, decision_id: int | None, trials: int | None = None):
+def plan_retraining(
+    settings: Settings, decision_id: int | None, trials: int | None = None
+) -> StudyPlan:
     """Create (or find again) the study of a retraining; see experiments.study.prepare_study."""
     from experiments.study import prepare_study
 
