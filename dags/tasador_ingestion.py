@@ -13,6 +13,8 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+# Tasks import the loop's steps when they run: the DAG processor parses this file often, and
+# the steps pull in pandas, MLflow and the model libraries.
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
 from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI

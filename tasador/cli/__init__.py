@@ -104,7 +104,7 @@ def datasource_command(
     seed: Annotated[int | None, typer.Option(help="Seed of the generator.")] = None,
 ) -> None:
     """Serve listings in batches, compatible with the course data API."""
-    from datasource.api import serve
+    from datasource.api import serve  # imported when used, so other commands start fast
 
     settings = get_settings()
     serve(
@@ -127,7 +127,7 @@ def demo_command(
     workers: Annotated[int, typer.Option(min=1, help="Search workers (mapped tasks).")] = 2,
 ) -> None:
     """Run the whole loop through Airflow on embedded defaults; print a per-batch table."""
-    from tasador.demo import run_demo
+    from tasador.demo import run_demo  # imported when used (Airflow helpers, MLflow)
 
     run_demo(resolved_settings(), scenario, scale, group, trials, workers)
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from experiments.data import clean_batch_ids
+from experiments.study import StudyPlan, prepare_study
 from tasador.core import db, decisions_store
 from tasador.core.config import Settings
 from tasador.core.errors import NotFound
 
-if TYPE_CHECKING:
-    from experiments.study import StudyPlan
-
 
 def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
     """CLEAN batch ids a retraining uses: all up to the decision's batch (all, without one)."""
-    from experiments.data import clean_batch_ids
-
     batch_ids = clean_batch_ids(settings)
     if decision_id is None:
         return batch_ids
@@ -29,8 +24,6 @@ def plan_retraining(
     settings: Settings, decision_id: int | None, trials: int | None = None
 ) -> StudyPlan:
     """Create (or find again) the study of a retraining; see experiments.study.prepare_study."""
-    from experiments.study import prepare_study
-
     return prepare_study(
         settings, training_batches(settings, decision_id), n_trials=trials, decision_id=decision_id
     )
