@@ -295,7 +295,7 @@ def _log_outcome(
     for key, value in {
         registry.PROMOTED_TAG: result.promoted,
         registry.DECIDED_AT_TAG: decision.decided_at.isoformat(),
-        registry.DECISION_TAG: result.summary,
+        registry.PROMOTION_VERDICT_TAG: result.summary,
     }.items():
         mlflow_client.set_model_version_tag(settings.model_name, version, key, str(value))
     runs.log(

@@ -41,7 +41,7 @@ FAMILY_TAG = "family"
 PARAMS_TAG = "optuna_params"  # JSON of the trial params that built the version (warm start)
 PROMOTED_TAG = "promoted"  # "True" / "False": the champion/challenger verdict
 DECIDED_AT_TAG = "decided_at"  # ISO time of that verdict
-DECISION_TAG = "decision"  # the verdict in one sentence
+PROMOTION_VERDICT_TAG = "decision"  # the promotion verdict in one sentence (key kept for old versions)
 SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 
 SERIALIZATION = "cloudpickle"

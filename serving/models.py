@@ -109,7 +109,7 @@ def describe(
         if version.creation_timestamp
         else None,
         promoted_at=_timestamp(tags.get(registry.DECIDED_AT_TAG)) if promoted else None,
-        promotion=tags.get(registry.DECISION_TAG),
+        promotion=tags.get(registry.PROMOTION_VERDICT_TAG),
         retrain_reason=tags.get(lineage.RETRAIN_REASON),
         study_name=tags.get(lineage.STUDY_NAME),
         batch_ids=batch_ids,
