@@ -41,7 +41,8 @@ FAMILY_TAG = "family"
 PARAMS_TAG = "optuna_params"  # JSON of the trial params that built the version (warm start)
 PROMOTED_TAG = "promoted"  # "True" / "False": the champion/challenger verdict
 DECIDED_AT_TAG = "decided_at"  # ISO time of that verdict
-PROMOTION_VERDICT_TAG = "decision"  # the promotion verdict in one sentence (key kept for old versions)
+# The promotion verdict in one sentence (the key predates the name, kept for old versions).
+PROMOTION_VERDICT_TAG = "decision"
 SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 
 SERIALIZATION = "cloudpickle"
