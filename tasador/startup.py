@@ -42,7 +42,7 @@ from pydantic import SecretStr
 from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.errors import ServiceUnavailable
-from tasador.core.services import free_port
+from tasador.core.services import free_port, wait_until_healthy
 
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema (a few dozen migrations)
 _SERVER_WORKERS = "1"  # one uvicorn process (requests run in its thread pool): fast start, light
@@ -232,20 +232,13 @@ def ensure_server(settings: Settings) -> str:
 
 
 def _wait_healthy(uri: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise ServiceUnavailable(
-                f"the MLflow server exited with code {process.returncode}:\n{tail}"
-            )
-        if _healthy(uri):
-            return
-        time.sleep(0.5)
-    process.kill()
-    raise ServiceUnavailable(
-        f"the MLflow server at {uri} did not answer within {START_TIMEOUT_S:.0f}s"
-    )
+    try:
+        wait_until_healthy(f"{uri}/health", START_TIMEOUT_S, process)
+    except ServiceUnavailable as exc:
+        if process.poll() is None:
+            process.kill()  # it never answered: do not leave it behind
+        tail = log.read_text(errors="replace")[-2000:]
+        raise ServiceUnavailable(f"the MLflow server did not start ({exc}):\n{tail}") from None
 
 
 def _stop_recorded(record: Path) -> bool:
