@@ -10,7 +10,9 @@ from mlflow import MlflowClient
 
 from experiments import registry
 from tasador import startup
+from tasador.core import db
 from tasador.core.config import Settings
+from tasador.core.errors import NotConfigured
 from tests.conftest import MLFLOW_TEST_BUCKET
 
 
@@ -18,8 +20,27 @@ def test_configured_tracking_uri_wins(tmp_path):
     uri = "http://mlflow:5000"
     settings = Settings(state_dir=tmp_path, mlflow_tracking_uri=uri, _env_file=None)
     assert registry.tracking_uri(settings) == "http://mlflow:5000"
-    assert startup.resolve(settings, mlflow=True).mlflow_tracking_uri == uri
+    assert startup.resolve(settings, databases=(), mlflow=True).mlflow_tracking_uri == uri
     assert not (tmp_path / "mlflow").exists()  # nothing started
+
+
+def test_library_lookups_never_start_a_server(tmp_path):
+    bare = Settings(state_dir=tmp_path, _env_file=None)
+    with pytest.raises(NotConfigured, match="TASADOR_RAW_DB_URL"):
+        db.database_url("raw", bare)
+    with pytest.raises(NotConfigured, match="TASADOR_MLFLOW_TRACKING_URI"):
+        registry.tracking_uri(bare)
+    assert not list(tmp_path.iterdir())  # no embedded PostgreSQL, no MLflow state
+
+
+def test_resolve_starts_only_what_the_command_uses(tmp_path):
+    given = Settings(
+        state_dir=tmp_path, raw_db_url="postgresql://u@db/raw", mlflow_tracking_uri="http://m",
+        _env_file=None,
+    )  # fmt: skip
+    resolved = startup.resolve(given, databases=("raw",), mlflow=True)
+    assert resolved == given  # serving's case: RAW and MLflow given, nothing else wanted
+    assert resolved.clean_db_url is None and not (tmp_path / "postgres").exists()
 
 
 def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_server, tmp_path):
