@@ -12,6 +12,7 @@ UP, DOWN = "#d6604d", "#4393c3"
 
 
 def dollars(value: float) -> str:
+    """A price in short form: $1.25M, $350k or $800."""
     if value >= 1e6:
         return f"${value / 1e6:.2f}M"
     return f"${value / 1e3:.0f}k" if value >= 1e3 else f"${value:.0f}"

@@ -14,6 +14,8 @@ TOP_ZIPS = 50  # per city
 
 @dataclass(frozen=True)
 class Choices:
+    """The states, cities and zip codes the prediction form offers, and a typical house size."""
+
     states: list[str]  # most listed first
     cities: dict[str, list[str]] = field(default_factory=dict)  # state -> cities
     zips: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (state, city) -> zips

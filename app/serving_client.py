@@ -46,12 +46,15 @@ def _call(base_url: str, method: str, path: str, body: Any = None) -> dict[str, 
 
 
 def predict(base_url: str, listing: dict[str, Any]) -> dict[str, Any]:
+    """The prediction API's price for one listing; raises ServiceError or InvalidListing."""
     return _call(base_url, "POST", "/predict", listing)
 
 
 def explain(base_url: str, listing: dict[str, Any]) -> dict[str, Any]:
+    """The prediction API's SHAP explanation of one listing."""
     return _call(base_url, "POST", "/explain", listing)
 
 
 def model(base_url: str) -> dict[str, Any]:
+    """The prediction API's description of the model version serving."""
     return _call(base_url, "GET", "/model")

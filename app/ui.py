@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 
 def settings() -> Settings:
+    """The settings every page uses (read once per process)."""
     return get_settings()
 
 

@@ -43,6 +43,8 @@ prepare_process()  # this file is the entry point of every task process that run
     },
 )
 def tasador_ingestion() -> None:
+    """Collect the next batch, clean it, decide, and request a retraining if needed."""
+
     @task
     def collect(params: dict[str, Any] | None = None) -> int:
         assert params is not None  # Airflow injects the run's params

@@ -62,6 +62,8 @@ prepare_process()  # this file is the entry point of every task process that run
     },
 )
 def tasador_training() -> None:
+    """Plan a study, run the mapped search workers, then champion/challenger."""
+
     @task
     def plan(
         params: dict[str, Any] | None = None, triggering_asset_events: Any = None

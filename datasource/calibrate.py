@@ -306,6 +306,7 @@ def dump(figures: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line: write the calibration figures derived from a CSV sample."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, required=True, help="a sample of the realtor CSV")
     parser.add_argument("--out", type=Path, default=CALIBRATION_PATH)

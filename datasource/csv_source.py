@@ -34,6 +34,8 @@ GENERATOR_ONLY = ("state_boost", "noise_sd")
 
 
 class CsvSource:
+    """Batches cut from the realtor CSV per the scenario, scaled down, repriced and dirtied."""
+
     def __init__(
         self, csv: Path, scenario: Scenario, scale: float, seed: int, state_dir: Path
     ) -> None:

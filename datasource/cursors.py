@@ -35,6 +35,8 @@ class Exhausted(Exception):
 
 
 class CursorStore:
+    """The next batch number of each group and day, in SQLite, per source key."""
+
     def __init__(self, path: Path, source_key: str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)

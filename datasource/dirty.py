@@ -16,6 +16,8 @@ NUMBER_WORDS = ("one", "two", "three", "four", "five", "six")
 
 
 class DirtyKnobs(BaseModel):
+    """How dirty a batch gets: shares of blank cells, duplicates, impossible and mistyped values."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     missing_rate: float = Field(default=0.0, ge=0, le=1, description="extra share of blank cells")

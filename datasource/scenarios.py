@@ -27,6 +27,8 @@ class ScenarioError(BadInput):
 
 
 class BatchSpec(GeneratorKnobs):
+    """One batch of a scenario: name, size at scale 1.0, generator knobs and dirt."""
+
     name: str = Field(min_length=1)
     rows: int = Field(gt=0, description="rows at scale 1.0")
     dirty: DirtyKnobs = Field(default_factory=DirtyKnobs)
@@ -39,6 +41,8 @@ class BatchSpec(GeneratorKnobs):
 
 
 class Scenario(BaseModel):
+    """A named list of batches to serve; ``defaults`` apply to every batch on load."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str

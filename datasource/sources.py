@@ -22,6 +22,8 @@ CACHED_BATCHES = 4  # recent batches kept in memory (a batch at scale 1 is ~100 
 
 
 class BatchSource(Protocol):
+    """Something that builds a scenario's batches for a group and day."""
+
     scenario: Scenario
 
     @property
@@ -35,10 +37,12 @@ class BatchSource(Protocol):
 
 
 def batch_seed(seed: int, group: int, day: str | None, number: int) -> tuple[int, ...]:
+    """The random seed of one batch, from the base seed, group, day and batch number."""
     return (seed, group, DAYS.index(day), number)
 
 
 def short_hash(text: str) -> str:
+    """The first 16 hex digits of the text's sha256."""
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -24,6 +24,8 @@ STRUCTURE = ("bed", "bath", "acre_lot", "house_size")
 
 @dataclass(frozen=True)
 class World:
+    """The calibrated world as numpy arrays: location frequencies, price effects and relations."""
+
     states: tuple[str, ...]
     state_weight: np.ndarray  # (S,) relative frequency
     state_effect: np.ndarray  # (S,) log-price effect
@@ -59,6 +61,7 @@ class World:
 
 @cache
 def load_world() -> World:
+    """The world read from ``calibration.json`` (once: cached)."""
     figures = json.loads(CALIBRATION_PATH.read_text())
     states = tuple(figures["states"])
     names, cum, effects, zip_start, zip_count = [], [], [], [], []

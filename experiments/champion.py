@@ -54,6 +54,8 @@ from tasador.core.names import (
 
 @dataclass(frozen=True)
 class Scored:
+    """One model version's holdout metrics, as challenger or production."""
+
     role: str  # "challenger" or "production"
     version: int
     family: str
@@ -62,6 +64,8 @@ class Scored:
 
 @dataclass(frozen=True)
 class RetrainingResult:
+    """The outcome of a retraining: both models' scores, the promotion verdict and the runs."""
+
     study_name: str
     model_name: str
     challenger: Scored
@@ -82,6 +86,7 @@ class RetrainingResult:
 
 
 def best_trial(study: Any) -> FrozenTrial:
+    """The completed trial with the lowest value; raises NotFound when none completed."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         raise NotFound(f"study {study.study_name} has no completed trial to refit")
@@ -94,6 +99,7 @@ def decide(challenger: float, production: float | None, margin: float) -> bool:
 
 
 def summarize(challenger: Scored, production: Scored | None, promoted: bool, margin: float) -> str:
+    """One sentence on whether the challenger was promoted, with both RMSLEs and the gain."""
     c = challenger.metrics[PRIMARY]
     if production is None:
         return f"Version {challenger.version} promoted: no production model yet (RMSLE {c:.4f})."

@@ -47,10 +47,12 @@ def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.Dat
 
 
 def training_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
+    """The clean non-holdout rows of the batches; raises NotFound if a batch has none."""
     return _rows(settings, batch_ids, holdout=False)
 
 
 def holdout_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
+    """The clean holdout rows of the batches; raises NotFound if a batch has none."""
     return _rows(settings, batch_ids, holdout=True)
 
 
@@ -68,4 +70,5 @@ def sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
 
 
 def target(frame: pd.DataFrame) -> np.ndarray:
+    """The price column as a float64 array."""
     return cast(np.ndarray, frame[TARGET].to_numpy(dtype="float64"))

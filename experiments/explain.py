@@ -133,6 +133,8 @@ def plot_diff(diff: pd.DataFrame, title: str) -> bytes:
 
 @dataclass(frozen=True)
 class Explanation:
+    """Both models' SHAP importances side by side, a sentence on what changed, and a PNG chart."""
+
     diff: pd.DataFrame
     sentence: str
     png: bytes

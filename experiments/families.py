@@ -25,6 +25,8 @@ from tasador.core.errors import BadInput
 
 @dataclass(frozen=True)
 class Family:
+    """A model family: its estimator class, feature encoding and runtime keyword arguments."""
+
     name: str
     estimator: type[RegressorMixin]
     encoding: Encoding
@@ -64,6 +66,7 @@ FAMILIES: dict[str, Family] = {
 
 
 def family(name: str) -> Family:
+    """The family named ``name``; raises BadInput for an unknown one."""
     try:
         return FAMILIES[name]
     except KeyError:

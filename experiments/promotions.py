@@ -47,6 +47,8 @@ model_promotions = sa.Table(
 
 @dataclass(frozen=True)
 class Promotion:
+    """A stored champion/challenger verdict: both versions, their holdout RMSLEs and the margin."""
+
     id: int
     decided_at: datetime
     model_name: str
@@ -67,6 +69,7 @@ def _promotion(row: sa.Row[Any]) -> Promotion:
 
 
 def get(engine: sa.Engine, model_name: str, challenger_version: int) -> Promotion | None:
+    """The promotion decision of a model version, or None when there is none."""
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(model_promotions).where(

@@ -70,6 +70,7 @@ def connect(settings: Settings) -> MlflowClient:
 
 
 def signature() -> ModelSignature:
+    """The model signature: the listing columns as optional inputs, one double (price) out."""
     return ModelSignature(
         inputs=Schema([ColSpec(INPUT_TYPES[c], c, required=False) for c in INPUT_COLUMNS]),
         outputs=Schema([ColSpec("double")]),
@@ -111,6 +112,7 @@ def log_and_register(
 def versions_of_run(
     mlflow_client: MlflowClient, settings: Settings, run_id: str
 ) -> list[ModelVersion]:
+    """The versions of the configured model registered from run ``run_id``."""
     return [
         v
         for v in mlflow_client.search_model_versions(f"run_id = '{run_id}'")

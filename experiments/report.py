@@ -75,6 +75,7 @@ def model_change_report(
     explanation: Explanation,
     decision: Decision | None,
 ) -> str:
+    """The Markdown report of a retraining: why, what the search found, the verdict."""
     challenger = result.challenger
     sections = [
         f"# Model change report: {model_name} version {challenger.version}",

@@ -24,6 +24,7 @@ def retrain(
     reason: str | None = None,
     families: Sequence[str] | None = None,
 ) -> RetrainingResult:
+    """Plan a study on the batches, run the search workers, then refit and face production."""
     plan = prepare_study(
         settings,
         batch_ids,

@@ -46,6 +46,7 @@ def create_run(
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
 ) -> str:
+    """Create an MLflow run with the tags, nested under ``parent_run_id`` if given; its id."""
     all_tags = {**tags, MLFLOW_RUN_NAME: name}
     if parent_run_id is not None:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id

@@ -45,6 +45,8 @@ class _Strict(BaseModel):
 
 
 class IntParam(_Strict):
+    """An integer hyperparameter range, optionally stepped or log-scaled."""
+
     type: Literal["int"]
     low: int
     high: int
@@ -63,6 +65,8 @@ class IntParam(_Strict):
 
 
 class FloatParam(_Strict):
+    """A float hyperparameter range, optionally stepped or log-scaled (not both)."""
+
     type: Literal["float"]
     low: float
     high: float
@@ -81,6 +85,8 @@ class FloatParam(_Strict):
 
 
 class CategoricalParam(_Strict):
+    """A hyperparameter picked from a list of choices."""
+
     type: Literal["categorical"]
     choices: list[str | int | float | bool | None] = Field(min_length=1)
 
@@ -99,6 +105,8 @@ Param = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator=
 
 
 class FeatureSpace(_Strict):
+    """Feature-encoding settings to search or fix: the target-encoding smoothing."""
+
     smoothing: FloatParam | Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
@@ -109,6 +117,8 @@ class FeatureSpace(_Strict):
 
 
 class SearchSpace(_Strict):
+    """A model family's search space: searched parameters, fixed ones and feature settings."""
+
     family: str
     params: dict[str, Param] = Field(min_length=1)
     fixed: dict[str, Any] = Field(default_factory=dict)
@@ -231,10 +241,12 @@ def load_spaces(
 
 
 def spaces_to_json(spaces: Mapping[str, SearchSpace]) -> dict[str, Any]:
+    """The search spaces as JSON-ready dicts, by name."""
     return {name: space.model_dump(mode="json") for name, space in spaces.items()}
 
 
 def spaces_from_json(data: Mapping[str, Any], where: str) -> dict[str, SearchSpace]:
+    """Search spaces parsed back from JSON; errors name ``where`` and the space."""
     return {name: parse_space(value, f"{where}: {name}") for name, value in data.items()}
 
 

@@ -115,6 +115,7 @@ def study_name_for(batch_ids: Sequence[int], model_name: str) -> str:
 
 
 def storage(settings: Settings) -> RDBStorage:
+    """The Optuna storage in PostgreSQL, with heartbeats that retry trials of dead workers."""
     # Heartbeats and grouped TPE are "experimental" in Optuna 5 and warn on every use.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return RDBStorage(
@@ -143,6 +144,7 @@ class _RetryStaleTrial:
 
 
 def load_plan(study: optuna.Study) -> StudyPlan:
+    """The plan stored on the study; raises Conflict when it has none."""
     raw = study.user_attrs.get(PLAN_ATTR)
     if raw is None:
         raise Conflict(f"study {study.study_name} has no plan: create it with prepare_study")
@@ -150,6 +152,7 @@ def load_plan(study: optuna.Study) -> StudyPlan:
 
 
 def load_study(study_name: str, settings: Settings) -> tuple[optuna.Study, StudyPlan]:
+    """The named study with its sampler and pruner, and its plan; raises NotFound if absent."""
     store = storage(settings)
     try:
         probe = optuna.load_study(study_name=study_name, storage=store)
@@ -340,6 +343,7 @@ class _Objective:
 
 
 def counted_trials(study: optuna.Study) -> int:
+    """How many trials count toward the budget (completed or pruned)."""
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 

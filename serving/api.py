@@ -163,6 +163,7 @@ def _listing_body(max_rows: int | None) -> dict[str, Any]:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The prediction API app; a background watcher hot-swaps the production model."""
     service = Service(settings)
 
     @asynccontextmanager

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class RegistryStatus:
+    """What the last polls of the model registry found."""
+
     reachable: bool | None = None  # None: not asked yet
     checked_at: datetime | None = None  # last answer from the registry
     alias_version: str | None = None  # what the alias names there
@@ -46,6 +48,8 @@ def _short(exc: BaseException) -> str:
 
 
 class ModelWatcher:
+    """Polls the registry in a thread and swaps in the version the production alias names."""
+
     def __init__(
         self,
         settings: Settings,

@@ -115,6 +115,8 @@ def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
 
 @dataclass
 class LogStats:
+    """Counters of the inference log: rows buffered, spooled and written, and database health."""
+
     buffered_rows: int = 0  # handed over by requests, not yet written
     spooled_rows: int = 0  # in spool files
     written_rows: int = 0  # since start

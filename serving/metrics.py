@@ -18,6 +18,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class ServingMetrics:
+    """The API's Prometheus metrics in a registry of their own."""
+
     def __init__(self, watcher: ModelWatcher, log: InferenceLog) -> None:
         self.registry = CollectorRegistry()
         r = self.registry

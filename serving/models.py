@@ -65,6 +65,8 @@ class Scorer:
 
 @dataclass(frozen=True)
 class ServedModel:
+    """A loaded model version: what it is, how it scores, and the fitted model for SHAP."""
+
     info: ModelInfo
     scorer: Scorer
     raw_model: Any  # the fitted scikit-learn model (SHAP explains this very object)

@@ -130,17 +130,23 @@ class Listing(BaseModel):
 
 
 class ModelRef(BaseModel):
+    """Which model answered: registered name, version and alias."""
+
     name: str
     version: str
     alias: str
 
 
 class Predictions(BaseModel):
+    """Predicted prices and the model that made them."""
+
     predictions: list[float] = Field(description="Prices in dollars, in the order sent.")
     model: ModelRef
 
 
 class Contribution(BaseModel):
+    """One feature's SHAP contribution to a listing's price."""
+
     feature: str = Field(description="An input field of the listing.")
     value: str | float | None = Field(description="The listing's value of it (null: missing).")
     contribution: float = Field(description="SHAP value, in log(price).")
@@ -164,6 +170,7 @@ class Problem(BaseModel):
 
 
 def listings_adapter(max_rows: int) -> TypeAdapter[list[Listing]]:
+    """A validator of a list of 1 to ``max_rows`` listings."""
     return TypeAdapter(Annotated[list[Listing], Field(min_length=1, max_length=max_rows)])
 
 

@@ -24,6 +24,7 @@ from tasador.loop.status import batch_status, render_table
 def run_demo(
     settings: Settings, scenario: str, scale: float, group: int, trials: int, workers: int
 ) -> None:
+    """Serve a scenario from a local data API and run the DAGs on each batch until none is left."""
     started = time.monotonic()
     port = services.free_port()
     api_url = f"http://127.0.0.1:{port}"
@@ -82,6 +83,7 @@ def run_demo(
 def summary_table(
     settings: Settings, results: list[tuple[dict[str, Any], dict[str, Any] | None]]
 ) -> str:
+    """A table of each batch's rows, decision and training outcome, then each decision's reason."""
     batches = {b.batch_id: b for b in batch_status(settings)}
     # Batch ids (what decisions and lineage tags name) first; the data API's number beside it.
     lines = [

@@ -53,6 +53,8 @@ class DagRunError(TasadorError):
 
 @dataclass(frozen=True)
 class DagRun:
+    """A finished DAG run: its state, each task's state and the unmapped tasks' return values."""
+
     dag_id: str
     run_id: str
     state: str

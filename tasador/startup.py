@@ -96,6 +96,7 @@ def server_url(pg_dir: Path) -> str:
 
 
 def socket_dir(pg_dir: Path) -> str:
+    """The folder holding the embedded server's Unix socket (its data folder)."""
     return str(pg_dir.resolve())
 
 
@@ -107,6 +108,7 @@ def database_url(pg_dir: Path, dbname: str) -> str:
 
 
 def ensure_database(host: str, dbname: str, port: int | None = None) -> None:
+    """Create ``dbname`` on the server unless it exists (safe against a concurrent create)."""
     conninfo = f"host={host} user=postgres dbname=postgres" + (f" port={port}" if port else "")
     with psycopg.connect(conninfo, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()

@@ -20,6 +20,7 @@ settings = ui.settings()
 
 @st.cache_data(ttl=300, show_spinner=False)
 def form_choices(clean_url: str) -> choices.Choices:
+    """The form's states, cities and zip codes from CLEAN, cached for five minutes."""
     return choices.load(db.engine_for(clean_url))
 
 

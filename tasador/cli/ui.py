@@ -17,6 +17,7 @@ MAIN = Path(app.__file__).resolve().parent / "main.py"
 
 
 def streamlit_args(host: str, port: int) -> list[str]:
+    """The command line that runs the Streamlit app headless on host:port, error details hidden."""
     return [
         sys.executable,
         "-m",

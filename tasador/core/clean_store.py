@@ -65,6 +65,8 @@ _LISTING_COLUMNS = ("batch_id", "row_index", "row_hash", "is_holdout", *RAW_COLU
 
 @dataclass(frozen=True)
 class CleanedBatch:
+    """A RAW batch cleaned into CLEAN: its id and what cleaning dropped and fixed."""
+
     batch_id: int
     report: CleaningReport
 
@@ -185,4 +187,5 @@ def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row[Any]]:
 
 
 def holdout_share(frame: pd.DataFrame) -> float:
+    """Share of the frame's rows in the holdout (0.0 for an empty frame)."""
     return float(np.mean(frame["is_holdout"])) if len(frame) else 0.0

@@ -34,6 +34,8 @@ _ID_COLUMNS = ("brokered_by", "street")
 
 @dataclass
 class CleaningReport:
+    """Rows in and out of cleaning, and per rule the rows dropped, values fixed and missing."""
+
     rows_in: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)

@@ -45,6 +45,8 @@ class _Payload(BaseModel):
 
 @dataclass(frozen=True)
 class CollectResult:
+    """What a collect did: stored a new batch, found it stored already, or found none left."""
+
     outcome: Literal["stored", "already_stored", "exhausted"]
     batch_id: int | None = None
     batch_number: int | None = None
@@ -52,6 +54,7 @@ class CollectResult:
 
 
 def parse_payload(body: bytes, group_number: int) -> _Payload:
+    """The data API's batch, validated and for ``group_number``; raises PayloadError if not."""
     try:
         payload = _Payload.model_validate_json(body)
     except ValidationError as exc:

@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    """Every setting of Tasador, read from ``TASADOR_*`` environment variables and ``.env``."""
+
     model_config = SettingsConfigDict(
         env_prefix="TASADOR_",
         env_file=".env",
@@ -120,4 +122,5 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @lru_cache
 def get_settings() -> Settings:
+    """The process's settings, read once and cached."""
     return Settings()

@@ -37,6 +37,8 @@ decisions = sa.Table(
 
 @dataclass(frozen=True)
 class Decision:
+    """A stored retrain-or-skip decision on a batch, with its reason and evidence."""
+
     id: int
     batch_id: int
     verdict: Verdict
@@ -77,6 +79,7 @@ def save(
 
 
 def get(engine: sa.Engine, batch_id: int) -> Decision | None:
+    """The decision on a batch, or None when the batch has none."""
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(decisions).where(decisions.c.batch_id == batch_id)
@@ -85,6 +88,7 @@ def get(engine: sa.Engine, batch_id: int) -> Decision | None:
 
 
 def get_by_id(engine: sa.Engine, decision_id: int) -> Decision | None:
+    """The decision with this id, or None when there is none."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(decisions).where(decisions.c.id == decision_id)).one_or_none()
     return None if row is None else _decision(row)

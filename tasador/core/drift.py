@@ -54,12 +54,16 @@ class Buckets:
 
 @dataclass(frozen=True)
 class TestResult:
+    """A statistical test's statistic and p-value."""
+
     statistic: float
     p_value: float
 
 
 @dataclass(frozen=True)
 class Unseen:
+    """Categorical values of a batch that its reference never had, against what chance predicts."""
+
     share: float  # share of batch rows (with a value) whose value the reference never had
     expected_share: float  # Good-Turing: what to expect by chance with this reference
     top: list[tuple[str, int]]  # the most frequent unseen values and their batch row counts
@@ -167,9 +171,11 @@ def unseen(reference: pd.Series, current: pd.Series, top: int = 5) -> Unseen:
 
 
 def median(series: pd.Series) -> float | None:
+    """Median of a numeric or date column, ignoring missing values; None when none is present."""
     values = _present(as_numbers(series))
     return float(np.median(values)) if len(values) else None
 
 
 def missing_share(series: pd.Series) -> float:
+    """Share of missing values in the series (0.0 when empty)."""
     return float(series.isna().mean()) if len(series) else 0.0

@@ -38,6 +38,8 @@ class _Frozen(BaseModel):
 
 
 class Thresholds(_Frozen):
+    """The drift and model-error limits a decision applies, taken from the settings."""
+
     psi: float
     p_value: float
     ks_min_statistic: float
@@ -60,12 +62,16 @@ class Thresholds(_Frozen):
 
 
 class CategoryMove(_Frozen):
+    """One category's share in the reference and in the current batch."""
+
     category: str
     reference_share: float
     current_share: float
 
 
 class FeatureShift(_Frozen):
+    """How one column's distribution moved from reference to batch, and whether that is drift."""
+
     column: str
     kind: Literal["numeric", "categorical"]
     psi: float | None  # None when a side has no value at all to compare
@@ -91,6 +97,8 @@ class _ShiftCommon(TypedDict):
 
 
 class UnseenCategories(_Frozen):
+    """Batch values of a column the reference never had; fires when well above chance."""
+
     column: str
     share: float
     expected_share: float
@@ -103,6 +111,8 @@ class UnseenCategories(_Frozen):
 
 
 class ModelCheck(_Frozen):
+    """The production model's batch RMSLE against its holdout RMSLE; fires on too high a ratio."""
+
     model_version: str
     rows_scored: int
     batch_rmsle: float
@@ -113,18 +123,24 @@ class ModelCheck(_Frozen):
 
 
 class BatchInfo(_Frozen):
+    """The batch being decided on: its id and row counts before and after cleaning."""
+
     batch_id: int
     rows_in: int
     rows_out: int
 
 
 class ReferenceInfo(_Frozen):
+    """What a batch is compared with: the production model's training batches, or the baseline."""
+
     batch_ids: list[int]
     rows: int | None = None  # training rows compared with; None when not read (already trained)
     model_version: str | None  # None: no production model yet, the baseline batch is the reference
 
 
 class Evidence(_Frozen):
+    """Everything a retrain-or-skip decision rests on; ``basis`` says how far it compared."""
+
     basis: Basis
     batch: BatchInfo
     reference: ReferenceInfo | None = None
@@ -213,6 +229,7 @@ def _largest_moves(buckets: drift.Buckets, top: int = 3) -> list[CategoryMove]:
 def unseen_categories(
     column: str, reference: pd.Series, current: pd.Series, thresholds: Thresholds
 ) -> UnseenCategories:
+    """The unseen-category check of one column, fired against ``thresholds.unseen_share``."""
     found = drift.unseen(reference, current)
     return UnseenCategories(
         column=column,
@@ -244,6 +261,8 @@ def compare(
 
 
 class Predictor(Protocol):
+    """Anything with a ``predict`` on a listings frame (an MLflow pyfunc model, say)."""
+
     def predict(self, data: pd.DataFrame) -> Any: ...
 
 
@@ -262,6 +281,7 @@ def model_check(
     current: pd.DataFrame,
     thresholds: Thresholds,
 ) -> ModelCheck:
+    """Score ``model`` on the batch against its holdout RMSLE (Conflict unless that is > 0)."""
     if not holdout_rmsle > 0:  # also refuses NaN (an empty holdout)
         raise Conflict(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
     batch_rmsle, rows = model_error(model, current, thresholds.model_rows)
@@ -278,6 +298,7 @@ def model_check(
 
 
 def verdict_of(evidence: Evidence) -> Verdict:
+    """Retrain on the baseline batch, when forced or when any check fired; skip otherwise."""
     if evidence.basis == "baseline" or evidence.forced:
         return "retrain"
     if evidence.basis in ("already_trained", "empty"):

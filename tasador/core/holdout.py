@@ -29,5 +29,6 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
 
 
 def is_holdout(hashes: np.ndarray, share: float = HOLDOUT_SHARE) -> np.ndarray:
+    """Whether each row hash falls in the holdout: the lowest ``share`` of the hash range."""
     unsigned = hashes.view(np.uint64)
     return (unsigned % np.uint64(10_000)) < np.uint64(round(share * 10_000))

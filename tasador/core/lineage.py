@@ -12,10 +12,12 @@ RETRAIN_REASON = "retrain_reason"
 
 
 def encode_batch_ids(batch_ids: Iterable[int]) -> str:
+    """Batch ids as a sorted, de-duplicated comma-separated string (for a tag)."""
     return ",".join(str(b) for b in sorted(set(batch_ids)))
 
 
 def decode_batch_ids(text: str | None) -> list[int]:
+    """The batch ids of an encoded tag; an empty list for None or an empty string."""
     if not text:
         return []
     return [int(part) for part in text.split(",") if part.strip()]

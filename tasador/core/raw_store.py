@@ -70,6 +70,8 @@ inference_requests = sa.Table(
 
 @dataclass(frozen=True)
 class StoredBatch:
+    """A batch stored in RAW: its id, whether this call created it, and its row count."""
+
     id: int
     created: bool  # False when the very same batch was stored before
     row_count: int

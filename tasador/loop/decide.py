@@ -67,6 +67,8 @@ from tasador.core.narrative import explain
 
 @dataclass(frozen=True)
 class ProductionModel:
+    """The production model version, the batches it was trained on and its holdout RMSLE."""
+
     version: str
     batch_ids: list[int]
     holdout_rmsle: float | None  # the run metric, when the run logged it
@@ -127,6 +129,7 @@ class _EvidenceBase(TypedDict):
 def gather_evidence(
     settings: Settings, engine: sa.Engine, batch_id: int, force: bool = False
 ) -> Evidence:
+    """Compare a clean batch with the production model's training data (or the baseline batch)."""
     thresholds = Thresholds.from_settings(settings)
     batch = _batch_info(engine, batch_id)
     base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}

@@ -12,6 +12,8 @@ from tasador.core.config import Settings
 
 @dataclass(frozen=True)
 class IngestResult:
+    """The outcome of collecting a batch and, when one came, its cleaning report."""
+
     collected: CollectResult
     report: CleaningReport | None  # None when the API had no new batch
 
@@ -19,6 +21,7 @@ class IngestResult:
 def collect(
     settings: Settings, api_url: str | None = None, group: int | None = None, day: str | None = None
 ) -> CollectResult:
+    """Collect the next batch into RAW; arguments left out come from the settings."""
     return collect_batch(
         db.engine("raw", settings),
         api_url or settings.data_api_url,
@@ -31,6 +34,7 @@ def collect(
 
 
 def clean(settings: Settings, batch_id: int) -> CleaningReport:
+    """Clean a RAW batch into CLEAN and return the cleaning report."""
     cleaned = clean_store.clean_batch(
         db.engine("raw", settings), db.engine("clean", settings), batch_id
     )
@@ -40,6 +44,7 @@ def clean(settings: Settings, batch_id: int) -> CleaningReport:
 def collect_and_clean(
     settings: Settings, api_url: str | None = None, group: int | None = None, day: str | None = None
 ) -> IngestResult:
+    """Collect the next batch and clean it; no report when the API had no new batch."""
     collected = collect(settings, api_url, group, day)
     if collected.batch_id is None:
         return IngestResult(collected=collected, report=None)

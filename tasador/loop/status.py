@@ -155,6 +155,7 @@ def batches_table(rows: list[BatchStatus]) -> str:
 
 
 def render_table(lines: Sequence[tuple[str, ...]]) -> str:
+    """Rows of cells as left-aligned text columns; the first row is the header, underlined."""
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     out = [
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()

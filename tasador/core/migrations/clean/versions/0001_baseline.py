@@ -22,6 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Create whichever of the CLEAN tables are missing."""
     if not table_exists("batches"):
         op.create_table(
             "batches",
@@ -104,6 +105,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every CLEAN table."""
     op.drop_table("model_promotions")
     op.drop_table("decisions")
     op.drop_table("listings")

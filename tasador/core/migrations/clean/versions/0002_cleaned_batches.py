@@ -18,10 +18,12 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Rename ``batches`` (and its primary key index) to ``cleaned_batches``."""
     op.rename_table("batches", "cleaned_batches")
     op.execute("ALTER INDEX batches_pkey RENAME TO cleaned_batches_pkey")
 
 
 def downgrade() -> None:
+    """Rename ``cleaned_batches`` (and its primary key index) back to ``batches``."""
     op.execute("ALTER INDEX cleaned_batches_pkey RENAME TO batches_pkey")
     op.rename_table("cleaned_batches", "batches")

@@ -38,6 +38,7 @@ RAW_COLUMNS = (
 
 
 def upgrade() -> None:
+    """Create whichever of the RAW tables are missing."""
     if not table_exists("batch_rows"):
         op.create_table(
             "batch_rows",
@@ -81,6 +82,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop every RAW table."""
     op.drop_table("inference_requests")
     op.drop_table("batches")
     op.drop_table("batch_rows")

@@ -20,6 +20,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    """Add the request columns if missing and the unique key, reusing an index of that name."""
     op.execute(
         "ALTER TABLE inference_requests ADD COLUMN IF NOT EXISTS request_id uuid, "
         "ADD COLUMN IF NOT EXISTS row_index integer"
@@ -46,6 +47,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Drop the unique key and the ``request_id``/``row_index`` columns."""
     op.drop_constraint("inference_row_key", "inference_requests", type_="unique")
     op.drop_column("inference_requests", "row_index")
     op.drop_column("inference_requests", "request_id")
