@@ -13,19 +13,21 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tasador import startup
+from tasador.core.cleaning import clean_frame
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
+from tests.listings import generated_csv
 
 prepare_process()  # the test session is an entry point like the `tasador` command
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CSV = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +74,27 @@ def settings(tmp_path: Path, make_database: Callable[[str], str]) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def sample_csv() -> Path:
-    if not SAMPLE_CSV.exists():
-        pytest.skip(f"the shared sample is missing: {SAMPLE_CSV}")
-    return SAMPLE_CSV
+def listings_csv() -> Iterator[Path]:
+    """5,000 seeded generated listings as a realtor-format CSV (the same file every session)."""
+    # Outside pytest's basetemp, which concurrent sessions prune: later tests still read it.
+    folder = Path(tempfile.mkdtemp(prefix="tasador-test-data-"))
+    try:
+        yield generated_csv(folder / "listings.csv")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def raw_sample(listings_csv: Path) -> pd.DataFrame:
+    """The listings as RAW holds them: every value as text, missing as ''."""
+    return pd.read_csv(listings_csv, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def clean_sample(raw_sample: pd.DataFrame) -> pd.DataFrame:
+    """The listings cleaned by the platform's own rules."""
+    frame, _ = clean_frame(raw_sample)
+    return frame.reset_index(drop=True)
 
 
 # --- S3 and MLflow servers (added for experiments/; reusable by every part) -----------------
