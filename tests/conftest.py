@@ -24,8 +24,11 @@ from tasador.core.cleaning import clean_frame
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
 from tests.listings import generated_csv
+from tests.processes import LeakGuard, describe, kill, stopping_embedded
 
 prepare_process()  # the test session is an entry point like the `tasador` command
+# Before any fixture runs: what runs already is not ours; what starts from here on is marked.
+LEAK_GUARD = LeakGuard.begin()
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,14 +66,21 @@ def make_database(pg_server_url: str) -> Callable[[str], str]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, make_database: Callable[[str], str]) -> Settings:
-    """Settings pointing at fresh RAW and CLEAN databases and a private state folder."""
-    return Settings(
-        state_dir=tmp_path / "state",
-        raw_db_url=make_database("raw"),
-        clean_db_url=make_database("clean"),
-        _env_file=None,
-    )
+def settings(tmp_path: Path, make_database: Callable[[str], str]) -> Iterator[Settings]:
+    """Settings pointing at fresh RAW and CLEAN databases and a private state folder.
+
+    A command run with them starts an embedded PostgreSQL (for the URLs left unset) or MLflow
+    server under that folder; both outlive the command, so they are stopped here.
+    """
+    with stopping_embedded(
+        Settings(
+            state_dir=tmp_path / "state",
+            raw_db_url=make_database("raw"),
+            clean_db_url=make_database("clean"),
+            _env_file=None,
+        )
+    ) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")
@@ -174,3 +184,25 @@ def mlflow_server(s3_server: str, make_database: Callable[[str], str]) -> Iterat
     finally:
         startup.stop_server(server_settings)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# --- no server outlives the session ------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)  # after the runner's hook has torn down the session fixtures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session if a server it started still runs; end those servers."""
+    basetemp = session.config._tmp_path_factory._basetemp  # None when no test used tmp_path
+    leaked = LEAK_GUARD.leaked([basetemp] if basetemp is not None else [])
+    if not leaked:
+        return
+    lines = describe(leaked)
+    kill(leaked)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "\n".join(["servers started by the tests were still running (now killed):", *lines])
+    if reporter is not None:
+        reporter.write_sep("=", "leaked processes", red=True)
+        reporter.write_line(message)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

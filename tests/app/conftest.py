@@ -19,6 +19,7 @@ from tasador.core import db
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.loop import decide
 from tests.experiments.conftest import load_batches
+from tests.processes import stopping_embedded
 from tests.serving.conftest import (  # noqa: F401  (fixtures shared with the serving tests)
     fail_fast_mlflow,
     lgbm_model,
@@ -99,7 +100,7 @@ def world(
     rows = clean_sample.sample(80, random_state=0)
     log_shap(settings, first, xgb_model, None, rows)
     log_shap(settings, second, lgbm_model, xgb_model, rows)
-    with running(settings) as (url, _):
+    with stopping_embedded(settings), running(settings) as (url, _):
         wait_until(lambda: ready_version(url) == second, 60, "the API serves the latest version")
         yield World(settings, url, (first, second), batch_ids)
 

@@ -15,9 +15,12 @@ from tasador.loop import dag_defaults
 
 
 @pytest.fixture
-def live_settings(settings: Settings):
+def live_settings(settings: Settings, mlflow_server: str):
     port = services.free_port()
-    live = settings.model_copy(update={"data_api_url": f"http://127.0.0.1:{port}"})
+    # The DAG's tasks read the settings as given: the tracking URI is one (decide asks MLflow).
+    live = settings.model_copy(
+        update={"data_api_url": f"http://127.0.0.1:{port}", "mlflow_tracking_uri": mlflow_server}
+    )
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
     )
