@@ -85,7 +85,7 @@ def settings(tmp_path: Path, make_database: Callable[[str], str]) -> Iterator[Se
 
 @pytest.fixture(scope="session")
 def listings_csv() -> Iterator[Path]:
-    """5,000 seeded generated listings as a realtor-format CSV (the same file every session)."""
+    """5,000 seeded generated listings as a realtor-format CSV (same rows every session)."""
     # Outside pytest's basetemp, which concurrent sessions prune: later tests still read it.
     folder = Path(tempfile.mkdtemp(prefix="tasador-test-data-"))
     try:
