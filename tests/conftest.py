@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import pytest
 from psycopg import sql
@@ -20,13 +21,17 @@ from sqlalchemy.engine import make_url
 
 from tasador import startup
 from tasador.core import migrations
+from tasador.core.cleaning import clean_frame
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
+from tests.listings import generated_csv
+from tests.processes import LeakGuard, describe, kill, stopping_embedded
 
 prepare_process()  # the test session is an entry point like the `tasador` command
+# Before any fixture runs: what runs already is not ours; what starts from here on is marked.
+LEAK_GUARD = LeakGuard.begin()
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CSV = REPO.parent / "shared" / "data" / "realtor-sample-5k.csv"
 
 
 @pytest.fixture(scope="session")
@@ -78,22 +83,46 @@ def make_migrated_database(
 @pytest.fixture
 def settings(
     tmp_path: Path, make_migrated_database: Callable[[migrations.Database], str]
-) -> Settings:
+) -> Iterator[Settings]:
     """Settings pointing at fresh RAW and CLEAN databases (newest schema) and a private state
-    folder."""
-    return Settings(
-        state_dir=tmp_path / "state",
-        raw_db_url=make_migrated_database("raw"),
-        clean_db_url=make_migrated_database("clean"),
-        _env_file=None,
-    )
+    folder.
+
+    A command run with them starts an embedded PostgreSQL (for the URLs left unset) or MLflow
+    server under that folder; both outlive the command, so they are stopped here.
+    """
+    with stopping_embedded(
+        Settings(
+            state_dir=tmp_path / "state",
+            raw_db_url=make_migrated_database("raw"),
+            clean_db_url=make_migrated_database("clean"),
+            _env_file=None,
+        )
+    ) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")
-def sample_csv() -> Path:
-    if not SAMPLE_CSV.exists():
-        pytest.skip(f"the shared sample is missing: {SAMPLE_CSV}")
-    return SAMPLE_CSV
+def listings_csv() -> Iterator[Path]:
+    """5,000 seeded generated listings as a realtor-format CSV (same rows every session)."""
+    # Outside pytest's basetemp, which concurrent sessions prune: later tests still read it.
+    folder = Path(tempfile.mkdtemp(prefix="tasador-test-data-"))
+    try:
+        yield generated_csv(folder / "listings.csv")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def raw_sample(listings_csv: Path) -> pd.DataFrame:
+    """The listings as RAW holds them: every value as text, missing as ''."""
+    return pd.read_csv(listings_csv, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def clean_sample(raw_sample: pd.DataFrame) -> pd.DataFrame:
+    """The listings cleaned by the platform's own rules."""
+    frame, _ = clean_frame(raw_sample)
+    return frame.reset_index(drop=True)
 
 
 # --- S3 and MLflow servers (added for experiments/; reusable by every part) -----------------
@@ -173,3 +202,25 @@ def mlflow_server(s3_server: str, make_database: Callable[[str], str]) -> Iterat
     finally:
         startup.stop_server(server_settings)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+# --- no server outlives the session ------------------------------------------------------------
+
+
+@pytest.hookimpl(trylast=True)  # after the runner's hook has torn down the session fixtures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the session if a server it started still runs; end those servers."""
+    basetemp = session.config._tmp_path_factory._basetemp  # None when no test used tmp_path
+    leaked = LEAK_GUARD.leaked([basetemp] if basetemp is not None else [])
+    if not leaked:
+        return
+    lines = describe(leaked)
+    kill(leaked)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "\n".join(["servers started by the tests were still running (now killed):", *lines])
+    if reporter is not None:
+        reporter.write_sep("=", "leaked processes", red=True)
+        reporter.write_line(message)
+    else:
+        print(message, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

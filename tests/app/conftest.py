@@ -19,8 +19,8 @@ from tasador.core import db
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.loop import decide
 from tests.experiments.conftest import load_batches
+from tests.processes import stopping_embedded
 from tests.serving.conftest import (  # noqa: F401  (fixtures shared with the serving tests)
-    clean_sample,
     fail_fast_mlflow,
     lgbm_model,
     ready_version,
@@ -58,8 +58,8 @@ def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd
 def world(
     make_migrated_database: Callable[[str], str],
     mlflow_server: str,
-    sample_csv: Path,
-    clean_sample: pd.DataFrame,  # noqa: F811
+    raw_sample: pd.DataFrame,
+    clean_sample: pd.DataFrame,
     xgb_model: Any,  # noqa: F811
     lgbm_model: Any,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
@@ -75,8 +75,7 @@ def world(
         serving_poll_s=0.5,
         _env_file=None,
     )
-    raw = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
-    batch_ids = load_batches(settings, raw, [2_500, 2_500])
+    batch_ids = load_batches(settings, raw_sample, [2_500, 2_500])
     for batch_id in batch_ids:
         decide.decide_batch(settings, batch_id)
     first = register(settings, xgb_model, clean_sample, family="xgboost", batch_ids=batch_ids[:1])
@@ -101,7 +100,7 @@ def world(
     rows = clean_sample.sample(80, random_state=0)
     log_shap(settings, first, xgb_model, None, rows)
     log_shap(settings, second, lgbm_model, xgb_model, rows)
-    with running(settings) as (url, _):
+    with stopping_embedded(settings), running(settings) as (url, _):
         wait_until(lambda: ready_version(url) == second, 60, "the API serves the latest version")
         yield World(settings, url, (first, second), batch_ids)
 

@@ -18,6 +18,7 @@ from tasador.loop import dag_defaults
 @pytest.fixture
 def live_settings(settings: Settings, mlflow_server: str):
     port = services.free_port()
+    # The DAG's tasks read the settings as given: the tracking URI is one (decide asks MLflow).
     live = settings.model_copy(
         update={
             "data_api_url": f"http://127.0.0.1:{port}",

@@ -1,4 +1,4 @@
-"""Fixtures of the experiments tests: the real sample, cleaned by the platform's own rules."""
+"""Fixtures of the experiments tests: search spaces, stored batches, search settings."""
 
 from __future__ import annotations
 
@@ -12,17 +12,8 @@ import pytest
 from pydantic import SecretStr
 
 from tasador.core import clean_store, db, raw_store
-from tasador.core.cleaning import clean_frame
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.config import Settings
-
-
-@pytest.fixture(scope="session")
-def clean_sample(sample_csv: Path) -> pd.DataFrame:
-    raw = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
-    frame, _ = clean_frame(raw)
-    return frame.reset_index(drop=True)
-
 
 TINY_SPACES = {
     "xgboost": """\
@@ -84,11 +75,6 @@ def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) 
         clean_store.clean_batch(raw_engine, clean_engine, stored.id)
         ids.append(stored.id)
     return ids
-
-
-@pytest.fixture(scope="session")
-def raw_sample(sample_csv: Path) -> pd.DataFrame:
-    return pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
 
 
 @pytest.fixture

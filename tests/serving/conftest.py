@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +21,6 @@ from experiments.families import build_model
 from serving.api import Service, create_app
 from serving.models import ModelInfo, Scorer, ServedModel
 from tasador.core import lineage
-from tasador.core.cleaning import clean_frame
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 
@@ -31,13 +29,6 @@ from tasador.core.config import Settings
 def fail_fast_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `tasador serve` sets: a registry poll fails at once instead of retrying for minutes."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-
-
-@pytest.fixture(scope="session")
-def clean_sample(sample_csv: Path) -> pd.DataFrame:
-    raw = pd.read_csv(sample_csv, dtype=str, keep_default_na=False)
-    frame, _ = clean_frame(raw)
-    return frame.reset_index(drop=True)
 
 
 def fit(family: str, frame: pd.DataFrame, **params: Any) -> Any:

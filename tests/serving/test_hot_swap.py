@@ -32,9 +32,11 @@ def own_mlflow(
         mlflow_backend_url=make_database("mlflow"),
         _env_file=None,
     )
-    startup.ensure_server(server)
-    yield server
-    startup.stop_server(server)
+    try:
+        startup.ensure_server(server)
+        yield server
+    finally:
+        startup.stop_server(server)
 
 
 @pytest.fixture

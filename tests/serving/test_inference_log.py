@@ -44,7 +44,8 @@ def logged(url: str) -> list[sa.Row]:
 def count(url: str) -> int:
     try:
         return len(logged(url))
-    except sa.exc.OperationalError:
+    # Not reachable yet, or the log's first flush has not created its table yet.
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):
         return -1
 
 

@@ -14,6 +14,7 @@ from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
 from tests.conftest import MLFLOW_TEST_BUCKET
+from tests.processes import stopping_embedded
 
 
 def test_configured_tracking_uri_wins(tmp_path):
@@ -63,21 +64,23 @@ def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_se
 def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database):
     backend = make_database("mlflow")
     settings = Settings(state_dir=tmp_path / "state", mlflow_backend_url=backend, _env_file=None)
-    uri = startup.ensure_server(settings)
-    record = json.loads((tmp_path / "state" / "mlflow" / "server.json").read_text())
-    assert record["uri"] == uri and str(record["pid"]) and backend not in json.dumps(record)
-    assert startup.ensure_server(settings) == uri  # reused: same port, no second server
+    with stopping_embedded(settings):  # stopped even when an assertion fails
+        uri = startup.ensure_server(settings)
+        record = json.loads((tmp_path / "state" / "mlflow" / "server.json").read_text())
+        assert record["uri"] == uri and str(record["pid"]) and backend not in json.dumps(record)
+        assert startup.ensure_server(settings) == uri  # reused: same port, no second server
 
-    registry.connect(settings.model_copy(update={"mlflow_tracking_uri": uri}))
-    mlflow.set_experiment(f"tracking-{tmp_path.name}")  # not the one another test left active
-    with mlflow.start_run() as run:
-        mlflow.log_text("local", "where.txt")
-    local = tmp_path / "state" / "mlflow" / "artifacts"
-    assert list(local.rglob("where.txt")), "artifacts default to a folder under the state dir"
-    with psycopg.connect(backend) as conn:
-        stored = conn.execute("SELECT count(*) FROM runs WHERE run_uuid = %s", (run.info.run_id,))
-        assert stored.fetchone()[0] == 1  # metadata in PostgreSQL
+        registry.connect(settings.model_copy(update={"mlflow_tracking_uri": uri}))
+        mlflow.set_experiment(f"tracking-{tmp_path.name}")  # not the one another test left active
+        with mlflow.start_run() as run:
+            mlflow.log_text("local", "where.txt")
+        local = tmp_path / "state" / "mlflow" / "artifacts"
+        assert list(local.rglob("where.txt")), "artifacts default to a folder under the state dir"
+        with psycopg.connect(backend) as conn:
+            query = "SELECT count(*) FROM runs WHERE run_uuid = %s"
+            stored = conn.execute(query, (run.info.run_id,))
+            assert stored.fetchone()[0] == 1  # metadata in PostgreSQL
 
-    assert startup.stop_server(settings) is True
-    assert startup.stop_server(settings) is False
-    assert not startup._healthy(uri)
+        assert startup.stop_server(settings) is True
+        assert startup.stop_server(settings) is False
+        assert not startup._healthy(uri)

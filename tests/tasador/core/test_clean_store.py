@@ -5,8 +5,8 @@ from tasador.core import clean_store, db, raw_store
 from tasador.core.columns import RAW_COLUMNS
 
 
-def sample_rows(sample_csv, n):
-    raw = pd.read_csv(sample_csv, dtype=object, keep_default_na=False, na_values=[""]).head(n)
+def sample_rows(listings_csv, n):
+    raw = pd.read_csv(listings_csv, dtype=object, keep_default_na=False, na_values=[""]).head(n)
     return [tuple(None if pd.isna(v) else v for v in r) for r in raw.itertuples(index=False)]
 
 
@@ -22,9 +22,9 @@ def store(settings, rows, number=0, sha=None):
     )
 
 
-def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, sample_csv):
+def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, listings_csv):
     raw, clean = db.engine("raw", settings), db.engine("clean", settings)
-    batch = store(settings, sample_rows(sample_csv, 400))
+    batch = store(settings, sample_rows(listings_csv, 400))
     first = clean_store.clean_batch(raw, clean, batch.id).report
     again = clean_store.clean_batch(raw, clean, batch.id).report
     assert first.as_dict() == again.as_dict()
@@ -39,9 +39,9 @@ def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, sample
     assert report.rows_in == 400 and report.rows_out == first.rows_out
 
 
-def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, sample_csv):
+def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, listings_csv):
     raw, clean = db.engine("raw", settings), db.engine("clean", settings)
-    rows = sample_rows(sample_csv, 300)
+    rows = sample_rows(listings_csv, 300)
     first = store(settings, rows[:200], number=0)
     second = store(settings, rows[100:], number=1)
     clean_store.clean_batch(raw, clean, first.id)
@@ -51,9 +51,9 @@ def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, 
     assert listings.duplicated(subset=list(RAW_COLUMNS)).sum() == 0
 
 
-def test_holdout_is_stable_for_the_same_content(settings, sample_csv):
+def test_holdout_is_stable_for_the_same_content(settings, listings_csv):
     raw, clean = db.engine("raw", settings), db.engine("clean", settings)
-    rows = sample_rows(sample_csv, 300)
+    rows = sample_rows(listings_csv, 300)
     batch = store(settings, rows)
     clean_store.clean_batch(raw, clean, batch.id)
     before = clean_store.load_listings(clean, holdout=True)

@@ -108,8 +108,8 @@ def test_missing_column_is_a_clear_error():
         clean_frame(frame({}).drop(columns=["house_size"]))
 
 
-def test_real_sample_cleans_with_expected_figures(sample_csv):
-    raw = pd.read_csv(sample_csv, dtype=object, keep_default_na=False, na_values=[""])
+def test_generated_sample_cleans_with_expected_figures(listings_csv):
+    raw = pd.read_csv(listings_csv, dtype=object, keep_default_na=False, na_values=[""])
     clean, report = clean_frame(raw)
     assert report.rows_in == 5000
     assert 4900 < report.rows_out <= 5000

@@ -38,6 +38,7 @@ from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import NotFound
 from tasador.core.metrics import rmsle
 from tasador.loop import decide, ingest
+from tests.processes import stopping_embedded
 
 
 @contextmanager
@@ -94,12 +95,14 @@ def drift_zoo(
     tmp_path_factory: pytest.TempPathFactory,
     make_migrated_database: Callable[[str], str],
     mlflow_server: str,
-) -> tuple[Settings, dict[str, int]]:
+) -> Iterator[tuple[Settings, dict[str, int]]]:
     settings = fresh_settings(tmp_path_factory.mktemp("zoo"), make_migrated_database, mlflow_server)
-    ids = collect_scenario("drift-zoo", settings)
-    names = [b.name for b in load_scenario("drift-zoo").batches]
-    assert len(ids) == len(names)
-    return settings, dict(zip(names, ids, strict=True))
+    # test_the_decide_command runs the command, which embeds a PostgreSQL for the unset URLs.
+    with stopping_embedded(settings):
+        ids = collect_scenario("drift-zoo", settings)
+        names = [b.name for b in load_scenario("drift-zoo").batches]
+        assert len(ids) == len(names)
+        yield settings, dict(zip(names, ids, strict=True))
 
 
 def test_zoo_baseline_always_trains(drift_zoo: tuple[Settings, dict[str, int]]) -> None:
