@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from experiments import study as search
 from tasador.core import clean_store, db
+from tasador.core.errors import Conflict
 from tests.experiments.conftest import write_spaces
 
 
@@ -77,7 +78,7 @@ def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sa
     plan = search.prepare_study(search_settings)
     with db.engine("clean", search_settings).begin() as conn:
         conn.execute(sa.update(clean_store.listings).values(price=clean_store.listings.c.price + 1))
-    with pytest.raises(RuntimeError, match="changed since"):
+    with pytest.raises(Conflict, match="changed since"):
         search.run_worker(plan.study_name, search_settings)
     assert (
         optuna.load_study(
