@@ -12,6 +12,11 @@
    below the production model's by at least ``promotion_margin`` (relative: 0.01 means 1%
    better). The margin keeps the alias from flapping between equivalent models on noise.
    Promotion is one ``set_registered_model_alias`` call; every version stays registered.
+   Reading production, comparing, moving the alias and writing the audit row happen under one
+   advisory lock per model (:func:`challenge`, ``promotions.decide``): two trainings finishing
+   together are decided one after the other, so the better model ends up serving.
+   A challenger that prices any holdout row NaN or infinite is never promoted (its RMSLE is
+   NaN); a production model whose output is not finite is beaten by any finite challenger.
 4. Log the comparison table on the version's run and the study's parent run, record the
    decision in ``model_promotions`` (see experiments.promotions), explain the new model with
    SHAP against the previous production model, and write the model-change report.
@@ -23,12 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
@@ -59,7 +67,13 @@ class Scored:
     role: str  # "challenger" or "production"
     version: int
     family: str
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # the RMSLE is NaN when any prediction is not finite
+    non_finite: int = 0  # holdout rows the model priced NaN or infinite
+
+    @property
+    def finite(self) -> bool:
+        """Every holdout prediction was a finite number."""
+        return self.non_finite == 0 and math.isfinite(self.metrics[PRIMARY])
 
 
 @dataclass(frozen=True)
@@ -94,15 +108,39 @@ def best_trial(study: Any) -> FrozenTrial:
 
 
 def decide(challenger: float, production: float | None, margin: float) -> bool:
-    """Promote when nothing serves yet, or the challenger is better by ``margin`` (relative)."""
-    return production is None or challenger <= production * (1.0 - margin)
+    """Promote when nothing serves yet, or the challenger is better by ``margin`` (relative).
+
+    A challenger without a finite RMSLE never wins; a production model without one loses to
+    any finite challenger (NaN compares false with everything, so it would never be beaten)."""
+    if not math.isfinite(challenger):
+        return False
+    if production is None or not math.isfinite(production):
+        return True
+    return challenger <= production * (1.0 - margin)
 
 
 def summarize(challenger: Scored, production: Scored | None, promoted: bool, margin: float) -> str:
     """One sentence on whether the challenger was promoted, with both RMSLEs and the gain."""
     c = challenger.metrics[PRIMARY]
+    if not challenger.finite:
+        keeps = (
+            f"production stays version {production.version}"
+            if production is not None
+            else "nothing serves yet"
+        )
+        return (
+            f"Version {challenger.version} not promoted: it priced "
+            f"{challenger.non_finite:,} holdout rows NaN or infinite, and a model whose output "
+            f"is not finite is never promoted ({keeps})."
+        )
     if production is None:
         return f"Version {challenger.version} promoted: no production model yet (RMSLE {c:.4f})."
+    if not production.finite:
+        return (
+            f"Version {challenger.version} promoted: holdout RMSLE {c:.4f}, while production "
+            f"version {production.version} priced {production.non_finite:,} holdout rows NaN "
+            "or infinite, so any finite challenger beats it."
+        )
     p = production.metrics[PRIMARY]
     gain = (p - c) / p if p else 0.0
     verdict = "promoted" if promoted else "not promoted"
@@ -113,8 +151,95 @@ def summarize(challenger: Scored, production: Scored | None, promoted: bool, mar
     )
 
 
-def _score(model: Any, holdout: pd.DataFrame) -> dict[str, float]:
-    return regression_metrics(holdout[TARGET], model.predict(model_input(holdout)))
+def score(role: str, version: int, family: str, model: Any, holdout: pd.DataFrame) -> Scored:
+    """A model's metrics on the holdout rows, with how many rows it priced non-finite."""
+    predictions = np.asarray(model.predict(model_input(holdout)), dtype=float).reshape(-1)
+    non_finite = int((~np.isfinite(predictions)).sum())
+    metrics = regression_metrics(holdout[TARGET], predictions)
+    if non_finite:
+        # rmsle clips -inf to zero: a broken model must not get a finite score from it.
+        metrics[PRIMARY] = math.nan
+    return Scored(role, version, family, metrics, non_finite)
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A champion/challenger decision: the stored verdict and both models as they were."""
+
+    decision: promotions.Promotion
+    challenger: Scored
+    production: Scored | None  # the production model before the decision
+    production_model: Any | None  # that model, loaded (None when nothing served)
+
+
+def challenge(
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    engine: sa.Engine,
+    *,
+    version: int,
+    family: str,
+    model: Any,
+    holdout: pd.DataFrame,
+    study_name: str,
+    retrain_decision_id: int | None,
+) -> Challenge:
+    """Face registered version ``version`` (loaded as ``model``) with production on ``holdout``.
+
+    Compare-and-set: the production version is read, scored and compared, the alias moved and
+    the audit row written while holding the model's promotion lock (``promotions.decide``), so
+    concurrent challenges are decided one at a time against the production each one really
+    faced. A version already decided keeps its stored verdict."""
+    challenger = score("challenger", version, family, model, holdout)
+    loaded: dict[int, tuple[Scored, Any]] = {}
+
+    def production_of(number: int) -> tuple[Scored, Any]:
+        if number not in loaded:
+            found = mlflow_client.get_model_version(settings.model_name, str(number))
+            previous_model = registry.load_version(settings, number)
+            tag = found.tags.get(registry.FAMILY_TAG, "?")
+            loaded[number] = (
+                score("production", number, tag, previous_model, holdout),
+                previous_model,
+            )
+        return loaded[number]
+
+    def judge() -> promotions.Judgement:
+        current = registry.production_version(mlflow_client, settings)
+        production = (
+            production_of(int(current.version))[0]
+            if current is not None and int(current.version) != version
+            else None
+        )
+        promoted = decide(
+            challenger.metrics[PRIMARY],
+            production.metrics[PRIMARY] if production else None,
+            settings.promotion_margin,
+        )
+        return promotions.Judgement(
+            previous_version=production.version if production else None,
+            promoted=promoted,
+            challenger_rmsle=challenger.metrics[PRIMARY],
+            previous_rmsle=production.metrics[PRIMARY] if production else None,
+            summary=summarize(challenger, production, promoted, settings.promotion_margin),
+        )
+
+    decision = promotions.get(engine, settings.model_name, version) or promotions.decide(
+        engine,
+        model_name=settings.model_name,
+        challenger_version=version,
+        margin=settings.promotion_margin,
+        holdout_rows=len(holdout),
+        study_name=study_name,
+        retrain_decision_id=retrain_decision_id,
+        judge=judge,
+        move_alias=lambda: registry.set_production(mlflow_client, settings, version),
+    )
+    previous = decision.previous_version
+    if previous is None or previous == version:
+        return Challenge(decision, challenger, None, None)
+    production, previous_model = production_of(previous)
+    return Challenge(decision, challenger, production, previous_model)
 
 
 def _refit_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str | None:
@@ -181,47 +306,18 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     engine = db.engine("clean", settings)
     holdout = data.holdout_rows(settings, plan.batch_ids)
 
-    challenger = Scored("challenger", version, family, _score(model, holdout))
-    stored = promotions.get(engine, settings.model_name, version)
-    previous = (
-        registry.production_version(mlflow_client, settings)
-        if stored is None
-        else (
-            mlflow_client.get_model_version(settings.model_name, str(stored.previous_version))
-            if stored.previous_version is not None
-            else None
-        )
-    )
-    production, previous_model = None, None
-    if previous is not None and int(previous.version) != version:
-        previous_model = registry.load_version(settings, previous.version)
-        production = Scored(
-            "production",
-            int(previous.version),
-            previous.tags.get(registry.FAMILY_TAG, "?"),
-            _score(previous_model, holdout),
-        )
-    promoted = decide(
-        challenger.metrics[PRIMARY],
-        production.metrics[PRIMARY] if production else None,
-        settings.promotion_margin,
-    )
-    summary = summarize(challenger, production, promoted, settings.promotion_margin)
-    decision = promotions.record(
+    faced = challenge(
+        settings,
+        mlflow_client,
         engine,
-        model_name=settings.model_name,
-        challenger_version=version,
-        previous_version=production.version if production else None,
-        promoted=promoted,
-        challenger_rmsle=challenger.metrics[PRIMARY],
-        previous_rmsle=production.metrics[PRIMARY] if production else None,
-        margin=settings.promotion_margin,
-        holdout_rows=len(holdout),
+        version=version,
+        family=family,
+        model=model,
+        holdout=holdout,
         study_name=plan.study_name,
         retrain_decision_id=plan.decision_id,
-        summary=summary,
-        move_alias=lambda: registry.set_production(mlflow_client, settings, version),
     )
+    decision, challenger, production = faced.decision, faced.challenger, faced.production
     result = RetrainingResult(
         study_name=plan.study_name,
         model_name=settings.model_name,
@@ -234,12 +330,17 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         holdout_rows=len(holdout),
     )
     _log_outcome(mlflow_client, settings, result, decision)
+    if not challenger.finite:
+        # SHAP of a model whose output is not finite explains nothing; the verdict says why.
+        return result
 
+    # A broken production model is not explained either: the new model is explained alone.
+    previous_model = faced.production_model if production and production.finite else None
     explanation = explain.explain_change(
         model,
         previous_model,
         data.sample(holdout, settings.shap_sample_rows, plan.seed),
-        production.version if production else None,
+        production.version if previous_model is not None and production else None,
         title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
     )
     _log_explanation(mlflow_client, settings, result, explanation)

@@ -33,6 +33,26 @@ def clean_batch_ids(settings: Settings) -> list[int]:
         return [int(i) for i in ids.scalars()]
 
 
+def trainable_batch_ids(settings: Settings, min_rows: int, up_to: int | None = None) -> list[int]:
+    """Batch ids (ascending, at most ``up_to``) a retraining can use: at least ``min_rows`` clean
+    rows, with both training and holdout rows (every batch of a study must have both)."""
+    rows = clean_store.listings
+    query = (
+        sa.select(rows.c.batch_id)
+        .group_by(rows.c.batch_id)
+        .having(
+            sa.func.count() >= min_rows,
+            sa.func.bool_or(rows.c.is_holdout),
+            sa.func.bool_or(sa.not_(rows.c.is_holdout)),
+        )
+        .order_by(rows.c.batch_id)
+    )
+    if up_to is not None:
+        query = query.where(rows.c.batch_id <= up_to)
+    with db.engine("clean", settings).connect() as conn:
+        return [int(i) for i in conn.execute(query).scalars()]
+
+
 def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
     if not batch_ids:
         raise BadInput("no batch ids given")

@@ -180,13 +180,17 @@ def _pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
 
 
-def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> str | None:
-    if reason is not None or decision_id is None:
-        return reason
+def _decision(settings: Settings, decision_id: int) -> decisions_store.Decision:
     decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
     if decision is None:
         raise NotFound(f"no retrain decision with id {decision_id} in CLEAN")
-    return decision.reason
+    return decision
+
+
+def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> str | None:
+    if reason is not None or decision_id is None:
+        return reason
+    return _decision(settings, decision_id).reason
 
 
 def prepare_study(
@@ -198,14 +202,25 @@ def prepare_study(
     reason: str | None = None,
     families: Sequence[str] | None = None,
 ) -> StudyPlan:
-    """Create (or find) the study of a retraining on ``batch_ids`` (default: every CLEAN batch).
+    """Create (or find) the study of a retraining on ``batch_ids``.
 
-    Idempotent: calling it again for the same batches returns the stored plan unchanged.
+    Without ``batch_ids``: every CLEAN batch with at least ``decide_min_clean_rows`` rows, up to
+    the decision's batch when ``decision_id`` is given; NotFound when none qualifies (never
+    "every batch" instead). An empty ``batch_ids`` is BadInput. Idempotent: calling it again for
+    the same batches returns the stored plan unchanged.
     """
     search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)  # fail fast
-    ids = sorted(set(batch_ids)) if batch_ids else data.clean_batch_ids(settings)
-    if not ids:
-        raise NotFound("CLEAN holds no batches to train on")
+    if batch_ids is not None:
+        ids = sorted(set(batch_ids))
+        if not ids:
+            raise BadInput("a retraining needs at least one batch id")
+    else:
+        up_to = _decision(settings, decision_id).batch_id if decision_id is not None else None
+        minimum = settings.decide_min_clean_rows
+        ids = data.trainable_batch_ids(settings, minimum, up_to=up_to)
+        if not ids:
+            scope = "" if up_to is None else f" up to batch {up_to} (decision {decision_id})"
+            raise NotFound(f"CLEAN holds no batch{scope} with {minimum} clean rows to train on")
     name = study_name_for(ids, settings.model_name)
     study = optuna.create_study(
         storage=storage(settings), study_name=name, direction="minimize", load_if_exists=True

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     drift_model_error_ratio: float = Field(default=1.25, gt=1)  # batch RMSLE / holdout RMSLE
     drift_sample_rows: int = Field(default=50_000, ge=1_000)  # per side, for KS/PSI/chi-square
     drift_model_rows: int = Field(default=20_000, ge=100)  # batch rows scored by the model
+    # Clean rows a batch needs to be judged or trained on: fewer cannot tell drift from noise,
+    # so such a batch gets a stored skip, is never the baseline and is left out of training.
+    decide_min_clean_rows: int = Field(default=50, ge=1)
 
     # Search, promotion and explanations (experiments/ explains each).
     experiment_name: str = "realtor-price"  # MLflow experiment holding every study's runs

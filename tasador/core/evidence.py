@@ -6,6 +6,7 @@ What each check measures and why is in ``tasador.loop.decide``; the sentences ar
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Protocol, TypedDict
 
 import numpy as np
@@ -30,7 +31,8 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
 NUMERIC_FEATURES: tuple[str, ...] = (*NUMERIC_COLUMNS, *DATE_COLUMNS)
 SAMPLE_SEED = 0
 
-Basis = Literal["compared", "baseline", "already_trained", "empty"]
+# "empty" is kept for decisions stored before "too_few_rows" (which covers zero rows) existed.
+Basis = Literal["compared", "baseline", "already_trained", "too_few_rows", "empty"]
 
 
 class _Frozen(BaseModel):
@@ -47,6 +49,9 @@ class Thresholds(_Frozen):
     model_error_ratio: float
     sample_rows: int
     model_rows: int
+    # Clean rows a batch needs to be judged or trained on; 1 for decisions stored before the
+    # setting existed (they only refused batches without any row).
+    min_clean_rows: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Thresholds:
@@ -58,6 +63,7 @@ class Thresholds(_Frozen):
             model_error_ratio=settings.drift_model_error_ratio,
             sample_rows=settings.drift_sample_rows,
             model_rows=settings.drift_model_rows,
+            min_clean_rows=settings.decide_min_clean_rows,
         )
 
 
@@ -111,15 +117,24 @@ class UnseenCategories(_Frozen):
 
 
 class ModelCheck(_Frozen):
-    """The production model's batch RMSLE against its holdout RMSLE; fires on too high a ratio."""
+    """The production model's batch RMSLE against its holdout RMSLE; fires on too high a ratio,
+    and on a model whose output is not a finite number (it cannot be judged, only replaced)."""
 
     model_version: str
     rows_scored: int
-    batch_rmsle: float
-    holdout_rmsle: float
+    # None: not a finite number. JSON (and so the stored evidence) has no NaN, and a model that
+    # prices a listing NaN or infinite has no meaningful error to report.
+    batch_rmsle: float | None
+    holdout_rmsle: float | None
     holdout_source: Literal["run_metric", "reference_holdout"]
-    ratio: float
+    ratio: float | None  # None when either RMSLE is not a finite number
+    non_finite_rows: int = 0  # batch rows the model priced NaN or infinite
     fired: bool
+
+    @property
+    def broken(self) -> bool:
+        """The model's output is not finite: on this batch, or on its own holdout."""
+        return self.ratio is None
 
 
 class BatchInfo(_Frozen):
@@ -266,11 +281,28 @@ class Predictor(Protocol):
     def predict(self, data: pd.DataFrame) -> Any: ...
 
 
+def _predictions(model: Predictor, scored: pd.DataFrame) -> np.ndarray:
+    predicted = np.asarray(model.predict(scored.loc[:, list(FEATURE_COLUMNS)]), dtype=float)
+    return predicted.reshape(-1)
+
+
+def _error(scored: pd.DataFrame, predictions: np.ndarray) -> float:
+    # rmsle clips -inf to 0, which would hide a broken prediction behind a finite score.
+    if not np.isfinite(predictions).all():
+        return math.nan
+    return rmsle(scored[TARGET].to_numpy(), predictions)
+
+
 def model_error(model: Predictor, frame: pd.DataFrame, max_rows: int) -> tuple[float, int]:
-    """RMSLE of the model's price predictions on (a sample of) ``frame``, and the rows scored."""
+    """RMSLE of the model's price predictions on (a sample of) ``frame``, and the rows scored.
+
+    NaN when any prediction is not finite."""
     scored = at_most(frame, max_rows, SAMPLE_SEED)
-    predictions = np.asarray(model.predict(scored.loc[:, list(FEATURE_COLUMNS)]), dtype=float)
-    return rmsle(scored[TARGET].to_numpy(), predictions.reshape(-1)), len(scored)
+    return _error(scored, _predictions(model, scored)), len(scored)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def model_check(
@@ -281,26 +313,35 @@ def model_check(
     current: pd.DataFrame,
     thresholds: Thresholds,
 ) -> ModelCheck:
-    """Score ``model`` on the batch against its holdout RMSLE (Conflict unless that is > 0)."""
-    if not holdout_rmsle > 0:  # also refuses NaN (an empty holdout)
+    """Score ``model`` on the batch against its holdout RMSLE.
+
+    Fires when the ratio is too high, and when either error is not finite (a model that priced
+    its holdout or this batch NaN or infinite is broken, and must not blind the check). Raises
+    Conflict on a finite holdout RMSLE that is not positive: no ratio can be formed with it."""
+    if math.isfinite(holdout_rmsle) and not holdout_rmsle > 0:
         raise Conflict(f"model version {version} has a holdout RMSLE of {holdout_rmsle}")
-    batch_rmsle, rows = model_error(model, current, thresholds.model_rows)
-    ratio = batch_rmsle / holdout_rmsle
+    scored = at_most(current, thresholds.model_rows, SAMPLE_SEED)
+    predictions = _predictions(model, scored)
+    batch_rmsle = _error(scored, predictions)
+    finite = math.isfinite(batch_rmsle) and math.isfinite(holdout_rmsle)
+    ratio = batch_rmsle / holdout_rmsle if finite else None
     return ModelCheck(
         model_version=version,
-        rows_scored=rows,
-        batch_rmsle=batch_rmsle,
-        holdout_rmsle=holdout_rmsle,
+        rows_scored=len(scored),
+        batch_rmsle=_finite(batch_rmsle),
+        holdout_rmsle=_finite(holdout_rmsle),
         holdout_source=holdout_source,
         ratio=ratio,
-        fired=ratio > thresholds.model_error_ratio,
+        non_finite_rows=int((~np.isfinite(predictions)).sum()),
+        fired=ratio is None or ratio > thresholds.model_error_ratio,
     )
 
 
 def verdict_of(evidence: Evidence) -> Verdict:
-    """Retrain on the baseline batch, when forced or when any check fired; skip otherwise."""
+    """Retrain on the baseline batch, when forced or when any check fired; skip otherwise
+    (a batch with too few clean rows, or one the production model was trained on, is skipped)."""
     if evidence.basis == "baseline" or evidence.forced:
         return "retrain"
-    if evidence.basis in ("already_trained", "empty"):
+    if evidence.basis in ("already_trained", "too_few_rows", "empty"):
         return "skip"
     return "retrain" if evidence.fired else "skip"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from tasador.core import drift
 from tasador.core.columns import DATE_COLUMNS, TARGET
-from tasador.core.evidence import Evidence, FeatureShift, Thresholds, verdict_of
+from tasador.core.evidence import Evidence, FeatureShift, ModelCheck, Thresholds, verdict_of
 
 MISSING_WORTH_SAYING = 0.05  # a change in a feature's missing share the reason mentions
 
@@ -24,6 +24,8 @@ def explain(evidence: Evidence) -> str:
         )
     if evidence.basis == "empty":
         return f"{opening} No row of batch {b.batch_id} survived cleaning: nothing to judge."
+    if evidence.basis == "too_few_rows":
+        return _too_few_rows(evidence, opening, survived)
     ref = evidence.reference
     assert ref is not None
     if evidence.basis == "already_trained":
@@ -83,7 +85,10 @@ def _findings(evidence: Evidence) -> list[str]:
                 f"limit {_points(t.unseen_share)} above that)."
             )
     m = evidence.model
-    if m is not None and m.fired:
+    if m is not None and m.broken:
+        out.append(f"The production model (version {m.model_version}) is broken: {_broken(m)}.")
+    elif m is not None and m.fired:
+        assert m.batch_rmsle is not None and m.holdout_rmsle is not None  # not broken
         out.append(
             f"The production model got worse: RMSLE {m.batch_rmsle:.3f} on this batch against "
             f"{m.holdout_rmsle:.3f} on its holdout, {m.ratio:.2f}x (limit "
@@ -113,11 +118,46 @@ def _calm(evidence: Evidence) -> str:
     if m is None:
         out.append("no production model to score yet")
     elif not m.fired:
+        assert m.batch_rmsle is not None and m.holdout_rmsle is not None  # it would have fired
         out.append(
             f"the production model's RMSLE is {m.batch_rmsle:.3f} on this batch against "
             f"{m.holdout_rmsle:.3f} on its holdout ({m.ratio:.2f}x)"
         )
     return "; ".join(out)
+
+
+def _too_few_rows(evidence: Evidence, opening: str, survived: str) -> str:
+    """Why a batch with too few clean rows is not judged (or what forcing it trains on)."""
+    b, needed = evidence.batch, evidence.thresholds.min_clean_rows
+    head = (
+        f"{opening} Too few rows: in batch {b.batch_id}, {survived}, fewer than the "
+        f"{needed:,} clean rows a batch needs to be judged or trained on "
+        "(TASADOR_DECIDE_MIN_CLEAN_ROWS)"
+    )
+    if evidence.forced:
+        return (
+            f"{head}. The retraining leaves it out and trains on the earlier batches that have "
+            "enough rows."
+        )
+    return (
+        f"{head}: on so few rows drift cannot be told from noise. It is left out of training, "
+        "and the next batch with enough rows is judged as usual."
+    )
+
+
+def _broken(m: ModelCheck) -> str:
+    """What is not finite about a production model's output."""
+    said = []
+    if m.non_finite_rows:
+        said.append(
+            f"it priced {m.non_finite_rows:,} of the {m.rows_scored:,} rows of this batch "
+            "NaN or infinite"
+        )
+    elif m.batch_rmsle is None:
+        said.append("its RMSLE on this batch is not a finite number")
+    if m.holdout_rmsle is None:
+        said.append("its holdout RMSLE is not a finite number")
+    return "; ".join(said) + " (a model whose output is not finite can only be replaced)"
 
 
 def _limits(t: Thresholds) -> str:

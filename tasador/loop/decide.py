@@ -2,8 +2,14 @@
 
 **Reference.** The training rows (``is_holdout`` false) of the batches recorded in the production
 model version's ``batch_ids`` tag (``models:/<model_name>@<production_alias>``). Before any model
-exists, the earliest cleaned batch is the baseline: deciding on it always says *retrain*, and
-later batches are compared with it. Only rows that survived cleaning are judged.
+exists, the earliest cleaned batch with enough rows is the baseline: deciding on it always says
+*retrain*, and later batches are compared with it. Only rows that survived cleaning are judged.
+
+**Too few rows.** A batch with fewer than ``decide_min_clean_rows`` [50] clean rows (or without
+a training or a holdout row) gets a stored *skip* that says so, is never the baseline and is left
+out of every retraining: on so few rows drift cannot be told from noise, and an empty baseline
+would make every later decision fail. Forcing it retrains on the earlier batches with enough
+rows; with none, forcing is refused (BadInput) with the reason.
 
 **Evidence** (thresholds are settings, env ``TASADOR_DRIFT_*``; defaults in brackets):
 
@@ -25,7 +31,9 @@ later batches are compared with it. Only rows that survived cleaning are judged.
 - *Model error*: the production model's RMSLE on the batch (up to ``drift_model_rows`` [20,000]
   rows) over its own holdout RMSLE (the run metric ``holdout_rmsle``; computed on the reference's
   holdout rows when the run lacks it) must stay under ``drift_model_error_ratio`` [1.25]. This is
-  the strongest evidence: a model that still predicts well need not change.
+  the strongest evidence: a model that still predicts well need not change. A model whose
+  output is not finite (NaN or infinite prices, on the batch or its own holdout) fires the check:
+  it is broken, and there is no ratio to compare.
 
 Distribution statistics use at most ``drift_sample_rows`` [50,000] rows per side; they are plain
 scipy/numpy (``tasador.core.drift`` says why not Evidently). brokered_by and street are identifiers,
@@ -45,11 +53,11 @@ from typing import Literal, TypedDict
 
 import sqlalchemy as sa
 
-from experiments import registry
+from experiments import data, registry
 from tasador.core import clean_store, db, decisions_store, lineage
 from tasador.core.config import Settings
 from tasador.core.decisions_store import Decision
-from tasador.core.errors import Conflict, NotFound
+from tasador.core.errors import BadInput, Conflict, NotFound
 from tasador.core.evidence import (
     BatchInfo,
     Evidence,
@@ -111,13 +119,6 @@ def _batch_info(engine: sa.Engine, batch_id: int) -> BatchInfo:
     return BatchInfo(batch_id=batch_id, rows_in=row.rows_in, rows_out=row.rows_out)
 
 
-def _baseline_batch(engine: sa.Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(sa.select(sa.func.min(clean_store.cleaned_batches.c.id))).scalar_one()
-        )
-
-
 class _EvidenceBase(TypedDict):
     """The Evidence fields every basis has."""
 
@@ -133,16 +134,24 @@ def gather_evidence(
     thresholds = Thresholds.from_settings(settings)
     batch = _batch_info(engine, batch_id)
     base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}
+    trainable = data.trainable_batch_ids(settings, settings.decide_min_clean_rows, up_to=batch_id)
+    if batch_id not in trainable:
+        # Judged or made the baseline, a near-empty batch would wedge every later decision.
+        if force and not trainable:
+            raise BadInput(
+                f"cannot force a retrain on batch {batch_id}: it has {batch.rows_out} clean "
+                f"rows and no batch up to it has the {settings.decide_min_clean_rows} "
+                "(TASADOR_DECIDE_MIN_CLEAN_ROWS) a retraining needs: nothing to train on"
+            )
+        return Evidence(basis="too_few_rows", **base)
     production = production_model(settings)
     if production is None:
-        baseline = _baseline_batch(engine)
+        baseline = trainable[0]  # the first batch with enough rows, not merely the first
         if baseline == batch_id:
             return Evidence(basis="baseline", **base)
         reference_ids, version = [baseline], None
     else:
         reference_ids, version = production.batch_ids, production.version
-    if batch.rows_out == 0:
-        return Evidence(basis="empty", **base)
     if batch_id in reference_ids:
         info = ReferenceInfo(batch_ids=reference_ids, model_version=version)
         return Evidence(basis="already_trained", reference=info, **base)

@@ -1,8 +1,9 @@
-"""What a retraining trains on: every clean batch up to the one whose decision asked for it."""
+"""What a retraining trains on: every clean batch with enough rows, up to the one whose decision
+asked for it."""
 
 from __future__ import annotations
 
-from experiments.data import clean_batch_ids
+from experiments.data import trainable_batch_ids
 from experiments.study import StudyPlan, prepare_study
 from tasador.core import db, decisions_store
 from tasador.core.config import Settings
@@ -10,14 +11,28 @@ from tasador.core.errors import NotFound
 
 
 def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
-    """CLEAN batch ids a retraining uses: all up to the decision's batch (all, without one)."""
-    batch_ids = clean_batch_ids(settings)
+    """CLEAN batch ids a retraining uses: those with at least ``decide_min_clean_rows`` clean
+    rows, up to the decision's batch (all of them, without a decision).
+
+    Raises NotFound when none qualifies: a decision's retraining never falls back to training
+    on every batch, and a batch too small to judge is never trained on."""
+    minimum = settings.decide_min_clean_rows
     if decision_id is None:
+        batch_ids = trainable_batch_ids(settings, minimum)
+        if not batch_ids:
+            raise NotFound(f"CLEAN holds no batch with {minimum} clean rows to train on")
         return batch_ids
     decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
     if decision is None:
         raise NotFound(f"no retrain decision with id {decision_id}")
-    return [b for b in batch_ids if b <= decision.batch_id]
+    batch_ids = trainable_batch_ids(settings, minimum, up_to=decision.batch_id)
+    if not batch_ids:
+        raise NotFound(
+            f"decision {decision_id} (batch {decision.batch_id}) has nothing to train on: no "
+            f"batch up to {decision.batch_id} has {minimum} clean rows "
+            "(TASADOR_DECIDE_MIN_CLEAN_ROWS)"
+        )
+    return batch_ids
 
 
 def plan_retraining(

@@ -185,6 +185,44 @@ def test_model_error_beyond_its_holdout_error_retrains(reference: pd.DataFrame) 
     assert "The production model got worse" in reason and f"{worse.ratio:.2f}x" in reason
 
 
+class NaNPrices:
+    """A broken predictor: every price NaN (one infinite, which RMSLE's clipping would hide)."""
+
+    def predict(self, data: pd.DataFrame) -> np.ndarray:
+        out = np.full(len(data), np.nan)
+        out[0] = -np.inf
+        return out
+
+
+def test_a_model_with_non_finite_output_fires_the_model_check(reference: pd.DataFrame) -> None:
+    broken = NaNPrices()
+    holdout_rmsle, _ = ev.model_error(broken, reference, 10_000)
+    assert np.isnan(holdout_rmsle)
+    current = listings(3_000, seed=2)
+    check = ev.model_check(broken, "4", holdout_rmsle, "reference_holdout", current, THRESHOLDS)
+    assert check.fired and check.broken and check.ratio is None
+    assert check.batch_rmsle is None and check.holdout_rmsle is None
+    assert check.non_finite_rows == 3_000
+    evidence = evidence_of(reference, current, model=check)
+    assert ev.verdict_of(evidence) == "retrain"
+    reason = narrative.explain(evidence)
+    assert "The production model (version 4) is broken" in reason
+    assert "3,000 of the 3,000 rows of this batch NaN or infinite" in reason
+    assert "holdout RMSLE is not a finite number" in reason
+    as_json = json.dumps(evidence.model_dump(mode="json"), allow_nan=False)  # JSONB has no NaN
+    assert ev.Evidence.model_validate(json.loads(as_json)) == evidence
+
+    # A working model whose logged holdout metric is NaN still fires, with that reason.
+    fine = PricePerFoot(dollars=150 * 1.5)
+    nan_metric = ev.model_check(fine, "4", float("nan"), "run_metric", current, THRESHOLDS)
+    assert nan_metric.fired and nan_metric.broken and nan_metric.non_finite_rows == 0
+    assert nan_metric.batch_rmsle is not None
+    reason = narrative.explain(evidence_of(reference, current, model=nan_metric))
+    assert (
+        "its holdout RMSLE is not a finite number" in reason and "rows of this batch" not in reason
+    )
+
+
 def test_model_scoring_is_bounded_by_the_sample_size(reference: pd.DataFrame) -> None:
     _, rows = ev.model_error(PricePerFoot(200.0), reference, 500)
     assert rows == 500
@@ -206,13 +244,16 @@ def test_an_operator_can_force_a_retrain_with_the_evidence_still_explained(
     [
         ("baseline", "retrain", "baseline the first model trains on"),
         ("empty", "skip", "No row of batch 2 survived cleaning"),
+        ("too_few_rows", "skip", "Too few rows: in batch 2, 0 of 10 received rows survived"),
         ("already_trained", "skip", "was trained on batch 2 already"),
     ],
 )
 def test_special_cases(basis: ev.Basis, verdict: str, words: str) -> None:
     evidence = ev.Evidence(
         basis=basis,
-        batch=ev.BatchInfo(batch_id=2, rows_in=10, rows_out=0 if basis == "empty" else 10),
+        batch=ev.BatchInfo(
+            batch_id=2, rows_in=10, rows_out=0 if basis in ("empty", "too_few_rows") else 10
+        ),
         reference=ev.ReferenceInfo(batch_ids=[1, 2], rows=8, model_version="3"),
         thresholds=THRESHOLDS,
     )
