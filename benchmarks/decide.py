@@ -129,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     base = Settings()
+    already_running = (base.pg_dir / "postmaster.pid").exists()
     names = [f"bench_decide_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("raw", "clean")]
     with tempfile.TemporaryDirectory() as tmp:
         settings = base.model_copy(
@@ -144,6 +145,8 @@ def main() -> None:
             run(settings, args)
         finally:
             drop(base, names)
+            if not already_running:  # leave nothing running that this benchmark started
+                startup.stop(base.pg_dir)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:

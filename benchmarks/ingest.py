@@ -39,6 +39,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
+    already_running = (settings.pg_dir / "postmaster.pid").exists()
     url = args.db_url or throwaway_database(settings)
     engine = db.engine_for(url)
     frame = generate_listings(args.rows, seed=7)
@@ -94,6 +95,8 @@ def main() -> None:
                         sql.Identifier(engine_.url.database)
                     )
                 )
+        if not already_running:  # leave nothing running that this benchmark started
+            startup.stop(settings.pg_dir)
 
 
 if __name__ == "__main__":
