@@ -18,9 +18,10 @@ from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
 from tasador.core.config import get_settings
 from tasador.core.db import DatabaseKind
+from tasador.core.errors import Conflict
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
-from tasador.loop.status import batches_table, models_table, status
+from tasador.loop.status import batches_table, gaps_text, models_table, status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,13 +58,51 @@ def collect_command(
         typer.echo("no new batch: the data API has served every batch of this group")
         return
     verb = "stored" if result.outcome == "stored" else "already stored (nothing new written)"
+    source = " (kept from an earlier collect)" if result.from_inbox else ""
     typer.echo(
-        f"batch {result.batch_number} -> RAW batch id {result.batch_id}: "
+        f"batch {result.batch_number}{source} -> RAW batch id {result.batch_id}: "
         f"{result.row_count} rows {verb}"
     )
+    if result.rejected_count:
+        typer.echo(
+            f"{result.rejected_count} rows could not be stored as columns: see rejected_rows"
+        )
+    if result.gaps:
+        typer.echo(
+            f"skipped batch numbers {', '.join(map(str, result.gaps))}: run "
+            f"`tasador recover --group {group or settings.group_number}`"
+        )
     if clean and result.batch_id is not None:
         report = ingest.clean(settings, result.batch_id)
         typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+
+
+@command("recover")
+def recover_command(
+    group: Annotated[int, typer.Option(min=1, max=10, help="Group number.")],
+    day: Annotated[str | None, typer.Option(help="Tuesday or Wednesday (later editions).")] = None,
+    api_url: Annotated[str | None, typer.Option(help="Data API base URL.")] = None,
+    clean: Annotated[bool, typer.Option(help="Also clean the recovered batches.")] = True,
+) -> None:
+    """Fill skipped batch numbers: restart the group on the data API and replay its sequence."""
+    settings = resolved_settings(("raw", "clean"), mlflow=False)
+    result = ingest.recover(settings, group, day, api_url)
+    if not result.stored and not result.still_missing:
+        typer.echo(f"no skipped batches for group {group}")
+        return
+    for batch in result.stored:
+        typer.echo(
+            f"batch {batch.batch_number} -> RAW batch id {batch.batch_id}: "
+            f"{batch.row_count} rows recovered"
+        )
+        if clean and batch.batch_id is not None:
+            report = ingest.clean(settings, batch.batch_id)
+            typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+    if result.still_missing:
+        raise Conflict(
+            f"the replay did not serve batch numbers {', '.join(map(str, result.still_missing))}"
+            " (is the data API's sequence deterministic?); they stay recorded as gaps"
+        )
 
 
 @command("clean")
@@ -85,6 +124,8 @@ def status_command(
     report = status(resolved_settings(databases, mlflow=models), models=models)
     if table:
         typer.echo(batches_table(report.batches))
+        if report.gaps:
+            typer.echo("\n" + gaps_text(report.gaps))
         if report.models is not None:
             typer.echo(f"\nmodels of {report.model_name} (MLflow {report.mlflow_tracking_uri})")
             typer.echo(models_table(report.models))

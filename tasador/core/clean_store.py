@@ -2,7 +2,9 @@
 
 ``clean_batch`` turns one RAW batch into CLEAN rows in one transaction and can be re-run safely:
 it replaces that batch's rows. A listing already stored by an earlier batch (same content hash)
-is not stored twice; the report counts it as ``duplicate_of_earlier_batch``.
+is not stored twice; the report counts it as ``duplicate_of_earlier_batch``. Cleanings of one
+batch take turns (a PostgreSQL advisory lock keyed by the batch id): run at once, the second
+would otherwise find every listing "already stored" by the first and record ``rows_out=0``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from tasador.core.errors import NotFound
 from tasador.core.holdout import is_holdout, row_hashes
 
 metadata = sa.MetaData()
+
+# Namespace of the advisory locks serializing the cleaning of one batch (second key: its id).
+_CLEANING_LOCK = 73_052_182
 
 cleaned_batches = sa.Table(
     "cleaned_batches",
@@ -85,6 +90,15 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
         is_holdout=is_holdout(hashes),
     )
     with clean_engine.begin() as conn:
+        # Held to commit: a concurrent cleaning of this batch waits, then replaces our rows.
+        conn.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(
+                    sa.cast(sa.literal(_CLEANING_LOCK), sa.Integer),
+                    sa.cast(sa.literal(batch_id % 2**31), sa.Integer),
+                )
+            )
+        )
         conn.execute(sa.delete(listings).where(listings.c.batch_id == batch_id))
         conn.execute(
             postgresql.insert(cleaned_batches)

@@ -30,6 +30,8 @@ OLDEST_SALE = pd.Timestamp("1900-01-01")
 
 _FLOAT_COLUMNS = ("price", "bed", "bath", "acre_lot", "house_size")
 _ID_COLUMNS = ("brokered_by", "street")
+# Ids are stored as int64 digits; a larger value used to wrap to -9223372036854775808.
+ID_MAX = 2.0**63  # the first float int64 cannot hold (float(2**63 - 1) rounds up to it)
 
 
 @dataclass
@@ -74,13 +76,19 @@ def _parse_numbers(frame: pd.DataFrame, report: CleaningReport) -> None:
 
 
 def _parse_ids(frame: pd.DataFrame, report: CleaningReport) -> None:
-    """Broker and street ids arrive as floats ("40618.0"): keep the integer's digits."""
+    """Broker and street ids arrive as floats ("40618.0"): keep the integer's digits.
+
+    An id int64 cannot hold (or infinite) is blanked and counted as ``id_out_of_range_<col>``.
+    """
     for col in _ID_COLUMNS:
         text = _text(frame[col])
-        parsed = pd.to_numeric(text, errors="coerce")
+        parsed = pd.to_numeric(text, errors="coerce").astype("float64")
         bad = (text.notna() & parsed.isna()) | (parsed < 0)
+        out_of_range = parsed.notna() & ~bad & ((parsed >= ID_MAX) | ~np.isfinite(parsed))
         report.fix(f"type_error_{col}", bad.sum())
-        frame[col] = parsed.where(~bad).round().astype("Int64").astype("string")
+        report.fix(f"id_out_of_range_{col}", out_of_range.sum())
+        keep = ~(bad | out_of_range)
+        frame[col] = parsed.where(keep).round().astype("Int64").astype("string")
 
 
 def _parse_zip(frame: pd.DataFrame, report: CleaningReport) -> None:

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     api_timeout_s: float = Field(default=60.0, gt=0)
     api_max_retries: int = Field(default=5, ge=0, le=20)
     api_backoff_s: float = Field(default=0.5, ge=0)
+    # Largest batch body the collector reads (bytes, decoded); a bigger one is refused unread,
+    # so a runaway or hostile API cannot exhaust memory. 256 MiB is ~1M course rows.
+    api_max_response_bytes: int = Field(default=268_435_456, ge=1024)
 
     # Airflow: cron or preset ("@hourly") for the ingestion DAG; None means manual runs only.
     ingest_schedule: str | None = None
@@ -106,6 +109,11 @@ class Settings(BaseSettings):
     @property
     def pg_dir(self) -> Path:
         return self.state_dir / "postgres"
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Where the collector keeps each received body until RAW has stored it."""
+        return self.state_dir / "inbox"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

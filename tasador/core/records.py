@@ -33,12 +33,22 @@ class BatchStatus(_Record):
     day: str | None
     batch_number: int
     received_at: datetime
-    rows_received: int
+    rows_received: int  # every row of the payload, stored as columns or rejected
     rows_clean: int | None  # None until cleaned
     dropped: dict[str, int] | None  # rows dropped, per cleaning rule
     fixed: dict[str, int] | None  # values fixed, per cleaning rule (rules that fixed any)
     payload_sha256: str
     decision: RetrainDecisionStatus | None
+    rows_rejected: int = 0  # received rows kept in RAW's rejected_rows (not cleaned)
+
+
+class GapStatus(_Record):
+    """A batch number the data API skipped for a group and day, not recovered yet."""
+
+    group: int
+    day: str | None
+    batch_number: int
+    detected_at: datetime
 
 
 class VersionStatus(_Record):
@@ -65,6 +75,7 @@ class StatusReport(_Record):
     raw_db: str
     clean_db: str
     batches: list[BatchStatus]
+    gaps: list[GapStatus] = []  # skipped batch numbers: `tasador recover --group N` fills them
     mlflow_tracking_uri: str | None = None
     optuna_storage: str | None = None
     model_name: str | None = None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tasador.core import clean_store, db
 from tasador.core.cleaning import CleaningReport
-from tasador.core.collector import CollectResult, collect_batch
+from tasador.core.collector import CollectResult, RecoverResult, collect_batch, recover_gaps
 from tasador.core.config import Settings
 
 
@@ -27,9 +27,27 @@ def collect(
         api_url or settings.data_api_url,
         group or settings.group_number,
         day or settings.day,
+        inbox=settings.inbox_dir,
         timeout_s=settings.api_timeout_s,
         max_retries=settings.api_max_retries,
         backoff_s=settings.api_backoff_s,
+        max_response_bytes=settings.api_max_response_bytes,
+    )
+
+
+def recover(
+    settings: Settings, group: int, day: str | None = None, api_url: str | None = None
+) -> RecoverResult:
+    """Fill the group's skipped batch numbers by replaying its sequence on the data API."""
+    return recover_gaps(
+        db.engine("raw", settings),
+        api_url or settings.data_api_url,
+        group,
+        day,
+        timeout_s=settings.api_timeout_s,
+        max_retries=settings.api_max_retries,
+        backoff_s=settings.api_backoff_s,
+        max_response_bytes=settings.api_max_response_bytes,
     )
 
 

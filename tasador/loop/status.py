@@ -13,6 +13,7 @@ from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
 from tasador.core.records import (
     BatchStatus,
+    GapStatus,
     RetrainDecisionStatus,
     StatusReport,
     VersionStatus,
@@ -40,11 +41,12 @@ def batch_status(settings: Settings) -> list[BatchStatus]:
                 day=batch.day or None,
                 batch_number=batch.batch_number,
                 received_at=batch.received_at,
-                rows_received=batch.row_count,
+                rows_received=batch.row_count + batch.rejected_count,
                 rows_clean=cleaned.rows_out if cleaned is not None else None,
                 dropped=report["dropped"] if report else None,
                 fixed={k: v for k, v in report["fixed"].items() if v} if report else None,
                 payload_sha256=batch.payload_sha256,
+                rows_rejected=batch.rejected_count,
                 decision=None
                 if decision is None
                 else RetrainDecisionStatus(
@@ -56,6 +58,19 @@ def batch_status(settings: Settings) -> list[BatchStatus]:
             )
         )
     return rows
+
+
+def gap_status(settings: Settings) -> list[GapStatus]:
+    """Every batch number the data API skipped and no replay has filled yet."""
+    return [
+        GapStatus(
+            group=gap.group_number,
+            day=gap.day or None,
+            batch_number=gap.batch_number,
+            detected_at=gap.detected_at,
+        )
+        for gap in raw_store.open_gaps(db.engine("raw", settings))
+    ]
 
 
 def model_status(settings: Settings) -> list[VersionStatus]:
@@ -103,6 +118,7 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
         raw_db=_safe(db.database_url("raw", settings)),
         clean_db=_safe(db.database_url("clean", settings)),
         batches=batch_status(settings),
+        gaps=gap_status(settings),
     )
     if not models:
         return report
@@ -136,7 +152,16 @@ def models_table(models: list[VersionStatus]) -> str:
 
 def batches_table(rows: list[BatchStatus]) -> str:
     """A plain-text table of batches for people."""
-    header = ("batch", "group", "number", "received", "clean", "dropped (rule: rows)", "decision")
+    header = (
+        "batch",
+        "group",
+        "number",
+        "received",
+        "rejected",
+        "clean",
+        "dropped (rule: rows)",
+        "decision",
+    )
     lines = [header]
     for r in rows:
         dropped = ", ".join(f"{k}: {v}" for k, v in (r.dropped or {}).items() if v) or "-"
@@ -146,12 +171,26 @@ def batches_table(rows: list[BatchStatus]) -> str:
                 str(r.group) + (f"/{r.day}" if r.day else ""),
                 str(r.batch_number),
                 str(r.rows_received),
+                str(r.rows_rejected),
                 "-" if r.rows_clean is None else str(r.rows_clean),
                 dropped,
                 r.decision.verdict if r.decision else "-",
             )
         )
     return render_table(lines)
+
+
+def gaps_text(gaps: list[GapStatus]) -> str:
+    """The skipped batch numbers per group and day, with the command that fills them."""
+    by_sequence: dict[tuple[int, str | None], list[int]] = {}
+    for gap in gaps:
+        by_sequence.setdefault((gap.group, gap.day), []).append(gap.batch_number)
+    lines = []
+    for (group, day), numbers in by_sequence.items():
+        where = f"group {group}" + (f" ({day})" if day else "")
+        fix = f"tasador recover --group {group}" + (f" --day {day}" if day else "")
+        lines.append(f"missing batches of {where}: {', '.join(map(str, numbers))} (run `{fix}`)")
+    return "\n".join(lines)
 
 
 def render_table(lines: Sequence[tuple[str, ...]]) -> str:

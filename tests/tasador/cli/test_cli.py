@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tasador.core import services
@@ -47,6 +48,29 @@ def test_collect_then_status_just_works(cli_env):
     assert table.splitlines()[0].split()[:3] == ["batch", "group", "number"]
 
 
+def test_a_skipped_batch_shows_in_status_and_recover_fills_it(cli_env):
+    api = cli_env["TASADOR_DATA_API_URL"]
+    lost = httpx.get(f"{api}/data", params={"group_number": 1}, timeout=60)  # never stored
+    assert lost.json()["batch_number"] == 0
+    collected = tasador(cli_env, "collect")
+    assert collected.returncode == 0, collected.stderr
+    assert "skipped batch numbers 0" in collected.stdout
+    report = json.loads(tasador(cli_env, "status", "--no-models").stdout)
+    assert [(g["group"], g["batch_number"]) for g in report["gaps"]] == [(1, 0)]
+    table = tasador(cli_env, "status", "--table", "--no-models").stdout
+    assert "missing batches of group 1: 0 (run `tasador recover --group 1`)" in table
+
+    recovered = tasador(cli_env, "recover", "--group", "1")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "batch 0 -> RAW batch id 2" in recovered.stdout and "cleaned:" in recovered.stdout
+    report = json.loads(tasador(cli_env, "status", "--no-models").stdout)
+    assert report["gaps"] == []
+    assert sorted(b["batch_number"] for b in report["batches"]) == [0, 1]  # no hole, no repeat
+    assert all(b["rows_clean"] > 0 for b in report["batches"])
+    again = tasador(cli_env, "recover", "--group", "1")
+    assert again.returncode == 0 and "no skipped batches" in again.stdout
+
+
 def test_collect_against_a_dead_api_is_a_clear_error(settings):
 
     env = {
@@ -74,4 +98,4 @@ def test_db_upgrade_reports_each_database_and_can_be_repeated(settings):
     for _ in range(2):
         result = tasador(env, "db", "upgrade")
         assert result.returncode == 0, result.stderr
-        assert result.stdout.splitlines() == ["raw: at revision 0002", "clean: at revision 0002"]
+        assert result.stdout.splitlines() == ["raw: at revision 0003", "clean: at revision 0002"]

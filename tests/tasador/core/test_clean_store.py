@@ -1,7 +1,11 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pytest
 
 from tasador.core import clean_store, db, raw_store
+from tasador.core.cleaning import clean_frame
 from tasador.core.columns import RAW_COLUMNS
 
 
@@ -68,3 +72,27 @@ def test_holdout_is_stable_for_the_same_content(settings, listings_csv):
 def test_cleaning_an_unknown_batch_is_a_clear_error(settings):
     with pytest.raises(LookupError, match="999"):
         clean_store.clean_batch(db.engine("raw", settings), db.engine("clean", settings), 999)
+
+
+def test_two_cleanings_of_one_batch_at_once_both_record_the_right_counts(settings, listings_csv):
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    batch = store(settings, sample_rows(listings_csv, 400))
+    start = threading.Barrier(2)
+
+    def run(_: int) -> int:
+        start.wait()
+        return clean_store.clean_batch(raw, clean, batch.id).report.rows_out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rows_out = list(pool.map(run, range(2)))
+    expected = clean_frame_rows(sample_rows(listings_csv, 400))
+    assert rows_out == [expected, expected] and expected > 390
+    assert clean_store.cleaning_reports(clean)[batch.id].rows_out == expected
+    listings = clean_store.load_listings(clean)
+    assert len(listings) == expected  # no listing twice, none lost
+    assert not listings.duplicated(["batch_id", "row_index"]).any()
+
+
+def clean_frame_rows(rows) -> int:
+    frame = pd.DataFrame(rows, columns=list(RAW_COLUMNS), dtype=object)
+    return clean_frame(frame)[1].rows_out

@@ -116,3 +116,20 @@ def test_generated_sample_cleans_with_expected_figures(listings_csv):
     assert list(clean.columns) == list(RAW_COLUMNS)
     assert clean["zip_code"].dropna().str.fullmatch(r"\d{5}").all()
     assert clean["price"].between(1_000, 100_000_000).all()
+
+
+def test_ids_too_large_for_int64_are_blanked_and_counted():
+    rows = frame(
+        {"brokered_by": "9223372036854775808"},  # 2**63: int64's max + 1
+        {"brokered_by": "1e30", "street": "inf"},
+        {"street": "9223372036854775807.0"},  # rounds to 2**63 as a float: out of range too
+        {"brokered_by": "9007199254740992.0", "street": "12.0"},
+    )
+    clean, report = clean_frame(rows)
+    assert len(clean) == 4  # a bad id is a feature, not the target: rows are kept
+    assert report.fixed["id_out_of_range_brokered_by"] == 2
+    assert report.fixed["id_out_of_range_street"] == 2
+    assert clean["brokered_by"].isna().tolist() == [True, True, False, False]
+    assert clean["street"].isna().tolist() == [False, True, True, False]
+    assert clean.iloc[3]["brokered_by"] == "9007199254740992"
+    assert not clean["brokered_by"].astype("string").str.startswith("-").any()

@@ -18,6 +18,7 @@ from tasador.core import db, migrations
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MakeDatabase = Callable[[str], str]
+HEAD: dict[migrations.Database, str] = {"raw": "0003", "clean": "0002"}
 
 
 def old_database(make_database: MakeDatabase, database: migrations.Database) -> str:
@@ -98,7 +99,7 @@ def scalar(url: str, query: str) -> Any:
 def test_an_old_raw_database_keeps_every_row(make_database: MakeDatabase) -> None:
     url = old_database(make_database, "raw")
     request_id = fill_raw(url)
-    assert migrations.upgrade(url, "raw") == "0002"
+    assert migrations.upgrade(url, "raw") == HEAD["raw"]
     assert scalar(url, "SELECT count(*) FROM batches") == 1
     assert scalar(url, "SELECT string_agg(city, ',' ORDER BY row_index) FROM batch_rows") == (
         "Ames,Erie"
@@ -111,7 +112,7 @@ def test_an_old_clean_database_keeps_every_row_under_the_new_name(
 ) -> None:
     url = old_database(make_database, "clean")
     fill_clean(url)
-    assert migrations.upgrade(url, "clean") == "0002"
+    assert migrations.upgrade(url, "clean") == HEAD["clean"]
     assert not sa.inspect(db.engine_for(url)).has_table("batches")
     assert scalar(url, "SELECT report->'dropped' FROM cleaned_batches WHERE id = 1") == {}
     assert scalar(url, "SELECT city FROM listings WHERE batch_id = 1") == "Ames"
@@ -177,7 +178,7 @@ def test_upgrading_twice_changes_nothing(
     url = make_database(database)
     migrations.upgrade(url, database)
     before = schema(url)
-    assert migrations.upgrade(url, database) == "0002"
+    assert migrations.upgrade(url, database) == HEAD[database]
     assert schema(url) == before
 
 
@@ -200,7 +201,7 @@ def test_concurrent_upgrades_both_succeed(make_database: MakeDatabase, old: bool
     ]
     outputs = [p.communicate(timeout=120)[0].strip() for p in processes]
     assert [p.returncode for p in processes] == [0] * 4
-    assert outputs == ["0002"] * 4
+    assert outputs == [HEAD[d] for d in ("raw", "clean", "raw", "clean")]
     assert scalar(urls["raw"], "SELECT count(*) FROM alembic_version") == 1
 
 
@@ -208,10 +209,21 @@ def test_concurrent_upgrades_in_one_process_take_turns(make_database: MakeDataba
     url = make_database("clean")
     with ThreadPoolExecutor(max_workers=3) as pool:
         revisions = list(pool.map(lambda _: migrations.upgrade(url, "clean"), range(3)))
-    assert revisions == ["0002"] * 3
+    assert revisions == [HEAD["clean"]] * 3
     assert scalar(url, "SELECT count(*) FROM alembic_version") == 1
 
 
 def test_an_unknown_database_is_refused() -> None:
     with pytest.raises(migrations.BadInput):
         migrations.config("optuna")  # type: ignore[arg-type]
+
+
+def test_raw_0003_adds_gaps_and_rejected_rows_and_keeps_batches(
+    make_database: MakeDatabase,
+) -> None:
+    url = old_database(make_database, "raw")
+    fill_raw(url)
+    migrations.upgrade(url, "raw")
+    assert scalar(url, "SELECT rejected_count FROM batches WHERE id = 1") == 0
+    assert scalar(url, "SELECT count(*) FROM batch_gaps") == 0
+    assert scalar(url, "SELECT count(*) FROM rejected_rows") == 0
