@@ -175,9 +175,13 @@ def demo_command(
 
 @command("stop-embedded")
 def stop_embedded_command() -> None:
-    """Stop the embedded PostgreSQL (it otherwise keeps running between commands)."""
-    stopped = startup.stop(get_settings().pg_dir)
-    typer.echo("stopped" if stopped else "not running")
+    """Stop the embedded MLflow server and PostgreSQL (they otherwise keep running between
+    commands)."""
+    settings = get_settings()
+    mlflow_stopped = startup.stop_server(settings)
+    pg_stopped = startup.stop(settings.pg_dir)
+    typer.echo(f"MLflow: {'stopped' if mlflow_stopped else 'not running'}")
+    typer.echo(f"PostgreSQL: {'stopped' if pg_stopped else 'not running'}")
 
 
 app.command("decide")(friendly_errors(decide_command))
