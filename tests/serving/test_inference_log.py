@@ -7,6 +7,7 @@ stop it while requests keep coming, and start it again.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -206,14 +208,15 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def fill(disk: Path) -> Path:
+    """Write a file until the disk is full (ENOSPC); return it."""
     filler = disk / "filler"
-    with filler.open("wb") as handle:
-        try:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with suppress(OSError):
             while True:
-                handle.write(b"x" * 1024)
-                handle.flush()
-        except OSError:
-            pass
+                os.write(fd, b"x" * 512)
+    finally:
+        os.close(fd)
     return filler
 
 
