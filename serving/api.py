@@ -399,6 +399,9 @@ def create_app(settings: Settings) -> FastAPI:
                 "database_ok": stats.database_ok,
                 "buffered_rows": stats.buffered_rows,
                 "spooled_rows": stats.spooled_rows,
+                "dropped_rows": stats.dropped_rows,
+                "quarantined_rows": stats.quarantined_rows,
+                "writer_alive": service.log.writer_alive,
                 "error": stats.last_error,
             },
         }
