@@ -162,6 +162,7 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
         wait_until(lambda: bool(list(spool.glob("*.jsonl"))), 30, "the full buffer is spooled")
         health = httpx.get(f"{base}/ready").json()["inference_log"]
         assert health["database_ok"] is False and health["spooled_rows"] >= 100
+        assert health["writer_alive"] is True and health["dropped_rows"] == 0
 
         start_again(pg_dir)
         wait_until(lambda: count(url) == 160, 60, "every row written once the database is back")
