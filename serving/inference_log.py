@@ -16,10 +16,11 @@ Faults it survives (docs/reliability.md): any error of one pass (the database, t
 the rows where they were and the next pass retries, so the writer thread never dies. A full disk
 keeps rows in memory, at most twice ``serving_log_buffer_rows`` (the oldest are dropped beyond).
 The spool holds at most ``serving_log_spool_max_bytes``: past it the oldest rows go first. Every
-dropped row is counted (``dropped_rows``, in ``/metrics``). A spool file that cannot be parsed or
-that the database refuses for its content is renamed ``*.corrupt`` (kept for a person to look
-at, counted in ``quarantined_rows``) so the files after it are still written. Shutdown takes at
-most ``serving_shutdown_s``: what is not written by then is spooled.
+dropped row is counted (``dropped_rows``, in ``/metrics``). A spool file that cannot be parsed is
+renamed ``*.corrupt``; rows the database refuses for their content (found by halving the batch,
+so the rows around them are still written) go to a ``*.corrupt`` file of their own. Both are kept
+for a person to look at, counted in ``quarantined_rows``, and the files after them proceed.
+Shutdown takes at most ``serving_shutdown_s``: what is not written by then is spooled.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _refused_for_content(exc: BaseException) -> bool:
 
 
 class CorruptSpool(Exception):
-    """A spool file that cannot be written as it is (unparseable, or refused by the database)."""
+    """A spool file that cannot be parsed as inference_requests rows."""
 
 
 def _parse_spool(text: str) -> list[Row]:
@@ -283,16 +284,10 @@ class InferenceLog:
             for path in self._spool_files():
                 self._write_spool_file(engine, path)
             if self._pending:
-                try:
-                    write_rows(engine, self._pending)
-                except Exception as exc:
-                    if not _refused_for_content(exc):
-                        raise
-                    # Spooled, the batch meets the spool's quarantine on the next pass.
-                    logger.error("inference log rows refused by the database: %s", _short(exc))
-                    self._spool_pending()
-                    return False
-                self._counted_written(len(self._pending))
+                refused = self._write_isolating(engine, self._pending)
+                if refused:
+                    self._quarantine(refused)
+                self._counted_written(len(self._pending) - len(refused))
                 self._pending = []
         except Exception as exc:  # database or disk: keep the rows, try again later
             if self.stats.database_ok is not False:  # say it once per outage, not per attempt
@@ -308,15 +303,38 @@ class InferenceLog:
         self.stats.last_error = None
         return True
 
+    def _write_isolating(self, engine: sa.Engine, rows: list[Row]) -> list[Row]:
+        """Write ``rows``; return the ones the database refuses for their content.
+
+        One refused row fails its whole transaction, so the batch is halved until each refused
+        row stands alone: the others are written (rewriting a written half adds nothing)."""
+        try:
+            write_rows(engine, rows)
+            return []
+        except Exception as exc:
+            if not _refused_for_content(exc):
+                raise
+            if len(rows) == 1:
+                logger.error("inference log: a row refused by the database: %s", _short(exc))
+                return rows
+        middle = len(rows) // 2
+        return self._write_isolating(engine, rows[:middle]) + self._write_isolating(
+            engine, rows[middle:]
+        )
+
+    def _quarantine(self, rows: list[Row]) -> None:
+        """Keep rows the database refuses in a ``*.corrupt`` file, for a person to look at."""
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        temporary = self.spool_dir / f".{name}.tmp"
+        with temporary.open("w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        temporary.rename(self.spool_dir / f"{name}.corrupt")
+        with self._lock:
+            self.stats.quarantined_rows += len(rows)
+
     def _write_spool_file(self, engine: sa.Engine, path: Path) -> None:
         try:
             rows = _parse_spool(path.read_text(errors="replace"))
-            try:
-                write_rows(engine, rows)
-            except Exception as exc:
-                if _refused_for_content(exc):
-                    raise CorruptSpool(_short(exc)) from exc
-                raise
         except CorruptSpool as exc:
             lines = self._count_lines(path)
             aside = path.with_suffix(".corrupt")
@@ -326,8 +344,13 @@ class InferenceLog:
                 self.stats.spooled_rows -= lines
                 self.stats.quarantined_rows += lines
             return
+        refused = self._write_isolating(engine, rows)
+        if refused:
+            self._quarantine(refused)
         path.unlink()
-        self._counted_written(len(rows), spooled=True)
+        self._counted_written(len(rows) - len(refused))
+        with self._lock:
+            self.stats.spooled_rows -= len(rows)
 
     def _counted_written(self, n: int, spooled: bool = False) -> None:
         with self._lock:

@@ -262,20 +262,21 @@ def spool_file(folder: Path, n: int, text: str) -> Path:
 
 
 def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
-    settings: Settings, xgb_model: Any
+    settings: Settings,
 ) -> None:
     app = create_app(settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"}))
     service = app.state.service
     spool = service.log.spool_dir
     garbage = spool_file(spool, 1, 'not json {"\n\x00\x01\n')
-    refused_rows = entry(2).to_rows()
-    for row in refused_rows:
-        row["status_code"] = "abc"  # PostgreSQL refuses it for good: not an integer
-    refused = spool_file(spool, 2, "".join(json.dumps(r) + "\n" for r in refused_rows))
+    mixed_entry = entry(5)
+    mixed_rows = mixed_entry.to_rows()
+    for i in (1, 3):
+        mixed_rows[i]["status_code"] = "abc"  # PostgreSQL refuses these for good
+    mixed = spool_file(spool, 2, "".join(json.dumps(r) + "\n" for r in mixed_rows))
     good_entry = entry(3)
     good = spool_file(spool, 3, "".join(json.dumps(r) + "\n" for r in good_entry.to_rows()))
     log = InferenceLog(lambda: db.engine("raw", settings), spool, 100, 60)  # finds the spool
-    assert log.stats.spooled_rows == 7
+    assert log.stats.spooled_rows == 10
     # A refused body with NUL (which jsonb refuses) must not make its batch unwritable either.
     log.record(
         Entry(
@@ -289,15 +290,19 @@ def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
     assert log.flush()
     url = db.database_url("raw", settings)
     rows = logged(url)
-    assert len(rows) == 4  # the good file's 3 rows and the refused body
-    assert [(r.request_id, r.row_index) for r in rows if r.status_code == 200] == [
+    written = {(r.request_id, r.row_index) for r in rows if r.status_code == 200}
+    assert written == {(mixed_entry.request_id, i) for i in (0, 2, 4)} | {
         (good_entry.request_id, i) for i in range(3)
-    ]
+    }
     assert [r.inputs["body"] for r in rows if r.status_code == 422] == ['{"city": "a\ufffdb"}']
-    assert not list(spool.glob("*.jsonl")) and not good.exists()
-    assert garbage.with_suffix(".corrupt").exists() and refused.with_suffix(".corrupt").exists()
+    assert len(rows) == 7
+    assert not list(spool.glob("*.jsonl")) and not good.exists() and not mixed.exists()
+    assert garbage.with_suffix(".corrupt").exists()
+    (aside,) = [p for p in spool.glob("*.corrupt") if p != garbage.with_suffix(".corrupt")]
+    assert [json.loads(x)["row_index"] for x in aside.read_text().splitlines()] == [1, 3]
     assert log.stats.quarantined_rows == 4 and log.stats.spooled_rows == 0
-    assert log.flush() and len(logged(url)) == 4  # the next pass retries nothing
+    assert log.stats.written_rows == 7
+    assert log.flush() and len(logged(url)) == 7  # the next pass retries nothing
 
     # What /metrics says of a spool with a corrupt file in it.
     spool_file(spool, 4, "garbage\n")
