@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import httpx
+from pydantic import SecretStr
 
 from tasador.core.errors import ServiceUnavailable
 
@@ -23,9 +24,14 @@ class InvalidListing(Exception):
         self.fields = fields
 
 
-def _call(base_url: str, method: str, path: str, body: Any = None) -> dict[str, Any]:
+def _call(
+    base_url: str, method: str, path: str, body: Any = None, api_key: str | None = None
+) -> dict[str, Any]:
+    headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        response = httpx.request(method, f"{base_url}{path}", json=body, timeout=TIMEOUT_S)
+        response = httpx.request(
+            method, f"{base_url}{path}", json=body, headers=headers, timeout=TIMEOUT_S
+        )
     except httpx.TimeoutException:
         raise ServiceError(f"The prediction API at {base_url} did not answer in time.") from None
     except httpx.TransportError as exc:
@@ -38,6 +44,13 @@ def _call(base_url: str, method: str, path: str, body: Any = None) -> dict[str, 
         raise InvalidListing(
             {str(e["loc"][-1]): e["msg"] for e in detail if isinstance(e, dict) and e.get("loc")}
         )
+    if response.status_code == 401:
+        raise ServiceError(
+            f"The prediction API at {base_url} refused the UI's API key: set "
+            "TASADOR_SERVING_API_KEY for the UI to the key serving was given."
+        )
+    if response.status_code == 429:
+        raise ServiceError("The prediction API is busy explaining other listings: try again.")
     if response.status_code == 503:
         raise ServiceError(f"The prediction API cannot price yet: {response.json()['detail']}")
     if not response.is_success:
@@ -45,16 +58,23 @@ def _call(base_url: str, method: str, path: str, body: Any = None) -> dict[str, 
     return cast(dict[str, Any], response.json())
 
 
-def predict(base_url: str, listing: dict[str, Any]) -> dict[str, Any]:
-    """The prediction API's price for one listing; raises ServiceError or InvalidListing."""
-    return _call(base_url, "POST", "/predict", listing)
+def predict(base_url: str, listing: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
+    """The prediction API's price for one listing; raises ServiceError or InvalidListing.
+
+    ``api_key``: sent as X-API-Key (serving's ``serving_api_key``), when serving has one."""
+    return _call(base_url, "POST", "/predict", listing, api_key)
 
 
-def explain(base_url: str, listing: dict[str, Any]) -> dict[str, Any]:
+def explain(base_url: str, listing: dict[str, Any], api_key: str | None = None) -> dict[str, Any]:
     """The prediction API's SHAP explanation of one listing."""
-    return _call(base_url, "POST", "/explain", listing)
+    return _call(base_url, "POST", "/explain", listing, api_key)
 
 
-def model(base_url: str) -> dict[str, Any]:
+def model(base_url: str, api_key: str | None = None) -> dict[str, Any]:
     """The prediction API's description of the model version serving."""
-    return _call(base_url, "GET", "/model")
+    return _call(base_url, "GET", "/model", api_key=api_key)
+
+
+def api_key_of(secret: SecretStr | None) -> str | None:
+    """The key to send, from the settings' ``serving_api_key`` (None: serving is open)."""
+    return secret.get_secret_value() if secret is not None else None

@@ -2,6 +2,7 @@
 
     uv run python benchmarks/serve.py [--duration 10] [--warmup 2] [--levels 1,4,16]
                                       [--batch-levels 1,4] [--family lightgbm] [--quick]
+                                      [--explain-load 8] [--explain-only]
 
 Sets up a private embedded PostgreSQL (a RAW database for the inference log) and a private
 embedded MLflow server under a temporary state folder, trains a gradient-boosting model with the
@@ -29,6 +30,12 @@ connection failures are counted as errors. "server CPU" is the CPU time of the s
 process tree over the window per request: unlike wall time it barely moves when other work
 shares the machine. Targets: >= 5x the requests/s of ``mlflow models serve``; single-row p99
 <= 10 ms at low concurrency (1 and 4 connections). No assertions: it prints figures.
+
+Explanations next to predictions (``--explain-load N``, 8 by default, 0: skipped): single-row
+``/predict`` at 1 connection, alone and then while N other connections send ``POST /explain``
+back to back from a process of their own; it prints both p99s and how the explanations were
+answered (200, or 429 past ``serving_max_explains``). ``--explain-only`` measures just that
+(no ``mlflow models serve``, no other levels).
 
 Hermetic: ``TASADOR_*`` variables are ignored, except ``TASADOR_SERVING_*``, which tune the
 served API (e.g. ``TASADOR_SERVING_LOG_FLUSH_S``). Every process it starts is stopped at the
@@ -495,10 +502,42 @@ def serve_ours(
         print(f"  tasador serve is serving version {version} on port {port}", flush=True)
         prices = check(server, "/predict", bodies.ours_batches[0])
         check(server, "/predict", bodies.ours_rows[0])
-        figures = load_server(
+        figures = [] if args.explain_only else load_server(
             pool, server, "/predict", bodies.ours_rows, bodies.ours_batches, bodies.batch_rows, args
-        )
+        )  # fmt: skip
+        if args.explain_load:
+            explain_load(pool, server, bodies, args)
     return figures, prices
+
+
+def explain_load(pool: Any, server: Server, bodies: Bodies, args: argparse.Namespace) -> None:
+    """Single-row /predict p99 alone, then under ``args.explain_load`` concurrent /explain."""
+    singles = [http_request(server.port, "/predict", b) for b in bodies.ours_rows]
+    explains = [http_request(server.port, "/explain", b) for b in bodies.ours_rows]
+    check_explain = run_client(  # one explanation must work before it is loaded
+        ClientSpec(server.port, explains[:1], 1, time.monotonic(), 0.0, 5.0, 0)
+    )
+    if not check_explain.latencies_ms:
+        raise RuntimeError(f"/explain does not answer 200: {dict(check_explain.statuses)}")
+    alone = measure(pool, server, singles, 1, 1, args)
+    explainer = multiprocessing.get_context("spawn").Pool(1)
+    try:
+        span = args.warmup + args.duration + 3.0  # covers the whole predict level
+        spec = ClientSpec(server.port, explains, args.explain_load, time.monotonic(), 0.5, span, 0)
+        pending = explainer.apply_async(run_client, (spec,))
+        time.sleep(1.0)  # the explanations are running before /predict is measured
+        loaded = measure(pool, server, singles, 1, 1, args)
+        explained = pending.get(span + 120)
+    finally:
+        explainer.terminate()
+        explainer.join()
+    print(
+        f"  /predict p99 at 1 connection: {alone.p99_ms:.1f} ms alone, {loaded.p99_ms:.1f} ms "
+        f"under {args.explain_load} concurrent /explain (p50 {alone.p50_ms:.1f} -> "
+        f"{loaded.p50_ms:.1f} ms, {loaded.errors} errors); /explain answers: "
+        f"{dict(explained.statuses)}",
+        flush=True,
+    )
 
 
 def serve_mlflow(
@@ -595,6 +634,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2, help="load-generator processes")
     parser.add_argument("--family", choices=sorted(FAMILY_PARAMS), default="lightgbm")
     parser.add_argument("--quick", action="store_true", help="2 s levels, 0.5 s warmup")
+    parser.add_argument(
+        "--explain-load", type=int, default=8, help="concurrent /explain next to /predict (0: off)"
+    )
+    parser.add_argument(
+        "--explain-only", action="store_true", help="only /predict under /explain load"
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 2.0, 0.5
@@ -648,6 +693,9 @@ def main() -> None:
         pool = multiprocessing.get_context("spawn").Pool(args.clients)
         print("tasador serve:", flush=True)
         ours, our_prices = serve_ours(pool, settings, version, bodies, args)
+        if args.explain_only:
+            print(f"whole run: {time.monotonic() - began:.0f} s")
+            return
         print("mlflow models serve:", flush=True)
         theirs, their_prices = serve_mlflow(pool, uri, version, bodies, args, state)
 

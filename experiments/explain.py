@@ -16,6 +16,7 @@ prediction (tests/experiments/test_explain.py).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,19 +55,37 @@ def _exact_cost(estimator: Any) -> float:
     return float(sum(t.tree_.n_leaves * t.tree_.max_depth**2 for t in trees))
 
 
-def _encoded_contributions(model: Any, frame: pd.DataFrame) -> tuple[float, pd.DataFrame]:
+RowExplainer = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def row_explainer(model: Any) -> RowExplainer:
+    """:func:`explain_rows` for one model, its SHAP explainer built once.
+
+    Serving explains one listing per request: building the TreeExplainer each time would cost
+    more than the explanation. A linear model's explainer depends on the rows explained (they
+    are its background data), so that one is still built per call (it is cheap).
+    """
     pipeline = _sklearn_model(model).regressor_
-    features = pipeline[:-1].transform(model_input(frame))
-    estimator = pipeline[-1]
-    if hasattr(estimator, "coef_"):
-        explainer = shap.LinearExplainer(estimator, features.astype("float64"))
-        values = explainer.shap_values(features.astype("float64"))
-    else:
-        explainer = shap.TreeExplainer(estimator)
-        approximate = _exact_cost(estimator) * len(features) > EXACT_BUDGET
-        values = explainer.shap_values(features, check_additivity=False, approximate=approximate)
-    base = float(np.ravel(explainer.expected_value)[0])
-    return base, pd.DataFrame(values, index=frame.index, columns=features.columns)
+    encode, estimator = pipeline[:-1], pipeline[-1]
+    tree = None if hasattr(estimator, "coef_") else shap.TreeExplainer(estimator)
+    cost = _exact_cost(estimator)
+
+    def explain(frame: pd.DataFrame) -> pd.DataFrame:
+        features = encode.transform(model_input(frame))
+        if tree is None:
+            explainer = shap.LinearExplainer(estimator, features.astype("float64"))
+            values = explainer.shap_values(features.astype("float64"))
+        else:
+            explainer = tree
+            approximate = cost * len(features) > EXACT_BUDGET
+            values = tree.shap_values(features, check_additivity=False, approximate=approximate)
+        base = float(np.ravel(explainer.expected_value)[0])
+        encoded = pd.DataFrame(values, index=frame.index, columns=features.columns)
+        grouped = encoded.T.groupby(feature_source, sort=False).sum().T
+        grouped.insert(0, BASE_VALUE, base)
+        return grouped
+
+    return explain
 
 
 def explain_rows(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,10 +95,7 @@ def explain_rows(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
     ``base_value`` + the contributions = log(predicted price); exp(contribution) is the factor
     the column multiplies the price by.
     """
-    base, encoded = _encoded_contributions(model, frame)
-    grouped = encoded.T.groupby(feature_source, sort=False).sum().T
-    grouped.insert(0, BASE_VALUE, base)
-    return grouped
+    return row_explainer(model)(frame)
 
 
 def global_importance(model: Any, frame: pd.DataFrame) -> pd.Series:

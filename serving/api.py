@@ -9,11 +9,19 @@ intermediate ``json.loads``), because it is the hot path and because a body may 
 or a list: deciding by the first character gives 422s that name fields plainly (``body.bed``,
 ``body.3.bed``) instead of one error per union branch. The OpenAPI document still describes
 the body (``_listing_body``), so clients and the schemathesis tests see the real contract.
+
+Bounded by construction (docs/reliability.md): a body is read chunk by chunk and refused (413)
+as soon as it passes ``serving_max_body_bytes``, and only a prefix of a refused body reaches the
+inference log; at most ``serving_max_explains`` explanations run at once (more get 429 with
+``Retry-After``), so SHAP cannot take the CPU ``/predict`` needs; a non-finite price is never
+served (503). With ``serving_api_key`` set, /predict, /explain and /model need that key.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,9 +34,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from serving.explanations import explain_listing
+from serving.explanations import Explainers, explain_listing
 from serving.hot_swap import ModelWatcher
-from serving.inference_log import Entry, InferenceLog
+from serving.inference_log import MAX_ERROR_BODY, Entry, InferenceLog
 from serving.metrics import ServingMetrics
 from serving.models import ModelInfo, ServedModel
 from serving.schema import (
@@ -40,12 +48,15 @@ from serving.schema import (
     listings_adapter,
 )
 from tasador.core import db
-from tasador.core.config import Settings
+from tasador.core.config import Settings, get_settings
+from tasador.core.errors import BadInput
 
 logger = logging.getLogger(__name__)
 
 INLINE_ROWS = 64  # larger requests are scored in the thread pool, not on the event loop
-BYTES_PER_ROW = 4_096  # a generous listing; bodies beyond max rows times this are refused
+LOGGED_BODY_BYTES = 4 * MAX_ERROR_BODY  # of a refused body: enough for MAX_ERROR_BODY characters
+RETRY_AFTER_S = 1  # what a 429 asks: one explanation takes well under a second
+GRACEFUL_SHUTDOWN_S = 5  # requests in flight get this long; then the log's flush (its own bound)
 
 
 def _errors(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
@@ -73,28 +84,71 @@ class Service:
             settings.state_dir / "serving" / "spool",
             settings.serving_log_buffer_rows,
             settings.serving_log_flush_s,
+            max_spool_bytes=settings.serving_log_spool_max_bytes,
+            shutdown_s=settings.serving_shutdown_s,
         )
         self.metrics = ServingMetrics(self.watcher, self.log)
         self.listings = listings_adapter(settings.serving_max_rows)
-        self.max_body = settings.serving_max_rows * BYTES_PER_ROW
+        self.max_body = settings.serving_max_body_bytes
+        self.explainers = Explainers()
+        self.explaining = 0  # explanations running; only the event loop changes it
+        key = settings.serving_api_key
+        self._api_key = key.get_secret_value().encode() if key is not None else None
 
     def _swapped(self, served: ServedModel) -> None:
         info = served.info
         self.metrics.model_swapped(info.name, info.version, info.alias)
 
+    def authorized(self, request: Request) -> bool:
+        """True when no key is set, or the request carries it (X-API-Key or Bearer)."""
+        if self._api_key is None:
+            return True
+        given = request.headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else ""
+        # Constant time: how much of a guess matched must not show in the response time.
+        return hmac.compare_digest(given.encode(), self._api_key)
+
+    @staticmethod
+    def unauthorized() -> JSONResponse:
+        return JSONResponse(
+            {"detail": "missing or wrong API key: send it as X-API-Key or Authorization: Bearer"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    def too_large(self) -> JSONResponse:
+        return JSONResponse(
+            {
+                "detail": f"body over {self.max_body} bytes: send at most "
+                f"{self.settings.serving_max_rows} listings per request"
+            },
+            status_code=413,
+        )
+
+    async def read(self, request: Request) -> tuple[bytes, JSONResponse | None]:
+        """The body, or its first bytes and a 413 once it passes ``max_body``.
+
+        Read chunk by chunk so a huge or endless body is refused after ``max_body`` bytes, not
+        held whole; the server discards what the client still sends.
+        """
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return b"", self.too_large()
+        body = bytearray()
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > self.max_body:
+                body += chunk[: max(0, LOGGED_BODY_BYTES - len(body))]
+                return bytes(body[:LOGGED_BODY_BYTES]), self.too_large()
+            body += chunk
+        return bytes(body), None
+
     def parse(self, body: bytes, many: bool = True) -> list[Listing] | JSONResponse:
-        """The listings of a body, or the 422 (413) that explains why there are none.
+        """The listings of a body, or the 422 that explains why there are none.
 
         ``many``: a list of listings is accepted too (``/predict``), not only one object.
         """
-        if len(body) > self.max_body:
-            return JSONResponse(
-                {
-                    "detail": f"body over {self.max_body} bytes: send at most "
-                    f"{self.settings.serving_max_rows} listings per request"
-                },
-                status_code=413,
-            )
         start = body.lstrip()[:1]
         try:
             if start == b"[" and many:
@@ -117,6 +171,20 @@ class Service:
     def unavailable(self) -> JSONResponse:
         return JSONResponse({"detail": self.watcher.unavailable_reason()}, status_code=503)
 
+    def not_finite(self, served: ServedModel, rows: list[int]) -> JSONResponse:
+        """The 503 of a model that predicted NaN or infinity: such a price is never served."""
+        info = served.info
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        logger.error("%s version %s predicted non-finite prices", info.name, info.version)
+        self.metrics.non_finite.inc(len(rows))
+        return JSONResponse(
+            {
+                "detail": f"{info.name} version {info.version} predicted no finite price for "
+                f"listing {shown} (of this request): not served"
+            },
+            status_code=503,
+        )
+
     def finish(
         self,
         endpoint: str,
@@ -131,6 +199,8 @@ class Service:
         seconds = time.perf_counter() - started
         self.metrics.observe(endpoint, response.status_code, seconds)
         refused = listings is None
+        if refused:  # only a prefix: a refused body may be as large as the limit allows
+            body = body[:LOGGED_BODY_BYTES]
         self.log.record(
             Entry(
                 endpoint=endpoint,
@@ -191,7 +261,8 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=Predictions,
         responses={
             **not_ready,
-            413: {"model": Problem, "description": "Too many listings in one request."},
+            401: {"model": Problem, "description": "API key missing or wrong (when one is set)."},
+            413: {"model": Problem, "description": "Body over serving_max_body_bytes."},
             422: {"description": "Invalid listing: each bad field is named in detail[].loc."},
         },
         openapi_extra={"requestBody": _listing_body(settings.serving_max_rows)},
@@ -199,7 +270,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def predict(request: Request) -> Response:
         """Price one listing (an object) or several (a list), in the order sent."""
         started, requested_at = time.perf_counter(), datetime.now(UTC)
-        body = await request.body()
+        if not service.authorized(request):  # before reading: no work for strangers' bodies
+            return service.finish("predict", service.unauthorized(), started, requested_at, b"")
+        body, refused = await service.read(request)
+        if refused is not None:
+            return service.finish("predict", refused, started, requested_at, body)
         listings = service.parse(body)
         if isinstance(listings, Response):
             return service.finish("predict", listings, started, requested_at, body)
@@ -210,6 +285,13 @@ def create_app(settings: Settings) -> FastAPI:
             prices = served.scorer.predict(listings)
         else:
             prices = await run_in_threadpool(served.scorer.predict, listings)
+        finite = np.isfinite(prices)
+        if not finite.all():
+            bad = np.flatnonzero(~finite).tolist()
+            refusal = service.not_finite(served, bad)
+            return service.finish(
+                "predict", refusal, started, requested_at, body, listings, None, served
+            )
         values = np.round(prices, 2).tolist()
         answer = Predictions(predictions=values, model=served.info.ref())
         response = Response(answer.model_dump_json(), media_type="application/json")
@@ -222,29 +304,73 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=Explanation,
         responses={
             **not_ready,
+            401: {"model": Problem, "description": "API key missing or wrong (when one is set)."},
+            413: {"model": Problem, "description": "Body over serving_max_body_bytes."},
             422: {"description": "Invalid listing: each bad field is named in detail[].loc."},
+            429: {"model": Problem, "description": "Too many explanations at once: retry later."},
         },
         openapi_extra={"requestBody": _listing_body(None)},
     )
     async def explain(request: Request) -> Response:
         """SHAP contributions for one listing, from the model version that prices it."""
         started, requested_at = time.perf_counter(), datetime.now(UTC)
-        body = await request.body()
+        if not service.authorized(request):
+            return service.finish("explain", service.unauthorized(), started, requested_at, b"")
+        if service.explaining >= settings.serving_max_explains:
+            busy = JSONResponse(
+                {"detail": f"{service.explaining} explanations running: retry later"},
+                status_code=429,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+            return service.finish("explain", busy, started, requested_at, b"")
+        service.explaining += 1  # no await between the check and this: one slot, one request
+        try:
+            return await _explain(request, started, requested_at)
+        finally:
+            service.explaining -= 1
+
+    async def _explain(request: Request, started: float, requested_at: datetime) -> Response:
+        body, refused = await service.read(request)
+        if refused is not None:
+            return service.finish("explain", refused, started, requested_at, body)
         listings = service.parse(body, many=False)
         if isinstance(listings, Response):
             return service.finish("explain", listings, started, requested_at, body)
         served = service.watcher.current
         if served is None:
             return service.finish("explain", service.unavailable(), started, requested_at, body)
-        answer = await run_in_threadpool(explain_listing, served, listings[0])
+        price = float(served.scorer.predict(listings)[0])
+        if not math.isfinite(price):
+            refusal = service.not_finite(served, [0])
+            return service.finish(
+                "explain", refusal, started, requested_at, body, listings, None, served
+            )
+        try:
+            answer = await run_in_threadpool(
+                explain_listing, served, listings[0], service.explainers, price
+            )
+        except BadInput as exc:
+            refusal = JSONResponse({"detail": str(exc)}, status_code=503)
+            return service.finish(
+                "explain", refusal, started, requested_at, body, listings, None, served
+            )
         response = Response(answer.model_dump_json(), media_type="application/json")
         return service.finish(
             "explain", response, started, requested_at, body, listings, [answer.prediction], served
         )
 
-    @app.get("/model", response_model=ModelInfo, responses=not_ready)
-    def model() -> Any:
+    @app.get(
+        "/model",
+        response_model=ModelInfo,
+        responses={
+            **not_ready,
+            401: {"model": Problem, "description": "API key missing or wrong (when one is set)."},
+        },
+    )
+    def model(request: Request) -> Any:
         """The version serving: lineage, metrics, when and why it was promoted."""
+        if not service.authorized(request):
+            return service.unauthorized()
         served = service.watcher.current
         return served.info if served is not None else service.unavailable()
 
@@ -273,6 +399,9 @@ def create_app(settings: Settings) -> FastAPI:
                 "database_ok": stats.database_ok,
                 "buffered_rows": stats.buffered_rows,
                 "spooled_rows": stats.spooled_rows,
+                "dropped_rows": stats.dropped_rows,
+                "quarantined_rows": stats.quarantined_rows,
+                "writer_alive": service.log.writer_alive,
                 "error": stats.last_error,
             },
         }
@@ -304,6 +433,11 @@ def _document_listing(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def app_from_environment() -> FastAPI:
+    """The app for the process's settings, for ``uvicorn --factory`` (tests run it so)."""
+    return create_app(get_settings())
+
+
 def serve(host: str, port: int, settings: Settings) -> None:
     """Run the API with uvicorn (uvloop and httptools when installed)."""
     import uvicorn
@@ -317,4 +451,7 @@ def serve(host: str, port: int, settings: Settings) -> None:
         port=port,
         access_log=False,  # every request is in the inference log and the metrics already
         log_level="info",
+        # Bounded, so draining requests plus the inference log's flush (serving_shutdown_s)
+        # fit in the container's stop_grace_period.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )

@@ -1,19 +1,63 @@
-"""SHAP for one listing, from the very model object that priced it (experiments.explain)."""
+"""SHAP for one listing, from the very model object that priced it (experiments.explain).
+
+The explainer of a version is built once, by the first ``/explain`` it serves (:class:`Explainers`),
+not per request: building a TreeExplainer costs more than one explanation.
+"""
 
 from __future__ import annotations
 
 import math
+import threading
 
-from experiments.explain import BASE_VALUE, explain_rows
+from experiments.explain import BASE_VALUE, RowExplainer, row_explainer
 from experiments.features import model_input
 from serving.models import ServedModel
 from serving.schema import Contribution, Explanation, Listing
+from tasador.core.errors import BadInput
+
+KEPT_VERSIONS = 2  # the version serving, and the one requests in flight may still finish on
 
 
-def explain_listing(served: ServedModel, listing: Listing) -> Explanation:
-    """Contributions per input field, largest first; base x factors = the served price."""
+class Explainers:
+    """One SHAP explainer per loaded model version, built on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # two first requests must not both build it
+        self._built: dict[tuple[str, str], tuple[ServedModel, RowExplainer]] = {}
+        self.builds = 0  # explainers built so far (tests check they are not per request)
+
+    def of(self, served: ServedModel) -> RowExplainer:
+        """The explainer of ``served``; raises BadInput for a model SHAP cannot explain."""
+        key = (served.info.name, served.info.version)
+        with self._lock:
+            found = self._built.get(key)
+            if found is not None and found[0] is served:
+                return found[1]
+            try:
+                explain = row_explainer(served.raw_model)
+            except TypeError as exc:  # not one of our registered pipelines
+                raise BadInput(
+                    f"version {served.info.version} cannot be explained: {exc}"
+                ) from None
+            self.builds += 1
+            kept = list(self._built.items())[-(KEPT_VERSIONS - 1) :]
+            self._built = {**dict(kept), key: (served, explain)}
+            return explain
+
+
+def explain_listing(
+    served: ServedModel,
+    listing: Listing,
+    explainers: Explainers | None = None,
+    price: float | None = None,
+) -> Explanation:
+    """Contributions per input field, largest first; base x factors = the served price.
+
+    ``price``: the served price when the caller has it already (else it is computed).
+    """
     fields = listing.model_dump(exclude={"price"})
-    row = explain_rows(served.raw_model, model_input([fields])).iloc[0]
+    explain = (explainers or Explainers()).of(served)
+    row = explain(model_input([fields])).iloc[0]
     base = float(row[BASE_VALUE])
     contributions = [
         Contribution(
@@ -25,8 +69,10 @@ def explain_listing(served: ServedModel, listing: Listing) -> Explanation:
         for feature, value in row.drop(BASE_VALUE).items()
     ]
     contributions.sort(key=lambda c: abs(c.contribution), reverse=True)
+    if price is None:
+        price = float(served.scorer.predict([listing])[0])
     return Explanation(
-        prediction=round(float(served.scorer.predict([listing])[0]), 2),
+        prediction=round(price, 2),
         base_value=base,
         base_price=math.exp(base),
         contributions=contributions,

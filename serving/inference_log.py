@@ -11,6 +11,16 @@ in spool files (JSON lines) under ``<state_dir>/serving/spool``, and at shutdown
 still unwritten is spooled too. Spool files are written to a temporary name and renamed, so
 the writer only ever sees complete files; it writes them, oldest first, once the database
 answers again (also after a restart of the service), and deletes each only after its commit.
+
+Faults it survives (docs/reliability.md): any error of one pass (the database, the disk) leaves
+the rows where they were and the next pass retries, so the writer thread never dies. A full disk
+keeps rows in memory, at most twice ``serving_log_buffer_rows`` (the oldest are dropped beyond).
+The spool holds at most ``serving_log_spool_max_bytes``: past it the oldest rows go first. Every
+dropped row is counted (``dropped_rows``, in ``/metrics``). A spool file that cannot be parsed is
+renamed ``*.corrupt``; rows the database refuses for their content (found by halving the batch,
+so the rows around them are still written) go to a ``*.corrupt`` file of their own. Both are kept
+for a person to look at, counted in ``quarantined_rows``, and the files after them proceed.
+Shutdown takes at most ``serving_shutdown_s``: what is not written by then is spooled.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 
 from serving.schema import Listing
@@ -79,7 +90,9 @@ class Entry:
             "status_code": self.status_code,
         }
         if not self.listings:
-            body = (self.body or "")[:MAX_ERROR_BODY]
+            # NUL is the one character PostgreSQL's jsonb refuses: one such body must not make
+            # its whole batch unwritable.
+            body = (self.body or "")[:MAX_ERROR_BODY].replace("\x00", "\ufffd")
             return [{**common, "row_index": 0, "inputs": {"body": body}, "prediction": None}]
         predictions: Sequence[float | None] = self.predictions or [None] * len(self.listings)
         return [
@@ -117,11 +130,42 @@ def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
 class LogStats:
     """Counters of the inference log: rows buffered, spooled and written, and database health."""
 
-    buffered_rows: int = 0  # handed over by requests, not yet written
+    buffered_rows: int = 0  # handed over by requests, not yet written (memory)
     spooled_rows: int = 0  # in spool files
     written_rows: int = 0  # since start
+    dropped_rows: int = 0  # since start: over the memory or spool cap (lost, but counted)
+    quarantined_rows: int = 0  # since start: in spool files moved aside as *.corrupt
     database_ok: bool | None = None  # None: nothing attempted yet
     last_error: str | None = None
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def _refused_for_content(exc: BaseException) -> bool:
+    """The database refused the rows themselves (retrying cannot help), not its availability."""
+    error = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return isinstance(error, psycopg.errors.DataError | psycopg.errors.IntegrityError)
+
+
+class CorruptSpool(Exception):
+    """A spool file that cannot be parsed as inference_requests rows."""
+
+
+def _parse_spool(text: str) -> list[Row]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise CorruptSpool(f"line {number}: {exc}") from None
+        if not isinstance(row, dict) or not set(COLUMNS) <= set(row):
+            raise CorruptSpool(f"line {number}: not an inference_requests row")
+        rows.append(row)
+    return rows
 
 
 class InferenceLog:
@@ -133,15 +177,21 @@ class InferenceLog:
         spool_dir: Path,
         max_buffered_rows: int,
         flush_s: float,
+        max_spool_bytes: int = 1024**3,
+        shutdown_s: float = 20.0,
     ) -> None:
         self._engine = engine
         self.spool_dir = spool_dir
         self.max_buffered_rows = max_buffered_rows
         self.flush_s = flush_s
-        self._lock = threading.Lock()
+        self.max_spool_bytes = max_spool_bytes
+        self.shutdown_s = shutdown_s
+        self._lock = threading.Lock()  # guards _entries and stats
+        self._flushing = threading.Lock()  # one pass at a time (writer thread, stop, tests)
         self._entries: list[Entry] = []
         self._pending: list[Row] = []  # the writer's rows that did not make it yet
         self._stop = threading.Event()
+        self._wake = threading.Event()  # the buffer is full: spool or write now
         self._thread: threading.Thread | None = None
         self.stats = LogStats()
         spool_dir.mkdir(parents=True, exist_ok=True)
@@ -150,59 +200,101 @@ class InferenceLog:
     # --- request path -------------------------------------------------------------------------
 
     def record(self, entry: Entry) -> None:
-        """Hand a request over; O(1) unless the buffer is full (then it goes to disk)."""
+        """Hand a request over; O(1), never touches the disk or the database."""
         with self._lock:
             self._entries.append(entry)
             self.stats.buffered_rows += entry.rows
             if self.stats.buffered_rows < self.max_buffered_rows:
                 return
-            overflow, self._entries = self._entries, []
-            self.stats.buffered_rows = 0
-        self._spool([row for e in overflow for row in e.to_rows()])
+            # The writer is behind (or stuck on a hung database): bound memory at twice the
+            # buffer by dropping the oldest requests, counted.
+            while self.stats.buffered_rows > 2 * self.max_buffered_rows and self._entries:
+                dropped = self._entries.pop(0)
+                self.stats.buffered_rows -= dropped.rows
+                self.stats.dropped_rows += dropped.rows
+        self._wake.set()
 
     # --- writer ---------------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the writer thread."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Write what can be written; spool the rest."""
+    @property
+    def writer_alive(self) -> bool:
+        """The writer thread runs (it survives every error of a pass; see the module doc)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Write what can be written within ``timeout_s`` (default ``shutdown_s``); spool the
+        rest."""
+        deadline = time.monotonic() + (self.shutdown_s if timeout_s is None else timeout_s)
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
-        if not self.flush():
-            self._spool_pending()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))  # it flushes once more, then ends
+        if thread is not None and thread.is_alive():
+            # Stuck on the database: spool a copy of everything unwritten. Should the writer
+            # commit after all, the rows are there twice, and writing them again adds nothing.
+            logger.warning("inference log: shutdown flush timed out, spooling what is unwritten")
+            self._spool_snapshot()
+            return
+        if not self._flushing.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._spool_snapshot()
+            return
+        try:
+            # The writer's last pass wrote what it could; try again only for what came after.
+            if (thread is None or self._entries) and self._flush_locked():
+                return
+            if self._pending or self._entries:
+                self._spool_pending(final=True)
+        finally:
+            self._flushing.release()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_s):
-            self.flush()
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.flush()
+            except Exception:  # a bug must not end logging for good: log it, retry next pass
+                logger.exception("inference log pass failed")
+        try:
+            self.flush()  # the last pass of a shutdown (stop() spools what it leaves)
+        except Exception:
+            logger.exception("inference log: last pass failed")
 
     def flush(self) -> bool:
         """One pass: spool files first (oldest first), then the buffer. True if all written."""
+        with self._flushing:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        with self._lock:
+            entries, self._entries = self._entries, []
+            self.stats.buffered_rows -= sum(e.rows for e in entries)
+        self._pending += [row for e in entries for row in e.to_rows()]
         try:
             engine = self._engine()
             for path in self._spool_files():
-                rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-                write_rows(engine, rows)
-                path.unlink()
-                self._counted_written(len(rows), spooled=True)
-            with self._lock:
-                entries, self._entries = self._entries, []
-                self.stats.buffered_rows -= sum(e.rows for e in entries)
-            self._pending += [row for e in entries for row in e.to_rows()]
+                self._write_spool_file(engine, path)
             if self._pending:
-                write_rows(engine, self._pending)
-                self._counted_written(len(self._pending))
+                refused = self._write_isolating(engine, self._pending)
+                if refused:
+                    self._quarantine(refused)
+                self._counted_written(len(self._pending) - len(refused))
                 self._pending = []
-        except Exception as exc:  # any failure means: keep the rows, try again later
+        except Exception as exc:  # database or disk: keep the rows, try again later
             if self.stats.database_ok is not False:  # say it once per outage, not per attempt
                 logger.warning("inference log not written, will retry: %s", exc)
             self.stats.database_ok = False
-            self.stats.last_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            if len(self._pending) >= self.max_buffered_rows:
+            self.stats.last_error = _short(exc)
+            if self._memory_rows() >= self.max_buffered_rows:
                 self._spool_pending()
             return False
         if self.stats.database_ok is False:
@@ -211,33 +303,148 @@ class InferenceLog:
         self.stats.last_error = None
         return True
 
+    def _write_isolating(self, engine: sa.Engine, rows: list[Row]) -> list[Row]:
+        """Write ``rows``; return the ones the database refuses for their content.
+
+        One refused row fails its whole transaction, so the batch is halved until each refused
+        row stands alone: the others are written (rewriting a written half adds nothing)."""
+        try:
+            write_rows(engine, rows)
+            return []
+        except Exception as exc:
+            if not _refused_for_content(exc):
+                raise
+            if len(rows) == 1:
+                logger.error("inference log: a row refused by the database: %s", _short(exc))
+                return rows
+        middle = len(rows) // 2
+        return self._write_isolating(engine, rows[:middle]) + self._write_isolating(
+            engine, rows[middle:]
+        )
+
+    def _quarantine(self, rows: list[Row]) -> None:
+        """Keep rows the database refuses in a ``*.corrupt`` file, for a person to look at."""
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        temporary = self.spool_dir / f".{name}.tmp"
+        with temporary.open("w") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+        temporary.rename(self.spool_dir / f"{name}.corrupt")
+        with self._lock:
+            self.stats.quarantined_rows += len(rows)
+
+    def _write_spool_file(self, engine: sa.Engine, path: Path) -> None:
+        try:
+            rows = _parse_spool(path.read_text(errors="replace"))
+        except CorruptSpool as exc:
+            lines = self._count_lines(path)
+            aside = path.with_suffix(".corrupt")
+            path.rename(aside)
+            logger.error("inference log: spool file moved aside as %s: %s", aside.name, exc)
+            with self._lock:
+                self.stats.spooled_rows -= lines
+                self.stats.quarantined_rows += lines
+            return
+        refused = self._write_isolating(engine, rows)
+        if refused:
+            self._quarantine(refused)
+        path.unlink()
+        self._counted_written(len(rows) - len(refused))
+        with self._lock:
+            self.stats.spooled_rows -= len(rows)
+
     def _counted_written(self, n: int, spooled: bool = False) -> None:
         with self._lock:
             self.stats.written_rows += n
             if spooled:
                 self.stats.spooled_rows -= n
 
+    def _memory_rows(self) -> int:
+        return len(self._pending) + self.stats.buffered_rows
+
     # --- spool ----------------------------------------------------------------------------------
 
-    def _spool_pending(self) -> None:
+    def _spool_pending(self, final: bool = False) -> None:
+        """Move every unwritten row to the spool; on a disk error keep them in memory, at most
+        twice ``max_buffered_rows`` (the oldest are dropped first), or, at shutdown, count them
+        lost."""
         with self._lock:
             entries, self._entries = self._entries, []
             self.stats.buffered_rows = 0
-        rows, self._pending = self._pending + [r for e in entries for r in e.to_rows()], []
-        self._spool(rows)
+        rows = self._pending + [r for e in entries for r in e.to_rows()]
+        try:
+            self._spool(rows)
+        except OSError as exc:
+            logger.warning("inference log: spooling failed, rows kept in memory: %s", exc)
+            self.stats.last_error = _short(exc)
+            # Memory holds twice the buffer, like record() allows: past it, the oldest go.
+            excess = 0 if final else max(0, len(rows) - 2 * self.max_buffered_rows)
+            self._pending = rows[excess:]
+            with self._lock:
+                self.stats.dropped_rows += excess
+            if final:
+                logger.error("inference log: %d rows could not be spooled at shutdown", len(rows))
+                with self._lock:
+                    self.stats.dropped_rows += len(rows)
+            return
+        self._pending = []
+
+    def _spool_snapshot(self) -> None:
+        """Spool a copy of every unwritten row without taking them from the writer."""
+        with self._lock:
+            rows = list(self._pending) + [r for e in self._entries for r in e.to_rows()]
+        try:
+            self._spool(rows)
+        except OSError as exc:
+            logger.error("inference log: %d rows lost at shutdown: %s", len(rows), exc)
 
     def _spool(self, rows: list[Row]) -> None:
+        """Write ``rows`` as one spool file, first dropping the oldest rows (older files first,
+        then the head of ``rows``) so the spool stays within ``max_spool_bytes``."""
         if not rows:
             return
+        lines = [json.dumps(row) + "\n" for row in rows]
+        sizes = [len(line.encode()) for line in lines]
+        total = sum(sizes)
+        skip = 0
+        while total > self.max_spool_bytes and skip < len(lines):  # larger than the cap alone
+            total -= sizes[skip]
+            skip += 1
+        if skip:
+            logger.warning("inference log: spool cap reached, %d newest-batch rows dropped", skip)
+            with self._lock:
+                self.stats.dropped_rows += skip
+        lines = lines[skip:]
+        if not lines:
+            return
+        self._make_room(total)
         name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         temporary = self.spool_dir / f".{name}.tmp"
-        with temporary.open("w") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.rename(self.spool_dir / f"{name}.jsonl")
+        try:
+            with temporary.open("w") as handle:
+                handle.writelines(lines)
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.rename(self.spool_dir / f"{name}.jsonl")
+        except OSError:
+            temporary.unlink(missing_ok=True)  # a partial file would only take space
+            raise
         with self._lock:
-            self.stats.spooled_rows += len(rows)
+            self.stats.spooled_rows += len(lines)
+
+    def _make_room(self, needed: int) -> None:
+        """Delete the oldest spool files until ``needed`` more bytes fit under the cap."""
+        files = self._spool_files()
+        used = sum(p.stat().st_size for p in files)
+        for path in files:
+            if used + needed <= self.max_spool_bytes:
+                return
+            size, lines = path.stat().st_size, self._count_lines(path)
+            path.unlink()
+            used -= size
+            logger.warning("inference log: spool cap reached, %d oldest rows dropped", lines)
+            with self._lock:
+                self.stats.spooled_rows -= lines
+                self.stats.dropped_rows += lines
 
     def _spool_files(self) -> list[Path]:
         return sorted(self.spool_dir.glob("*.jsonl"))

@@ -6,15 +6,37 @@ The inference log's and the registry watcher's state are read at scrape time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
 
 # Latency buckets around the 10 ms target, up to large batches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class _CountedByLog(Collector):
+    """Counters the inference log keeps itself (its writer thread counts; scrapes read)."""
+
+    def __init__(self, log: InferenceLog) -> None:
+        self.log = log
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        stats = self.log.stats
+        yield CounterMetricFamily(
+            "tasador_inference_log_dropped_rows",
+            "Logged rows dropped since start: over the spool or memory cap (lost).",
+            value=stats.dropped_rows,
+        )
+        yield CounterMetricFamily(
+            "tasador_inference_log_quarantined_rows",
+            "Logged rows in spool files moved aside as *.corrupt since start.",
+            value=stats.quarantined_rows,
+        )
 
 
 class ServingMetrics:
@@ -35,6 +57,12 @@ class ServingMetrics:
         )
         self.rows = Counter("tasador_predicted_rows", "Listings priced.", registry=r)
         self.swaps = Counter("tasador_model_swaps", "Model versions swapped in.", registry=r)
+        self.non_finite = Counter(
+            "tasador_non_finite_predictions",
+            "Listings the model priced NaN or infinite (answered 503, never served).",
+            registry=r,
+        )
+        r.register(_CountedByLog(log))
         model = Gauge(
             "tasador_model_info",
             "The model version serving (value 1), by name, version and alias.",

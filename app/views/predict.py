@@ -84,12 +84,13 @@ listing = {k: v for k, v in listing.items() if v is not None}
 
 if st.button("Predict", type="primary", disabled=not zip_ok):
     api = settings.serving_api_url
+    key = serving_client.api_key_of(settings.serving_api_key)
     try:
         st.session_state["answer"] = {
             "listing": listing,
-            "prediction": serving_client.predict(api, listing),
-            "explanation": serving_client.explain(api, listing),
-            "model": serving_client.model(api),
+            "prediction": serving_client.predict(api, listing, key),
+            "explanation": serving_client.explain(api, listing, key),
+            "model": serving_client.model(api, key),
         }
     except serving_client.InvalidListing as exc:
         st.session_state.pop("answer", None)

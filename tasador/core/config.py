@@ -94,6 +94,20 @@ class Settings(BaseSettings):
     serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request
     serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
     serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval
+    # Bytes of inference-log spool files kept while the database is down; past it the oldest
+    # rows are dropped (and counted in /metrics) so a long outage cannot fill the disk.
+    serving_log_spool_max_bytes: int = Field(default=1024**3, ge=4_096)
+    # Seconds shutdown may spend writing (or spooling) the inference log: keep it under the
+    # container's stop_grace_period (docker-compose.yml, 30s), or the rest is killed unwritten.
+    serving_shutdown_s: float = Field(default=20.0, gt=0)
+    # Largest /predict or /explain body, enforced while reading (413 before the body ends). A full
+    # listing is ~300 bytes of JSON: 8 MiB leaves ~800 bytes per listing at serving_max_rows.
+    serving_max_body_bytes: int = Field(default=8 * 1024**2, ge=1_024)
+    # Explanations computed at once (SHAP is CPU-heavy); more get 429 so /predict keeps its CPU.
+    serving_max_explains: int = Field(default=2, ge=1)
+    # None: serving is open. Set: /predict, /explain and /model need it in X-API-Key (or
+    # Authorization: Bearer); the UI sends it. /health, /ready and /metrics stay open for probes.
+    serving_api_key: SecretStr | None = None
     serving_api_url: str = "http://127.0.0.1:8000"  # where the UI reaches serving
     # Links the UI shows: addresses a browser reaches (None: the tracking URI; no link).
     mlflow_public_url: str | None = None

@@ -6,10 +6,17 @@ stop it while requests keep coming, and start it again.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +24,18 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from serving.api import GRACEFUL_SHUTDOWN_S, create_app
+from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog, write_rows
+from serving.metrics import ServingMetrics
 from serving.schema import Listing
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
+from tests.deploy import compose
 from tests.serving.conftest import in_memory, running, wait_until
 from tests.serving.test_api import LISTING
 
@@ -147,9 +159,10 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
         startup.stop(pg_dir)
         send(150)  # more than the buffer holds: the rest goes to a spool file
         wait_until(lambda: service.log.stats.database_ok is False, 30, "the outage is noticed")
-        assert list(spool.glob("*.jsonl")), "the full buffer was not spooled"
+        wait_until(lambda: bool(list(spool.glob("*.jsonl"))), 30, "the full buffer is spooled")
         health = httpx.get(f"{base}/ready").json()["inference_log"]
         assert health["database_ok"] is False and health["spooled_rows"] >= 100
+        assert health["writer_alive"] is True and health["dropped_rows"] == 0
 
         start_again(pg_dir)
         wait_until(lambda: count(url) == 160, 60, "every row written once the database is back")
@@ -166,3 +179,197 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
     rows = logged(url)
     assert len({(r.request_id, r.row_index) for r in rows}) == 165
     assert all(r.status_code == 200 and r.prediction > 0 for r in rows)
+
+
+# --- faults of the disk, of the spool, of shutdown --------------------------------------------
+
+DEAD_DATABASE = "postgresql://tasador:x@127.0.0.1:9/raw"  # nothing listens: refused at once
+
+
+class Database:
+    """Which database the log writes to; a test moves it from a dead one to a real one."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = db.engine_for(url)
+
+    def __call__(self) -> sa.Engine:
+        return self.engine
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a real filesystem that fills up (ENOSPC)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full (ENOSPC); return it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        with suppress(OSError):
+            while True:
+                os.write(fd, b"x" * 512)
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_keeps_rows_in_memory_and_the_writer_recovers(
+    settings: Settings, tiny_disk: Path
+) -> None:
+    database = Database(DEAD_DATABASE)
+    log = InferenceLog(database, tiny_disk / "spool", 100, 0.1)
+    filler = fill(tiny_disk)
+    log.start()
+    try:
+        for _ in range(15):
+            log.record(entry(10))  # 150 rows: over the buffer, and the spool cannot take them
+        wait_until(
+            lambda: "No space left" in (log.stats.last_error or ""), 30, "the full disk is hit"
+        )
+        time.sleep(0.5)  # several more passes fail the same way: the writer must live through them
+        assert log.writer_alive
+        assert log.stats.dropped_rows == 0 and not list(log.spool_dir.glob("*"))
+        for _ in range(10):
+            log.record(entry(10))  # 250 rows: memory keeps twice the buffer, the oldest 50 go
+        wait_until(lambda: log.stats.dropped_rows == 50, 30, "the memory cap is applied")
+
+        filler.unlink()  # space again: the next pass spools what memory holds
+        wait_until(lambda: log.stats.spooled_rows == 200, 30, "the rows are spooled")
+        database.engine = db.engine("raw", settings)  # and the database answers again
+        url = db.database_url("raw", settings)
+        wait_until(lambda: count(url) == 200, 30, "every kept row written")
+        wait_until(lambda: log.stats.spooled_rows == 0, 30, "the spool emptied")
+    finally:
+        log.stop(5)
+    rows = logged(url)
+    assert len({(r.request_id, r.row_index) for r in rows}) == 200
+    assert log.stats.written_rows + log.stats.dropped_rows == 250
+
+
+def spool_file(folder: Path, n: int, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{n:020d}-test.jsonl"
+    path.write_text(text)
+    return path
+
+
+def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
+    settings: Settings,
+) -> None:
+    app = create_app(settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"}))
+    service = app.state.service
+    spool = service.log.spool_dir
+    garbage = spool_file(spool, 1, 'not json {"\n\x00\x01\n')
+    mixed_entry = entry(5)
+    mixed_rows = mixed_entry.to_rows()
+    for i in (1, 3):
+        mixed_rows[i]["status_code"] = "abc"  # PostgreSQL refuses these for good
+    mixed = spool_file(spool, 2, "".join(json.dumps(r) + "\n" for r in mixed_rows))
+    good_entry = entry(3)
+    good = spool_file(spool, 3, "".join(json.dumps(r) + "\n" for r in good_entry.to_rows()))
+    log = InferenceLog(lambda: db.engine("raw", settings), spool, 100, 60)  # finds the spool
+    assert log.stats.spooled_rows == 10
+    # A refused body with NUL (which jsonb refuses) must not make its batch unwritable either.
+    log.record(
+        Entry(
+            endpoint="predict",
+            status_code=422,
+            requested_at=datetime.now(UTC),
+            latency_ms=1.0,
+            body='{"city": "a\x00b"}',
+        )
+    )
+    assert log.flush()
+    url = db.database_url("raw", settings)
+    rows = logged(url)
+    written = {(r.request_id, r.row_index) for r in rows if r.status_code == 200}
+    assert written == {(mixed_entry.request_id, i) for i in (0, 2, 4)} | {
+        (good_entry.request_id, i) for i in range(3)
+    }
+    assert [r.inputs["body"] for r in rows if r.status_code == 422] == ['{"city": "a\ufffdb"}']
+    assert len(rows) == 7
+    assert not list(spool.glob("*.jsonl")) and not good.exists() and not mixed.exists()
+    assert garbage.with_suffix(".corrupt").exists()
+    (aside,) = [p for p in spool.glob("*.corrupt") if p != garbage.with_suffix(".corrupt")]
+    assert [json.loads(x)["row_index"] for x in aside.read_text().splitlines()] == [1, 3]
+    assert log.stats.quarantined_rows == 4 and log.stats.spooled_rows == 0
+    assert log.stats.written_rows == 7
+    assert log.flush() and len(logged(url)) == 7  # the next pass retries nothing
+
+    # What /metrics says of a spool with a corrupt file in it.
+    spool_file(spool, 4, "garbage\n")
+    service.log.flush()
+    text = TestClient(app).get("/metrics").text
+    assert "tasador_inference_log_quarantined_rows_total 1.0" in text
+
+
+def test_the_spool_is_capped_dropping_the_oldest_rows_and_counting_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    database = Database(DEAD_DATABASE)
+    cap = 100_000
+    log = InferenceLog(database, tmp_path / "spool", 100, 60, max_spool_bytes=cap)
+    metrics = ServingMetrics(ModelWatcher(settings), log)
+    sent = 0
+    for batch in range(8):
+        for i in range(5):
+            log.record(replace(entry(20), model_version=str(batch), latency_ms=float(i)))
+            sent += 20
+        assert not log.flush()  # the database is down: the 100 rows go to the spool
+        spooled = sum(p.stat().st_size for p in log.spool_dir.glob("*.jsonl"))
+        assert spooled <= cap
+    assert log.stats.dropped_rows > 0
+    assert log.stats.spooled_rows + log.stats.dropped_rows == sent
+    text = metrics.render().decode()
+    assert f"tasador_inference_log_dropped_rows_total {float(log.stats.dropped_rows)}" in text
+
+    database.engine = db.engine("raw", settings)
+    assert log.flush()
+    rows = logged(db.database_url("raw", settings))
+    assert len(rows) == log.stats.written_rows == sent - log.stats.dropped_rows
+    kept = sorted({int(r.model_version) for r in rows})
+    assert kept == list(range(8 - len(kept), 8))  # the newest batches stayed, the oldest went
+    assert log.stats.dropped_rows % 100 == 0  # whole oldest files, nothing torn
+
+
+def test_shutdown_is_bounded_and_spools_what_it_could_not_write(tmp_path: Path) -> None:
+    """A database that accepts connections and never answers: stop() still ends in time."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)  # the kernel completes connections; nobody ever speaks on them
+        port = hung.getsockname()[1]
+        log = InferenceLog(
+            Database(f"postgresql://tasador:x@127.0.0.1:{port}/raw"),
+            tmp_path / "spool",
+            100,
+            0.1,
+            shutdown_s=1.0,
+        )
+        log.start()
+        for _ in range(3):
+            log.record(entry(4))
+        time.sleep(0.3)  # the writer is now stuck on the hung database
+        started = time.monotonic()
+        log.stop()
+        assert time.monotonic() - started < 2.0
+        assert log.stats.spooled_rows == 12
+    lines = [
+        json.loads(x) for p in log.spool_dir.glob("*.jsonl") for x in p.read_text().splitlines()
+    ]
+    assert len({(r["request_id"], r["row_index"]) for r in lines}) == 12
+
+
+def test_the_grace_period_covers_the_shutdown_flush() -> None:
+    """Docker kills the container after stop_grace_period: draining requests plus the log's
+    flush must fit in it."""
+    service = compose.load()["services"]["serving"]
+    grace = float(service["stop_grace_period"].removesuffix("s"))
+    assert GRACEFUL_SHUTDOWN_S + Settings(_env_file=None).serving_shutdown_s + 2 <= grace
