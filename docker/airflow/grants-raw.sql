@@ -12,6 +12,9 @@ GRANT USAGE ON SCHEMA public TO {serving};
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {serving};
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {serving};
 GRANT INSERT ON inference_requests TO {serving};
+-- Its INSERT ... ON CONFLICT (request_id, row_index) DO NOTHING (a re-sent batch is skipped) needs
+-- to read the key's columns, and only those: a uuid and a row number, no inputs, no predictions.
+GRANT SELECT (request_id, row_index) ON inference_requests TO {serving};
 
 -- ui: reads every table, those of later migrations too.
 GRANT CONNECT ON DATABASE {database} TO {ui};

@@ -44,7 +44,7 @@ def configuration_errors(env: Mapping[str, str]) -> list[str]:
     return errors
 
 
-def ensure_user(auth, username: str, password: str) -> str:  # noqa: ANN001 (mlflow client)
+def ensure_user(auth, username: str, password: str) -> str:
     """Create the user, or give an existing one the password of ``.env``; never an admin."""
     from mlflow.exceptions import RestException
 
@@ -60,7 +60,7 @@ def ensure_user(auth, username: str, password: str) -> str:  # noqa: ANN001 (mlf
     return created
 
 
-def ensure_resources(client, experiment: str, model: str) -> str:  # noqa: ANN001
+def ensure_resources(client, experiment: str, model: str) -> str:
     """The experiment's id; the experiment and the registered model exist afterwards."""
     from mlflow.exceptions import MlflowException
 

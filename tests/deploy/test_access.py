@@ -199,7 +199,7 @@ def test_the_auth_config_is_private_and_what_mlflow_reads(
     assert "admin_password" not in parsed["mlflow"]  # MLflow reads it from the environment
 
 
-# --- Least-privilege database roles ----------------------------------------------------------------
+# --- Least-privilege database roles ---------------------------------------------------------
 
 
 def test_serving_and_the_ui_connect_with_their_own_roles() -> None:
@@ -282,6 +282,7 @@ def test_serving_may_only_insert_inference_rows(
     for statement in (
         "SELECT * FROM batch_rows",
         "SELECT * FROM batches",
+        "SELECT inputs, prediction FROM inference_requests",
         "UPDATE inference_requests SET prediction = 0",
         "DELETE FROM inference_requests",
         "INSERT INTO batches DEFAULT VALUES",

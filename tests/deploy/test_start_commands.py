@@ -199,15 +199,17 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         api = f"{url}/api/2.0/mlflow"
         training, readers = _identity("airflow-worker"), [_identity("serving"), _identity("app")]
-        name = "realtor-price"  # TASADOR_MODEL_NAME's default, the registered model mlflow-init made
+        name = "realtor-price"  # TASADOR_MODEL_NAME's default: mlflow-init registered it
 
         def call(auth: tuple[str, str] | None, method: str, path: str, **body: object) -> int:
             kwargs = {"params": body} if method == "GET" else {"json": body}
-            return httpx.request(method, f"{api}/{path}", auth=auth, timeout=60, **kwargs).status_code
+            answer = httpx.request(method, f"{api}/{path}", auth=auth, timeout=60, **kwargs)
+            return answer.status_code
 
         # Everyone with a login reads; nobody without one; a wrong password is no login.
         assert call(None, "GET", "registered-models/get", name=name) == 401
-        assert call((training[0], "not-the-password"), "GET", "registered-models/get", name=name) == 401
+        wrong = (training[0], "not-the-password")
+        assert call(wrong, "GET", "registered-models/get", name=name) == 401
         for who in (training, *readers):
             assert call(who, "GET", "registered-models/get", name=name) == 200, who[0]
         experiment = httpx.get(
@@ -223,9 +225,10 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
         )
         assert run.status_code == 200, run.text
         info = run.json()["run"]["info"]
+        source = {"source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]}
         version = httpx.post(
             f"{api}/model-versions/create",
-            json={"name": name, "source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]},
+            json={"name": name, "source": source["source"], "run_id": info["run_id"]},
             auth=training,
             timeout=60,
         )
@@ -239,12 +242,10 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
             expected = 401 if who is None else 403
             label = who[0] if who else "anonymous"
             assert call(who, "POST", "runs/create", experiment_id=experiment) == expected, label
-            source = {"source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]}
-            assert call(who, "POST", "model-versions/create", name=name, **source) == expected, label
+            assert call(who, "POST", "model-versions/create", name=name, **source) == expected
             assert call(who, "POST", "registered-models/alias", **alias) == expected, label
-            assert call(who, "DELETE", "registered-models/alias", name=name, alias="production") == (
-                expected
-            ), label
+            unset = {"name": name, "alias": "production"}
+            assert call(who, "DELETE", "registered-models/alias", **unset) == expected, label
             assert call(who, "DELETE", "registered-models/delete", name=name) == expected, label
 
 
