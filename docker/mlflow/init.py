@@ -73,6 +73,19 @@ def ensure_resources(client, experiment: str, model: str) -> str:
     return experiment_id
 
 
+def grant(auth, username: str, resource_type: str, resource_id: str, permission: str) -> None:
+    """Give ``username`` exactly ``permission`` on the resource (replacing an earlier grant)."""
+    from mlflow.exceptions import RestException
+
+    try:
+        auth.grant_user_permission(username, resource_type, resource_id, permission)
+    except RestException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        auth.revoke_user_permission(username, resource_type, resource_id)
+        auth.grant_user_permission(username, resource_type, resource_id, permission)
+
+
 def main(env: Mapping[str, str]) -> int:
     errors = configuration_errors(env)
     if errors:
@@ -92,8 +105,8 @@ def main(env: Mapping[str, str]) -> int:
         user = env[f"MLFLOW_{role}_USER"]
         outcome = ensure_user(auth, user, env[f"MLFLOW_{role}_PASSWORD"])
         permission = "MANAGE" if role == WRITER else "READ"
-        auth.grant_user_permission(user, "experiment", experiment_id, permission)
-        auth.grant_user_permission(user, "registered_model", model, permission)
+        grant(auth, user, "experiment", experiment_id, permission)
+        grant(auth, user, "registered_model", model, permission)
         print(
             f"mlflow-init: user {user!r} {outcome}; {permission} on experiment {experiment!r} "
             f"and registered model {model!r}"

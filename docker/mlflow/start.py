@@ -38,12 +38,14 @@ def configuration_errors(env: Mapping[str, str]) -> list[str]:
 
 def write_auth_config(env: Mapping[str, str], folder: Path) -> Path:
     """The ini file of the basic-auth app, mode 0600, in ``folder``."""
-    config = configparser.ConfigParser(interpolation=None)
-    config["mlflow"] = {
+    values = {
         "default_permission": env.get("MLFLOW_AUTH_DEFAULT_PERMISSION", "READ"),
         "database_uri": env["MLFLOW_AUTH_DATABASE_URI"],
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
     }
+    # MLflow reads the file with interpolation: a literal % (URL-encoded URIs) is written %%.
+    config = configparser.ConfigParser(interpolation=None)
+    config["mlflow"] = {key: value.replace("%", "%%") for key, value in values.items()}
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".basic_auth-")  # mode 0600
     with os.fdopen(fd, "w") as handle:

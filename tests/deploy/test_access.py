@@ -177,7 +177,7 @@ def test_the_auth_config_is_private_and_what_mlflow_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {
-        "MLFLOW_AUTH_DATABASE_URI": "postgresql://mlflow:pw-in-file-only@db:5432/mlflow",
+        "MLFLOW_AUTH_DATABASE_URI": "postgresql://mlflow:pw%2Fin-file-only@db:5432/mlflow",
         "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
         "MLFLOW_AUTH_ADMIN_PASSWORD": "a-long-admin-password",
     }
