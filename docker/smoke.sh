@@ -66,7 +66,7 @@ log "generated secrets are accepted"
 fernet_key=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 while IFS= read -r line; do
   case "$line" in
-    *=change-me) echo "${line%=change-me}=$(openssl rand -hex 24)" ;;
+    *=change-me*) echo "${line%%=*}=$(openssl rand -hex 24)" ;;
     AIRFLOW_FERNET_KEY=) echo "AIRFLOW_FERNET_KEY=${fernet_key}" ;;
     *) echo "$line" ;;
   esac

@@ -4,7 +4,12 @@
 1. ``airflow db migrate`` creates or upgrades the metadata database (safe to repeat).
 2. ``tasador db upgrade`` does the same for the RAW and CLEAN databases: the DAGs' tasks only
    read and write them, so their schema must be current before any task runs.
-3. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
+3. The least-privilege roles of RAW and CLEAN: ``tasador_serving`` may only append to RAW's
+   inference log, ``tasador_ui`` only reads both (``grants-raw.sql``, ``grants-clean.sql``, run
+   as the owner the migrations ran as, with the passwords ``SERVING_DB_PASSWORD`` and
+   ``UI_DB_PASSWORD`` from ``.env``). A model is a pickle serving loads: code in it gets these
+   rights, not the owner's.
+4. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
    Airflow's simple auth manager, so the login is the one the operator chose instead of a random
    one printed in the logs.
 
@@ -20,6 +25,14 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Role names (docker-compose.yml builds serving's and the UI's URLs with them).
+DB_ROLES = {"serving": "tasador_serving", "ui": "tasador_ui"}
+DB_ROLE_PASSWORDS = {"serving": "SERVING_DB_PASSWORD", "ui": "UI_DB_PASSWORD"}
+# The roles each database grants to, and the URL (of the tables' owner) it is reached with.
+ROLES_OF = {"raw": ("serving", "ui"), "clean": ("ui",)}
+URL_OF = {"raw": "TASADOR_RAW_DB_URL", "clean": "TASADOR_CLEAN_DB_URL"}
 
 REQUIRED = (
     "AIRFLOW_ADMIN_USER",
@@ -42,7 +55,47 @@ def configuration_errors(env: Mapping[str, str]) -> list[str]:
             f"AIRFLOW_ADMIN_USER={env['AIRFLOW_ADMIN_USER']!r} is not among the users of "
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
         )
+    needed = [*DB_ROLE_PASSWORDS.values(), *URL_OF.values()]
+    errors += [f"{name} is not set" for name in needed if not env.get(name)]
     return errors
+
+
+def grants_sql(database: str) -> str:
+    """The grants of one database (``raw`` or ``clean``), with ``{role}`` placeholders."""
+    return (HERE / f"grants-{database}.sql").read_text()
+
+
+def grant_roles(
+    url: str,
+    database: str,
+    passwords: Mapping[str, str],
+    roles: Mapping[str, str] = DB_ROLES,
+) -> None:
+    """Create or update the login roles of ``database`` and apply its grants, as ``url``'s role.
+
+    ``passwords`` and ``roles`` are keyed like ``DB_ROLES`` (``serving``, ``ui``). The password
+    of an existing role is set again, so changing it in ``.env`` takes effect on the next start.
+    """
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    wanted = ROLES_OF[database]
+    with psycopg.connect(plain, autocommit=True) as conn:
+        for key in wanted:
+            role = sql.Identifier(roles[key])
+            found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (roles[key],))
+            if found.fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {}").format(role))
+            conn.execute(
+                sql.SQL(
+                    "ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}"
+                ).format(role, sql.Literal(passwords[key]))
+            )
+        names = {key: sql.Identifier(roles[key]) for key in wanted}
+        database_name = sql.Identifier(conn.info.dbname)
+        conn.execute(sql.SQL(grants_sql(database)).format(database=database_name, **names))
 
 
 def write_passwords(path: Path, passwords: Mapping[str, str]) -> None:
@@ -62,9 +115,15 @@ def main(env: Mapping[str, str]) -> int:
         return 2
     subprocess.run(["airflow", "db", "migrate"], check=True)
     subprocess.run([sys.executable, "-m", "tasador", "db", "upgrade"], check=True)
+    passwords = {key: env[name] for key, name in DB_ROLE_PASSWORDS.items()}
+    for database, variable in URL_OF.items():
+        grant_roles(env[variable], database, passwords)
     passwords_file = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
     write_passwords(passwords_file, {env["AIRFLOW_ADMIN_USER"]: env["AIRFLOW_ADMIN_PASSWORD"]})
-    print(f"airflow-init: databases migrated, password of {env['AIRFLOW_ADMIN_USER']!r} set")
+    print(
+        f"airflow-init: databases migrated, roles {sorted(DB_ROLES.values())} granted, "
+        f"password of {env['AIRFLOW_ADMIN_USER']!r} set"
+    )
     return 0
 
 

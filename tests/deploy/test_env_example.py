@@ -98,7 +98,10 @@ def _guarded(dotenv: dict[str, str]) -> dict[str, str]:
 
 
 def _generated() -> dict[str, str]:
-    env = {k: ("s3cr3t-" + os.urandom(12).hex() if v == "change-me" else v) for k, v in ENV.items()}
+    env = {
+        k: ("s3cr3t-" + os.urandom(12).hex() if v.startswith("change-me") else v)
+        for k, v in ENV.items()
+    }
     env["AIRFLOW_FERNET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode()
     return env
 

@@ -153,21 +153,100 @@ def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_s3(
     s3 = boto3.client("s3", endpoint_url=s3_server)
     if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket=bucket)  # what the minio-init service does
+    admin = (ENV["MLFLOW_ADMIN_USER"], ENV["MLFLOW_ADMIN_PASSWORD"])
     with serving("mlflow", localizer, tmp_path) as url:
         stored = httpx.put(
             f"{url}/api/2.0/mlflow-artifacts/artifacts/deploy-test/hello.txt",
             content=b"hello",
+            auth=admin,
             timeout=60,
         )
         assert stored.status_code == 200, stored.text
         search = f"{url}/api/2.0/mlflow/experiments/search?max_results=5"
         # Other containers reach it as mlflow:5000; other Host headers are refused.
         for host, status in (("mlflow:5000", 200), ("evil.example", 403)):
-            assert httpx.get(search, headers={"Host": host}, timeout=60).status_code == status
+            answer = httpx.get(search, headers={"Host": host}, auth=admin, timeout=60)
+            assert answer.status_code == status
+        assert httpx.get(search, timeout=60).status_code == 401  # basic auth: no login, no data
     body = s3.get_object(Bucket=bucket, Key="deploy-test/hello.txt")["Body"].read()
     assert body == b"hello"
     with psycopg.connect(localizer.postgres("postgres-mlflow", "mlflow")) as conn:
         assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] >= 1
+
+
+def _identity(service: str) -> tuple[str, str]:
+    env = SERVICES[service]["environment"]
+    return env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
+
+
+def test_mlflow_refuses_writes_from_readers_and_strangers(
+    localizer: Localizer, tmp_path: Path
+) -> None:
+    """mlflow-init's users and grants on the basic-auth server: only training writes."""
+    final = final_stage(dockerfile_path("mlflow"))
+    with serving("mlflow", localizer, tmp_path) as url:
+        localizer.http["mlflow:5000"] = url.split("://", 1)[1]
+        env = _environment("mlflow", "mlflow-init", localizer, tmp_path)
+        for _ in range(2):  # every `docker compose up` runs it again
+            done = subprocess.run(
+                localize_args(SERVICES["mlflow-init"]["command"], final, localizer),
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        api = f"{url}/api/2.0/mlflow"
+        training, readers = _identity("airflow-worker"), [_identity("serving"), _identity("app")]
+        name = "realtor-price"  # TASADOR_MODEL_NAME's default: mlflow-init registered it
+
+        def call(auth: tuple[str, str] | None, method: str, path: str, **body: object) -> int:
+            kwargs = {"params": body} if method == "GET" else {"json": body}
+            answer = httpx.request(method, f"{api}/{path}", auth=auth, timeout=60, **kwargs)
+            return answer.status_code
+
+        # Everyone with a login reads; nobody without one; a wrong password is no login.
+        assert call(None, "GET", "registered-models/get", name=name) == 401
+        wrong = (training[0], "not-the-password")
+        assert call(wrong, "GET", "registered-models/get", name=name) == 401
+        for who in (training, *readers):
+            assert call(who, "GET", "registered-models/get", name=name) == 200, who[0]
+        experiment = httpx.get(
+            f"{api}/experiments/get-by-name",
+            params={"experiment_name": "realtor-price"},
+            auth=training,
+            timeout=60,
+        ).json()["experiment"]["experiment_id"]
+
+        # Training logs a run, registers a version and moves @production.
+        run = httpx.post(
+            f"{api}/runs/create", json={"experiment_id": experiment}, auth=training, timeout=60
+        )
+        assert run.status_code == 200, run.text
+        info = run.json()["run"]["info"]
+        source = {"source": f"{info['artifact_uri']}/model", "run_id": info["run_id"]}
+        version = httpx.post(
+            f"{api}/model-versions/create",
+            json={"name": name, "source": source["source"], "run_id": info["run_id"]},
+            auth=training,
+            timeout=60,
+        )
+        assert version.status_code == 200, version.text
+        number = version.json()["model_version"]["version"]
+        alias = {"name": name, "alias": "production", "version": number}
+        assert call(training, "POST", "registered-models/alias", **alias) == 200
+
+        # The readers (and strangers) can do none of it.
+        for who in (None, *readers):
+            expected = 401 if who is None else 403
+            label = who[0] if who else "anonymous"
+            assert call(who, "POST", "runs/create", experiment_id=experiment) == expected, label
+            assert call(who, "POST", "model-versions/create", name=name, **source) == expected
+            assert call(who, "POST", "registered-models/alias", **alias) == expected, label
+            unset = {"name": name, "alias": "production"}
+            assert call(who, "DELETE", "registered-models/alias", **unset) == expected, label
+            assert call(who, "DELETE", "registered-models/delete", name=name) == expected, label
 
 
 def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_path: Path) -> None:
@@ -177,6 +256,13 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
         optuna.create_study(study_name="deploy-test", storage=storage)
         studies = httpx.get(f"{url}/api/studies", timeout=60).json()["study_summaries"]
         assert [s["study_name"] for s in studies] == ["deploy-test"]
+        # The storage URL (a password in the stack) is on no process's command line.
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                args = cmdline.read_bytes()
+            except OSError:
+                continue  # the process ended
+            assert storage.encode() not in args, f"{cmdline}: {args[:300]!r}"
 
 
 @pytest.fixture
