@@ -38,6 +38,7 @@ from tasador.core import evidence as ev
 from tasador.core.columns import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
 from tasador.core.config import Settings
 from tasador.core.holdout import HOLDOUT_SHARE
+from tasador.core.process import prepare_process
 from tasador.loop import decide, ingest
 
 
@@ -201,4 +202,5 @@ def drop(settings: Settings, names: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    prepare_process()  # a benchmark is an entry point, like the `tasador` command
     main()
