@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from tasador.core import raw_store
+from tasador.core import db, raw_store
 from tasador.core.cleaning import CleaningReport, clean_frame
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.errors import NotFound
@@ -164,15 +164,7 @@ def load_listings(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     columns = ", ".join(("batch_id", "row_index", "is_holdout", *RAW_COLUMNS))
     query = f"SELECT {columns} FROM listings {clause} ORDER BY batch_id, row_index"
-    buffer = io.BytesIO()
-    with engine.connect() as conn:
-        driver = conn.connection.driver_connection
-        assert driver is not None  # an open connection always has its psycopg connection
-        cursor = driver.cursor()
-        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as cp:
-            for chunk in cp:
-                buffer.write(chunk)
-    buffer.seek(0)
+    buffer = db.copy_out_csv(engine, query)
     text_cols = {c: "string" for c in RAW_COLUMNS if c not in _TYPES}
     frame = pd.read_csv(
         buffer,

@@ -287,6 +287,29 @@ def _quarantine(path: Path, reason: str) -> Path:
     return target
 
 
+def _store_payload(
+    engine: sa.Engine,
+    group_number: int,
+    day: str | None,
+    payload: _Payload,
+    split: SplitRows,
+    body: bytes,
+    source: str,
+) -> raw_store.StoredBatch:
+    """One parsed batch into RAW, keyed by the sha256 of the body exactly as received."""
+    return raw_store.store_batch(
+        engine,
+        group_number=group_number,
+        day=day,
+        batch_number=payload.batch_number,
+        rows=split.rows,
+        row_indexes=split.indexes,
+        rejected=split.rejected,
+        payload_sha256=hashlib.sha256(body).hexdigest(),
+        source=source,
+    )
+
+
 def store_body(engine: sa.Engine, path: Path) -> CollectResult:
     """Parse and store one inbox body in RAW, then remove it from the inbox.
 
@@ -303,17 +326,7 @@ def store_body(engine: sa.Engine, path: Path) -> CollectResult:
         raise PayloadError(f"{exc}; the body is kept in {kept}") from None
     split = split_rows(payload.data)
     try:
-        stored = raw_store.store_batch(
-            engine,
-            group_number=group_number,
-            day=day,
-            batch_number=payload.batch_number,
-            rows=split.rows,
-            row_indexes=split.indexes,
-            rejected=split.rejected,
-            payload_sha256=hashlib.sha256(body).hexdigest(),
-            source=source,
-        )
+        stored = _store_payload(engine, group_number, day, payload, split, body, source)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise CollectError(
             f"RAW could not store batch {payload.batch_number} ({type(exc.orig).__name__}); "
@@ -447,17 +460,7 @@ def recover_gaps(
             payload = parse_payload(body, group_number)
             if payload.batch_number in missing:
                 split = split_rows(payload.data)
-                kept = raw_store.store_batch(
-                    engine,
-                    group_number=group_number,
-                    day=day,
-                    batch_number=payload.batch_number,
-                    rows=split.rows,
-                    row_indexes=split.indexes,
-                    rejected=split.rejected,
-                    payload_sha256=hashlib.sha256(body).hexdigest(),
-                    source=api_url,
-                )
+                kept = _store_payload(engine, group_number, day, payload, split, body, api_url)
                 missing.discard(payload.batch_number)
                 stored.append(
                     CollectResult(

@@ -6,6 +6,7 @@ PostgreSQL (``tasador.startup.resolve``) before any library code runs.
 
 from __future__ import annotations
 
+import io
 from functools import lru_cache
 from typing import Literal
 
@@ -57,3 +58,18 @@ def engine_for(url: str) -> sa.Engine:
 def engine(kind: DatabaseKind, settings: Settings) -> sa.Engine:
     """The engine of one of the project's databases."""
     return engine_for(database_url(kind, settings))
+
+
+def copy_out_csv(engine: sa.Engine, query: str) -> io.BytesIO:
+    """The rows of ``query`` as CSV with a header, read with PostgreSQL ``COPY ... TO STDOUT``
+    (several times faster than fetching rows through the driver)."""
+    buffer = io.BytesIO()
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection always has its psycopg connection
+        cursor = driver.cursor()
+        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for chunk in copy:
+                buffer.write(chunk)
+    buffer.seek(0)
+    return buffer

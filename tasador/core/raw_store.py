@@ -14,7 +14,6 @@ storing a skipped number later (``tasador recover``) marks its gap filled.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 
+from tasador.core import db
 from tasador.core.columns import RAW_COLUMNS
 
 metadata = sa.MetaData()
@@ -299,15 +299,7 @@ def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
     """The rows of one batch as text (missing as NA), indexed by their position in the payload."""
     columns = ", ".join(("row_index", *RAW_COLUMNS))
     query = f"SELECT {columns} FROM batch_rows WHERE batch_id = {int(batch_id)} ORDER BY row_index"
-    buffer = io.BytesIO()
-    with engine.connect() as conn:
-        driver = conn.connection.driver_connection
-        assert driver is not None  # an open connection always has its psycopg connection
-        cursor = driver.cursor()
-        with cursor.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
-            for chunk in copy:
-                buffer.write(chunk)
-    buffer.seek(0)
+    buffer = db.copy_out_csv(engine, query)
     frame = pd.read_csv(
         buffer,
         dtype={"row_index": "int64", **dict.fromkeys(RAW_COLUMNS, object)},
