@@ -47,12 +47,12 @@ from tasador.core.services import free_port, wait_until_healthy
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema (a few dozen migrations)
 _SERVER_WORKERS = "1"  # one uvicorn process (requests run in its thread pool): fast start, light
 
-# Database names on the embedded server, per setting.
-EMBEDDED_DATABASES: dict[str, str] = {
-    "raw_db_url": "tasador_raw",
-    "clean_db_url": "tasador_clean",
-    "optuna_storage_url": "tasador_optuna",
-    "mlflow_backend_url": "tasador_mlflow",
+# Database names on the embedded server, per database kind.
+EMBEDDED_DATABASES: dict[db.DatabaseKind, str] = {
+    "raw": "tasador_raw",
+    "clean": "tasador_clean",
+    "optuna": "tasador_optuna",
+    "mlflow": "tasador_mlflow",
 }
 
 
@@ -71,7 +71,7 @@ def resolve(
     for kind in databases:
         field = db.SETTING_OF[kind]
         if getattr(settings, field) is None:
-            update[field] = SecretStr(database_url(settings.pg_dir, EMBEDDED_DATABASES[field]))
+            update[field] = SecretStr(database_url(settings.pg_dir, EMBEDDED_DATABASES[kind]))
     resolved = settings.model_copy(update=update)
     if mlflow and resolved.mlflow_tracking_uri is None:
         resolved = resolved.model_copy(update={"mlflow_tracking_uri": ensure_server(resolved)})
@@ -187,7 +187,7 @@ def ensure_server(settings: Settings) -> str:
     backend = db.sqlalchemy_url(
         backend_url.get_secret_value()
         if backend_url is not None
-        else database_url(settings.pg_dir, EMBEDDED_DATABASES["mlflow_backend_url"]),
+        else database_url(settings.pg_dir, EMBEDDED_DATABASES["mlflow"]),
         driver="psycopg2",
     )
     artifacts = _artifacts(settings)

@@ -184,8 +184,8 @@ def stop_embedded_command() -> None:
     typer.echo(f"PostgreSQL: {'stopped' if pg_stopped else 'not running'}")
 
 
-app.command("decide")(friendly_errors(decide_command))
-app.command("search")(friendly_errors(search_command))
-app.command("serve")(friendly_errors(serve_command))
-app.command("ui")(friendly_errors(ui_command))
+command("decide")(decide_command)
+command("search")(search_command)
+command("serve")(serve_command)
+command("ui")(ui_command)
 app.add_typer(db_app, name="db")
