@@ -57,6 +57,7 @@ INLINE_ROWS = 64  # larger requests are scored in the thread pool, not on the ev
 LOGGED_BODY_BYTES = 4 * MAX_ERROR_BODY  # of a refused body: enough for MAX_ERROR_BODY characters
 RETRY_AFTER_S = 1  # what a 429 asks: one explanation takes well under a second
 GRACEFUL_SHUTDOWN_S = 5  # requests in flight get this long; then the log's flush (its own bound)
+REQUEST_ID_HEADER = "X-Request-ID"  # the logged request's UUID, on every response
 
 
 def _errors(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
@@ -201,19 +202,20 @@ class Service:
         refused = listings is None
         if refused:  # only a prefix: a refused body may be as large as the limit allows
             body = body[:LOGGED_BODY_BYTES]
-        self.log.record(
-            Entry(
-                endpoint=endpoint,
-                status_code=response.status_code,
-                requested_at=requested_at,
-                latency_ms=seconds * 1000.0,
-                listings=listings or (),
-                predictions=predictions,
-                model_name=served.info.name if served else None,
-                model_version=served.info.version if served else None,
-                body=body.decode("utf-8", "replace") if refused else None,
-            )
+        entry = Entry(
+            endpoint=endpoint,
+            status_code=response.status_code,
+            requested_at=requested_at,
+            latency_ms=seconds * 1000.0,
+            listings=listings or (),
+            predictions=predictions,
+            model_name=served.info.name if served else None,
+            model_version=served.info.version if served else None,
+            body=body.decode("utf-8", "replace") if refused else None,
         )
+        self.log.record(entry)
+        # The id under which the request is logged: what `tasador lineage --request` takes.
+        response.headers[REQUEST_ID_HEADER] = str(entry.request_id)
         return response
 
 

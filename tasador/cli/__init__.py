@@ -13,6 +13,7 @@ from tasador import startup
 from tasador.cli.context import friendly_errors, resolved_settings
 from tasador.cli.db import db_app
 from tasador.cli.decide import decide_command
+from tasador.cli.lineage import lineage_command
 from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
@@ -185,6 +186,7 @@ def stop_embedded_command() -> None:
 
 
 command("decide")(decide_command)
+command("lineage")(lineage_command)
 command("search")(search_command)
 command("serve")(serve_command)
 command("ui")(ui_command)

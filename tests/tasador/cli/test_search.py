@@ -7,22 +7,9 @@ from typer.testing import CliRunner
 
 from experiments import study as search
 from tasador.cli import app
-from tasador.core import config, lineage
+from tasador.core import lineage
 from tasador.core.errors import BadInput
 from tests.experiments.conftest import load_batches
-
-
-@pytest.fixture
-def cli_env(monkeypatch):
-    """Run the CLI with the given settings (it reads them from the environment)."""
-
-    def use(settings):
-        for name, value in config.settings_env(settings).items():
-            monkeypatch.setenv(name, value)
-        config.get_settings.cache_clear()
-
-    yield use
-    config.get_settings.cache_clear()
 
 
 def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
