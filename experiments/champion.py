@@ -234,6 +234,7 @@ def challenge(
         retrain_decision_id=retrain_decision_id,
         judge=judge,
         move_alias=lambda: registry.set_production(mlflow_client, settings, version),
+        alias=settings.production_alias,
     )
     previous = decision.previous_version
     if previous is None or previous == version:
