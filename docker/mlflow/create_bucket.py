@@ -25,6 +25,9 @@ def ensure_bucket(endpoint: str, bucket: str, wait_s: float = WAIT_S) -> bool:
     deadline = time.monotonic() + wait_s
     while True:
         try:
+            # Some stores (and us-east-1) answer 200 to creating a bucket one already owns: ask.
+            if _exists(s3, bucket):
+                return False
             s3.create_bucket(Bucket=bucket)
             return True
         except ClientError as exc:
@@ -37,6 +40,16 @@ def ensure_bucket(endpoint: str, bucket: str, wait_s: float = WAIT_S) -> bool:
             if time.monotonic() >= deadline:
                 raise
         time.sleep(2)
+
+
+def _exists(s3: object, bucket: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchBucket", "NotFound"}:
+            return False
+        raise
 
 
 def main() -> int:
