@@ -112,7 +112,8 @@ def latest_run(
             settings, "tasks", "states-for-dag-run", dag_id, newest["run_id"], "-o", "json", env=env
         )
     )
-    ordered = sorted(tasks, key=lambda t: int(t["map_index"] or -1))
+    # The CLI leaves map_index out when no task of the run is mapped.
+    ordered = sorted(tasks, key=lambda t: int(t.get("map_index") or -1))
     states = {t["task_id"]: t["state"] for t in ordered}
     return DagRun(
         dag_id=dag_id,
