@@ -12,11 +12,18 @@ from datetime import timedelta
 # scheduled on it (data-aware scheduling). The event's extra carries the decision id.
 RETRAIN_ASSET_URI = "tasador://retrain-requests"
 
+# Search workers run in their own pool (created by `airflow-init` and the local runner with
+# the slots the deployment gives them) and Celery queue, so a long study never takes the slots
+# an ingestion run needs, and a separate worker fleet can serve the queue (docs/scale-out.md).
+SEARCH_POOL = "tasador_search"
+SEARCH_QUEUE = "search"
+
 DEFAULT_ARGS = {
     "owner": "tasador",
     "retries": 2,
     "retry_delay": timedelta(seconds=10),
-    "retry_exponential_backoff": True,
+    # A multiplier in Airflow 3.3 (True would be 1.0, a constant delay): 10s, 20s, 40s... capped.
+    "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=5),
     "execution_timeout": timedelta(minutes=30),
 }

