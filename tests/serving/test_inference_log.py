@@ -27,11 +27,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from serving.api import GRACEFUL_SHUTDOWN_S, create_app
+from serving.api import create_app
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog, write_rows
 from serving.metrics import ServingMetrics
 from serving.schema import Listing
+from serving.server import GRACEFUL_SHUTDOWN_S
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
