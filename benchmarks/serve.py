@@ -59,6 +59,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -618,11 +619,14 @@ def wrk(port: int, path: str, bodies: list[bytes], connections: int, args: argpa
     )
     threads = min(2, connections)
     command = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{args.duration + args.warmup:g}s",
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{math.ceil(args.duration + args.warmup)}s",
         "--latency", "-s", str(script), f"http://{HOST}:{port}{path}",
     ]  # fmt: skip
     try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=600).stdout
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        out = done.stdout
+        if "Requests/sec:" not in out:
+            print(f"  wrk did not run: {(done.stdout + done.stderr)[-500:]}", flush=True)
     finally:
         script.unlink(missing_ok=True)
     per_s, p50, p99, errors = float("nan"), float("nan"), float("nan"), 0

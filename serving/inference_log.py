@@ -65,7 +65,9 @@ COLUMNS = (
     "latency_ms",
     "status_code",
 )
-Row = dict[str, Any]  # one inference_requests row, JSON-ready (what spool files hold)
+# One inference_requests row, JSON-ready (what spool files hold). Its "inputs" is JSON text
+# (a listing, serialized by pydantic in one native call) or a JSON-ready dict (a refused body).
+Row = dict[str, Any]
 MAX_ERROR_BODY = 2_000  # characters of a refused body kept in the log
 SPOOL_LOCK_WAIT_S = 5.0  # making room in the spool waits this long for another worker's pass
 
@@ -109,11 +111,15 @@ class Entry:
             {
                 **common,
                 "row_index": i,
-                "inputs": listing.model_dump(mode="json", exclude_none=True),
+                "inputs": listing.model_dump_json(exclude_none=True),
                 "prediction": price,
             }
             for i, (listing, price) in enumerate(zip(self.listings, predictions, strict=True))
         ]
+
+
+def _inputs(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
@@ -129,7 +135,7 @@ def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
         cursor = driver.cursor()
         with cursor.copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([json.dumps(row[c]) if c == "inputs" else row[c] for c in COLUMNS])
+                copy.write_row([_inputs(row[c]) if c == "inputs" else row[c] for c in COLUMNS])
         conn.exec_driver_sql(
             f"INSERT INTO inference_requests ({columns}) SELECT {columns} FROM incoming "
             "ON CONFLICT (request_id, row_index) DO NOTHING"
