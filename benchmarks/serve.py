@@ -765,7 +765,8 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
     """One line per family: the README's serving table."""
     head = ["family", "scoring", "ready s", "PSS MB"]
     head += [f"req/s @{c}" for c in levels] + [f"p50/p99 ms @{c}" for c in levels]
-    head += ["batch rows/s", "mlflow req/s @1", "× mlflow", "wrk req/s"]
+    head += ["CPU ms/req @1", "batch rows/s", "CPU µs/row batched"]
+    head += ["mlflow req/s @1", "× mlflow", "wrk req/s"]
     head += ["wrk p99 ms @4", "goals"]
     lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for run in runs:
@@ -779,6 +780,11 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
         ratio = min(ratios) if ratios else float("nan")
         at4 = _single(run.ours, 4)
         batch = _batched(run.ours)
+        batches = [f for f in run.ours if f.rows_per_request > 1]
+        row_cpu = min(
+            (f.cpu_ms_per_request * 1000 / f.rows_per_request for f in batches),
+            default=float("nan"),
+        )
         wrk4 = next((w for w in run.cross if w.connections == 4), None)
         goals = [
             ("50×", ratio >= GOAL_RATIO),
@@ -792,7 +798,9 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
             f"{run.footprint.pss_mb:,.0f}",
             *[f"{f.per_s:,.0f}" if f else "-" for f in singles],
             *[f"{f.p50_ms:.1f} / {f.p99_ms:.1f}" if f else "-" for f in singles],
+            f"{singles[0].cpu_ms_per_request:.2f}" if singles and singles[0] else "-",
             f"{batch:,.0f}",
+            f"{row_cpu:.1f}",
             f"{theirs.per_s:,.1f}" if theirs else "-",
             f"{ratio:,.0f}×" if ratios else "-",
             " / ".join(f"{w.per_s:,.0f}" for w in run.cross) or "-",

@@ -25,9 +25,9 @@ Shutdown takes at most ``serving_shutdown_s``: what is not written by then is sp
 Several worker processes (``serving_workers``) share one spool folder. Each writes its own
 requests (request ids are unique, and a row written twice is stored once), so every request is
 stored exactly once whichever worker answered it. Spool files are drained by one worker at a
-time: the one holding an exclusive lock on ``<spool>.lock`` (beside the folder) (the others skip the spool that
-pass and write their own buffers), and the spool cap is enforced under the same lock. Each file
-names its row count, so ``spooled_rows`` is the folder's, counted from a directory listing.
+time, the one holding an exclusive lock on ``<spool>.lock`` beside the folder (the others skip
+the spool that pass and write their own buffers), and the spool cap is enforced under the same
+lock. Each file names its row count, so ``spooled_rows`` is the folder's, from a listing.
 """
 
 from __future__ import annotations
@@ -291,6 +291,12 @@ class InferenceLog:
             return self._flush_locked()
 
     def _flush_locked(self) -> bool:
+        try:
+            return self._pass()
+        finally:
+            self._recount_spool()
+
+    def _pass(self) -> bool:
         with self._lock:
             entries, self._entries = self._entries, []
             self.stats.buffered_rows -= sum(e.rows for e in entries)
@@ -318,7 +324,6 @@ class InferenceLog:
             logger.info("inference log written again")
         self.stats.database_ok = True
         self.stats.last_error = None
-        self._recount_spool()
         return True
 
     @contextlib.contextmanager
