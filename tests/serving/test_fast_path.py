@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +18,15 @@ from serving.schema import Listing
 from tasador.core.cleaning import clean_frame
 from tasador.core.columns import STATUSES, TARGET
 from tests.listings import generate_listings
-from tests.serving.conftest import FAMILY_NAMES, fit, small_model
+from tests.serving.conftest import (
+    FAMILY_NAMES,
+    fit,
+    ready_version,
+    register,
+    running,
+    small_model,
+    wait_until,
+)
 
 
 def listings_of(frame: pd.DataFrame) -> list[Listing]:
@@ -122,3 +131,28 @@ def test_an_unknown_estimator_is_named_not_mirrored(clean_sample: pd.DataFrame) 
     scorer, how = compile_fast_path(model)
     assert scorer is None
     assert "Lasso" in how and "not mirrored" in how
+
+
+def test_a_version_whose_fast_path_disagrees_is_served_by_the_pipeline_and_says_so(
+    monkeypatch: pytest.MonkeyPatch, serving_settings: Any, clean_sample: pd.DataFrame
+) -> None:
+    """The same fault through the registry and the API: ``/model`` names the pipeline and why,
+    and the prices served are the pipeline's own."""
+    model = fit("ridge", clean_sample.head(1_000), alpha=1.0)
+    version = register(serving_settings, model, clean_sample, family="ridge")
+    transform = ListingFrame.transform
+
+    def changed(self: ListingFrame, frame: pd.DataFrame) -> pd.DataFrame:
+        out = transform(self, frame)
+        out["bed"] = out["bed"] + 1.0
+        return out
+
+    monkeypatch.setattr(ListingFrame, "transform", changed)  # what the loaded copy runs
+    with running(serving_settings) as (url, _):
+        wait_until(lambda: ready_version(url) == version, 60, "the version serves")
+        scoring = httpx.get(f"{url}/model").json()["scoring"]
+        listing = {"state": "Texas", "city": "Austin", "bed": 3, "house_size": 1800}
+        served = httpx.post(f"{url}/predict", json=listing).json()["predictions"][0]
+    assert scoring.startswith("pipeline: the fast path disagreed"), scoring
+    expected = pipeline_prices(model, [Listing.model_validate(listing)])[0]
+    assert served == pytest.approx(round(expected, 2), abs=0.01)
