@@ -91,6 +91,8 @@ class Settings(BaseSettings):
 
     # Serving (serving/) and the UI (app/).
     serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
+    # uvicorn worker processes of `tasador serve` (one uses one core); None: the core count.
+    serving_workers: int | None = Field(default=None, ge=1)
     serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request
     serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
     serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval
