@@ -57,7 +57,7 @@ prepare_process()  # this file is the entry point of every task process that run
             None,
             type=["null", "number"],
             exclusiveMinimum=0,
-            description="Wall-clock limit of each worker.",
+            description="Wall-clock budget of the search (default: settings).",
         ),
     },
 )

@@ -2,8 +2,9 @@
 
 :func:`finish_study` runs once per study, after the workers:
 
-1. Refit the best trial's configuration on every training row of the study's batches (the
-   trials may have seen a subset) in a ``refit`` run nested under the study's parent run, and
+1. Refit the best trial's configuration on the training rows of the study's batches (all of
+   them up to ``refit_sample_rows``, a reproducible sample beyond; the trials may have seen
+   fewer) in a ``refit`` run nested under the study's parent run, and
    register it as a new version of ``settings.model_name`` with its signature, an input example
    and the lineage tags (batch ids, data hash, study, retrain decision and reason).
 2. Score it and the current ``@production`` version on the same shared holdout rows (the
@@ -271,6 +272,8 @@ def _challenger(
     train = data.training_rows(settings, plan.batch_ids)
     if data.data_hash(train) != plan.data_hash:
         raise Conflict(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
+    # Past refit_sample_rows more rows cost minutes and no holdout RMSLE (docs/benchmarks.md).
+    train = data.sample(train, settings.refit_sample_rows, plan.seed)
     extra = {} if smoothing is None else {"smoothing": smoothing}
     model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     model.fit(train.drop(columns=[TARGET]), data.target(train))

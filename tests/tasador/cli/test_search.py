@@ -23,6 +23,10 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
 
     plan = search.prepare_study(search_settings)  # idempotent: returns the stored plan
     assert plan.batch_ids == ids and plan.n_trials == 6
+    # Progress and the outcome in the terminal; library noise in the log file.
+    assert f"study {plan.study_name}: " in out.output and "refitting the best trial" in out.output
+    assert "Downloading artifacts" not in out.output and "WARNING" not in out.output
+    assert (search_settings.state_dir / "logs" / "search.log").stat().st_size > 0
     study, _ = search.load_study(plan.study_name, search_settings)
     trials = study.get_trials(states=search.COUNTED_STATES)
     assert len(trials) >= 6
