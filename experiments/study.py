@@ -443,11 +443,19 @@ def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None =
     return objective.finished
 
 
+def log_to_file(path: Path) -> None:
+    """Library output of a search process to ``path`` (see ``tasador.core.process``), with
+    Optuna's own handler, installed on first use, switched off first."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    process.log_to_file(path)
+
+
 def _worker_process(
     study_name: str, settings: Settings, timeout_s: float | None, log_file: Path | None
 ) -> None:
     if log_file is not None:
-        process.log_to_file(log_file)
+        log_to_file(log_file)
     run_worker(study_name, settings, timeout_s=timeout_s)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tasador.cli.context import resolved_settings
-from tasador.core import lineage, process
+from tasador.core import lineage
 from tasador.core.names import REPORT_FILE
 
 
@@ -34,11 +34,12 @@ def search_command(
 ) -> None:
     """Search model families with N workers, refit the best, promote it if it wins."""
     # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
+    from experiments import study as search
     from experiments.retrain import retrain
 
     settings = resolved_settings(("clean", "optuna"))
     log_file = settings.state_dir / "logs" / "search.log"
-    process.log_to_file(log_file)  # library noise; the terminal gets progress and the outcome
+    search.log_to_file(log_file)  # library noise; the terminal gets progress and the outcome
     typer.echo(f"library output: {log_file}", err=True)
     result = retrain(
         settings,

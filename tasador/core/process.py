@@ -38,11 +38,8 @@ def log_to_file(path: Path) -> None:
 
     For commands whose terminal output is the user's: MLflow's pickle and pip warnings, its
     environment (uv) detection and Optuna's study messages stay readable in the log file. Call
-    it after importing MLflow, which installs its handlers when imported."""
-    import optuna  # its handler is installed on first use: switched off here
-
-    optuna.logging.disable_default_handler()
-    optuna.logging.enable_propagation()
+    it after importing MLflow and Optuna, which install their handlers when first used
+    (``experiments.study.log_to_file`` does both)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(
