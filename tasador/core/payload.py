@@ -35,6 +35,8 @@ MAX_VALUE_CHARS = 16 << 20
 PROGRESS_EVERY_ROWS = 50_000
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_AFTER_ROW = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # the separator after a row
+_NOT_FLAT = re.compile(r"[\[{]|\\u")  # nesting, or an escape that may hide NUL or a surrogate
 _decode = json.JSONDecoder().raw_decode
 _EXPECTED_KEYS = frozenset(RAW_COLUMNS)
 _in_column_order = itemgetter(*RAW_COLUMNS)
@@ -184,45 +186,65 @@ class _Chunks:
     def flat(self, start: int) -> bool:
         """Whether the value from ``start`` to the position has no nesting and no escapes:
         then it holds only scalars and none of them can hide a NUL or a lone surrogate."""
-        buf, end = self.buf, self.pos
-        return (
-            buf.find("[", start + 1, end) < 0
-            and buf.find("{", start + 1, end) < 0
-            and buf.find("\\u", start, end) < 0
-        )
+        return _NOT_FLAT.search(self.buf, start + 1, self.pos) is None
 
 
 def _invalid(problem: str) -> PayloadError:
     return PayloadError(f"the data API sent an invalid batch ({problem})")
 
 
+def _add(split: SplitRows, row: Any, index: int, flat: bool) -> None:
+    """Keep one decoded row; a flat row with the right shape takes the fast path."""
+    kind = type(row)
+    if flat and kind is dict and row.keys() == _EXPECTED_KEYS:
+        split.rows.append(_in_column_order(row))
+        split.indexes.append(index)
+    elif flat and kind is list and len(row) == len(RAW_COLUMNS):
+        split.rows.append(tuple(row))
+        split.indexes.append(index)
+    else:
+        add_row(split, row, index)
+
+
 def _read_rows(chunks: _Chunks, progress: Callable[[int], None] | None) -> SplitRows:
-    """The ``data`` array, row by row; the usual row (flat, the right keys) takes a fast path."""
+    """The ``data`` array, row by row.
+
+    Rows wholly inside the buffer are read in a tight loop (one decode and two regular
+    expressions per row); a row across the buffer's end, or anything unusual, goes through the
+    careful path of ``_Chunks``, which reads on and reports errors."""
     if chunks.peek() != "[":
         raise _invalid("data: Input should be a valid list")
     chunks.pos += 1
-    split, width = SplitRows(), len(RAW_COLUMNS)
-    rows, indexes = split.rows, split.indexes
+    split = SplitRows()
     if chunks.peek() == "]":
         chunks.pos += 1
         return split
-    index = 0
-    while True:
-        row, start = chunks.value()
-        kind = type(row)
-        if kind is dict and row.keys() == _EXPECTED_KEYS and chunks.flat(start):
-            rows.append(_in_column_order(row))
-            indexes.append(index)
-        elif kind is list and len(row) == width and chunks.flat(start):
-            rows.append(tuple(row))
-            indexes.append(index)
-        else:
-            add_row(split, row, index)
-        index += 1
-        if progress is not None and index % PROGRESS_EVERY_ROWS == 0:
-            progress(index)
-        if chunks.expect(",]", "',' or ']' after a row") == "]":
+    index, done = 0, False
+    while not done:
+        buf, pos = chunks.buf, chunks.pos
+        while True:  # the tight loop
+            try:
+                row, end = _decode(buf, pos)
+            except json.JSONDecodeError:
+                break
+            after = _AFTER_ROW.match(buf, end)
+            if after is None:
+                break  # the row may go on (a number) or its separator is in the next chunk
+            _add(split, row, index, _NOT_FLAT.search(buf, pos + 1, end) is None)
+            index += 1
+            pos = after.end()
+            if progress is not None and index % PROGRESS_EVERY_ROWS == 0:
+                progress(index)
+            if after.group(1) == "]":
+                done = True
+                break
+        chunks.pos = pos
+        if done:
             break
+        row, start = chunks.value()  # the careful path, for one row
+        _add(split, row, index, chunks.flat(start))
+        index += 1
+        done = chunks.expect(",]", "',' or ']' after a row") == "]"
     if progress is not None:
         progress(index)
     return split
