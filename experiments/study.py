@@ -53,7 +53,7 @@ from sklearn.model_selection import KFold
 from experiments import data, registry, runs, spaces
 from experiments.families import build_model
 from experiments.spaces import SearchSpace
-from tasador.core import db, decisions_store, lineage
+from tasador.core import db, decisions_store, lineage, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
@@ -362,6 +362,7 @@ def counted_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
+@timings.step("study")  # benchmarks/loop.py times it
 def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
     """Run trials of ``study_name`` until its trial budget is spent (or ``timeout_s`` passes).
 
