@@ -270,12 +270,11 @@ def store_body(engine: sa.Engine, path: Path, progress: Progress | None = None) 
     with path.open("rb") as stream:
         meta = json.loads(stream.readline())
         group_number, day, source = meta["group_number"], meta["day"], meta["source"]
+        problem: PayloadError | None = None
         try:
             payload = _read(stream, group_number, progress)
         except PayloadError as exc:
             problem = exc
-        else:
-            problem = None
     if problem is not None:
         kept = _quarantine(path, str(problem))
         raise PayloadError(f"{problem}; the body is kept in {kept}") from None
@@ -343,10 +342,9 @@ def collect_batch(
         params["day"] = day
     url = api_url.rstrip("/") + "/data"
     path = None
-    body_of = {"group_number": group_number, "day": day, "source": api_url}
     with (
         step("fetch") as timed,
-        incoming_body(inbox, **body_of) as (sink, keep),
+        incoming_body(inbox, group_number=group_number, day=day, source=api_url) as (sink, keep),
         httpx.Client(timeout=timeout_s, transport=transport) as client,
     ):
         status, body = fetch(
