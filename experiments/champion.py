@@ -45,7 +45,7 @@ from experiments import data, explain, promotions, registry, report, runs, space
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
-from tasador.core import db, decisions_store
+from tasador.core import db, decisions_store, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
@@ -300,6 +300,7 @@ def _challenger(
     return registry.load_version(settings, registered.version), int(registered.version), run_id
 
 
+@timings.step("champion_challenger")  # benchmarks/loop.py times it
 def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     """Refit, register, compare with production on the shared holdout, maybe promote."""
     study, plan = load_study(study_name, settings)

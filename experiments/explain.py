@@ -28,6 +28,7 @@ from mlflow.pyfunc import PyFuncModel
 from sklearn.compose import TransformedTargetRegressor
 
 from experiments.features import feature_source, model_input
+from tasador.core import timings
 
 BASE_VALUE = "base_value"
 
@@ -156,6 +157,7 @@ class Explanation:
     png: bytes
 
 
+@timings.step("shap")  # benchmarks/loop.py times it
 def explain_change(
     new_model: Any,
     previous_model: Any | None,

@@ -33,6 +33,7 @@ from mlflow.types.schema import ColSpec, Schema
 from sklearn.base import RegressorMixin
 
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
+from tasador.core import timings
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
 
@@ -82,6 +83,7 @@ def requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
 
 
+@timings.step("register")  # benchmarks/loop.py times it
 def log_and_register(
     model: RegressorMixin,
     example: pd.DataFrame,

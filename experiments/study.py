@@ -61,7 +61,7 @@ from sklearn.model_selection import KFold
 
 from experiments import data, registry, runs, spaces, trial_process
 from experiments.spaces import SearchSpace
-from tasador.core import db, decisions_store, lineage, process
+from tasador.core import db, decisions_store, lineage, process, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
@@ -405,6 +405,7 @@ def seconds_left(study: optuna.Study, timeout_s: float | None) -> float | None:
     return timeout_s - (datetime.now() - min(starts)).total_seconds()
 
 
+@timings.step("study")  # benchmarks/loop.py times it
 def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
     """Run trials of ``study_name`` until its trial budget or its wall-clock budget is spent.
 

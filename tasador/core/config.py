@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # so a runaway or hostile API cannot exhaust memory. 256 MiB is ~1M course rows.
     api_max_response_bytes: int = Field(default=268_435_456, ge=1024)
 
+    # Append one JSON line per timed step (wall, CPU, peak memory) here; None: not recorded.
+    # benchmarks/loop.py sets it; tasador/core/timings.py writes it.
+    timings_file: Path | None = None
+
     # Airflow: cron or preset ("@hourly") for the ingestion DAG; None means manual runs only.
     ingest_schedule: str | None = None
 
