@@ -292,7 +292,10 @@ def _challenger(
         f"cv_{PRIMARY}": f"{best.value:.6f}",
     }
     example = train.drop(columns=[TARGET]).head(5)
-    registered = registry.log_and_register(model, example, settings, run_id, version_tags)
+    background = explain.background_rows(train, plan.seed)  # SHAP's reference, kept with it
+    registered = registry.log_and_register(
+        model, example, settings, run_id, version_tags, background
+    )
     return registry.load_version(settings, registered.version), int(registered.version), run_id
 
 
@@ -337,8 +340,10 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     # A broken production model is not explained either: the new model is explained alone.
     previous_model = faced.production_model if production and production.finite else None
     explanation = explain.explain_change(
-        model,
-        previous_model,
+        _explained(mlflow_client, settings, model, version),
+        _explained(mlflow_client, settings, previous_model, production.version)
+        if previous_model is not None and production
+        else None,
         data.sample(holdout, settings.shap_sample_rows, plan.seed),
         production.version if previous_model is not None and production else None,
         title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
@@ -361,6 +366,14 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     for run in (result.run_id, result.parent_run_id):
         mlflow_client.log_text(run, text, REPORT_FILE)
     return dataclasses.replace(result, report=text)
+
+
+def _explained(
+    mlflow_client: MlflowClient, settings: Settings, model: Any, version: int
+) -> explain.Explained:
+    """A registered version with the SHAP background stored with it."""
+    found = mlflow_client.get_model_version(settings.model_name, str(version))
+    return explain.Explained(model, registry.load_background(mlflow_client, found))
 
 
 def _log_explanation(
