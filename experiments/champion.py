@@ -27,6 +27,7 @@ Re-running it for the same study reuses the registered version and the stored de
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tempfile
@@ -40,7 +41,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments import data, explain, promotions, registry, report, runs, spaces
+from experiments import data, explain, leaderboard, promotions, registry, report, runs, spaces
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
@@ -333,8 +334,15 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         holdout_rows=len(holdout),
     )
     _log_outcome(mlflow_client, settings, result, decision)
+    candidate = (
+        functools.partial(  # the MLflow leaderboard and model card (experiments.leaderboard)
+            leaderboard.record_candidate, mlflow_client, settings, engine, result=result, plan=plan
+        )
+    )
+    holdout_hash = data.data_hash(holdout)
     if not challenger.finite:
         # SHAP of a model whose output is not finite explains nothing; the verdict says why.
+        candidate(holdout_hash=holdout_hash, drivers=None)
         return result
 
     # A broken production model is not explained either: the new model is explained alone.
@@ -349,6 +357,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
     )
     _log_explanation(mlflow_client, settings, result, explanation)
+    candidate(holdout_hash=holdout_hash, drivers=explanation.diff)
     record = (
         decisions_store.get_by_id(engine, plan.decision_id)
         if plan.decision_id is not None
@@ -421,7 +430,7 @@ def _log_outcome(
     runs.log(
         mlflow_client,
         result.parent_run_id,
-        metrics={f"best_{k}": v for k, v in holdout.items()},
+        metrics=holdout,  # the challenger's: same names as on its run and logged model
         tags={registry.PROMOTED_TAG: result.promoted, "model_version": version},
     )
     runs.end(mlflow_client, result.run_id)

@@ -19,8 +19,9 @@ log price over its *training* rows, never over the rows being explained:
 
 Either way the base value does not depend on the input, and base plus contributions equals the
 model's log prediction (tests/experiments/test_explain.py, per family of ``search_spaces/``).
-Contributions are then summed per raw input column (``experiments.features.feature_source``): sums of
-SHAP values stay exact, and grouping makes models of different families, whose encodings
+
+Contributions are then summed per raw input column (``experiments.features.feature_source``):
+sums of SHAP values stay exact, and grouping makes models of different families, whose encodings
 differ, comparable column by column. ``street`` has no feature, hence no contribution.
 
 Checked on the pinned versions (xgboost 3.2 with native categorical splits, lightgbm 4.7,
@@ -135,9 +136,7 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
     return explain
 
 
-def explain_rows(
-    model: Any, frame: pd.DataFrame, background: pd.DataFrame | None
-) -> pd.DataFrame:
+def explain_rows(model: Any, frame: pd.DataFrame, background: pd.DataFrame | None) -> pd.DataFrame:
     """Per-row SHAP contributions per raw input column, plus ``base_value``, in log price.
 
     ``model`` is a registered model, loaded as pyfunc (serving) or sklearn; ``background`` its

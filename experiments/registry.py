@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import cast
 
 import mlflow

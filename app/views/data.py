@@ -5,17 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import ui
+from app import drift_charts, ui
 from tasador.loop.status import batch_status
 
 settings = ui.settings()
 st.title("Data")
 
-batches = ui.read_or_stop(
-    "The RAW and CLEAN databases cannot be read",
-    lambda: batch_status(settings),
-    "No batch collected yet: `tasador collect` or the ingestion DAG stores them.",
-)
+with st.spinner("Reading the batches and their decisions..."):
+    batches = ui.read_or_stop(
+        "The RAW and CLEAN databases cannot be read",
+        lambda: batch_status(settings),
+        "No batch collected yet: `tasador collect` or the ingestion DAG stores them.",
+    )
 
 
 def _total(counts: dict[str, int] | None) -> int | None:
@@ -42,11 +43,26 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
+errors = drift_charts.model_error_table(
+    [(b.batch_id, b.decision.evidence) for b in batches if b.decision]
+)
+if not errors.empty:
+    st.subheader("Production model's error on each batch, against its own holdout error")
+    st.altair_chart(drift_charts.model_error_chart(errors), width="stretch")
+
 for b in reversed(batches):
     verdict = b.decision.verdict if b.decision else "not decided"
     with st.expander(f"Batch {b.batch_id} (number {b.batch_number}): {verdict}"):
         if b.decision:
             st.write(b.decision.reason)
+            drift = drift_charts.drift_table(b.decision.evidence)
+            if not drift.empty:
+                st.markdown("**Drift per feature against its limit**")
+                st.altair_chart(drift_charts.drift_chart(drift))
+            moves = drift_charts.category_moves(b.decision.evidence)
+            if not moves.empty:
+                st.markdown("**Largest category share moves (reference vs batch)**")
+                st.altair_chart(drift_charts.category_chart(moves))
         left, right = st.columns(2)
         left.markdown("**Rows dropped, by rule**")
         left.json(b.dropped or {})
