@@ -372,6 +372,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         explanation=explanation,
         decision=record,
     )
+    report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
     for run in (result.run_id, result.parent_run_id):
         mlflow_client.log_text(run, text, REPORT_FILE)
     return dataclasses.replace(result, report=text)

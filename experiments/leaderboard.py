@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, Metric
 
+from experiments import registry
 from tasador.core import clean_store
 from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
@@ -149,7 +150,7 @@ def record_candidate(
     """Datasets, model-linked holdout metrics, model card, ``challenger`` alias, code version."""
     name, number = settings.model_name, str(result.challenger.version)
     version = mlflow_client.get_model_version(name, number)
-    model_id = getattr(version, "model_id", None)
+    model_id = registry.model_id_of(version)
     training = dataset("training", plan.data_hash, plan.training_rows, plan.batch_ids)
     holdout = dataset("holdout", holdout_hash, result.holdout_rows, plan.batch_ids)
     mlflow_client.log_inputs(

@@ -131,10 +131,19 @@ def _log_background(client: MlflowClient, model_id: str, rows: pd.DataFrame) -> 
         client.log_model_artifact(model_id, str(path))
 
 
+def model_id_of(version: ModelVersion) -> str | None:
+    """The logged model (MLflow 3 ``model_id``) a version was registered from: the registry
+    does not always fill ``model_id`` in (3.17's server did not), its ``source`` names it."""
+    if version.model_id:
+        return str(version.model_id)
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
 def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.DataFrame | None:
     """The SHAP background stored with ``version`` (model input frame); None when the version
     predates it or was registered by other means."""
-    model_id = getattr(version, "model_id", None)
+    model_id = model_id_of(version)
     if not model_id:
         return None
     location = mlflow_client.get_logged_model(model_id).artifact_location

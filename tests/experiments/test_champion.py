@@ -94,7 +94,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
 
     # MLflow as the leaderboard: each candidate's logged model carries its holdout metrics,
     # linked to the holdout dataset; the Models tab sorts them (search_logged_models).
-    model_ids = {v.model_id: int(v.version) for v in versions}
+    model_ids = {registry.model_id_of(v): int(v.version) for v in versions}
     ranked = [m for m in leaderboard.ranked_models(client, plan3.experiment_id)]
     ranked = [m for m in ranked if m.model_id in model_ids]
     assert len(ranked) == 3
@@ -121,6 +121,10 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     background = registry.load_background(client, v3)
     assert background is not None and 0 < len(background) <= explain.BACKGROUND_ROWS
 
+    # The study in pictures, on the version's run, embedded in the report.
+    pictures = {a.path for a in client.list_artifacts(v3.run_id, "study")}
+    assert pictures == {"study/history.png", "study/importance.png", "study/parallel.png"}
+
     # SHAP table, plot and sentence, and the report, on the version's run.
     shap_files = {a.path for a in client.list_artifacts(v3.run_id, "shap")}
     assert shap_files == {"shap/importance.csv", "shap/importance.png", "shap/summary.txt"}
@@ -132,6 +136,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert f"Decision {decision.id} on batch {ids[3]}" in text and "model error rose" in text
     assert "| lightgbm |" in text and "promoted to production" in text
     assert better.shap_sentence in text
+    assert "![history.png](../study/history.png)" in text
     assert "production version 1" in worse.report and "not promoted" in worse.report
 
     # The audit says which version was production when.
