@@ -178,7 +178,9 @@ def record_candidate(
         code=code,
     )
     mlflow_client.update_model_version(name, number, description=card)
-    mlflow_client.set_registered_model_alias(name, CHALLENGER_ALIAS, number)
+    newest = max(int(v.version) for v in mlflow_client.search_model_versions(f"name = '{name}'"))
+    if int(number) == newest:  # a study finished again must not take the alias back
+        mlflow_client.set_registered_model_alias(name, CHALLENGER_ALIAS, number)
 
 
 def _log_model_metrics(

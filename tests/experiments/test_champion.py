@@ -38,7 +38,8 @@ class AliasSpy:
         real = MlflowClient.set_registered_model_alias
 
         def spy(client, name, alias, version):
-            self.calls.append((alias, str(version)))
+            if alias == "production":  # `challenger` follows every candidate
+                self.calls.append((alias, str(version)))
             return real(client, name, alias, version)
 
         monkeypatch.setattr(MlflowClient, "set_registered_model_alias", spy)
@@ -157,6 +158,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert again.challenger.version == 1 and again.promoted
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 3
     assert len(spy.calls) == 2
+    assert client.get_model_version_by_alias(settings.model_name, "challenger").version == "3"
 
 
 def test_production_model_loads_in_a_fresh_process_from_json_like_fields(
