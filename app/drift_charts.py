@@ -75,7 +75,7 @@ def category_moves(evidence: dict[str, Any]) -> pd.DataFrame:
 
 
 def category_chart(moves: pd.DataFrame) -> alt.FacetChart:
-    return (
+    chart: alt.FacetChart = (
         alt.Chart(moves)
         .mark_bar()
         .encode(
@@ -89,6 +89,7 @@ def category_chart(moves: pd.DataFrame) -> alt.FacetChart:
         .facet(facet=alt.Facet("column:N", title=None), columns=3)
         .resolve_scale(y="independent")
     )
+    return chart
 
 
 def model_error_table(decided: Sequence[tuple[int, dict[str, Any]]]) -> pd.DataFrame:
@@ -124,4 +125,5 @@ def model_error_chart(table: pd.DataFrame) -> alt.LayerChart:
         .mark_rule(color="#b2182b", strokeDash=[4, 3], size=2)
         .encode(y="limit:Q")
     )
-    return bars + limit
+    layered: alt.LayerChart = bars + limit
+    return layered

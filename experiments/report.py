@@ -169,7 +169,8 @@ def history_png(study: optuna.Study) -> bytes:
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()
     for family, trials in sorted(_by_family(study).items()):
-        ax.scatter([t.number for t in trials], [t.value for t in trials], label=family, s=18)
+        values = [cast(float, t.value) for t in trials]  # completed: each has its value
+        ax.scatter([t.number for t in trials], values, label=family, s=18)
     done = sorted((t for ts in _by_family(study).values() for t in ts), key=lambda t: t.number)
     if done:
         best = np.minimum.accumulate([cast(float, t.value) for t in done])
