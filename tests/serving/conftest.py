@@ -84,7 +84,8 @@ def register(
     run_id = runs.create_run(client, experiment, f"refit-{family}", tags)
     runs.log(client, run_id, metrics={"holdout_rmsle": 0.5})
     example_rows = example.drop(columns=[TARGET]).head(3)
-    version = registry.log_and_register(model, example_rows, settings, run_id, tags)
+    background = example.drop(columns=[TARGET]).head(200)  # training rows: the SHAP reference
+    version = registry.log_and_register(model, example_rows, settings, run_id, tags, background)
     runs.end(client, run_id)
     if promote:
         client.set_model_version_tag(settings.model_name, version.version, "promoted", "true")
