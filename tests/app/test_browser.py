@@ -17,7 +17,6 @@ from app import choices
 from tasador.core import db, services
 from tasador.core.config import settings_env
 from tests.app.conftest import World
-from tests.conftest import REPO
 
 # The system browser (Playwright's own browser download needs a network this machine lacks);
 # `make test CHROMIUM=...` names another Chrome or Chromium.
@@ -130,7 +129,9 @@ def test_a_person_predicts_a_price_in_headless_chromium(world: World, tmp_path: 
 
 
 # The README shows these: every page after a demo-like world, each with what it must draw.
-SCREENSHOTS = REPO / "docs" / "images"
+# They go to the test's folder unless TASADOR_SCREENSHOTS names one (the README's come from
+# `TASADOR_SCREENSHOTS=docs/images pytest tests/app/test_browser.py`).
+SCREENSHOTS_ENV = "TASADOR_SCREENSHOTS"
 PAGES = (  # (URL path, file name, test id of a chart the page must draw)
     ("", "predict.png", "stImage"),
     ("models", "models.png", "stImage"),
@@ -145,14 +146,17 @@ def test_every_page_renders_its_charts_in_headless_chromium(world: World, tmp_pa
     offered = choices.load(db.engine("clean", world.settings))
     city = offered.cities[STATE][0]
     zip_code = offered.zips[STATE, city][0]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     shots: dict[str, Path] = {}
     with ui_server(world, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            # Tall: Streamlit scrolls inside its own container, so a full-page screenshot is
+            # only as tall as the viewport, and the explanation sits below the fold.
+            page = browser.new_page(viewport={"width": 1280, "height": 2000})
             page.set_default_timeout(TIMEOUT_MS)
             expect.set_options(timeout=TIMEOUT_MS)
             for path, name, chart in PAGES:
@@ -171,7 +175,7 @@ def test_every_page_renders_its_charts_in_headless_chromium(world: World, tmp_pa
                 except Exception:
                     page.screenshot(path=tmp_path / f"failure-{name}", full_page=True)
                     raise
-                shots[name] = SCREENSHOTS / name
+                shots[name] = folder / name
                 page.screenshot(path=shots[name], full_page=True, type="png")
         finally:
             browser.close()
