@@ -47,7 +47,7 @@ def best_trials(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
             "study": r.data.tags.get(runs.STUDY_TAG),
             "family": r.data.tags.get(registry.FAMILY_TAG),
             "trial": int(r.data.tags.get(runs.TRIAL_TAG, -1)),
-            CV: r.data.metrics.get(PRIMARY, r.data.metrics.get(CV)),
+            CV: r.data.metrics.get(CV),
             "run_id": r.info.run_id,
         }
         for r in found

@@ -72,6 +72,11 @@ RUN_ID_ATTR = "mlflow_run_id"
 STOPPED_ATTR = "stopped"  # user attr (and MLflow tag) of a trial stopped at its time limit
 STOPPED_TIME_LIMIT = "time limit"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Metric names: one quantity, one name on every kind of run. ``cv_*`` is the out-of-fold score
+# of the whole cross-validation (trials; the refit run carries its best trial's), ``holdout_*``
+# the shared holdout's (refit and study runs, logged models), and the running out-of-fold RMSLE
+# after each fold, what pruning looks at, has a name of its own.
+RUNNING_CV = f"cv_{PRIMARY}_running"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
 
 
@@ -377,14 +382,14 @@ class _Objective:
                 predicted[self.folds[step][1]] = fold_predicted
                 seen = ~np.isnan(predicted)
                 partial = rmsle(self.y[seen], predicted[seen])
-                runs.log(self.client, run_id, metrics={f"cv_{PRIMARY}": partial}, step=step)
+                runs.log(self.client, run_id, metrics={RUNNING_CV: partial}, step=step)
                 trial.report(partial, step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"fold {step + 1}: {PRIMARY} {partial:.4f}")
         finally:
             folds.close()  # a pruned or failed trial's child process is killed now
         metrics = regression_metrics(self.y, predicted)
-        runs.log(self.client, run_id, metrics=metrics)
+        runs.log(self.client, run_id, metrics={f"cv_{k}": v for k, v in metrics.items()})
         return metrics[PRIMARY]
 
 
