@@ -62,8 +62,10 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     assert result["promoted"] and result["trials_finished"] == 3
 
     client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    # The newest candidate is also the challenger, promoted or not.
     assert client.get_registered_model(s.model_name).aliases == {
-        "production": str(result["version"])
+        "production": str(result["version"]),
+        "challenger": str(result["version"]),
     }
     version = client.get_model_version(s.model_name, str(result["version"]))
     batch_id = raw_store.list_batches(db.engine("raw", s))[0].id
