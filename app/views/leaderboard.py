@@ -33,8 +33,15 @@ links = {
 }
 st.dataframe(retrains, hide_index=True, width="stretch", column_config=links)
 
+# One chart row per challenger version: a study re-decided (or two decisions on one batch range)
+# must not add its bars up.
+retrains = retrains.assign(
+    retraining=[
+        f"v{v} ({s})" for v, s in zip(retrains["challenger"], retrains["study"], strict=True)
+    ]
+)
 scores = retrains.melt(
-    id_vars=["study", "promoted"],
+    id_vars=["retraining", "promoted"],
     value_vars=[f"challenger {leaderboard.HOLDOUT}", f"production {leaderboard.HOLDOUT}"],
     var_name="model",
     value_name="holdout RMSLE",
@@ -48,8 +55,8 @@ st.altair_chart(
         x=alt.X("holdout RMSLE:Q"),
         y=alt.Y("model:N", title=None),
         color=alt.Color("model:N"),
-        row=alt.Row("study:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
-        tooltip=["study", "model", "holdout RMSLE", "promoted"],
+        row=alt.Row("retraining:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
+        tooltip=["retraining", "model", "holdout RMSLE", "promoted"],
     )
     .properties(height=50),
     width="stretch",
