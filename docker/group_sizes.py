@@ -23,8 +23,10 @@ GROUPS = {
     "ui": "tasador-app",
     "training": "(training, inside airflow)",
     "airflow": "tasador-airflow",
-    "dashboard": "tasador-optuna-dashboard",
+    "tracking": "tasador-mlflow",
 }
+# optuna-dashboard installs named packages (not the project's core), as its target does.
+DASHBOARD = ["optuna-dashboard", "optuna", "psycopg2-binary", "gunicorn"]
 LEAVE_OUT = [
     "--no-install-package",
     "nvidia-nccl-cu12",
@@ -38,17 +40,51 @@ def size_mb(folder: Path) -> float:
     return total / 1e6
 
 
+def uv(*args: str, **kwargs: object) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "uv", *args], capture_output=True, text=True, check=True, **kwargs
+    )
+    return done.stdout
+
+
 def measure(group: str | None, where: Path) -> tuple[float, int]:
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(where), "UV_LINK_MODE": "copy"}
-    command = [sys.executable, "-m", "uv", "sync", "--quiet", "--frozen", "--no-default-groups"]
-    command += (["--group", group] if group else []) + LEAVE_OUT
-    subprocess.run(command, cwd=REPO, env=env, check=True)
-    freeze = subprocess.run(
-        [sys.executable, "-m", "uv", "pip", "list", "--python", str(where / "bin" / "python")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    groups = ["--group", group] if group else []
+    uv("sync", "--quiet", "--frozen", "--no-default-groups", *groups, *LEAVE_OUT, cwd=REPO, env=env)
+    return counted(where)
+
+
+def measure_dashboard(where: Path) -> tuple[float, int]:
+    constraints = where.parent / "constraints.txt"
+    uv(
+        "export",
+        "--quiet",
+        "--frozen",
+        "--no-dev",
+        "--no-emit-project",
+        "--no-hashes",
+        "--output-file",
+        str(constraints),
+        cwd=REPO,
+    )
+    uv("venv", "--quiet", str(where))
+    uv(
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        str(where / "bin" / "python"),
+        "--link-mode",
+        "copy",
+        "--constraint",
+        str(constraints),
+        *DASHBOARD,
+    )
+    return counted(where)
+
+
+def counted(where: Path) -> tuple[float, int]:
+    freeze = uv("pip", "list", "--python", str(where / "bin" / "python"))
     packages = len(freeze.splitlines()) - 2  # header lines
     return size_mb(where), packages
 
@@ -61,6 +97,8 @@ def main() -> None:
         for group, image in GROUPS.items():
             mb, packages = measure(group, Path(tmp) / (group or "core"))
             print(f"| {group or 'core'} | {image} | {packages} | {mb:,.0f} MB |", flush=True)
+        mb, packages = measure_dashboard(Path(tmp) / "dashboard")
+        print(f"| (named packages) | tasador-optuna-dashboard | {packages} | {mb:,.0f} MB |")
 
 
 if __name__ == "__main__":
