@@ -15,7 +15,7 @@ import pytest
 from compose_spec import PyCompose
 
 from tests.deploy import compose
-from tests.deploy.dockerfile import dockerfile_path, final_stage, image_names
+from tests.deploy.dockerfile import final_stage, image_names
 from tests.deploy.workflows import matrix_images
 
 ENV = compose.env_file()
@@ -114,7 +114,7 @@ def test_long_running_services_have_a_healthcheck() -> None:
             continue
         image = compose.own_image(RAW["services"][name])
         assert image is not None, f"{name} has no healthcheck"
-        assert final_stage(dockerfile_path(image)).last("HEALTHCHECK"), (
+        assert final_stage(image).last("HEALTHCHECK"), (
             f"{name}: neither the service nor its image declares a healthcheck"
         )
 

@@ -12,7 +12,7 @@ import pytest
 
 from tasador.core.config import Settings
 from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, dockerfile_path, env_vars, final_stage
+from tests.deploy.dockerfile import DOCKER_DIR, env_vars, final_stage
 
 FIELDS = {f"TASADOR_{name.upper()}": info for name, info in Settings.model_fields.items()}
 DOCUMENTED = compose.documented_values()
@@ -63,7 +63,7 @@ def test_every_setting_reaches_the_stack() -> None:
     for service in RAW["services"].values():
         reach |= set(service.get("environment") or {})
     for image in ("airflow", "serving"):
-        reach |= set(env_vars(final_stage(dockerfile_path(image))))
+        reach |= set(env_vars(final_stage(image)))
     missing = sorted(set(FIELDS) - reach)
     assert not missing, f"add to x-tasador-settings in docker-compose.yml: {missing}"
 

@@ -30,7 +30,7 @@ from tests.deploy import compose
 from tests.deploy.dockerfile import (
     REPO,
     context_files,
-    dockerfile_path,
+    dependency_groups,
     env_vars,
     exposed_port,
     final_stage,
@@ -92,9 +92,10 @@ def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Pat
 
 
 def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path) -> dict:
-    path = dockerfile_path(image)
-    final = final_stage(path)
-    absent = modules_of(packages_not_in_images(left_out_packages(path)))
+    final = final_stage(image)
+    # An image without a group (optuna-dashboard installs named packages) is checked on them all.
+    groups = dependency_groups(image) or None
+    absent = modules_of(packages_not_in_images(left_out_packages(), groups))
     env = base_env(tmp_path / "home", write_import_blocker(tmp_path / "not-in-image", absent))
     localizer.mirror(context_files(final))
     for prefix, values in BASE_IMAGE_ENV.items():
@@ -108,7 +109,7 @@ def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path)
 @contextmanager
 def serving(image: str, localizer: Localizer, tmp_path: Path) -> Iterator[str]:
     """The image's start command, healthy; yields its local base URL."""
-    final = final_stage(dockerfile_path(image))
+    final = final_stage(image)
     service = SERVICE_OF[image]
     command = start_command(final)
     assert SERVICES[service].get("command", command) == command, (
@@ -179,7 +180,7 @@ def test_seaweedfs_init_creates_the_bucket_once(
     localizer: Localizer, s3_server: str, tmp_path: Path
 ) -> None:
     """The bucket job of the stack, on a real S3 endpoint (moto), run twice like `compose up`."""
-    final = final_stage(dockerfile_path("mlflow"))
+    final = final_stage("mlflow")
     bucket = f"init-{uuid.uuid4().hex[:8]}"
     env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {"MLFLOW_BUCKET": bucket}
     outputs = []
@@ -205,7 +206,7 @@ def test_seaweedfs_init_creates_the_bucket_once(
 def test_seaweedfs_init_fails_clearly_when_the_store_never_answers(
     localizer: Localizer, tmp_path: Path
 ) -> None:
-    final = final_stage(dockerfile_path("mlflow"))
+    final = final_stage("mlflow")
     env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {
         "S3_ENDPOINT_URL": f"http://{localizer.unreachable}",
         "S3_WAIT_S": "3",
@@ -231,7 +232,7 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
     localizer: Localizer, tmp_path: Path
 ) -> None:
     """mlflow-init's users and grants on the basic-auth server: only training writes."""
-    final = final_stage(dockerfile_path("mlflow"))
+    final = final_stage("mlflow")
     with serving("mlflow", localizer, tmp_path) as url:
         localizer.http["mlflow:5000"] = url.split("://", 1)[1]
         env = _environment("mlflow", "mlflow-init", localizer, tmp_path)
@@ -351,7 +352,7 @@ def test_airflow_components_start_and_pass_their_healthchecks(
 ) -> None:
     """airflow-init, then the image's command (api-server, with the .env admin login), then every
     other component with its compose command, each passing its compose healthcheck."""
-    final = final_stage(dockerfile_path("airflow"))
+    final = final_stage("airflow")
     localizer.http["valkey:6379"] = redis_server
     init_env = _environment("airflow", "airflow-init", localizer, tmp_path)
     done = subprocess.run(

@@ -48,7 +48,8 @@ def test_images_build_on_pull_requests_and_publish_on_main_and_tags() -> None:
     assert images["on"]["push"]["tags"]
     build = step_using("images.yml", "build", "docker/build-push-action")["with"]
     assert build["push"] is False  # the build job never pushes, on any event
-    assert build["file"] == "docker/${{ matrix.image }}/Dockerfile"
+    assert build["file"] == "docker/Dockerfile"  # one Dockerfile, a target per image
+    assert build["target"] == "${{ matrix.image }}"
     assert build["outputs"].startswith("type=docker,dest=")  # kept as a file for smoke + publish
     assert build["cache-from"].startswith("type=gha")
     assert build["cache-to"].startswith("type=gha")
@@ -126,7 +127,7 @@ def test_env_example_deploys_a_pinned_release() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", tag), f"TAG={tag}: pin a release, not a moving tag"
 
 
-def test_the_matrix_builds_every_dockerfile() -> None:
+def test_the_matrix_builds_every_target() -> None:
     assert sorted(matrix_images()) == image_names()
 
 
