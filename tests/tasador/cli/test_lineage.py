@@ -16,7 +16,7 @@ def test_lineage_of_a_request_a_version_and_a_batch(search_settings, raw_sample,
 
     out = runner.invoke(app, ["lineage", "--request", served.request_id])
     assert out.exit_code == 0, out.output
-    assert "version 1 @production" in out.output and "state drifted" in out.output
+    assert "version 1 @challenger, @production" in out.output and "state drifted" in out.output
     for batch_id in served.trained:
         sha = raw_store.get_batch(db.engine("raw", served.settings), batch_id).payload_sha256
         assert f"batch {batch_id} " in out.output and sha in out.output
