@@ -68,7 +68,9 @@ def test_a_request_leads_to_its_version_decision_study_and_batch_hashes(served):
     [row] = found.requests
     assert row.endpoint == "predict" and row.status_code == 200 and row.prediction > 0
     chain = found.version
-    assert chain is not None and chain.version == 1 and chain.aliases == ["challenger", "production"]
+    assert (
+        chain is not None and chain.version == 1 and chain.aliases == ["challenger", "production"]
+    )
     assert chain.study_name == served.study_name and chain.study_run_id is not None
     assert chain.training_run_id and chain.training_run_id != chain.study_run_id
     assert chain.decision is not None and chain.decision.decision_id == served.decision_id
