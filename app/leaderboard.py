@@ -48,13 +48,15 @@ def best_trials(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
             "family": r.data.tags.get(registry.FAMILY_TAG),
             "trial": int(r.data.tags.get(runs.TRIAL_TAG, -1)),
             CV: r.data.metrics.get(CV),
+            # Refit on the search sample and scored on the shared holdout after the study
+            # (experiments.family_scores): comparable with the challenger and production.
+            HOLDOUT: r.data.metrics.get(HOLDOUT),
             "run_id": r.info.run_id,
         }
         for r in found
     ]
-    frame = pd.DataFrame(rows, columns=["study", "family", "trial", CV, "run_id"]).dropna(
-        subset=[CV]
-    )
+    columns = ["study", "family", "trial", CV, HOLDOUT, "run_id"]
+    frame = pd.DataFrame(rows, columns=columns).dropna(subset=[CV])
     if frame.empty:
         return frame
     best = frame.loc[frame.groupby(["study", "family"])[CV].idxmin()]

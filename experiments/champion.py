@@ -42,7 +42,17 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments import data, explain, leaderboard, promotions, registry, report, runs, spaces
+from experiments import (
+    data,
+    explain,
+    family_scores,
+    leaderboard,
+    promotions,
+    registry,
+    report,
+    runs,
+    spaces,
+)
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
@@ -339,6 +349,10 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         holdout_rows=len(holdout),
     )
     _log_outcome(mlflow_client, settings, result, decision)
+    # Every family's best trial on the same holdout, for the leaderboard across retrains.
+    family_scores.score_family_bests(
+        settings, mlflow_client, study, plan, holdout, best.number, challenger.metrics
+    )
     candidate = (
         functools.partial(  # the MLflow leaderboard and model card (experiments.leaderboard)
             leaderboard.record_candidate, mlflow_client, settings, engine, result=result, plan=plan

@@ -63,7 +63,11 @@ st.altair_chart(
 )
 
 trials: pd.DataFrame = board["trials"]
-st.subheader("Best trial of each family (cross-validated RMSLE on the training rows)")
+st.subheader("Best trial of each family, on the same shared holdout")
+st.caption(
+    "Each family's best trial by cross-validated RMSLE, refit on the search sample after its "
+    "study and scored on the holdout rows the challenger and production were scored on."
+)
 if trials.empty:
     st.caption("No completed trial logged in this experiment.")
 else:
@@ -72,10 +76,10 @@ else:
         alt.Chart(trials)
         .mark_point(filled=True, size=90)
         .encode(
-            x=alt.X(f"{leaderboard.CV}:Q", scale=alt.Scale(zero=False), title="CV RMSLE"),
+            x=alt.X(f"{leaderboard.HOLDOUT}:Q", scale=alt.Scale(zero=False), title="holdout RMSLE"),
             y=alt.Y("study:N", title=None),
             color="family:N",
-            tooltip=["study", "family", "trial", leaderboard.CV],
+            tooltip=["study", "family", "trial", leaderboard.CV, leaderboard.HOLDOUT],
         ),
         width="stretch",
     )
