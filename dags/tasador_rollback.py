@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import DEFAULT_ARGS
+from tasador.loop.dag_defaults import dag_args
 
 prepare_process()  # this file is the entry point of every task process that runs it
 
@@ -22,11 +21,7 @@ prepare_process()  # this file is the entry point of every task process that run
 @dag(
     dag_id="tasador_rollback",
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["tasador"],
+    **dag_args(),
     params={
         "to_version": Param(
             None,

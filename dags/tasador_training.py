@@ -13,14 +13,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 # Tasks import the loop's steps when they run: the DAG processor parses this file often, and
 # the steps pull in pandas, MLflow and the model libraries.
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI, SEARCH_POOL, SEARCH_QUEUE
+from tasador.loop.dag_defaults import (
+    RETRAIN_ASSET_URI,
+    SEARCH_POOL,
+    SEARCH_QUEUE,
+    dag_args,
+)
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
 prepare_process()  # this file is the entry point of every task process that runs it
@@ -29,11 +33,7 @@ prepare_process()  # this file is the entry point of every task process that run
 @dag(
     dag_id="tasador_training",
     schedule=[RETRAIN],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["tasador"],
+    **dag_args(),
     params={
         "decision_id": Param(
             None,

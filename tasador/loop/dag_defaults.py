@@ -6,7 +6,8 @@ The DAG files in ``dags/`` stay thin; every step they call is a tested function 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # The ingestion DAG updates this Asset when a batch calls for retraining; the training DAG is
 # scheduled on it (data-aware scheduling). The event's extra carries the decision id.
@@ -27,3 +28,15 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=5),
     "execution_timeout": timedelta(minutes=30),
 }
+
+
+def dag_args() -> dict[str, Any]:
+    """What every Tasador DAG declares besides its id, schedule and Params (a fresh dict each
+    call, so no DAG shares another's ``tags`` list)."""
+    return {
+        "start_date": datetime(2026, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": DEFAULT_ARGS,
+        "tags": ["tasador"],
+    }
