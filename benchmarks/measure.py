@@ -21,9 +21,10 @@ def load_note() -> str:
 def postmaster_pid(pg_dir: Path) -> int | None:
     """The embedded PostgreSQL's main process (it is started detached, not as our child)."""
     try:
-        return int((pg_dir / "postmaster.pid").read_text().split()[0])
+        pid = int((pg_dir / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if pid > 0 else None  # the file is read while PostgreSQL writes it
 
 
 def _label(process: psutil.Process) -> str:
