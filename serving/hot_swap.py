@@ -290,15 +290,14 @@ class ModelWatcher:
             self.status.refused, self.status.error = refused, None
             return
         started = time.perf_counter()
-        kept = self.previous
-        from_memory = kept is not None and kept.info.version == named
-        if kept is not None and from_memory:
-            loaded = kept  # instant rollback: already downloaded, prepared and validated
+        if self.previous is not None and self.previous.info.version == named:
+            # Instant rollback: already downloaded, prepared and validated.
+            loaded, from_memory = self.previous, True
         else:
-            loaded_now = self._load_checked(version)
-            if loaded_now is None:
+            fresh = self._load_checked(version)
+            if fresh is None:
                 return
-            loaded = loaded_now
+            loaded, from_memory = fresh, False
         self.previous, self.current = self.current, loaded
         self.status.last_swap = Swap(
             named, from_memory, time.perf_counter() - started, datetime.now(UTC)

@@ -175,7 +175,7 @@ def test_an_operator_rolls_back_to_the_previous_version(world: World, ui_env: Ca
         assert not at.exception and not at.error, [e.value for e in at.error]
         assert registry.production_version(client, settings).version == first
         assert at.success[0].value.startswith(f"Version {first} is production again")
-        audit = at.dataframe[-1].value.iloc[0]
+        audit = at.dataframe[1].value.iloc[0]  # under the versions table
         move = promotions.alias_history(db.engine("clean", settings), settings.model_name)[-1]
         assert audit["id"] == move.id and audit["reason"] == "prices off in Texas"
         assert (audit["cause"], audit["version"], audit["previous_version"]) == (
