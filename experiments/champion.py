@@ -64,6 +64,7 @@ from tasador.core.metrics import PRIMARY, regression_metrics
 from tasador.core.names import (
     COMPARISON_FILE,
     HOLDOUT_PREFIX,
+    HOLDOUT_PRIMARY,
     REPORT_FILE,
     SHAP_DIR,
     SHAP_PLOT,
@@ -262,7 +263,7 @@ def _promote(
     validates a version against that figure as soon as it sees the alias move."""
     found = mlflow_client.get_model_version(settings.model_name, str(version))
     if found.run_id:
-        metric = {f"{HOLDOUT_PREFIX}{PRIMARY}": challenger.metrics[PRIMARY]}
+        metric = {HOLDOUT_PRIMARY: challenger.metrics[PRIMARY]}
         runs.log(mlflow_client, found.run_id, metrics=metric)
     registry.set_production(mlflow_client, settings, version)
 

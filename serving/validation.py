@@ -30,10 +30,10 @@ from pydantic import ValidationError
 
 from serving.fast_path import probe_listings
 from serving.schema import LISTING, Listing
-from tasador.core.metrics import PRIMARY, rmsle
-from tasador.core.names import HOLDOUT_PREFIX
+from tasador.core.metrics import rmsle
+from tasador.core.names import HOLDOUT_PRIMARY
 
-REGISTERED_RMSLE = f"{HOLDOUT_PREFIX}{PRIMARY}"  # the run metric validation compares with
+REGISTERED_RMSLE = HOLDOUT_PRIMARY  # the run metric validation compares with
 
 
 @dataclass(frozen=True)
