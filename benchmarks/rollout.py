@@ -34,7 +34,7 @@ MODEL_NAME = "bench-rollout"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Swap time: previous model in memory vs cold.")
     parser.add_argument("--families", default="xgboost,lightgbm")
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
