@@ -4,8 +4,11 @@ and tables of the step timings that ``tasador.core.timings`` records."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,25 @@ def load_note() -> str:
     """The machine's load, to print beside every figure (other work shares the cores)."""
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+@contextmanager
+def private_mlflow(prefix: str, **settings: Any) -> Iterator[Any]:
+    """Settings (``settings`` applied) pointing at a private embedded MLflow server, with the
+    embedded PostgreSQL behind it, under a temporary state folder; all stopped and removed at
+    the end, also on Ctrl-C."""
+    from tasador import startup
+    from tasador.core.config import Settings
+
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    base = Settings(state_dir=state, _env_file=None)
+    try:
+        uri = startup.ensure_server(base)
+        yield base.model_copy(update={"mlflow_tracking_uri": uri, **settings})
+    finally:
+        startup.stop_server(base)
+        startup.stop(base.pg_dir)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def postmaster_pid(pg_dir: Path) -> int | None:

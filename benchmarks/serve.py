@@ -363,8 +363,10 @@ def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[
     return frame, bodies
 
 
-def register_model(settings: Any, frame: Any, family: str) -> str:
-    """Train ``family`` on the sample with the project's code, register it, make it production."""
+def register_model(settings: Any, frame: Any, family: str, validation_rows: int = 0) -> str:
+    """Train ``family`` on the sample with the project's code, register it, make it production.
+
+    ``validation_rows``: that many rows stored as its validation sample (serving checks them)."""
     from experiments import registry, runs
     from experiments.families import build_model
     from tasador.core import lineage
@@ -381,7 +383,10 @@ def register_model(settings: Any, frame: Any, family: str) -> str:
     }
     run_id = runs.create_run(client, experiment, f"bench-{family}", tags)
     example = frame.drop(columns=[TARGET]).head(3)
-    version = registry.log_and_register(model, example, settings, run_id, tags)
+    validation = frame.sample(validation_rows, random_state=0) if validation_rows else None
+    version = registry.log_and_register(
+        model, example, settings, run_id, tags, validation=validation
+    )
     runs.end(client, run_id)
     registry.set_production(client, settings, version.version)
     return str(version.version)

@@ -64,6 +64,7 @@ from tasador.core.metrics import PRIMARY, regression_metrics
 from tasador.core.names import (
     COMPARISON_FILE,
     HOLDOUT_PREFIX,
+    HOLDOUT_PRIMARY,
     REPORT_FILE,
     SHAP_DIR,
     SHAP_PLOT,
@@ -245,7 +246,7 @@ def challenge(
         study_name=study_name,
         retrain_decision_id=retrain_decision_id,
         judge=judge,
-        move_alias=lambda: registry.set_production(mlflow_client, settings, version),
+        move_alias=lambda: _promote(mlflow_client, settings, version, challenger),
         alias=settings.production_alias,
     )
     previous = decision.previous_version
@@ -253,6 +254,18 @@ def challenge(
         return Challenge(decision, challenger, None, None)
     production, previous_model = production_of(previous)
     return Challenge(decision, challenger, production, previous_model)
+
+
+def _promote(
+    mlflow_client: MlflowClient, settings: Settings, version: int, challenger: Scored
+) -> None:
+    """Log the challenger's holdout RMSLE on its run, then point the alias at it: serving
+    validates a version against that figure as soon as it sees the alias move."""
+    found = mlflow_client.get_model_version(settings.model_name, str(version))
+    if found.run_id:
+        metric = {HOLDOUT_PRIMARY: challenger.metrics[PRIMARY]}
+        runs.log(mlflow_client, found.run_id, metrics=metric)
+    registry.set_production(mlflow_client, settings, version)
 
 
 def _refit_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str | None:
@@ -266,7 +279,11 @@ def _refit_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str | None:
 
 
 def _challenger(
-    settings: Settings, mlflow_client: MlflowClient, plan: StudyPlan, best: FrozenTrial
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    plan: StudyPlan,
+    best: FrozenTrial,
+    holdout: pd.DataFrame,
 ) -> tuple[Any, int, str]:
     """(pyfunc model, version number, run id): the registered refit, made now if missing."""
     run_id = _refit_run(mlflow_client, plan)
@@ -309,8 +326,10 @@ def _challenger(
     }
     example = train.drop(columns=[TARGET]).head(5)
     background = explain.background_rows(train, plan.seed)  # SHAP's reference, kept with it
+    # Serving scores these before the version answers (serving.validation).
+    validation = data.sample(holdout, registry.VALIDATION_ROWS, plan.seed)
     registered = registry.log_and_register(
-        model, example, settings, run_id, version_tags, background
+        model, example, settings, run_id, version_tags, background, validation
     )
     return registry.load_version(settings, registered.version), int(registered.version), run_id
 
@@ -321,10 +340,10 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     study, plan = load_study(study_name, settings)
     mlflow_client = registry.connect(settings)
     best = best_trial(study)
-    model, version, run_id = _challenger(settings, mlflow_client, plan, best)
+    holdout = data.holdout_rows(settings, plan.batch_ids)
+    model, version, run_id = _challenger(settings, mlflow_client, plan, best, holdout)
     family = best.params[spaces.FAMILY_PARAM]
     engine = db.engine("clean", settings)
-    holdout = data.holdout_rows(settings, plan.batch_ids)
 
     faced = challenge(
         settings,

@@ -19,6 +19,11 @@ first. Extra columns (``batch_id``...) are ignored with a warning.
 artifacts, ``BACKGROUND_FILE``), a sample of the training rows it learnt from: the reference
 SHAP explanations are relative to (experiments.explain). Serving's ``/explain`` and the
 model-change report read it back with :func:`load_background`.
+
+**Validation sample.** Versions trained by the champion/challenger step also store
+``VALIDATION_FILE``: up to ``VALIDATION_ROWS`` shared-holdout rows as a client sends them to
+serving, with their prices. Serving scores them before a version answers anything and compares
+their RMSLE with the version's registered holdout RMSLE (serving.validation).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import tempfile
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import mlflow
 import pandas as pd
@@ -42,6 +47,7 @@ from sklearn.base import RegressorMixin
 
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.core import timings
+from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
 
@@ -58,6 +64,8 @@ SERIALIZATION = "cloudpickle"
 _REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
 ARTIFACT_NAME = "model"
 BACKGROUND_FILE = "shap_background.json"  # in the logged model's artifacts: training rows
+VALIDATION_FILE = "validation_sample.json"  # there too: holdout listings and their prices
+VALIDATION_ROWS = 256
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -100,11 +108,14 @@ def log_and_register(
     run_id: str,
     tags: Mapping[str, str],
     background: pd.DataFrame | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> ModelVersion:
     """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``.
 
     ``background``: the training rows SHAP explains it against (experiments.explain.
-    background_rows), stored with the model; ``example`` when not given."""
+    background_rows), stored with the model; ``example`` when not given. ``validation``:
+    holdout rows with their price, stored as the version's validation sample (none when not
+    given)."""
     client = MlflowClient()
     # The fluent API refuses a run of another experiment than this process's active one.
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -119,18 +130,48 @@ def log_and_register(
             registered_model_name=settings.model_name,
         )
     number = str(info.registered_model_version)
-    _log_background(client, info.model_id, example if background is None else background)
+    rows = model_input(example if background is None else background)
+    _log_text(
+        client, info.model_id, BACKGROUND_FILE, rows.to_json(orient="records", date_format="iso")
+    )
+    if validation is not None:
+        _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(validation_sample(validation)))
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, number, key, str(value))
     return client.get_model_version(settings.model_name, number)
 
 
-def _log_background(client: MlflowClient, model_id: str, rows: pd.DataFrame) -> None:
-    records = model_input(rows).to_json(orient="records", date_format="iso")
+def _log_text(client: MlflowClient, model_id: str, name: str, text: str) -> None:
+    """One file ``name`` in the logged model's artifacts."""
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / BACKGROUND_FILE
-        path.write_text(records)
+        path = Path(folder) / name
+        path.write_text(text)
         client.log_model_artifact(model_id, str(path))
+
+
+def _listing(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A model-input row as a client sends it to serving: JSON values, ids as numbers."""
+    out: dict[str, Any] = {}
+    for column in INPUT_COLUMNS:
+        value = row[column]
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            out[column] = None
+        elif column == "prev_sold_date":
+            out[column] = pd.Timestamp(value).date().isoformat()
+        elif column in ("brokered_by", "street"):
+            out[column] = int(value)  # digit text in the model's input, a number on the wire
+        else:
+            out[column] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def validation_sample(rows: pd.DataFrame) -> dict[str, list[Any]]:
+    """Holdout rows (with ``price``) as the validation sample: listings and their prices."""
+    listings = model_input(rows).to_dict(orient="records")
+    return {
+        "listings": [_listing(r) for r in listings],
+        "prices": [float(p) for p in rows[TARGET]],
+    }
 
 
 def model_id_of(version: ModelVersion) -> str | None:
@@ -142,9 +183,8 @@ def model_id_of(version: ModelVersion) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
-def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.DataFrame | None:
-    """The SHAP background stored with ``version`` (model input frame); None when the version
-    predates it or was registered by other means."""
+def _stored_json(mlflow_client: MlflowClient, version: ModelVersion, name: str) -> Any:
+    """The JSON file ``name`` stored with ``version``'s logged model; None when there is none."""
     model_id = model_id_of(version)
     if not model_id:
         return None
@@ -152,12 +192,27 @@ def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.Da
     with tempfile.TemporaryDirectory() as folder:
         try:
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{location.rstrip('/')}/{BACKGROUND_FILE}", dst_path=folder
+                artifact_uri=f"{location.rstrip('/')}/{name}", dst_path=folder
             )
         except (MlflowException, OSError):
             return None  # no such file: an older version
-        records = json.loads(Path(local).read_text())
+        return json.loads(Path(local).read_text())
+
+
+def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.DataFrame | None:
+    """The SHAP background stored with ``version`` (model input frame); None when the version
+    predates it or was registered by other means."""
+    records = _stored_json(mlflow_client, version, BACKGROUND_FILE)
     return model_input(records) if records else None
+
+
+def load_validation(
+    mlflow_client: MlflowClient, version: ModelVersion
+) -> dict[str, list[Any]] | None:
+    """The validation sample stored with ``version`` (see :func:`validation_sample`); None when
+    the version has none."""
+    sample = _stored_json(mlflow_client, version, VALIDATION_FILE)
+    return sample if isinstance(sample, dict) and sample.get("listings") else None
 
 
 def versions_of_run(

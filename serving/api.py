@@ -388,7 +388,12 @@ def create_app(settings: Settings) -> FastAPI:
         if not service.authorized(request):
             return service.unauthorized()
         served = service.watcher.current
-        return served.info if served is not None else service.unavailable()
+        if served is None:
+            return service.unavailable()
+        refused = service.watcher.status.refused
+        return (
+            served.info.model_copy(update={"refused": refused.reason}) if refused else served.info
+        )
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -411,6 +416,9 @@ def create_app(settings: Settings) -> FastAPI:
                 "alias_version": status.alias_version,
                 "error": status.error,
             },
+            # Validated swap and instant rollback (serving.hot_swap).
+            "refused": service.watcher.refused_json(),
+            "last_swap": service.watcher.last_swap_json(),
             # Which worker process answered, and whether it is the one polling the registry.
             "worker": {"pid": os.getpid(), "leader": status.leader},
             "inference_log": {

@@ -22,6 +22,16 @@ Failures never take the served model away: an unreachable registry, a version th
 load, or an alias that disappears leave the current model serving, and :class:`RegistryStatus`
 says what happened (``GET /ready``). Before any version was loaded, requests get a 503 whose
 message tells which of those it is.
+
+Validated swap: a loaded version answers nothing before it passes serving.validation (finite,
+positive prices on the sample stored with it, RMSLE matching its registered holdout figure). A
+version that fails is *refused*: the current one keeps serving, ``status.refused`` says which
+version and why (``/ready``, ``/model``, ``/metrics``), and it is not loaded again while the
+alias names it (the verdict would not change).
+
+Instant rollback: the version served before the current one stays in memory (``previous``).
+When the alias moves back to it, as ``tasador rollback`` does, it is swapped in without a
+download or a new validation (it passed when first loaded); ``status.last_swap`` times it.
 """
 
 from __future__ import annotations
@@ -42,11 +52,31 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from experiments import registry
-from serving import models
+from serving import models, validation
 from serving.models import ServedModel
 from tasador.core.config import Settings
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version the alias named that failed validation, and why."""
+
+    version: str
+    code: str  # serving.validation.Verdict.code: a metric label
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Swap:
+    """The last swap: which version came in, from memory or loaded, and how long it took."""
+
+    version: str
+    from_memory: bool  # the previous version, kept loaded: no download, no validation
+    seconds: float  # from the decision to serve it to ``current`` replaced
+    at: datetime
 
 
 @dataclass
@@ -59,6 +89,9 @@ class RegistryStatus:
     error: str | None = None  # why the last poll or load failed
     polls: int = 0  # polls (of the registry by a leader, of the decision by a follower)
     leader: bool = False  # this process polls the registry for every worker
+    refused: Refusal | None = None  # the version the alias names, when it failed validation
+    refusals: int = 0  # versions refused since start
+    last_swap: Swap | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,7 @@ class ModelWatcher:
     ) -> None:
         self.settings = settings
         self.current: ServedModel | None = None
+        self.previous: ServedModel | None = None  # served before ``current``, kept loaded
         self.status = RegistryStatus()
         self._load = load
         self._on_swap = on_swap
@@ -139,6 +173,7 @@ class ModelWatcher:
         self.shared = SharedDecision(settings.state_dir / "serving")
         self._started_at = time.time()
         self._next_poll = 0.0  # time.monotonic() of the leader's next registry poll
+        self._refused: dict[str, Refusal] = {}  # by version: not loaded again
 
     def start(self) -> None:
         self._stop.clear()
@@ -248,24 +283,70 @@ class ModelWatcher:
             return
         if version is None or self._serving(named):
             self.status.error = None
+            self.status.refused = None  # the alias left the refused version
             return
-        assert self._client is not None  # connected to find ``version``
-        try:
-            loaded = self._load(self._client, self.settings, version)
-        except Exception as exc:
-            self.status.error = f"version {version.version} failed to load: {_short(exc)}"
-            logger.exception("loading %s version %s", self.settings.model_name, version.version)
+        refused = self._refused.get(named)
+        if refused is not None:
+            self.status.refused, self.status.error = refused, None
             return
-        self.current = loaded
+        started = time.perf_counter()
+        if self.previous is not None and self.previous.info.version == named:
+            # Instant rollback: already downloaded, prepared and validated.
+            loaded, from_memory = self.previous, True
+        else:
+            fresh = self._load_checked(version)
+            if fresh is None:
+                return
+            loaded, from_memory = fresh, False
+        self.previous, self.current = self.current, loaded
+        self.status.last_swap = Swap(
+            named, from_memory, time.perf_counter() - started, datetime.now(UTC)
+        )
         self.status.error = None
+        self.status.refused = None
         logger.info(
-            "now serving %s version %s (%s)",
+            "now serving %s version %s (%s; %s)",
             loaded.info.name,
             loaded.info.version,
+            "kept in memory" if from_memory else loaded.info.validation,
             loaded.info.scoring,
         )
         if self._on_swap is not None:
             self._on_swap(loaded)
+
+    def _load_checked(self, version: ModelVersion) -> ServedModel | None:
+        """``version`` loaded and validated; None (and the status says why) when it is not."""
+        assert self._client is not None  # connected to find ``version``
+        try:
+            return self._load(self._client, self.settings, version)
+        except validation.Refused as exc:
+            refusal = Refusal(exc.version, exc.verdict.code, str(exc), datetime.now(UTC))
+            self._refused[refusal.version] = refusal
+            self.status.refused, self.status.error = refusal, None
+            self.status.refusals += 1
+            serving = self.current.info.version if self.current else None
+            logger.error("%s; still serving version %s", refusal.reason, serving)
+        except Exception as exc:
+            self.status.error = f"version {version.version} failed to load: {_short(exc)}"
+            logger.exception("loading %s version %s", self.settings.model_name, version.version)
+        return None
+
+    def refused_json(self) -> dict[str, str] | None:
+        """The refused version for ``/ready``: version, code, reason, when."""
+        refused = self.status.refused
+        return None if refused is None else {**asdict(refused), "at": refused.at.isoformat()}
+
+    def last_swap_json(self) -> dict[str, str | bool | float] | None:
+        """The last swap for ``/ready``: version, from memory or not, milliseconds, when."""
+        swap = self.status.last_swap
+        if swap is None:
+            return None
+        return {
+            "version": swap.version,
+            "from_memory": swap.from_memory,
+            "ms": round(swap.seconds * 1000, 3),
+            "at": swap.at.isoformat(),
+        }
 
     def unavailable_reason(self) -> str:
         """Why there is no model to answer with (for 503s)."""
@@ -273,6 +354,8 @@ class ModelWatcher:
         name = f"{self.settings.model_name}@{self.settings.production_alias}"
         if status.reachable is None:
             return f"no model loaded yet: looking up {name} in the model registry"
+        if status.refused:
+            return f"no model to serve: {status.refused.reason}"
         if status.error:
             return f"no model to serve: {status.error}"
         return f"no model loaded yet: loading {name} version {status.alias_version}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from serving.hot_swap import ModelWatcher
@@ -39,6 +39,35 @@ class _CountedByLog(Collector):
         )
 
 
+class _Validation(Collector):
+    """The watcher's refusals and last swap (serving.hot_swap), read at scrape time."""
+
+    def __init__(self, watcher: ModelWatcher) -> None:
+        self.watcher = watcher
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        status = self.watcher.status
+        yield CounterMetricFamily(
+            "tasador_model_refusals",
+            "Model versions refused by validation since start (they never served).",
+            value=status.refusals,
+        )
+        refused = GaugeMetricFamily(
+            "tasador_model_refused",
+            "The version the alias names but that failed validation (value 1), and why.",
+            labels=["version", "reason"],
+        )
+        if status.refused is not None:
+            refused.add_metric([status.refused.version, status.refused.code], 1.0)
+        yield refused
+        swap = status.last_swap
+        yield GaugeMetricFamily(
+            "tasador_model_last_swap_seconds",
+            "How long the last swap took from the decision to serve (from memory: a rollback).",
+            value=swap.seconds if swap else 0.0,
+        )
+
+
 class ServingMetrics:
     """The API's Prometheus metrics in a registry of their own."""
 
@@ -63,6 +92,7 @@ class ServingMetrics:
             registry=r,
         )
         r.register(_CountedByLog(log))
+        r.register(_Validation(watcher))
         model = Gauge(
             "tasador_model_info",
             "The model version serving (value 1), by name, version and alias.",

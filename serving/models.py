@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from experiments import registry
+from serving import validation
 from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing, ModelRef
 from tasador.core import lineage
@@ -46,6 +47,8 @@ class ModelInfo(BaseModel):
     metrics: dict[str, float]
     loaded_at: datetime
     scoring: str  # fast path or pipeline, and why
+    validation: str | None = None  # what was checked before it served (serving.validation)
+    refused: str | None = None  # the version the alias names instead, refused, and why
 
     def ref(self) -> ModelRef:
         return ModelRef(name=self.name, version=self.version, alias=self.alias)
@@ -128,7 +131,8 @@ def describe(
 
 
 def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> ServedModel:
-    """Download and prepare ``version`` (by number: the alias may move meanwhile)."""
+    """Download, prepare and validate ``version`` (by number: the alias may move meanwhile);
+    raises :class:`serving.validation.Refused` when it fails validation."""
     pyfunc = registry.load_version(settings, version.version)
     try:
         raw = pyfunc.get_raw_model()
@@ -137,6 +141,15 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
             f"{settings.model_name} version {version.version} is not a scikit-learn model"
         ) from None
     scorer = Scorer(raw)
-    return ServedModel(
-        info=describe(client, settings, version, scorer.how), scorer=scorer, raw_model=raw
+    info = describe(client, settings, version, scorer.how)
+    verdict = validation.validate(
+        scorer.predict,
+        registry.load_validation(client, version),
+        info.metrics.get(validation.REGISTERED_RMSLE),
+        settings.serving_validation_tolerance,
+        scorer.fast.vocabulary if scorer.fast is not None else None,
     )
+    if not verdict.passed:
+        raise validation.Refused(info.version, verdict)
+    info = info.model_copy(update={"validation": verdict.detail})
+    return ServedModel(info=info, scorer=scorer, raw_model=raw)

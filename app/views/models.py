@@ -1,12 +1,17 @@
 """Models page: every version with its metrics, data, reason and promotion; what SHAP says
-changed between consecutive production models; links to MLflow and optuna-dashboard."""
+changed between consecutive production models; links to MLflow and optuna-dashboard; and a
+rollback for an operator (the same call as `tasador rollback`: experiments.rollback)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pandas as pd
 import streamlit as st
 
 from app import history, ui
+from experiments.rollback import rollback, rollback_target
+from tasador.core.errors import TasadorError
 
 settings = ui.settings()
 st.title("Models")
@@ -42,6 +47,51 @@ table = pd.DataFrame(
     ]
 )
 st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _rollback_form() -> None:
+    """Pick a version (default: the previous production), give a reason, confirm, roll back."""
+    st.subheader("Roll back")
+    others = [e.status.version for e in versions if not e.status.production]
+    moved = st.session_state.get("rolled_back")
+    if moved is not None:  # the move of the last submit (the page was re-run to show it)
+        st.success(
+            f"Version {moved.version} is {settings.production_alias} again (was "
+            f"{moved.previous_version}); serving follows within {settings.serving_poll_s:g} s."
+        )
+        st.dataframe(pd.DataFrame([dataclasses.asdict(moved)]), hide_index=True)
+    if not others:
+        st.caption("No other version to roll back to.")
+        return
+    try:
+        target = rollback_target(settings)
+    except TasadorError:
+        target = None  # no predecessor on record: the newest other version is offered first
+    with st.form("rollback"):
+        version = st.selectbox(
+            "Version to serve",
+            others,
+            index=others.index(target) if target in others else 0,
+            help="Default: the version that served before the current one.",
+        )
+        reason = st.text_input("Reason (kept in the audit table)")
+        confirmed = st.checkbox(f"Move {settings.production_alias} to this version")
+        if not st.form_submit_button("Roll back"):
+            return
+    if not reason.strip():
+        st.error("Give a reason: it is the audit record.")
+    elif not confirmed:
+        st.warning("Tick the confirmation to roll back.")
+    else:
+        try:
+            st.session_state["rolled_back"] = rollback(settings, reason, int(version))
+        except Exception as exc:
+            ui.failure(f"Version {version} cannot be put back", exc)
+            return
+        st.rerun()  # the table above shows the new production
+
+
+_rollback_form()
 
 dashboard = history.study_url(settings)
 for entry in versions:

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
 
     # Serving (serving/) and the UI (app/).
     serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
+    # How far (relative, either way) a new version's RMSLE on its stored validation sample may
+    # be from its registered holdout RMSLE before serving refuses it (serving/validation.py).
+    serving_validation_tolerance: float = Field(default=0.35, gt=0)
     # uvicorn worker processes of `tasador serve` (one uses one core); None: the core count.
     serving_workers: int | None = Field(default=None, ge=1)
     serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request

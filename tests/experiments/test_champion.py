@@ -35,11 +35,15 @@ class AliasSpy:
 
     def __init__(self, monkeypatch):
         self.calls = []
+        self.holdout_rmsle = []  # on the version's run when the alias moved (serving reads it)
         real = MlflowClient.set_registered_model_alias
 
         def spy(client, name, alias, version):
             if alias == "production":  # `challenger` follows every candidate
                 self.calls.append((alias, str(version)))
+                run_id = client.get_model_version(name, str(version)).run_id
+                metrics = client.get_run(run_id).data.metrics
+                self.holdout_rmsle.append(metrics.get(names.HOLDOUT_PRIMARY))
             return real(client, name, alias, version)
 
         monkeypatch.setattr(MlflowClient, "set_registered_model_alias", spy)
@@ -76,6 +80,10 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert better.challenger.metrics["rmsle"] < 0.99 * better.production.metrics["rmsle"]
     assert spy.calls == [("production", "1"), ("production", "3")]  # one call per promotion
     assert client.get_model_version_by_alias(settings.model_name, "production").version == "3"
+    # Serving validates a version against its holdout RMSLE as soon as the alias moves.
+    assert spy.holdout_rmsle == pytest.approx(
+        [first.challenger.metrics["rmsle"], better.challenger.metrics["rmsle"]]
+    )
 
     # Every version stays registered, with lineage on the version and metrics on its run.
     versions = client.search_model_versions(f"name = '{settings.model_name}'")
@@ -86,6 +94,10 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert v3.tags[lineage.RETRAIN_REASON] == "model error rose"
     assert v3.tags["promoted"] == "True"
     run = client.get_run(v3.run_id)
+    # The validation sample serving checks it on: shared-holdout listings with their prices.
+    sample = registry.load_validation(client, v3)
+    assert len(sample["listings"]) == len(sample["prices"]) == min(256, better.holdout_rows)
+    assert all(price > 0 for price in sample["prices"])
     assert run.data.metrics["holdout_rmsle"] == pytest.approx(better.challenger.metrics["rmsle"])
     assert run.data.tags["mlflow.parentRunId"] == plan3.parent_run_id
     table = json.loads(

@@ -70,8 +70,13 @@ def register(
     family: str,
     batch_ids: tuple[int, ...] = (1, 2),
     promote: bool = True,
+    validation: pd.DataFrame | None = None,
+    holdout_rmsle: float = 0.5,
 ) -> str:
-    """Register ``model`` as a new version the way training does; point the alias at it."""
+    """Register ``model`` as a new version the way training does; point the alias at it.
+
+    ``validation``: rows (with prices) stored as its validation sample; ``holdout_rmsle``: the
+    holdout RMSLE on record for it."""
     client = registry.connect(settings)
     experiment = runs.experiment_id(client, settings.experiment_name)
     reason = f"Retrain. test model {family}"
@@ -82,10 +87,12 @@ def register(
         "family": family,
     }
     run_id = runs.create_run(client, experiment, f"refit-{family}", tags)
-    runs.log(client, run_id, metrics={"holdout_rmsle": 0.5})
+    runs.log(client, run_id, metrics={"holdout_rmsle": holdout_rmsle})
     example_rows = example.drop(columns=[TARGET]).head(3)
     background = example.drop(columns=[TARGET]).head(200)  # training rows: the SHAP reference
-    version = registry.log_and_register(model, example_rows, settings, run_id, tags, background)
+    version = registry.log_and_register(
+        model, example_rows, settings, run_id, tags, background, validation
+    )
     runs.end(client, run_id)
     if promote:
         client.set_model_version_tag(settings.model_name, version.version, "promoted", "true")

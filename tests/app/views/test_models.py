@@ -9,6 +9,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
+from experiments import promotions, registry
+from tasador.core import db
 from tasador.core.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
@@ -153,3 +155,44 @@ def test_clean_down_is_said_in_words(world: World, ui_env: Callable) -> None:
     assert "promotion records in CLEAN" in error.value and "connection failed" in error.value
     assert "secret" not in error.value
     assert not at.dataframe and not at.expander
+
+
+def test_an_operator_rolls_back_to_the_previous_version(world: World, ui_env: Callable) -> None:
+    first, second = world.versions
+    settings = world.settings
+    client = registry.connect(settings)
+    try:
+        at = page()
+        [choice] = at.selectbox
+        assert choice.value == int(first)  # default: the version production replaced
+        at.text_input[0].input("prices off in Texas")
+        at.button[0].click().run()  # not confirmed: nothing moves
+        assert [w.value for w in at.warning] == ["Tick the confirmation to roll back."]
+        assert registry.production_version(client, settings).version == second
+
+        at.checkbox[0].check()
+        at.button[0].click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert registry.production_version(client, settings).version == first
+        assert at.success[0].value.startswith(f"Version {first} is production again")
+        audit = at.dataframe[1].value.iloc[0]  # under the versions table
+        move = promotions.alias_history(db.engine("clean", settings), settings.model_name)[-1]
+        assert audit["id"] == move.id and audit["reason"] == "prices off in Texas"
+        assert (audit["cause"], audit["version"], audit["previous_version"]) == (
+            "rollback",
+            int(first),
+            int(second),
+        )
+        table = at.dataframe[0].value.set_index("version")  # re-run: the table shows it
+        assert table.loc[int(first), "serving"] == "yes"
+    finally:
+        registry.set_production(client, settings, second)  # the world is shared
+
+
+def test_a_rollback_without_a_reason_is_refused(world: World, ui_env: Callable) -> None:
+    at = page()
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["Give a reason: it is the audit record."]
+    client = registry.connect(world.settings)
+    assert registry.production_version(client, world.settings).version == world.versions[1]
