@@ -59,7 +59,7 @@ from experiments import (
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
-from tasador.core import db, decisions_store, timings
+from tasador.core import db, decisions_store, shadow_store, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
@@ -390,6 +390,11 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         study=study,
         explanation=explanation,
         decision=record,
+        shadow=shadow_store.disagreement(
+            db.engine("raw", settings), settings.model_name, str(version), str(production.version)
+        )
+        if production is not None
+        else None,
     )
     report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
     for run in (result.run_id, result.parent_run_id):

@@ -16,10 +16,18 @@ another promotion) is not promoted: the next training run compares a new candida
 
 from __future__ import annotations
 
-from experiments import promotions, registry
+import tempfile
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from experiments import promotions, registry, report
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
+from tasador.core.names import REPORT_FILE
 
 
 def waiting(settings: Settings, challenger: int, production: int) -> str | None:
@@ -91,6 +99,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
         move_alias=lambda: registry.set_production(client, settings, version),
         alias=settings.production_alias,
     )
+    _rewrite_report(client, settings, found, str(decision.previous_version))
     for key, value in {
         registry.PROMOTED_TAG: True,
         registry.DECIDED_AT_TAG: decision.decided_at.isoformat(),
@@ -98,3 +107,26 @@ def recheck(settings: Settings) -> promotions.Promotion:
     }.items():
         client.set_model_version_tag(settings.model_name, str(version), key, str(value))
     return decision
+
+
+def _rewrite_report(
+    client: MlflowClient, settings: Settings, version: ModelVersion, production: str
+) -> None:
+    """The version's model-change report, its shadow section written again with the rows
+    that promoted it (on the version's run and its study's parent run)."""
+    if not version.run_id:
+        return
+    run = client.get_run(version.run_id)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(version.run_id, REPORT_FILE, folder)
+        except MlflowException:
+            return  # no report logged (a version registered outside a training run)
+        text = Path(path).read_text()
+    live = shadow_store.disagreement(
+        db.engine("raw", settings), settings.model_name, str(version.version), production
+    )
+    updated = report.with_shadow_section(text, report.shadow_section(live))
+    parent = run.data.tags.get("mlflow.parentRunId")
+    for run_id in (version.run_id, *([parent] if parent else [])):
+        client.log_text(run_id, updated, REPORT_FILE)
