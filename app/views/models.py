@@ -1,12 +1,13 @@
 """Models page: every version with its metrics, data, reason and promotion; what SHAP says
-changed between consecutive production models; links to MLflow and optuna-dashboard."""
+changed between consecutive production models; how @challenger and @production disagree on live
+traffic (shadow scoring); links to MLflow and optuna-dashboard."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from app import history, ui
+from app import charts, history, ui
 
 settings = ui.settings()
 st.title("Models")
@@ -42,6 +43,22 @@ table = pd.DataFrame(
     ]
 )
 st.dataframe(table, hide_index=True, width="stretch")
+
+st.subheader("Challenger vs production on live traffic")
+try:
+    live = history.live_disagreement(settings)
+except Exception as exc:
+    ui.failure("The shadow predictions (RAW) cannot be read", exc)
+    live = None
+else:
+    if live is None:
+        st.caption("No challenger other than the version serving: nothing to shadow.")
+if live is not None:
+    st.write(live.sentence())
+    if live.rows:
+        st.altair_chart(charts.log_ratio_histogram(live.histogram), width="stretch")
+        st.markdown("**Largest disagreements by state**")
+        st.dataframe(live.by_state, hide_index=True)
 
 dashboard = history.study_url(settings)
 for entry in versions:
