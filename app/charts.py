@@ -91,4 +91,4 @@ def log_ratio_histogram(histogram: pd.DataFrame) -> alt.LayerChart:
     band = pd.DataFrame({"low": [math.log(0.9)], "high": [math.log(1.1)]})
     within = alt.Chart(band).mark_rect(opacity=0.15, color=UP).encode(x="low:Q", x2="high:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
-    return alt.layer(within, bars, zero)
+    return alt.LayerChart(layer=[within, bars, zero])

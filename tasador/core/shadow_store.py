@@ -147,7 +147,7 @@ def disagreement(
             .mappings()
             .one()
         )
-        counts = dict(
+        counts: dict[int, int] = dict(
             conn.execute(
                 sa.text(
                     compared

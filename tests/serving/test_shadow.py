@@ -85,9 +85,8 @@ def test_both_versions_logged_once_per_row_with_two_workers(
     assert ohio.challenger_prediction == pytest.approx(
         float(Scorer(lgbm_model).predict([listing])[0])
     )
-    assert shadow_store.count(db.engine("raw", settings), settings.model_name, challenger, None) == (
-        expected
-    )
+    engine = db.engine("raw", settings)
+    assert shadow_store.count(engine, settings.model_name, challenger, None) == expected
 
 
 class Stuck(Scorer):
