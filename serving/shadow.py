@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 MAX_QUEUED_ROWS = 20_000  # rows waiting for the challenger or for RAW, per worker process
 WRITE_ROWS = 5_000  # rows scored per pass before they are written (one transaction)
+PASS_S = 0.5  # the scorer's pass interval: what is queued meanwhile is priced in one call
 RETRY_S = 2.0  # after a failed write, the next attempt waits this long
 
 
@@ -166,7 +167,6 @@ class Shadow:
         self._queue: deque[tuple[Entry, ServedModel]] = deque()
         self._pending: list[dict[str, Any]] = []  # scored, not written yet
         self._lock = threading.Lock()  # guards _queue and stats.queued_rows
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._random = random.Random()
@@ -186,7 +186,6 @@ class Shadow:
                 return
             self._queue.append((entry, challenger))
             self.stats.queued_rows += entry.rows
-        self._wake.set()
 
     # --- background -------------------------------------------------------------------------
 
@@ -204,7 +203,6 @@ class Shadow:
     def stop(self, timeout_s: float = 5.0) -> None:
         """Write what is scored (within ``timeout_s``); what is still queued is dropped, counted."""
         self._stop.set()
-        self._wake.set()
         for thread in self._threads:
             thread.join(timeout_s)
         self._threads = []
@@ -225,9 +223,9 @@ class Shadow:
             self._stop.wait(self.poll_s / 4)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(1.0)
-            self._wake.clear()
+        # Passes every PASS_S, not one per request: requests are scored together, and a busy
+        # server is not interrupted for each one.
+        while not self._stop.wait(PASS_S):
             try:
                 if not self.drain():
                     self._stop.wait(RETRY_S)
@@ -239,14 +237,21 @@ class Shadow:
             logger.exception("shadow: last write failed")
 
     def drain(self, score: bool = True) -> bool:
-        """Score what is queued, then write every scored row in one transaction. True if all
-        was written (False: RAW refused; the rows stay, bounded, for the next pass)."""
-        while score and len(self._pending) < WRITE_ROWS and not self._stop.is_set():
+        """Score what is queued (up to ``WRITE_ROWS`` rows, in one call per challenger version),
+        then write every scored row in one transaction. True if all was written (False: RAW
+        refused; the rows stay, bounded, for the next pass)."""
+        if score:
+            taken: list[tuple[Entry, ServedModel]] = []
             with self._lock:
-                if not self._queue:
-                    break
-                entry, challenger = self._queue.popleft()
-            self._pending += self._score(entry, challenger)
+                rows = 0
+                while self._queue and rows < WRITE_ROWS:
+                    taken.append(self._queue.popleft())
+                    rows += taken[-1][0].rows
+            by_version: dict[str, list[tuple[Entry, ServedModel]]] = {}
+            for item in taken:
+                by_version.setdefault(item[1].info.version, []).append(item)
+            for items in by_version.values():
+                self._pending += self._score(items)
         if not self._pending:
             return True
         try:
@@ -262,34 +267,42 @@ class Shadow:
             self.stats.last_error = None
         return True
 
-    def _score(self, entry: Entry, challenger: ServedModel) -> list[dict[str, Any]]:
+    def _score(self, items: list[tuple[Entry, ServedModel]]) -> list[dict[str, Any]]:
+        """Rows of ``items`` (requests for one challenger version), priced in one call: per-call
+        overhead, not rows, is most of the cost of scoring single-listing requests."""
+        challenger = items[0][1]
+        listings = [listing for entry, _ in items for listing in entry.listings]
         try:
-            prices = challenger.scorer.predict(entry.listings)
+            prices = challenger.scorer.predict(listings).tolist()
         except Exception as exc:
             logger.exception("challenger version %s failed to score", challenger.info.version)
             with self._lock:
-                self.stats.failed_rows += entry.rows
-                self.stats.queued_rows -= entry.rows
+                self.stats.failed_rows += len(listings)
+                self.stats.queued_rows -= len(listings)
                 self.stats.last_error = _short(exc)
             return []
-        self.stats.scored_rows += entry.rows
-        assert entry.predictions is not None and entry.model_version is not None  # offered so
-        return [
-            {
-                "request_id": entry.request_id,
-                "row_index": i,
-                "requested_at": entry.requested_at,
-                "model_name": challenger.info.name,
-                "production_version": entry.model_version,
-                "production_prediction": float(served),
-                "challenger_version": challenger.info.version,
-                "challenger_prediction": float(price) if math.isfinite(price) else None,
-                "state": listing.state,
-            }
-            for i, (listing, served, price) in enumerate(
-                zip(entry.listings, entry.predictions, prices.tolist(), strict=True)
-            )
-        ]
+        self.stats.scored_rows += len(listings)
+        rows: list[dict[str, Any]] = []
+        for entry, _ in items:
+            assert entry.predictions is not None and entry.model_version is not None  # offered so
+            for i, (listing, served) in enumerate(
+                zip(entry.listings, entry.predictions, strict=True)
+            ):
+                price = prices[len(rows)]
+                rows.append(
+                    {
+                        "request_id": entry.request_id,
+                        "row_index": i,
+                        "requested_at": entry.requested_at,
+                        "model_name": challenger.info.name,
+                        "production_version": entry.model_version,
+                        "production_prediction": float(served),
+                        "challenger_version": challenger.info.version,
+                        "challenger_prediction": float(price) if math.isfinite(price) else None,
+                        "state": listing.state,
+                    }
+                )
+        return rows
 
     # --- what it says -------------------------------------------------------------------------
 
