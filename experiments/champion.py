@@ -393,7 +393,8 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         shadow=shadow_store.disagreement(
             db.engine("raw", settings), settings.model_name, str(version), str(production.version)
         )
-        if production is not None
+        # Without a RAW database (a library caller) the report just has no live-traffic part.
+        if production is not None and settings.raw_db_url is not None
         else None,
     )
     report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
