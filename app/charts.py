@@ -1,10 +1,13 @@
-"""Figures of the UI (matplotlib ``Figure`` objects: no pyplot state shared between sessions)."""
+"""Figures of the UI: matplotlib ``Figure`` objects (no pyplot state shared between sessions),
+and altair charts (drawn by the browser)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import altair as alt
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -66,3 +69,26 @@ def waterfall(explanation: dict[str, Any], top: int = 8) -> Figure:
     ax.set_title("Why this price (SHAP): what each field multiplies the price by", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def log_ratio_histogram(histogram: pd.DataFrame) -> alt.LayerChart:
+    """Shadow rows per bin of log(challenger / production) (``shadow_store.Disagreement``), with
+    the ±10% band and agreement (0) marked."""
+    bars = (
+        alt.Chart(histogram)
+        .mark_bar(color=DOWN)
+        .encode(
+            x=alt.X("bin_start:Q", bin="binned", title="log(challenger / production)"),
+            x2="bin_end:Q",
+            y=alt.Y("rows:Q", title="live rows"),
+            tooltip=[
+                alt.Tooltip("bin_start:Q", format="+.3f"),
+                alt.Tooltip("bin_end:Q", format="+.3f"),
+                "rows:Q",
+            ],
+        )
+    )
+    band = pd.DataFrame({"low": [math.log(0.9)], "high": [math.log(1.1)]})
+    within = alt.Chart(band).mark_rect(opacity=0.15, color=UP).encode(x="low:Q", x2="high:Q")
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="black").encode(x="x:Q")
+    return alt.LayerChart(layer=[within, bars, zero])

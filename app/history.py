@@ -11,6 +11,7 @@ import pandas as pd
 
 from experiments import registry
 from experiments.report import STUDY_DIR, STUDY_FIGURES
+from tasador.core import db, shadow_store
 from tasador.core.config import Settings
 from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
 from tasador.core.records import VersionStatus
@@ -85,4 +86,20 @@ def study_url(settings: Settings) -> str | None:
         settings.optuna_dashboard_url.rstrip("/") + "/dashboard"
         if settings.optuna_dashboard_url
         else None
+    )
+
+
+def live_disagreement(settings: Settings) -> shadow_store.Disagreement | None:
+    """How ``@challenger`` disagrees with ``@production`` on the live rows serving shadowed;
+    None when there is no challenger other than the version serving."""
+    client = registry.connect(settings)
+    challenger = registry.aliased_version(client, settings, registry.CHALLENGER_ALIAS)
+    production = registry.production_version(client, settings)
+    if challenger is None or production is None or challenger.version == production.version:
+        return None
+    return shadow_store.disagreement(
+        db.engine("raw", settings),
+        settings.model_name,
+        str(challenger.version),
+        str(production.version),
     )

@@ -363,8 +363,11 @@ def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[
     return frame, bodies
 
 
-def register_model(settings: Any, frame: Any, family: str, validation_rows: int = 0) -> str:
-    """Train ``family`` on the sample with the project's code, register it, make it production.
+def register_model(
+    settings: Any, frame: Any, family: str, validation_rows: int = 0, promote: bool = True
+) -> str:
+    """Train ``family`` on the sample with the project's code, register it, make it production
+    (unless not ``promote``).
 
     ``validation_rows``: that many rows stored as its validation sample (serving checks them)."""
     from experiments import registry, runs
@@ -388,7 +391,8 @@ def register_model(settings: Any, frame: Any, family: str, validation_rows: int 
         model, example, settings, run_id, tags, validation=validation
     )
     runs.end(client, run_id)
-    registry.set_production(client, settings, version.version)
+    if promote:
+        registry.set_production(client, settings, version.version)
     return str(version.version)
 
 
@@ -533,23 +537,37 @@ def footprint(server: Server) -> tuple[float, float]:
     return rss / 2**20, pss / 2**20
 
 
-def serve_ours(
-    pool: Any, settings: Any, version: str, bodies: Bodies, args: argparse.Namespace
-) -> tuple[list[Figures], list[float], Footprint, list[WrkFigures]]:
-    import httpx
-
+@contextlib.contextmanager
+def tasador_serve(
+    settings: Any, version: str, workers: int, env: dict[str, str] | None = None
+) -> Iterator[tuple[Server, float]]:
+    """`tasador serve` with ``workers`` processes (and ``env`` on top of ``settings``), once every
+    worker serves ``version``; yields it and the seconds from its start to /ready."""
     from tasador.core.config import settings_env
     from tasador.core.services import tasador_command
 
     port = free_port()
-    env = {**clean_env(), **settings_env(settings), "TASADOR_SERVING_WORKERS": str(args.workers)}
+    env = {
+        **clean_env(), **settings_env(settings), "TASADOR_SERVING_WORKERS": str(workers),
+        **(env or {}),
+    }  # fmt: skip
     command = tasador_command("serve", "--host", HOST, "--port", str(port))
     began = time.monotonic()
     with started("tasador serve", command, env, settings.state_dir, port) as server:
         wait_for(server, "/ready", lambda body: (body.get("model") or {}).get("version") == version)
         ready_s = time.monotonic() - began
         # Every worker loaded it (the kernel hands fresh connections to any of them).
-        wait_for(server, "/ready", lambda _: every_worker_serves(port, version, args.workers))
+        wait_for(server, "/ready", lambda _: every_worker_serves(port, version, workers))
+        yield server, ready_s
+
+
+def serve_ours(
+    pool: Any, settings: Any, version: str, bodies: Bodies, args: argparse.Namespace
+) -> tuple[list[Figures], list[float], Footprint, list[WrkFigures]]:
+    import httpx
+
+    with tasador_serve(settings, version, args.workers) as (server, ready_s):
+        port = server.port
         time.sleep(1.0)  # let start-up garbage settle before measuring memory
         rss, pss = footprint(server)
         scoring = httpx.get(f"http://{HOST}:{port}/model", timeout=10).json()["scoring"]
@@ -898,29 +916,9 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="tasador-bench-serve-"))
     pool = None
     try:
-        from pydantic import SecretStr
-
-        from tasador.core.config import Settings
-
         load_before = os.getloadavg()
-        print("setting up (PostgreSQL, MLflow) ...", flush=True)
-        from tasador.core import migrations
-
-        raw_url = startup.database_url(state / "postgres", "bench_raw")
-        # Serving reads no CLEAN, but each database has its own migrations (and version table).
-        clean_url = startup.database_url(state / "postgres", "bench_clean")
-        for url, database in ((raw_url, "raw"), (clean_url, "clean")):
-            migrations.upgrade(url, database)
-        settings = Settings(
-            state_dir=state,
-            raw_db_url=SecretStr(raw_url),
-            clean_db_url=SecretStr(clean_url),
-            model_name=MODEL_NAME,
-            experiment_name=MODEL_NAME,
-            _env_file=None,
-        )
-        uri = startup.ensure_server(settings)
-        settings = settings.model_copy(update={"mlflow_tracking_uri": uri})
+        settings = set_up(state)
+        uri = settings.mlflow_tracking_uri
         frame, bodies = listings(args.batch_rows)
         print(
             f"{len(bodies.ours_rows):,} single-row bodies, {len(bodies.ours_batches)} bodies of "
@@ -967,11 +965,42 @@ def main() -> None:
         if pool is not None:
             pool.terminate()
             pool.join()
-        from tasador.core.config import Settings
+        tear_down(state)
 
-        startup.stop_server(Settings(state_dir=state, _env_file=None))
-        startup.stop(state / "postgres")
-        shutil.rmtree(state, ignore_errors=True)
+
+def set_up(state: Path) -> Any:
+    """A private embedded PostgreSQL (RAW and CLEAN migrated) and MLflow server under
+    ``state``; the settings pointing at them. The caller ends them with :func:`tear_down`."""
+    from pydantic import SecretStr
+
+    from tasador.core import migrations
+    from tasador.core.config import Settings
+
+    print("setting up (PostgreSQL, MLflow) ...", flush=True)
+    raw_url = startup.database_url(state / "postgres", "bench_raw")
+    # Serving reads no CLEAN, but each database has its own migrations (and version table).
+    clean_url = startup.database_url(state / "postgres", "bench_clean")
+    for url, database in ((raw_url, "raw"), (clean_url, "clean")):
+        migrations.upgrade(url, database)
+    settings = Settings(
+        state_dir=state,
+        raw_db_url=SecretStr(raw_url),
+        clean_db_url=SecretStr(clean_url),
+        model_name=MODEL_NAME,
+        experiment_name=MODEL_NAME,
+        _env_file=None,
+    )
+    uri = startup.ensure_server(settings)
+    return settings.model_copy(update={"mlflow_tracking_uri": uri})
+
+
+def tear_down(state: Path) -> None:
+    """Stop what :func:`set_up` started and delete ``state``."""
+    from tasador.core.config import Settings
+
+    startup.stop_server(Settings(state_dir=state, _env_file=None))
+    startup.stop(state / "postgres")
+    shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

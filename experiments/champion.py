@@ -18,6 +18,8 @@
    together are decided one after the other, so the better model ends up serving.
    A challenger that prices any holdout row NaN or infinite is never promoted (its RMSLE is
    NaN); a production model whose output is not finite is beaten by any finite challenger.
+   With ``promotion_min_shadow_rows`` set, a challenger that wins still waits for that many
+   rows of live traffic scored next to production (experiments.shadow_gate).
 4. Log the comparison table on the version's run and the study's parent run, record the
    decision in ``model_promotions`` (see experiments.promotions), explain the new model with
    SHAP against the previous production model, and write the model-change report.
@@ -51,12 +53,13 @@ from experiments import (
     registry,
     report,
     runs,
+    shadow_gate,
     spaces,
 )
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
-from tasador.core import db, decisions_store, timings
+from tasador.core import db, decisions_store, shadow_store, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
@@ -118,18 +121,6 @@ def best_trial(study: Any) -> FrozenTrial:
     if not complete:
         raise NotFound(f"study {study.study_name} has no completed trial to refit")
     return cast(FrozenTrial, min(complete, key=lambda t: t.value))
-
-
-def decide(challenger: float, production: float | None, margin: float) -> bool:
-    """Promote when nothing serves yet, or the challenger is better by ``margin`` (relative).
-
-    A challenger without a finite RMSLE never wins; a production model without one loses to
-    any finite challenger (NaN compares false with everything, so it would never be beaten)."""
-    if not math.isfinite(challenger):
-        return False
-    if production is None or not math.isfinite(production):
-        return True
-    return challenger <= production * (1.0 - margin)
 
 
 def summarize(challenger: Scored, production: Scored | None, promoted: bool, margin: float) -> str:
@@ -224,17 +215,26 @@ def challenge(
             if current is not None and int(current.version) != version
             else None
         )
-        promoted = decide(
+        promoted = promotions.wins(
             challenger.metrics[PRIMARY],
             production.metrics[PRIMARY] if production else None,
             settings.promotion_margin,
         )
+        summary = summarize(challenger, production, promoted, settings.promotion_margin)
+        # Winning on the holdout may not be enough: live traffic may be required too.
+        waiting = (
+            shadow_gate.waiting(settings, version, production.version)
+            if (promoted and production is not None)
+            else None
+        )
+        if waiting is not None:
+            promoted, summary = False, shadow_gate.waiting_summary(summary, waiting)
         return promotions.Judgement(
             previous_version=production.version if production else None,
             promoted=promoted,
             challenger_rmsle=challenger.metrics[PRIMARY],
             previous_rmsle=production.metrics[PRIMARY] if production else None,
-            summary=summarize(challenger, production, promoted, settings.promotion_margin),
+            summary=summary,
         )
 
     decision = promotions.get(engine, settings.model_name, version) or promotions.decide(
@@ -410,6 +410,12 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         study=study,
         explanation=explanation,
         decision=record,
+        shadow=shadow_store.disagreement(
+            db.engine("raw", settings), settings.model_name, str(version), str(production.version)
+        )
+        # Without a RAW database (a library caller) the report just has no live-traffic part.
+        if production is not None and settings.raw_db_url is not None
+        else None,
     )
     report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
     for run in (result.run_id, result.parent_run_id):

@@ -34,7 +34,7 @@ from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
 from tasador.core.names import HOLDOUT_PREFIX
 
-CHALLENGER_ALIAS = "challenger"
+CHALLENGER_ALIAS = registry.CHALLENGER_ALIAS
 CODE_VERSION_TAG = "tasador.code_version"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 DIGEST_CHARS = 36  # MLflow's dataset digest column holds 36 characters; the tag keeps all 64

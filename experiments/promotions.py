@@ -19,6 +19,7 @@ second one compares with whatever the first left in production.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -117,6 +118,19 @@ class AliasMove:
     cause: Literal["promotion", "rollback"]
     reason: str
     promotion_id: int | None
+
+
+def wins(challenger: float, production: float | None, margin: float) -> bool:
+    """The holdout rule: promote when nothing serves yet, or the challenger's RMSLE is better by
+    ``margin`` (relative).
+
+    A challenger without a finite RMSLE never wins; a production model without one loses to
+    any finite challenger (NaN compares false with everything, so it would never be beaten)."""
+    if not math.isfinite(challenger):
+        return False
+    if production is None or not math.isfinite(production):
+        return True
+    return challenger <= production * (1.0 - margin)
 
 
 def _promotion(row: sa.Row[Any]) -> Promotion:
@@ -256,6 +270,59 @@ def decide(
             )
             move_alias()
     return _promotion(inserted)
+
+
+def confirm(
+    engine: sa.Engine,
+    *,
+    model_name: str,
+    challenger_version: int,
+    current: Callable[[], int | None],
+    check: Callable[[Promotion, int | None], str],
+    move_alias: Callable[[], None],
+    alias: str = "production",
+) -> Promotion:
+    """Promote a version whose stored verdict held it back (the shadow gate), under the lock.
+
+    ``check`` gets the stored verdict and the version serving now, and returns the new verdict
+    or raises (nothing changes). Then the row becomes a promotion (new summary, decided now),
+    the move is recorded and the alias moved, all in one transaction like :func:`decide`.
+    A version already promoted is returned as it is.
+    """
+    with engine.begin() as conn:
+        _lock(conn, model_name)
+        row = conn.execute(
+            sa.select(model_promotions).where(
+                model_promotions.c.model_name == model_name,
+                model_promotions.c.challenger_version == challenger_version,
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFound(
+                f"{model_name} version {challenger_version} has no champion/challenger verdict"
+            )
+        stored = _promotion(row)
+        if stored.promoted:
+            return stored
+        summary = check(stored, current())
+        updated = conn.execute(
+            sa.update(model_promotions)
+            .where(model_promotions.c.id == stored.id)
+            .values(promoted=True, summary=summary, decided_at=sa.func.now())
+            .returning(*model_promotions.c)
+        ).one()
+        _record_move(
+            conn,
+            model_name=model_name,
+            alias=alias,
+            version=challenger_version,
+            previous_version=stored.previous_version,
+            cause="promotion",
+            reason=summary,
+            promotion_id=stored.id,
+        )
+        move_alias()
+    return _promotion(updated)
 
 
 def _lock(conn: sa.Connection, model_name: str) -> None:

@@ -59,6 +59,8 @@ DECIDED_AT_TAG = "decided_at"  # ISO time of that verdict
 # The promotion verdict in one sentence (the key predates the name, kept for old versions).
 PROMOTION_VERDICT_TAG = "decision"
 SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
+# The latest candidate, promoted or not (experiments.leaderboard sets it; serving shadows it).
+CHALLENGER_ALIAS = "challenger"
 
 SERIALIZATION = "cloudpickle"
 _REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
@@ -228,10 +230,15 @@ def versions_of_run(
 
 def production_version(mlflow_client: MlflowClient, settings: Settings) -> ModelVersion | None:
     """The version the production alias points at; None before the first promotion."""
+    return aliased_version(mlflow_client, settings, settings.production_alias)
+
+
+def aliased_version(
+    mlflow_client: MlflowClient, settings: Settings, alias: str
+) -> ModelVersion | None:
+    """The version ``alias`` points at; None when the alias (or the model) does not exist."""
     try:
-        return mlflow_client.get_model_version_by_alias(
-            settings.model_name, settings.production_alias
-        )
+        return mlflow_client.get_model_version_by_alias(settings.model_name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None

@@ -26,6 +26,7 @@ from experiments.explain import Explanation
 from tasador.core.decisions_store import Decision
 from tasador.core.metrics import PRIMARY
 from tasador.core.names import SHAP_DIR, SHAP_PLOT
+from tasador.core.shadow_store import WITHIN, Disagreement
 
 
 def family_summary(study: optuna.Study) -> pd.DataFrame:
@@ -81,8 +82,10 @@ def model_change_report(
     study: optuna.Study,
     explanation: Explanation,
     decision: Decision | None,
+    shadow: Disagreement | None = None,
 ) -> str:
-    """The Markdown report of a retraining: why, what the search found, the verdict."""
+    """The Markdown report of a retraining: why, what the search found, the verdict, and (with
+    a production model to compare with) how the two disagree on live traffic."""
     challenger = result.challenger
     sections = [
         f"# Model change report: {model_name} version {challenger.version}",
@@ -129,6 +132,7 @@ def model_change_report(
         "\n\n".join(f"![{name}](../{STUDY_DIR}/{name})" for name in STUDY_FIGURES)
         + f"\n\n(artifacts `{STUDY_DIR}/` of run `{result.run_id}`: optimisation history, "
         "parameter importance per family, parallel coordinates)",
+        *([shadow_section(shadow)] if shadow is not None else []),
         "## Outcome",
         (
             f"The alias `production` now points at version {challenger.version}."
@@ -140,6 +144,54 @@ def model_change_report(
         ),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+SHADOW_HEADING = "## Challenger vs production on live traffic (shadow)"
+BAR_WIDTH = 30  # characters of the longest histogram bar
+
+
+def shadow_section(found: Disagreement) -> str:
+    """How the challenger priced the rows production served (serving.shadow): the summary, a
+    text histogram of log(challenger/production), and the states that disagree most."""
+    lines = [SHADOW_HEADING, found.sentence()]
+    if not found.rows:
+        lines.append(
+            "Serving scores the `challenger` version next to production on a sample of "
+            "`/predict` requests (`serving_shadow_share`); `tasador promote --challenger` "
+            "writes this section again when it promotes a version that waited for them."
+        )
+        return "\n\n".join(lines)
+    bins = found.histogram[found.histogram["rows"] > 0]
+    peak = int(bins["rows"].max())
+    bars = [
+        f"{row.bin_start:+.2f} .. {row.bin_end:+.2f} | {row.rows:>7,} | "
+        + "█" * max(1, round(BAR_WIDTH * row.rows / peak))
+        for row in bins.itertuples()
+    ]
+    lines.append(
+        "log(challenger / production), rows per bin (the outer bins hold everything beyond):\n\n"
+        "```\n" + "\n".join(bars) + "\n```"
+    )
+    states = found.by_state.rename(
+        columns={"within": f"share within ±{WITHIN:.0%}", "mean_abs_log_ratio": "mean |log ratio|"}
+    )
+    lines += ["Largest disagreements by state:", _markdown_table(states, digits=3)]
+    return "\n\n".join(lines)
+
+
+def with_shadow_section(report: str, section: str) -> str:
+    """``report`` with its shadow section replaced by ``section`` (inserted before the outcome
+    when it has none, appended when it has no outcome either)."""
+    start = report.find(SHADOW_HEADING)
+    if start >= 0:
+        following = report.find("\n## ", start + len(SHADOW_HEADING))
+        end = len(report) if following < 0 else following + 1
+    else:
+        start = end = report.find("## Outcome")
+        if start < 0:
+            return report.rstrip("\n") + "\n\n" + section + "\n"
+    tail = report[end:]
+    return report[:start] + section + ("\n\n" if tail else "\n") + tail
 
 
 # --- the study in pictures (PNG artifacts under STUDY_DIR, shown in the report and the UI) ---

@@ -48,6 +48,7 @@ from serving.schema import (
     Problem,
     listings_adapter,
 )
+from serving.shadow import Shadow
 from tasador.core import db
 from tasador.core.config import Settings, get_settings
 from tasador.core.errors import BadInput
@@ -92,6 +93,11 @@ class Service:
             shutdown_s=settings.serving_shutdown_s,
         )
         self.metrics = ServingMetrics(self.watcher, self.log)
+        # The @challenger prices a sample of /predict rows in the background (serving.shadow).
+        self.shadow = Shadow(
+            settings, lambda: self.watcher.current, lambda: db.engine("raw", settings)
+        )
+        self.metrics.registry.register(self.shadow.collector())
         self.listings = listings_adapter(settings.serving_max_rows)
         self.max_body = settings.serving_max_body_bytes
         self.explaining = 0  # explanations running; only the event loop changes it
@@ -230,6 +236,8 @@ class Service:
             body=body.decode("utf-8", "replace") if refused else None,
         )
         self.log.record(entry)
+        if endpoint == "predict" and predictions is not None:
+            self.shadow.offer(entry)
         # The id under which the request is logged: what `tasador lineage --request` takes.
         response.headers[REQUEST_ID_HEADER] = str(entry.request_id)
         return response
@@ -258,9 +266,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.log.start()
         service.watcher.start()
+        service.shadow.start()
         try:
             yield
         finally:
+            service.shadow.stop()
             service.watcher.stop()
             service.log.stop()
 
@@ -430,6 +440,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "writer_alive": service.log.writer_alive,
                 "error": stats.last_error,
             },
+            "shadow": service.shadow.describe(),
         }
         return JSONResponse(body, status_code=200 if served is not None else 503)
 

@@ -1,6 +1,7 @@
 """Models page: every version with its metrics, data, reason and promotion; what SHAP says
-changed between consecutive production models; links to MLflow and optuna-dashboard; and a
-rollback for an operator (the same call as `tasador rollback`: experiments.rollback)."""
+changed between consecutive production models; how @challenger and @production disagree on live
+traffic (shadow scoring); links to MLflow and optuna-dashboard; and a rollback for an operator
+(the same call as `tasador rollback`: experiments.rollback)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from app import history, ui
+from app import charts, history, ui
 from experiments.rollback import rollback, rollback_target
 from tasador.core.errors import TasadorError
 
@@ -92,6 +93,21 @@ def _rollback_form() -> None:
 
 
 _rollback_form()
+st.subheader("Challenger vs production on live traffic")
+try:
+    live = history.live_disagreement(settings)
+except Exception as exc:
+    ui.failure("The shadow predictions (RAW) cannot be read", exc)
+    live = None
+else:
+    if live is None:
+        st.caption("No challenger other than the version serving: nothing to shadow.")
+if live is not None:
+    st.write(live.sentence())
+    if live.rows:
+        st.altair_chart(charts.log_ratio_histogram(live.histogram), width="stretch")
+        st.markdown("**Largest disagreements by state**")
+        st.dataframe(live.by_state, hide_index=True)
 
 dashboard = history.study_url(settings)
 for entry in versions:

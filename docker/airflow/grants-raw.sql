@@ -15,6 +15,9 @@ GRANT INSERT ON inference_requests TO {serving};
 -- Its INSERT ... ON CONFLICT (request_id, row_index) DO NOTHING (a re-sent batch is skipped) needs
 -- to read the key's columns, and only those: a uuid and a row number, no inputs, no predictions.
 GRANT SELECT (request_id, row_index) ON inference_requests TO {serving};
+-- The same for the challenger's shadow prices (serving.shadow), written the same way.
+GRANT INSERT ON shadow_predictions TO {serving};
+GRANT SELECT (request_id, row_index) ON shadow_predictions TO {serving};
 
 -- ui: reads every table, those of later migrations too.
 GRANT CONNECT ON DATABASE {database} TO {ui};

@@ -37,7 +37,7 @@ def search_command(
     from experiments import study as search
     from experiments.retrain import retrain
 
-    settings = resolved_settings(("clean", "optuna"))
+    settings = resolved_settings(("raw", "clean", "optuna"))  # RAW: shadow rows (report, gate)
     log_file = settings.state_dir / "logs" / "search.log"
     search.log_to_file(log_file)  # library noise; the terminal gets progress and the outcome
     typer.echo(f"library output: {log_file}", err=True)

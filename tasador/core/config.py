@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     search_grace_s: int = Field(default=60, ge=2)  # silence after which a trial is stale
     search_max_retries: int = Field(default=2, ge=0)  # re-runs of a trial whose worker died
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
+    # Shadow rows (serving.shadow) a challenger needs scored next to production before it may be
+    # promoted; 0: no such requirement. A challenger that wins on the holdout but has fewer
+    # waits (the alias stays) until `tasador promote --challenger` finds enough.
+    promotion_min_shadow_rows: int = Field(default=0, ge=0)
     shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
     # Training rows the best trial is refitted on (a reproducible sample beyond it).
     refit_sample_rows: int = Field(default=300_000, ge=200)
@@ -119,6 +123,11 @@ class Settings(BaseSettings):
     serving_max_body_bytes: int = Field(default=8 * 1024**2, ge=1_024)
     # Explanations computed at once (SHAP is CPU-heavy); more get 429 so /predict keeps its CPU.
     serving_max_explains: int = Field(default=2, ge=1)
+    # Share of /predict requests whose rows the @challenger version also scores, off the request
+    # path, logged next to production's prices (serving.shadow); 0: off. 0.1 keeps the extra
+    # CPU to a tenth of scoring on a machine where serving shares its cores, and still gives a
+    # challenger thousands of rows a day at modest traffic (benchmarks/shadow.py measures it).
+    serving_shadow_share: float = Field(default=0.1, ge=0, le=1)
     # None: serving is open. Set: /predict, /explain and /model need it in X-API-Key (or
     # Authorization: Bearer); the UI sends it. /health, /ready and /metrics stay open for probes.
     serving_api_key: SecretStr | None = None

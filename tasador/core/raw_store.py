@@ -1,4 +1,4 @@
-"""The RAW database: every batch exactly as received, and every inference request.
+"""The RAW database: every batch exactly as received, every inference request, shadow prices.
 
 Row values are kept as the text they arrived as (numbers as their JSON text, strings verbatim,
 missing as NULL); typing happens in CLEAN. A batch is keyed by (group, day, batch number, sha256 of
@@ -99,6 +99,23 @@ inference_requests = sa.Table(
     sa.Column("request_id", sa.Uuid),
     sa.Column("row_index", sa.Integer),
     sa.UniqueConstraint("request_id", "row_index", name="inference_row_key"),
+)
+
+# Shadow scoring (serving.shadow, RAW 0004): the @challenger's price of a /predict row next to
+# the production price that was served, keyed like the row's inference_requests entry.
+shadow_predictions = sa.Table(
+    "shadow_predictions",
+    metadata,
+    sa.Column("request_id", sa.Uuid, primary_key=True),
+    sa.Column("row_index", sa.Integer, primary_key=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("production_version", sa.Text, nullable=False),
+    sa.Column("production_prediction", sa.Float(53), nullable=False),
+    sa.Column("challenger_version", sa.Text, nullable=False),
+    sa.Column("challenger_prediction", sa.Float(53)),  # NULL: not finite
+    sa.Column("state", sa.Text),  # the listing's, for disagreement by state
+    sa.Index("shadow_by_versions", "model_name", "challenger_version", "production_version"),
 )
 
 

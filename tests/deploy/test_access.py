@@ -26,10 +26,11 @@ from psycopg import errors, sql
 from sqlalchemy.engine import make_url
 
 from serving.inference_log import Entry, write_rows
-from tasador.core import migrations
+from tasador.core import migrations, shadow_store
 from tasador.core.db import sqlalchemy_url
 from tests.deploy import compose
 from tests.deploy.dockerfile import DOCKER_DIR, final_stage, start_command
+from tests.tasador.core.test_shadow_store import rows as shadow_rows
 
 ENV = compose.env_file()
 RAW = compose.load()
@@ -275,9 +276,13 @@ def test_serving_may_only_insert_inference_rows(
     )
     engine = sa.create_engine(sqlalchemy_url(serving), poolclass=sa.NullPool)
     write_rows(engine, entry.to_rows())  # serving's own writer: temp table, COPY, INSERT
+    shadowed = shadow_rows([1.0, 1.1], "Texas")
+    assert shadow_store.write(engine, shadowed) == 2  # the shadow challenger's writer
+    assert shadow_store.write(engine, shadowed) == 0  # its ON CONFLICT reads only the key
     engine.dispose()
     with psycopg.connect(url) as conn:  # the owner sees the row
         assert conn.execute("SELECT count(*) FROM inference_requests").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM shadow_predictions").fetchone() == (2,)
 
     for statement in (
         "SELECT * FROM batch_rows",
@@ -285,6 +290,8 @@ def test_serving_may_only_insert_inference_rows(
         "SELECT inputs, prediction FROM inference_requests",
         "UPDATE inference_requests SET prediction = 0",
         "DELETE FROM inference_requests",
+        "SELECT challenger_prediction FROM shadow_predictions",
+        "DELETE FROM shadow_predictions",
         "INSERT INTO batches DEFAULT VALUES",
         "CREATE TABLE planted (x int)",
     ):

@@ -10,10 +10,12 @@ from mlflow import MlflowClient
 from streamlit.testing.v1 import AppTest
 
 from experiments import promotions, registry
-from tasador.core import db
+from tasador.core import db, shadow_store
+from tasador.core.raw_store import shadow_predictions
 from tasador.core.services import free_port
 from tests.app.conftest import World
 from tests.conftest import REPO
+from tests.tasador.core.test_shadow_store import rows
 
 PAGE = str(REPO / "app" / "views" / "models.py")
 LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
@@ -196,3 +198,31 @@ def test_a_rollback_without_a_reason_is_refused(world: World, ui_env: Callable) 
     assert [e.value for e in at.error] == ["Give a reason: it is the audit record."]
     client = registry.connect(world.settings)
     assert registry.production_version(client, world.settings).version == world.versions[1]
+
+
+def test_challenger_disagreement_on_live_traffic(world: World, ui_env: Callable) -> None:
+    first, second = world.versions  # second serves
+    at = page()
+    assert "No challenger other than the version serving" in " ".join(c.value for c in at.caption)
+    settings = world.settings
+    client = registry.connect(settings)
+    client.set_registered_model_alias(settings.model_name, registry.CHALLENGER_ALIAS, first)
+    shadowed = rows([1.0, 1.05, 1.3], "Texas") + rows([0.5], "Ohio")
+    for row in shadowed:
+        row.update(model_name=settings.model_name, challenger_version=first)
+        row["production_version"] = second
+    engine = db.engine("raw", settings)
+    try:
+        shadow_store.write(engine, shadowed)
+        at = page()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        sentence = f"Challenger version {first} against production version {second} on 4 live"
+        assert any(m.value.startswith(sentence) for m in at.markdown)
+        assert any("50.0% priced within ±10%" in m.value for m in at.markdown)
+        states = at.dataframe[1].value
+        assert states["state"].tolist() == ["Ohio", "Texas"]  # largest disagreement first
+        assert len(at.get("vega_lite_chart")) == 1  # the histogram
+    finally:
+        client.delete_registered_model_alias(settings.model_name, registry.CHALLENGER_ALIAS)
+        with engine.begin() as conn:
+            conn.execute(shadow_predictions.delete())
