@@ -263,11 +263,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.log.start()
         service.watcher.start()
+        service.metrics.start()
         try:
             yield
         finally:
             service.watcher.stop()
             service.log.stop()
+            service.metrics.stop()
 
     app = FastAPI(
         title="Tasador prediction API",
