@@ -65,7 +65,7 @@ def main() -> None:
         versions = []
         for family in (first_family, second_family):
             print(f"training and registering {family} ...", flush=True)
-            versions.append(register_model(settings, frame, family, validation_rows=256))
+            versions.append(register_model(settings, frame, family, validation_rows=256)[0])
             poll("cold", cold)
         for _ in range(args.rounds):
             for version in versions:  # back to the previous one, then forward again

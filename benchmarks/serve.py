@@ -365,9 +365,9 @@ def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[
 
 def register_model(
     settings: Any, frame: Any, family: str, validation_rows: int = 0, promote: bool = True
-) -> str:
+) -> tuple[str, Any]:
     """Train ``family`` on the sample with the project's code, register it, make it production
-    (unless not ``promote``).
+    (unless not ``promote``); (version, fitted model).
 
     ``validation_rows``: that many rows stored as its validation sample (serving checks them)."""
     from experiments import registry, runs
@@ -393,7 +393,41 @@ def register_model(
     runs.end(client, run_id)
     if promote:
         registry.set_production(client, settings, version.version)
-    return str(version.version)
+    return str(version.version), model
+
+
+def in_process(model: Any, body: bytes, repeats: int = 20) -> dict[str, float]:
+    """CPU ms of each step /predict takes for one batch body, in this process (best of 3):
+    validating it column by column (what serving does) and listing by listing (what it did, and
+    still does to name the faults of a bad body), scoring, and building the log's rows."""
+    from datetime import UTC, datetime
+
+    from serving.batch import BatchParser
+    from serving.inference_log import Entry
+    from serving.models import Scorer
+    from serving.schema import listings_adapter
+
+    parser, adapter, scorer = BatchParser(10**6), listings_adapter(10**6), Scorer(model)
+    columns = parser.many(body)
+    assert columns is not None, "the benchmark's batch is valid"
+    entry = Entry("predict", 200, datetime.now(UTC), 1.0, columns, [1.0] * len(columns))
+
+    def cpu_ms(step: Any) -> float:
+        step()
+        best = float("inf")
+        for _ in range(3):
+            began = time.process_time()
+            for _ in range(repeats):
+                step()
+            best = min(best, (time.process_time() - began) / repeats * 1000.0)
+        return best
+
+    return {
+        "columns": cpu_ms(lambda: parser.many(body)),
+        "Listing": cpu_ms(lambda: adapter.validate_json(body)),
+        "score": cpu_ms(lambda: scorer.predict(columns)),
+        "log rows": cpu_ms(entry.to_rows),
+    }
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -890,10 +924,18 @@ def run_family(
     pool: Any, settings: Any, uri: str, frame: Any, bodies: Bodies, family: str,
     args: argparse.Namespace,
 ) -> FamilyRun:  # fmt: skip
-    version = register_model(settings, frame, family)
+    version, model = register_model(settings, frame, family)
     print(
         f"{family}: {FAMILY_PARAMS[family]} on {len(frame):,} clean rows, {MODEL_NAME} version "
         f"{version}",
+        flush=True,
+    )
+    steps = in_process(model, bodies.ours_batches[0])
+    print(
+        f"  in process, one {bodies.batch_rows:,}-row body, CPU ms: "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in steps.items())
+        + f" (validated by columns, scored, logged: {sum(steps.values()) - steps['Listing']:.1f}"
+        f"; load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
     ours, our_prices, used, cross = serve_ours(pool, settings, version, bodies, args)

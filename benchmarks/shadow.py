@@ -125,8 +125,8 @@ def main() -> None:
         print(load_note(), flush=True)
         settings = set_up(state)
         frame, bodies = listings(batch_rows=10)
-        production = register_model(settings, frame, args.production)
-        challenger = register_model(settings, frame, args.challenger, promote=False)
+        production, _ = register_model(settings, frame, args.production)
+        challenger, _ = register_model(settings, frame, args.challenger, promote=False)
         from experiments import registry
 
         registry.connect(settings).set_registered_model_alias(

@@ -24,7 +24,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import cached_property
@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from serving.batch import BatchParser, ListingColumns
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import MAX_ERROR_BODY, Entry, InferenceLog
 from serving.metrics import ServingMetrics
@@ -92,13 +93,13 @@ class Service:
             max_spool_bytes=settings.serving_log_spool_max_bytes,
             shutdown_s=settings.serving_shutdown_s,
         )
-        self.metrics = ServingMetrics(self.watcher, self.log)
         # The @challenger prices a sample of /predict rows in the background (serving.shadow).
         self.shadow = Shadow(
             settings, lambda: self.watcher.current, lambda: db.engine("raw", settings)
         )
-        self.metrics.registry.register(self.shadow.collector())
+        self.metrics = ServingMetrics(self.watcher, self.log, self.shadow.stats)
         self.listings = listings_adapter(settings.serving_max_rows)
+        self.batch = BatchParser(settings.serving_max_rows)
         self.max_body = settings.serving_max_body_bytes
         self.explaining = 0  # explanations running; only the event loop changes it
         key = settings.serving_api_key
@@ -167,17 +168,20 @@ class Service:
             body += chunk
         return bytes(body), None
 
-    def parse(self, body: bytes, many: bool = True) -> list[Listing] | JSONResponse:
+    def parse(self, body: bytes, many: bool = True) -> ListingColumns | JSONResponse:
         """The listings of a body, or the 422 that explains why there are none.
 
-        ``many``: a list of listings is accepted too (``/predict``), not only one object.
+        ``many``: a list of listings is accepted too (``/predict``), not only one object. A list
+        is checked column by column (serving.batch); only when that finds a fault is it
+        validated listing by listing, whose errors name each bad field.
         """
         start = body.lstrip()[:1]
         try:
             if start == b"[" and many:
-                return self.listings.validate_json(body)
+                columns = self.batch.many(body)
+                return columns or ListingColumns.of(self.listings.validate_json(body))
             if start == b"{":
-                return [LISTING.validate_json(body)]
+                return ListingColumns.of([LISTING.validate_json(body)])
         except ValidationError as exc:
             return _invalid(_errors(exc, ("body",)))
         return _invalid(
@@ -215,7 +219,7 @@ class Service:
         started: float,
         requested_at: datetime,
         body: bytes,
-        listings: list[Listing] | None = None,
+        listings: Sequence[Listing] | None = None,
         predictions: list[float] | None = None,
         served: ServedModel | None = None,
     ) -> Response:
@@ -267,12 +271,14 @@ def create_app(settings: Settings) -> FastAPI:
         service.log.start()
         service.watcher.start()
         service.shadow.start()
+        service.metrics.start()
         try:
             yield
         finally:
             service.shadow.stop()
             service.watcher.stop()
             service.log.stop()
+            service.metrics.stop()
 
     app = FastAPI(
         title="Tasador prediction API",

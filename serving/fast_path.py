@@ -51,6 +51,7 @@ from experiments.features import (
     SmoothedMeanEncoder,
     model_input,
 )
+from serving.batch import NUMERIC, ListingColumns
 from serving.schema import Listing
 from tasador.core.columns import STATUSES
 
@@ -64,38 +65,38 @@ class Unsupported(Exception):
     """The model is not a pipeline this module knows how to mirror."""
 
 
-def _number(value: float | int | None) -> float:
-    return math.nan if value is None else float(value)
+def _sold_year(days: np.ndarray) -> np.ndarray:
+    """``ListingFrame``'s year + (day of year - 1) / 366, NaN where the date is missing."""
+    years = days.astype("datetime64[Y]")
+    day_of_year = (days - years.astype("datetime64[D]")).astype(np.float64)  # 0-based
+    sold = (years.astype(np.float64) + 1970.0) + day_of_year / 366.0
+    return np.where(np.isnat(days), np.nan, sold)
 
 
-def _sold_year(sold: date | None) -> float:
-    return math.nan if sold is None else sold.year + (sold.timetuple().tm_yday - 1) / 366.0
-
-
-def _city(listing: Listing) -> str | None:
-    return f"{listing.state or '?'}|{listing.city.lower()}" if listing.city else None
-
-
-def derived_columns(listings: Sequence[Listing]) -> dict[str, list[Any]]:
-    """``ListingFrame``'s columns for validated listings, column by column (see the module doc)."""
+def derived_columns(listings: Sequence[Listing]) -> dict[str, Any]:
+    """``ListingFrame``'s columns for validated listings, column by column (see the module doc):
+    numbers as float arrays (NaN: missing), text as lists (None: missing)."""
+    batch = ListingColumns.of(listings)
+    columns = batch.columns
+    states, zips = columns["state"], columns["zip_code"]
     return {
-        "bed": [_number(x.bed) for x in listings],
-        "bath": [_number(x.bath) for x in listings],
-        "acre_lot": [_number(x.acre_lot) for x in listings],
-        "house_size": [_number(x.house_size) for x in listings],
-        "prev_sold_year": [_sold_year(x.prev_sold_date) for x in listings],
-        "status": [x.status for x in listings],
-        "state": [x.state for x in listings],
-        "zip_code_3": [x.zip_code[:3] if x.zip_code else None for x in listings],
-        "city": [_city(x) for x in listings],
-        "zip_code": [x.zip_code for x in listings],
-        "brokered_by": [None if x.brokered_by is None else str(x.brokered_by) for x in listings],
+        **{c: batch.floats(c) for c in NUMERIC},
+        "prev_sold_year": _sold_year(batch.days()),
+        "status": columns["status"],
+        "state": states,
+        "zip_code_3": [z if z is None else z[:3] for z in zips],
+        "city": [
+            None if city is None else f"{state or '?'}|{city.lower()}"
+            for state, city in zip(states, columns["city"], strict=True)
+        ],
+        "zip_code": zips,
+        "brokered_by": [b if b is None else str(b) for b in columns["brokered_by"]],
     }
 
 
 # --- compiled blocks of the encoding step --------------------------------------------------
 
-Columns = dict[str, list[Any]]
+Columns = dict[str, Any]  # derived column -> values (list or float array)
 
 
 class Block:

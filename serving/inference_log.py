@@ -49,6 +49,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
+from serving.batch import listings_json
 from serving.schema import Listing
 
 logger = logging.getLogger(__name__)
@@ -108,13 +109,10 @@ class Entry:
             return [{**common, "row_index": 0, "inputs": {"body": body}, "prediction": None}]
         predictions: Sequence[float | None] = self.predictions or [None] * len(self.listings)
         return [
-            {
-                **common,
-                "row_index": i,
-                "inputs": listing.model_dump_json(exclude_none=True),
-                "prediction": price,
-            }
-            for i, (listing, price) in enumerate(zip(self.listings, predictions, strict=True))
+            {**common, "row_index": i, "inputs": inputs, "prediction": price}
+            for i, (inputs, price) in enumerate(
+                zip(listings_json(self.listings), predictions, strict=True)
+            )
         ]
 
 

@@ -1,77 +1,51 @@
 """Prometheus metrics of the prediction API (``GET /metrics``).
 
 Each app gets its own registry, so several apps in one process (tests) do not share counters.
-The inference log's and the registry watcher's state are read at scrape time.
+
+Under `tasador serve` several worker processes answer, each with its own counters, and a scrape
+reaches one of them. So serving.server sets ``PROMETHEUS_MULTIPROC_DIR`` (a folder under the
+state folder, emptied at start) before any worker imports prometheus_client: each worker then
+keeps its values in files there, and ``/metrics`` adds up every worker's (prometheus_client's
+multiprocess mode). Counters and latencies are summed; each gauge says how it combines
+(``multiprocess_mode``): per worker (``pid`` label) where workers may differ, a sum or a maximum
+where that is the meaning.
+
+The inference log's, the registry watcher's (refusals, last swap) and the shadow scorer's state
+live in each worker's memory: they are copied into the metrics (:meth:`ServingMetrics.publish`)
+at every scrape of that worker and, in multiprocess mode, every ``PUBLISH_S`` by a thread of
+each worker, so a scrape also shows the other workers' state as of at most that long ago.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import os
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
+from serving.server import MULTIPROCESS_ENV
+from serving.shadow import ShadowStats
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_S = 1.0  # how stale another worker's gauges may be in a scrape
 
 # Latency buckets around the 10 ms target, up to large batches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
-class _CountedByLog(Collector):
-    """Counters the inference log keeps itself (its writer thread counts; scrapes read)."""
-
-    def __init__(self, log: InferenceLog) -> None:
-        self.log = log
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        stats = self.log.stats
-        yield CounterMetricFamily(
-            "tasador_inference_log_dropped_rows",
-            "Logged rows dropped since start: over the spool or memory cap (lost).",
-            value=stats.dropped_rows,
-        )
-        yield CounterMetricFamily(
-            "tasador_inference_log_quarantined_rows",
-            "Logged rows in spool files moved aside as *.corrupt since start.",
-            value=stats.quarantined_rows,
-        )
-
-
-class _Validation(Collector):
-    """The watcher's refusals and last swap (serving.hot_swap), read at scrape time."""
-
-    def __init__(self, watcher: ModelWatcher) -> None:
-        self.watcher = watcher
-
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        status = self.watcher.status
-        yield CounterMetricFamily(
-            "tasador_model_refusals",
-            "Model versions refused by validation since start (they never served).",
-            value=status.refusals,
-        )
-        refused = GaugeMetricFamily(
-            "tasador_model_refused",
-            "The version the alias names but that failed validation (value 1), and why.",
-            labels=["version", "reason"],
-        )
-        if status.refused is not None:
-            refused.add_metric([status.refused.version, status.refused.code], 1.0)
-        yield refused
-        swap = status.last_swap
-        yield GaugeMetricFamily(
-            "tasador_model_last_swap_seconds",
-            "How long the last swap took from the decision to serve (from memory: a rollback).",
-            value=swap.seconds if swap else 0.0,
-        )
-
-
 class ServingMetrics:
-    """The API's Prometheus metrics in a registry of their own."""
+    """The API's Prometheus metrics in a registry of their own (see the module doc)."""
 
-    def __init__(self, watcher: ModelWatcher, log: InferenceLog) -> None:
+    def __init__(
+        self, watcher: ModelWatcher, log: InferenceLog, shadow: ShadowStats | None = None
+    ) -> None:
+        self.watcher, self.log, self.shadow = watcher, log, shadow or ShadowStats()
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -91,47 +65,154 @@ class ServingMetrics:
             "Listings the model priced NaN or infinite (answered 503, never served).",
             registry=r,
         )
-        r.register(_CountedByLog(log))
-        r.register(_Validation(watcher))
-        model = Gauge(
+        self.dropped = Counter(
+            "tasador_inference_log_dropped_rows",
+            "Logged rows dropped since start: over the spool or memory cap (lost).",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "tasador_inference_log_quarantined_rows",
+            "Logged rows in spool files moved aside as *.corrupt since start.",
+            registry=r,
+        )
+        # 1 for the version each worker serves: "livemax" is 1 while any worker serves it.
+        self._model = Gauge(
             "tasador_model_info",
             "The model version serving (value 1), by name, version and alias.",
             ["name", "version", "alias"],
             registry=r,
+            multiprocess_mode="livemax",
         )
-        self._model = model
-        self._gauge(
+        self.version = Gauge(
             "tasador_model_version",
             "The version number serving (0: none).",
-            lambda: float(watcher.current.info.version) if watcher.current else 0.0,
+            registry=r,
+            multiprocess_mode="liveall",  # per worker: they swap one after the other
         )
-        self._gauge(
+        self.reachable = Gauge(
             "tasador_registry_reachable",
             "1 if the last poll of the model registry answered.",
-            lambda: 1.0 if watcher.status.reachable else 0.0,
+            registry=r,
+            multiprocess_mode="liveall",
         )
-        self._gauge(
+        self.buffered = Gauge(
             "tasador_inference_log_buffered_rows",
             "Logged rows waiting in memory.",
-            lambda: log.stats.buffered_rows,
+            registry=r,
+            multiprocess_mode="livesum",  # each worker's own buffer
         )
-        self._gauge(
+        self.spooled = Gauge(
             "tasador_inference_log_spooled_rows",
             "Logged rows waiting in spool files.",
-            lambda: log.stats.spooled_rows,
+            registry=r,
+            multiprocess_mode="livemax",  # one folder, counted alike by every worker
         )
-        self._gauge(
+        self.written = Gauge(
             "tasador_inference_log_written_rows",
             "Logged rows written to the RAW database since start.",
-            lambda: log.stats.written_rows,
+            registry=r,
+            multiprocess_mode="sum",  # since start: a worker that ended still wrote them
         )
+        self.refusals = Counter(
+            "tasador_model_refusals",
+            "Model versions refused by validation since start (they never served).",
+            registry=r,
+        )
+        self._refused = Gauge(
+            "tasador_model_refused",
+            "The version the alias names but that failed validation (value 1), and why.",
+            ["version", "reason"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.last_swap = Gauge(
+            "tasador_model_last_swap_seconds",
+            "How long the last swap took from the decision to serve (from memory: a rollback).",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        shadow_docs = {
+            "scored": "Rows the @challenger priced in the shadow of production.",
+            "written": "Shadow rows stored in RAW shadow_predictions.",
+            "dropped": "Sampled rows not shadowed: the shadow queue was full (or shut down).",
+            "failed": "Sampled rows the challenger failed to price.",
+        }
+        self._shadow_counters = {
+            name: Counter(f"tasador_shadow_{name}_rows", doc, registry=r)
+            for name, doc in shadow_docs.items()
+        }
+        self._serving: tuple[str, str, str] | None = None  # labels of the version serving
+        self._refused_labels: tuple[str, str] | None = None
+        # Totals already added to the counters that copy a worker's own counts.
+        self._published: dict[str, int] = {}
+        self._publishing = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def _gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
-        Gauge(name, doc, registry=self.registry).set_function(read)
+    def publish(self) -> None:
+        """Copy this worker's watcher and log state into the metrics."""
+        with self._publishing:
+            current, stats = self.watcher.current, self.log.stats
+            self.version.set(float(current.info.version) if current else 0.0)
+            self.reachable.set(1.0 if self.watcher.status.reachable else 0.0)
+            self.buffered.set(stats.buffered_rows)
+            self.spooled.set(stats.spooled_rows)
+            self.written.set(stats.written_rows)
+            status = self.watcher.status
+            totals = {
+                "dropped": (self.dropped, stats.dropped_rows),
+                "quarantined": (self.quarantined, stats.quarantined_rows),
+                "refusals": (self.refusals, status.refusals),
+                **{
+                    f"shadow_{name}": (counter, getattr(self.shadow, f"{name}_rows"))
+                    for name, counter in self._shadow_counters.items()
+                },
+            }
+            for key, (counter, total) in totals.items():
+                counter.inc(max(0, total - self._published.get(key, 0)))
+                self._published[key] = total
+            refused = status.refused
+            labels = (refused.version, refused.code) if refused is not None else None
+            if labels != self._refused_labels:
+                if self._refused_labels is not None:  # multiprocess files keep cleared series
+                    self._refused.labels(*self._refused_labels).set(0)
+                if labels is not None:
+                    self._refused.labels(*labels).set(1)
+                self._refused_labels = labels
+            self.last_swap.set(status.last_swap.seconds if status.last_swap else 0.0)
+
+    def start(self) -> None:
+        """In multiprocess mode, publish every ``PUBLISH_S`` (other workers' scrapes read it)."""
+        if self.multiprocess_dir is None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(PUBLISH_S):
+            try:
+                self.publish()
+            except Exception:  # a bug here must not end publishing for good
+                logger.exception("publishing the serving metrics failed")
+
+    def stop(self) -> None:
+        """Stop publishing (once more: the log's last flush); this worker's per-worker gauges
+        leave the scrapes."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self.multiprocess_dir is not None:
+            self.publish()
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def model_swapped(self, name: str, version: str, alias: str) -> None:
+        if self._serving is not None:  # multiprocess files keep a cleared series: zero it
+            self._model.labels(*self._serving).set(0)
         self._model.clear()
-        self._model.labels(name, version, alias).set(1)
+        self._serving = (name, version, alias)
+        self._model.labels(*self._serving).set(1)
         self.swaps.inc()
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
@@ -139,4 +220,9 @@ class ServingMetrics:
         self.latency.labels(endpoint).observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.publish()
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(every_worker)

@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,8 +38,6 @@ from typing import Any
 import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from experiments import registry
 from serving import models
@@ -319,23 +317,3 @@ class Shadow:
             "written_rows": self.stats.written_rows,
             "dropped_rows": self.stats.dropped_rows,
         }
-
-    def collector(self) -> Collector:
-        """The shadow's counters for the API's Prometheus registry."""
-        return _ShadowCounters(self.stats)
-
-
-class _ShadowCounters(Collector):
-    def __init__(self, stats: ShadowStats) -> None:
-        self.stats = stats
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        for name, doc in (
-            ("scored", "Rows the @challenger priced in the shadow of production."),
-            ("written", "Shadow rows stored in RAW shadow_predictions."),
-            ("dropped", "Sampled rows not shadowed: the shadow queue was full (or shut down)."),
-            ("failed", "Sampled rows the challenger failed to price."),
-        ):
-            yield CounterMetricFamily(
-                f"tasador_shadow_{name}_rows", doc, value=getattr(self.stats, f"{name}_rows")
-            )

@@ -23,8 +23,6 @@ from tasador.core.config import get_settings
 from tasador.core.db import DatabaseKind
 from tasador.core.errors import Conflict
 from tasador.core.process import prepare_process
-from tasador.loop import ingest
-from tasador.loop.status import alias_table, batches_table, gaps_text, models_table, status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,6 +53,8 @@ def collect_command(
     clean: Annotated[bool, typer.Option(help="Also clean the batch into CLEAN.")] = True,
 ) -> None:
     """Fetch the next batch of a group into RAW (and clean it into CLEAN)."""
+    from tasador.loop import ingest  # each command imports what it runs: fast start-up
+
     settings = resolved_settings(("raw", "clean"), mlflow=False)
     result = ingest.collect(settings, api_url, group, day)
     if result.outcome == "exhausted":
@@ -88,6 +88,8 @@ def recover_command(
     clean: Annotated[bool, typer.Option(help="Also clean the recovered batches.")] = True,
 ) -> None:
     """Fill skipped batch numbers: restart the group on the data API and replay its sequence."""
+    from tasador.loop import ingest
+
     settings = resolved_settings(("raw", "clean"), mlflow=False)
     result = ingest.recover(settings, group, day, api_url)
     if not result.stored and not result.still_missing:
@@ -111,6 +113,8 @@ def recover_command(
 @command("clean")
 def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> None:
     """Clean (again) one stored RAW batch into CLEAN."""
+    from tasador.loop import ingest
+
     report = ingest.clean(resolved_settings(("raw", "clean"), mlflow=False), batch)
     typer.echo(json.dumps(report.as_dict(), indent=2))
 
@@ -123,6 +127,8 @@ def status_command(
     models: Annotated[bool, typer.Option(help="Also list model versions (asks MLflow).")] = True,
 ) -> None:
     """Show batches (cleaning figures, decisions) and model versions."""
+    from tasador.loop.status import alias_table, batches_table, gaps_text, models_table, status
+
     databases: tuple[DatabaseKind, ...] = ("raw", "clean", "optuna") if models else ("raw", "clean")
     report = status(resolved_settings(databases, mlflow=models), models=models)
     if table:

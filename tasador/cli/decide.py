@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from tasador.cli.context import resolved_settings
-from tasador.loop.decide import decide_batch
 
 
 def decide_command(
@@ -21,6 +20,8 @@ def decide_command(
     ] = False,
 ) -> None:
     """Decide from evidence whether a cleaned batch calls for retraining, and say why."""
+    from tasador.loop.decide import decide_batch  # imported when used: MLflow, scikit-learn
+
     decision = decide_batch(resolved_settings(("clean",)), batch, force)
     typer.echo(f"batch {decision.batch_id}: {decision.verdict} (decision {decision.id})")
     typer.echo(decision.reason)

@@ -8,7 +8,6 @@ import typer
 
 from tasador.cli.context import resolved_settings
 from tasador.core.errors import BadInput
-from tasador.loop import provenance
 
 
 def lineage_command(
@@ -22,6 +21,8 @@ def lineage_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text.")] = False,
 ) -> None:
     """Print the chain request -> model version -> training run, study and decision -> batches."""
+    from tasador.loop import provenance  # imported when used: MLflow
+
     given = [
         name
         for name, value in (("--request", request), ("--version", version), ("--batch", batch))

@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from experiments.rollback import rollback
 from tasador.cli.context import resolved_settings
 
 
@@ -19,6 +18,8 @@ def rollback_command(
     ] = "rolled back by an operator (tasador rollback)",
 ) -> None:
     """Move the production alias back in one call, under the promotion lock, with an audit row."""
+    from experiments.rollback import rollback  # imported when used: MLflow, scikit-learn
+
     settings = resolved_settings(("clean",))
     move = rollback(settings, reason, to)
     typer.echo(

@@ -8,7 +8,6 @@ import typer
 
 from tasador.cli.context import resolved_settings
 from tasador.core import lineage
-from tasador.core.names import REPORT_FILE
 
 
 def search_command(
@@ -36,6 +35,7 @@ def search_command(
     # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
     from experiments import study as search
     from experiments.retrain import retrain
+    from tasador.core.names import REPORT_FILE  # numpy, through the metric's definition
 
     settings = resolved_settings(("raw", "clean", "optuna"))  # RAW: shadow rows (report, gate)
     log_file = settings.state_dir / "logs" / "search.log"

@@ -123,6 +123,11 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
             assert response.json()["model"]["version"] == second
             sent += 1
         answered_by = set(workers_serving(url, 20))
+        # Whichever worker answers the scrape, /metrics adds up both workers' requests.
+        scrapes = [
+            httpx.get(f"{url}/metrics", headers={"Connection": "close"}, timeout=10).text
+            for _ in range(6)
+        ]
     # The server has stopped: every worker flushed its log on the way out.
     with db.engine("raw", serving_settings).connect() as conn:
         table = raw_store.inference_requests
@@ -135,6 +140,21 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
     assert len(rows) == sent  # exactly once: none lost, none twice
     assert len({r.request_id for r in rows}) == sent
     assert {r.model_version for r in rows} == {second}
+    name = serving_settings.model_name
+    for text in scrapes:
+        assert f'tasador_requests_total{{endpoint="predict",status="200"}} {float(sent)}' in text
+        assert (
+            f'tasador_model_info{{alias="production",name="{name}",version="{second}"}} 1.0' in text
+        )
+        assert (
+            f'tasador_model_info{{alias="production",name="{name}",version="{first}"}} 0.0' in text
+        )
+        per_worker = [
+            line for line in text.splitlines() if line.startswith("tasador_model_version{")
+        ]
+        assert len(per_worker) == 2 and all(
+            line.endswith(f" {float(second)}") for line in per_worker
+        )
 
 
 def test_a_serving_worker_imports_no_search_training_or_airflow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -99,3 +100,22 @@ def test_db_upgrade_reports_each_database_and_can_be_repeated(settings):
         result = tasador(env, "db", "upgrade")
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == ["raw: at revision 0003", "clean: at revision 0003"]
+
+
+# What one command needs must not slow down every other: MLflow, scikit-learn and the training
+# code (imported by decide, lineage, rollback, search) cost the CLI's start-up ~15 s under load.
+HEAVY_FOR_EVERY_COMMAND = (
+    "airflow", "experiments", "mlflow", "numpy", "optuna", "pandas", "scipy", "serving", "shap",
+    "sklearn", "streamlit",
+)  # fmt: skip
+
+
+def test_the_cli_imports_each_command_s_heavy_modules_only_when_it_runs() -> None:
+    probe = "import json, sys, tasador.cli; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = {name.partition(".")[0] for name in json.loads(done.stdout.splitlines()[-1])}
+    assert "typer" in loaded  # it did import the CLI
+    assert not loaded & set(HEAVY_FOR_EVERY_COMMAND), sorted(loaded & set(HEAVY_FOR_EVERY_COMMAND))
