@@ -1,9 +1,11 @@
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from datasource.dirty import DirtyKnobs, corrupt
 from datasource.generator import generate_listings
@@ -148,3 +150,65 @@ def test_clean_rows_are_exactly_what_the_cleaning_rules_make(settings):
             "SELECT row_hash FROM listings ORDER BY batch_id, row_index"
         ).scalars()
         assert list(stored) == hashes.tolist()
+
+
+def _wait_for_a_blocked_cleaning(clean, statement: str) -> int:
+    """The backend id of the cleaning once it waits for a lock in ``statement``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with clean.connect() as conn:  # a new transaction: pg_stat_activity is read afresh
+            pid = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND starts_with(query, :statement)"
+                ),
+                {"statement": statement},
+            ).scalar()
+        if pid is not None:
+            return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no cleaning waited in {statement}")
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first cleaning", "re-cleaning"])
+def test_a_database_lost_mid_write_keeps_clean_as_it_was(settings, listings_csv, earlier):
+    """The cleaning's connection is killed inside its write transaction (first cleaning: while
+    it inserts its listings; re-cleaning: while it replaces the old ones). CLEAN keeps what it
+    had, and cleaning again stores the batch in full."""
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    batch = store(settings, sample_rows(listings_csv, 300))
+    before = clean_store.clean_batch(raw, clean, batch.id).report if earlier else None
+    listings_before = clean_store.load_listings(clean)
+    expected = clean_frame(raw_store.read_batch_rows(raw, batch.id))[0]
+    blocker = clean.connect()
+    transaction = blocker.begin()
+    if earlier:  # hold a lock on one old listing: the cleaning's DELETE waits for it
+        blocker.exec_driver_sql("SELECT 1 FROM listings LIMIT 1 FOR UPDATE")
+        statement = "DELETE FROM listings"
+    else:  # an uncommitted listing with the same content: the cleaning's INSERT waits for it
+        row_hash = int(row_hashes(expected)[0])
+        blocker.exec_driver_sql(
+            f"INSERT INTO listings (batch_id, row_index, row_hash, is_holdout, price) "
+            f"VALUES (999, 0, {row_hash}, false, 1)"
+        )
+        statement = "INSERT INTO listings"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        cleaning = pool.submit(clean_store.clean_batch, raw, clean, batch.id)
+        try:
+            pid = _wait_for_a_blocked_cleaning(clean, statement)
+            with clean.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+            with pytest.raises(sa.exc.DBAPIError):
+                cleaning.result(timeout=30)
+        finally:  # never leave the cleaning waiting
+            transaction.rollback()
+            blocker.close()
+
+    pd.testing.assert_frame_equal(clean_store.load_listings(clean), listings_before)
+    reports = clean_store.cleaning_reports(clean)
+    if before is None:
+        assert reports == {}
+    else:
+        assert reports[batch.id].report == before.as_dict()
+    again = clean_store.clean_batch(raw, clean, batch.id).report
+    assert again.rows_out == len(expected) == len(clean_store.load_listings(clean))
