@@ -150,7 +150,9 @@ def plan_run(scale: float) -> None:
             )
             env = {**os.environ, "TASADOR_STATE_DIR": str(folder)}
             log = folder / "datasource.log"
-            with services.running(command, f"{settings.data_api_url}/health", log, env=env) as api:
+            health = f"{settings.data_api_url}/health"
+            # A busy shared machine can take over a minute to start the data API.
+            with services.running(command, health, log, timeout_s=300, env=env) as api:
                 roots = (os.getpid(), api.pid)
                 with PeakMemory(roots, extra=lambda: [postmaster_pid(base.pg_dir)]) as memory:
                     rows = _collect_plan(settings, Path(os.environ["TASADOR_TIMINGS_FILE"]))

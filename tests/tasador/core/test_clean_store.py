@@ -1,12 +1,18 @@
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
+from datasource.dirty import DirtyKnobs, corrupt
+from datasource.generator import generate_listings
 from tasador.core import clean_store, db, raw_store
 from tasador.core.cleaning import clean_frame
 from tasador.core.columns import RAW_COLUMNS
+from tasador.core.holdout import is_holdout, row_hashes
 
 
 def sample_rows(listings_csv, n):
@@ -96,3 +102,113 @@ def test_two_cleanings_of_one_batch_at_once_both_record_the_right_counts(setting
 def clean_frame_rows(rows) -> int:
     frame = pd.DataFrame(rows, columns=list(RAW_COLUMNS), dtype=object)
     return clean_frame(frame)[1].rows_out
+
+
+# Rows the generator does not make: text the old CSV path had to quote, non-ASCII, odd numbers,
+# a literal \N (the old CSV path's NULL marker, which it stored as NULL), NULL everywhere else.
+ODD_ROWS = [
+    tuple(v or None for v in row.split("|"))
+    for row in (
+        '101.0|sold|250000.0|3.0|2.0|0.1|77.0|Coeur d"Alene, "N"|Idaho|83814.0|1200.0|1999-12-31',
+        "102.0|For Sale|1e6|inf|-0.0|1e-300|78.0|São Paulo\tnorte|Pará|1.0|99999.0|2000-01-01",
+        "||350000|||||\\N||||",
+        "103|ready_to_build| 420000 |4|3|0.5|79|Line\nbreak|Ohio|99999|2500|1900-01-01",
+    )
+]
+
+
+def test_clean_rows_are_exactly_what_the_cleaning_rules_make(settings):
+    """A dirty generated batch goes through RAW and CLEAN: every stored value, NULL, hash and
+    holdout flag is the one the rules give on the same rows, and so is the report."""
+    knobs = DirtyKnobs(
+        missing_rate=0.05, duplicate_rate=0.05, impossible_rate=0.05, wrong_type_rate=0.05
+    )
+    generated = corrupt(generate_listings(3000, seed=5), knobs, np.random.default_rng(5))
+    rows = [
+        tuple(None if pd.isna(v) else v for v in r) for r in generated.itertuples(index=False)
+    ] + ODD_ROWS
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    batch = store(settings, rows)
+    report = clean_store.clean_batch(raw, clean, batch.id).report
+
+    # RAW keeps each value as its text, as psycopg writes it.
+    as_text = [tuple(None if v is None else str(v) for v in r) for r in rows]
+    want, want_report = clean_frame(pd.DataFrame(as_text, columns=list(RAW_COLUMNS), dtype=object))
+    hashes = row_hashes(want)
+    assert report.as_dict() == {
+        **want_report.as_dict(),
+        "dropped": {**want_report.dropped, "duplicate_of_earlier_batch": 0},
+    }
+    assert sum(report.dropped.values()) > 0 and sum(report.fixed.values()) > 0  # it was dirty
+
+    got = clean_store.load_listings(clean, [batch.id])
+    want = want.assign(batch_id=batch.id, row_index=want.index, is_holdout=is_holdout(hashes))
+    want = want.loc[:, list(got.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    with clean.connect() as conn:
+        stored = conn.exec_driver_sql(
+            "SELECT row_hash FROM listings ORDER BY batch_id, row_index"
+        ).scalars()
+        assert list(stored) == hashes.tolist()
+
+
+def _wait_for_a_blocked_cleaning(clean, statement: str) -> int:
+    """The backend id of the cleaning once it waits for a lock in ``statement``."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with clean.connect() as conn:  # a new transaction: pg_stat_activity is read afresh
+            pid = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND starts_with(query, :statement)"
+                ),
+                {"statement": statement},
+            ).scalar()
+        if pid is not None:
+            return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"no cleaning waited in {statement}")
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first cleaning", "re-cleaning"])
+def test_a_database_lost_mid_write_keeps_clean_as_it_was(settings, listings_csv, earlier):
+    """The cleaning's connection is killed inside its write transaction (first cleaning: while
+    it inserts its listings; re-cleaning: while it replaces the old ones). CLEAN keeps what it
+    had, and cleaning again stores the batch in full."""
+    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    batch = store(settings, sample_rows(listings_csv, 300))
+    before = clean_store.clean_batch(raw, clean, batch.id).report if earlier else None
+    listings_before = clean_store.load_listings(clean)
+    expected = clean_frame(raw_store.read_batch_rows(raw, batch.id))[0]
+    blocker = clean.connect()
+    transaction = blocker.begin()
+    if earlier:  # hold a lock on one old listing: the cleaning's DELETE waits for it
+        blocker.exec_driver_sql("SELECT 1 FROM listings LIMIT 1 FOR UPDATE")
+        statement = "DELETE FROM listings"
+    else:  # an uncommitted listing with the same content: the cleaning's INSERT waits for it
+        row_hash = int(row_hashes(expected)[0])
+        blocker.exec_driver_sql(
+            f"INSERT INTO listings (batch_id, row_index, row_hash, is_holdout, price) "
+            f"VALUES (999, 0, {row_hash}, false, 1)"
+        )
+        statement = "INSERT INTO listings"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        cleaning = pool.submit(clean_store.clean_batch, raw, clean, batch.id)
+        try:
+            pid = _wait_for_a_blocked_cleaning(clean, statement)
+            with clean.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+            with pytest.raises(sa.exc.DBAPIError):
+                cleaning.result(timeout=30)
+        finally:  # never leave the cleaning waiting
+            transaction.rollback()
+            blocker.close()
+
+    pd.testing.assert_frame_equal(clean_store.load_listings(clean), listings_before)
+    reports = clean_store.cleaning_reports(clean)
+    if before is None:
+        assert reports == {}
+    else:
+        assert reports[batch.id].report == before.as_dict()
+    again = clean_store.clean_batch(raw, clean, batch.id).report
+    assert again.rows_out == len(expected) == len(clean_store.load_listings(clean))

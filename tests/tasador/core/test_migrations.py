@@ -18,7 +18,7 @@ from tasador.core import db, migrations
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MakeDatabase = Callable[[str], str]
-HEAD: dict[migrations.Database, str] = {"raw": "0004", "clean": "0003"}
+HEAD: dict[migrations.Database, str] = {"raw": "0004", "clean": "0004"}
 
 
 def old_database(make_database: MakeDatabase, database: migrations.Database) -> str:
@@ -246,3 +246,11 @@ def test_clean_0003_turns_past_promotions_into_the_alias_history(
             "SELECT version, previous_version, cause, reason FROM alias_moves"
         ).all()
     assert [tuple(m) for m in moves] == [(1, None, "promotion", "first.")]
+
+
+def test_an_old_clean_database_loses_the_listings_foreign_key(make_database: MakeDatabase) -> None:
+    url = old_database(make_database, "clean")
+    fill_clean(url)
+    migrations.upgrade(url, "clean")
+    assert sa.inspect(db.engine_for(url)).get_foreign_keys("listings") == []
+    assert scalar(url, "SELECT city FROM listings WHERE batch_id = 1") == "Ames"
