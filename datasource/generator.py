@@ -3,7 +3,8 @@
 Each listing draws a status, a "kind" (which structural features it has: a house, a condo
 without lot, a plot of land, ...), a state, a city of that state and one of the city's zip
 codes; then features from the kind's distributions and a log-normal price from location,
-features, status and kind. Values come out as the Kaggle CSV has them (ids and zip codes as
+features, status and kind (house size paying differently by state, lot size mattering more for
+land, noise by kind with heavy tails). Values come out as the Kaggle CSV has them (ids and zip codes as
 floats, dates as ``YYYY-MM-DD`` text, missing as NaN).
 """
 
@@ -199,10 +200,18 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
         + world.zip_effect[zip_idx]
         + np.array([price["status"][s] for s in STATUSES])[status]
         + world.kind_offset[kind]
-        + rng.normal(0, price["noise_sd"] if knobs.noise_sd is None else knobs.noise_sd, n)
+        + _noise(world, kind, rng, knobs.noise_sd)
     )
     for name, (values, absent) in terms.items():
         log_price += np.where(absent, 0.0, price["betas"][name] * (values - price["centre"][name]))
+    # Non-linear parts: house size pays differently by state; a lot's size matters far more for
+    # land (no house) than for a house.
+    size, no_size = terms["log_size"]
+    own_slope = world.state_size_slope[state] * (size - price["centre"]["log_size"])
+    log_price += np.where(no_size, 0.0, own_slope)
+    acre, no_acre = terms["log_acre"]
+    land_acre = price["acre_unbuilt"] * (acre - price["centre"]["log_acre"])
+    log_price += np.where(no_size & ~no_acre, land_acre, 0.0)
     raw_price = np.exp(log_price) * knobs.price_multiplier
     # Asking prices are round numbers: to $100 below a million, to $1,000 above.
     step = np.where(raw_price < 1e6, 100.0, 1000.0)
@@ -229,6 +238,18 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
         for column, rate in world.loose_missing.items():
             frame.loc[rng.random(n) < rate, column] = np.nan
     return frame
+
+
+def _noise(
+    world: World, kind: np.ndarray, rng: np.random.Generator, noise_sd: float | None
+) -> np.ndarray:
+    """Log-price noise: its sd by kind (land is far noisier than houses), or ``noise_sd`` for
+    every row; Student-t (unit variance) when the calibration found heavy tails."""
+    sd = world.kind_noise_sd[kind] if noise_sd is None else np.full(len(kind), noise_sd)
+    df = world.price.get("noise_df")
+    if df is None:
+        return sd * rng.standard_normal(len(kind))
+    return sd * rng.standard_t(df, len(kind)) * math.sqrt((df - 2) / df)
 
 
 def _prev_sold_dates(

@@ -29,6 +29,7 @@ class World:
     states: tuple[str, ...]
     state_weight: np.ndarray  # (S,) relative frequency
     state_effect: np.ndarray  # (S,) log-price effect
+    state_size_slope: np.ndarray  # (S,) the state's own log-size slope, beyond the common one
     # Cities of all states in one array. city_cum[c] = state index + cumulative share of the
     # city within its state, so searchsorted(city_cum, state + u) draws a city of that state.
     city_cum: np.ndarray
@@ -45,6 +46,7 @@ class World:
     kinds: tuple[str, ...]
     kind_missing: np.ndarray  # (K, 4) bool, columns of STRUCTURE
     kind_offset: np.ndarray  # (K,) log-price offset
+    kind_noise_sd: np.ndarray  # (K,) sd of the listing's log-price noise
     kind_log_size: np.ndarray  # (K, 2) mean, sd
     kind_log_acre: np.ndarray  # (K, 2) mean, sd
     price: dict[str, Any]
@@ -97,6 +99,7 @@ def load_world() -> World:
         states=states,
         state_weight=np.array([figures["states"][s]["weight"] for s in states], dtype=float),
         state_effect=np.array([figures["states"][s]["effect"] for s in states], dtype=float),
+        state_size_slope=np.array([figures["states"][s]["size_slope"] for s in states]),
         city_cum=np.array(cum),
         city_name=np.array(names, dtype=object),
         city_effect=np.array(effects),
@@ -113,6 +116,7 @@ def load_world() -> World:
             [[c in figures["kinds"][k]["missing"] for c in STRUCTURE] for k in kinds]
         ),
         kind_offset=np.array([figures["kinds"][k]["price_offset"] for k in kinds]),
+        kind_noise_sd=np.array([figures["kinds"][k]["noise_sd"] for k in kinds]),
         kind_log_size=np.array([figures["kinds"][k]["log_size"] for k in kinds]),
         kind_log_acre=np.array([figures["kinds"][k]["log_acre"] for k in kinds]),
         price=figures["price"],
