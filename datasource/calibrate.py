@@ -55,6 +55,8 @@ SYNTHETIC_ZIPS_PER_CITY = 2
 # pseudo-row penalty on the per-state deviations, about sigma^2 / tau^2 measured on the sample's
 # houses (slopes from 0.56 to 1.45 across the 21 states with 40+ houses; within-state sd ~0.45).
 SIZE_SLOPE_PENALTY = 5.0
+# Candidate caps of the bedroom and bathroom counts' price effect (12: no cap in practice).
+ROOM_CAPS = (3, 4, 5, 6, 8, 12)
 # Columns whose missingness is independent of the kind, with their own rates.
 LOOSE_MISSING = ("brokered_by", "street", "city", "price")
 
@@ -72,9 +74,24 @@ def _shrunk_means(values: pd.Series, keys: pd.Series, k: float) -> pd.DataFrame:
 
 
 def _fit_price(complete: pd.DataFrame) -> dict[str, Any]:
-    """Log price on centred features, status and ridge-shrunk state effects (complete rows)."""
+    """The price fit with the bedroom and bathroom caps that explain the sample best.
+
+    Past a few rooms more rooms stop adding to the price (large multi-unit buildings list
+    dozens of bathrooms), so their effect saturates at a cap chosen here by least squares.
+    """
+    fits = [
+        _fit_price_capped(complete, {"bed": bed, "bath": bath})
+        for bed in ROOM_CAPS
+        for bath in ROOM_CAPS
+    ]
+    return min(fits, key=lambda fit: fit["sse"])
+
+
+def _fit_price_capped(complete: pd.DataFrame, caps: dict[str, float]) -> dict[str, Any]:
+    """Log price on centred features, status and ridge-shrunk state effects (complete rows),
+    with each state's own size slope."""
     y = np.log(complete["price"].to_numpy())
-    feats = _features(complete)
+    feats = _features(complete, caps)
     centre = feats.mean()
     X = (feats - centre).to_numpy()
     status = pd.get_dummies(complete["status"]).reindex(columns=list(STATUSES), fill_value=0)
@@ -99,6 +116,8 @@ def _fit_price(complete: pd.DataFrame) -> dict[str, Any]:
     slopes = coef[n_fixed + n_states :]
     seen = dummies.sum(axis=0) > 0
     return {
+        "caps": caps,
+        "sse": float(resid @ resid),
         "size_slope": dict(zip(US_STATES, slopes, strict=True)),
         # spread of the slopes of states seen, for those not seen (drawn once in _states)
         "size_slope_sd": float(slopes[seen].std()),
@@ -112,12 +131,14 @@ def _fit_price(complete: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _features(frame: pd.DataFrame) -> pd.DataFrame:
+def _features(frame: pd.DataFrame, caps: dict[str, float] | None = None) -> pd.DataFrame:
+    """The price model's features; bedrooms and bathrooms count up to their ``caps``."""
+    caps = caps or {"bed": 12, "bath": 12}
     return pd.DataFrame(
         {
             "log_size": np.log(frame["house_size"].clip(lower=100)),
-            "bed": frame["bed"].clip(upper=12),
-            "bath": frame["bath"].clip(upper=12),
+            "bed": frame["bed"].clip(upper=caps["bed"]),
+            "bath": frame["bath"].clip(upper=caps["bath"]),
             "log_acre": np.log(frame["acre_lot"].clip(lower=0.01)),
         }
     )
@@ -126,7 +147,7 @@ def _features(frame: pd.DataFrame) -> pd.DataFrame:
 def _feature_terms(frame: pd.DataFrame, price: dict[str, Any]) -> np.ndarray:
     """Sum of centred feature effects (with the state's own size slope); a missing feature
     contributes nothing."""
-    feats = _features(frame)
+    feats = _features(frame, price["caps"])
     total = np.zeros(len(frame))
     for name, beta in price["betas"].items():
         total += (beta * (feats[name] - price["centre"][name])).fillna(0).to_numpy()
@@ -170,6 +191,9 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     acre_unbuilt = _acre_unbuilt(priced, price)
     unbuilt_acre = _features(priced)["log_acre"].where(priced["house_size"].isna())
     priced["resid"] -= (acre_unbuilt * (unbuilt_acre - price["centre"]["log_acre"])).fillna(0)
+    unbuilt_location = _unbuilt_location(priced, price)
+    unbuilt_state = priced["state"].map(price["state"]).where(priced["house_size"].isna())
+    priced["resid"] -= ((unbuilt_location - 1) * unbuilt_state).fillna(0)
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
     priced["resid"] -= priced["kind"].map(kind_stats["mean"])
     city_stats, tau2, sigma2 = _city_effects(priced.dropna(subset=["city", *STRUCTURE]))
@@ -179,7 +203,7 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     )
     kind_stats.loc["0000", "noise_sd"] = noise_sd
 
-    feats = _features(complete)
+    feats = _features(complete)  # uncapped: how many rooms a house of a size has
     bed = complete["bed"].clip(upper=12)
     return {
         "source": f"{len(sample)} rows of the realtor CSV; figures only",
@@ -195,6 +219,8 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
             "noise_df": _tail_df(price["kurtosis"], price["resid_var"], noise_sd**2),
             "acre_unbuilt": round(acre_unbuilt, 4),
             "size_slope_sd": round(price["size_slope_sd"], 4),
+            "room_caps": price["caps"],
+            "unbuilt_location": round(unbuilt_location, 4),
         },
         "bed_on_log_size": _linear(bed, feats[["log_size"]]),
         "bath_on_bed_log_size": _linear(
@@ -220,6 +246,18 @@ def _acre_unbuilt(priced: pd.DataFrame, price: dict[str, Any]) -> float:
     x = _features(rows)["log_acre"] - price["centre"]["log_acre"]
     r = rows["resid"] - rows["resid"].mean()
     return float((x - x.mean()) @ r / ((x - x.mean()) ** 2).sum())
+
+
+def _unbuilt_location(priced: pd.DataFrame, price: dict[str, Any]) -> float:
+    """How much of a state's price level a listing without a house carries (1: all of it):
+    land prices vary less from state to state than house prices do."""
+    rows = priced[priced["house_size"].isna()]
+    if len(rows) < MIN_KIND_ROWS:
+        return 1.0
+    x = rows["state"].map(price["state"]).to_numpy()
+    x = x - x.mean()
+    r = (rows["resid"] - rows["resid"].mean()).to_numpy()
+    return float(np.clip(1 + x @ r / (x @ x), 0.0, 1.5))
 
 
 def _tail_df(kurtosis: float, total_var: float, noise_var: float) -> float | None:

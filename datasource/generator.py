@@ -187,17 +187,19 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
 
     price = world.price
     missing = world.kind_missing[kind]  # (n, 4) in STRUCTURE order: bed, bath, acre, size
+    caps = price["room_caps"]
     terms = {
-        "bed": (bed, missing[:, 0]),
-        "bath": (bath, missing[:, 1]),
+        "bed": (np.minimum(bed, caps["bed"]), missing[:, 0]),
+        "bath": (np.minimum(bath, caps["bath"]), missing[:, 1]),
         "log_acre": (np.log(acre_lot), missing[:, 2]),
         "log_size": (np.log(house_size), missing[:, 3]),
     }
+    location = world.state_effect[state] + world.city_effect[city] + world.zip_effect[zip_idx]
+    # Land (no house) carries only part of its location's price level.
+    location *= np.where(missing[:, 3], price["unbuilt_location"], 1.0)
     log_price = (
         price["intercept"]
-        + world.state_effect[state]
-        + world.city_effect[city]
-        + world.zip_effect[zip_idx]
+        + location
         + np.array([price["status"][s] for s in STATUSES])[status]
         + world.kind_offset[kind]
         + _noise(world, kind, rng, knobs.noise_sd)
