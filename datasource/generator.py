@@ -2,10 +2,12 @@
 
 Each listing draws a status, a "kind" (which structural features it has: a house, a condo
 without lot, a plot of land, ...), a state, a city of that state and one of the city's zip
-codes; then features from the kind's distributions and a log-normal price from location,
-features, status and kind (house size paying differently by state, lot size mattering more for
-land, noise by kind with heavy tails). Values come out as the Kaggle CSV has them (ids and zip codes as
-floats, dates as ``YYYY-MM-DD`` text, missing as NaN).
+codes; then features from the kind's distributions and a log price from location, features,
+status and kind, with the sample's non-linear parts: house size pays differently by state, room
+counts stop adding past a cap, lot size matters more for land, which carries only part of its
+location's price level, and the noise depends on the kind, with heavy tails. Values come out as
+the Kaggle CSV has them (ids and zip codes as floats, dates as ``YYYY-MM-DD`` text, missing as
+NaN).
 """
 
 from __future__ import annotations
