@@ -58,10 +58,11 @@ def waterfall(explanation: dict[str, Any], top: int = 8) -> Figure:
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
     ax.set_yticks(range(len(rows)), [label for label, _ in rows])
     ax.invert_yaxis()
-    ax.set_xlabel(
+    label = (
         f"price: base {dollars(explanation['base_price'])} (dotted) -> "
         f"prediction {dollars(explanation['prediction'])} (dashed)"
     )
+    ax.set_xlabel(label.replace("$", r"\$"))  # two "$" would start matplotlib's math mode
     ax.set_title("Why this price (SHAP): what each field multiplies the price by", fontsize=10)
     fig.tight_layout()
     return fig

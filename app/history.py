@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import registry
+from experiments.report import STUDY_DIR, STUDY_FIGURES
 from tasador.core.config import Settings
 from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
 from tasador.core.records import VersionStatus
@@ -64,6 +65,17 @@ def shap_change(settings: Settings, run_id: str) -> ShapChange | None:
             else None
         )
     return ShapChange(table, png, sentence)
+
+
+def study_pictures(settings: Settings, run_id: str) -> dict[str, bytes]:
+    """The study's pictures logged on ``run_id`` (experiments.report), by file name; {} when
+    the run has none (versions trained before they were drawn)."""
+    client = registry.connect(settings)
+    if not any(f.path == STUDY_DIR for f in client.list_artifacts(run_id)):
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(client.download_artifacts(run_id, STUDY_DIR, folder))
+        return {n: (local / n).read_bytes() for n in STUDY_FIGURES if (local / n).exists()}
 
 
 def study_url(settings: Settings) -> str | None:

@@ -1,4 +1,4 @@
-"""The Streamlit app (`tasador ui`): Predict, Models and Data pages."""
+"""The Streamlit app (`tasador ui`): Predict, Models, Leaderboard and Data pages."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ st.navigation(
     [
         st.Page(VIEWS / "predict.py", title="Predict", default=True),
         st.Page(VIEWS / "models.py", title="Models"),
+        st.Page(VIEWS / "leaderboard.py", title="Leaderboard"),
         st.Page(VIEWS / "data.py", title="Data"),
     ]
 ).run()

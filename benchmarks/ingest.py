@@ -1,9 +1,16 @@
-"""Bulk load speed: the RAW store's COPY path vs pandas.DataFrame.to_sql, same rows, same database.
+"""Bulk load speed: the RAW store's COPY path vs pandas.DataFrame.to_sql, same rows, same database;
+and, with --scale, the whole ingest side of the course plan served by the data API.
 
     uv run python benchmarks/ingest.py [--rows 200000] [--repeat 3] [--db-url postgresql://...]
         [--clean-db-url postgresql://...]
+    uv run python benchmarks/ingest.py --scale 1.0
 
-Without --db-url it uses a throwaway database of the embedded PostgreSQL.
+Without --db-url it uses a throwaway database of the embedded PostgreSQL. With --scale it starts
+the data API (`tasador datasource`) on the course plan at that scale and, batch by batch,
+collects (fetch, parse, RAW), cleans and decides in this process, as the ingestion DAG's tasks
+do, and prints each step's wall time, CPU time and peak memory (tasador.core.timings) and the
+peak memory of every process involved. No model is trained, so each batch is judged against the
+first (the baseline): the statistics, without the model check (benchmarks/decide.py times that).
 """
 
 from __future__ import annotations
@@ -12,17 +19,23 @@ import argparse
 import hashlib
 import os
 import statistics
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import psycopg
+from measure import PeakMemory, load_note, postmaster_pid, table
 from psycopg import sql
+from pydantic import SecretStr
 
 from datasource.generator import generate_listings
 from tasador import startup
-from tasador.core import clean_store, db, migrations, raw_store
-from tasador.core.config import Settings
+from tasador.core import clean_store, db, migrations, raw_store, services, timings
+from tasador.core.config import Settings, get_settings
+from tasador.core.process import prepare_process
+from tasador.loop import decide, ingest
 
 
 def throwaway_database(settings: Settings) -> str:
@@ -36,7 +49,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each path (median)")
     parser.add_argument("--db-url", help="a RAW database to write into (default: a throwaway one)")
     parser.add_argument("--clean-db-url", help="a CLEAN database (default: a throwaway one)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        help="instead: collect, clean and decide every batch of the course plan at this scale",
+    )
     args = parser.parse_args()
+    if args.scale is not None:
+        plan_run(args.scale)
+        return
 
     settings = Settings()
     already_running = (settings.pg_dir / "postmaster.pid").exists()
@@ -99,5 +120,95 @@ def main() -> None:
             startup.stop(settings.pg_dir)
 
 
+INGEST_STEPS = ("fetch", "parse", "raw", "clean")
+
+
+def plan_run(scale: float) -> None:
+    """Collect, clean and decide each batch of the course plan from a local data API."""
+    base = Settings()
+    already_running = (base.pg_dir / "postmaster.pid").exists()
+    names = [f"bench_plan_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("raw", "clean")]
+    with tempfile.TemporaryDirectory(prefix="tasador-ingest-") as tmp:
+        folder = Path(tmp)
+        os.environ["TASADOR_TIMINGS_FILE"] = str(folder / "timings.jsonl")
+        get_settings.cache_clear()  # the steps read the setting through get_settings()
+        port = services.free_port()
+        settings = base.model_copy(
+            update={
+                "state_dir": folder,
+                "raw_db_url": SecretStr(startup.database_url(base.pg_dir, names[0])),
+                "clean_db_url": SecretStr(startup.database_url(base.pg_dir, names[1])),
+                "mlflow_tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+                "data_api_url": f"http://127.0.0.1:{port}",
+            }
+        )
+        try:
+            for database in ("raw", "clean"):
+                migrations.upgrade(db.database_url(database, settings), database)
+            command = services.tasador_command(
+                "datasource", "--port", str(port), "--scale", str(scale)
+            )
+            env = {**os.environ, "TASADOR_STATE_DIR": str(folder)}
+            log = folder / "datasource.log"
+            with services.running(command, f"{settings.data_api_url}/health", log, env=env) as api:
+                roots = (os.getpid(), api.pid)
+                with PeakMemory(roots, extra=lambda: [postmaster_pid(base.pg_dir)]) as memory:
+                    rows = _collect_plan(settings, Path(os.environ["TASADOR_TIMINGS_FILE"]))
+        finally:
+            for engine_ in (db.engine("raw", settings), db.engine("clean", settings)):
+                engine_.dispose()
+            _drop_databases(base, names)
+            if not already_running:  # leave nothing running that this benchmark started
+                startup.stop(base.pg_dir)
+    print(f"\ncourse plan at scale {scale}: ingest side, batch by batch ({load_note()})")
+    print(table(rows))
+    print("\npeak resident memory per process (MB):")
+    for mb, pid, label in memory.largest():
+        print(f"  {mb:>8,.0f}  {pid:>7}  {label}")
+
+
+def _collect_plan(settings: Settings, timings_path: Path) -> list[list[str]]:
+    header = ["batch", "rows", "clean", "cumul. clean"]
+    header += [f"{s} s" for s in INGEST_STEPS] + ["collect+clean s", "decide s", "CPU s", "peak MB"]
+    rows, cumulative, seen = [header], 0, 0
+    while True:
+        started = time.perf_counter()
+        collected = ingest.collect(settings)
+        if collected.batch_id is None:
+            break
+        report = ingest.clean(settings, collected.batch_id)
+        front = time.perf_counter() - started
+        decision = decide.decide_batch(settings, collected.batch_id)
+        records = timings.read(timings_path)[seen:]
+        seen += len(records)
+        by_step = {r["step"]: r for r in records}
+        cumulative += report.rows_out
+        cpu = sum(by_step[s]["cpu_s"] for s in (*INGEST_STEPS, "decide") if s in by_step)
+        rows.append(
+            [
+                str(collected.batch_number),
+                f"{collected.row_count:,}",
+                f"{report.rows_out:,}",
+                f"{cumulative:,}",
+                *(f"{by_step[s]['wall_s']:.2f}" if s in by_step else "-" for s in INGEST_STEPS),
+                f"{front:.2f}",
+                f"{by_step['decide']['wall_s']:.2f}" if "decide" in by_step else "-",
+                f"{cpu:.2f}",
+                f"{max(r['peak_rss_mb'] for r in records):,.0f}",
+            ]
+        )
+        print(f"  batch {collected.batch_number}: {decision.verdict} ({front:.1f}s)", flush=True)
+    return rows
+
+
+def _drop_databases(settings: Settings, names: list[str]) -> None:
+    with psycopg.connect(startup.server_url(settings.pg_dir), autocommit=True) as conn:
+        for name in names:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 if __name__ == "__main__":
+    prepare_process()  # a benchmark is an entry point, like the `tasador` command
     main()

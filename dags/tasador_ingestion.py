@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -17,7 +16,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 # the steps pull in pandas, MLflow and the model libraries.
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI
+from tasador.loop.dag_defaults import RETRAIN_ASSET_URI, dag_args
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
 prepare_process()  # this file is the entry point of every task process that runs it
@@ -26,11 +25,7 @@ prepare_process()  # this file is the entry point of every task process that run
 @dag(
     dag_id="tasador_ingestion",
     schedule=get_settings().ingest_schedule,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["tasador"],
+    **dag_args(),
     params={
         "batch_id": Param(
             None,

@@ -13,14 +13,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 # Tasks import the loop's steps when they run: the DAG processor parses this file often, and
 # the steps pull in pandas, MLflow and the model libraries.
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import DEFAULT_ARGS, RETRAIN_ASSET_URI
+from tasador.loop.dag_defaults import (
+    RETRAIN_ASSET_URI,
+    SEARCH_POOL,
+    SEARCH_QUEUE,
+    dag_args,
+)
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
 prepare_process()  # this file is the entry point of every task process that runs it
@@ -29,11 +33,7 @@ prepare_process()  # this file is the entry point of every task process that run
 @dag(
     dag_id="tasador_training",
     schedule=[RETRAIN],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=["tasador"],
+    **dag_args(),
     params={
         "decision_id": Param(
             None,
@@ -57,7 +57,7 @@ prepare_process()  # this file is the entry point of every task process that run
             None,
             type=["null", "number"],
             exclusiveMinimum=0,
-            description="Wall-clock limit of each worker.",
+            description="Wall-clock budget of the search (default: settings).",
         ),
     },
 )
@@ -84,16 +84,25 @@ def tasador_training() -> None:
     def worker_ids(planned: dict[str, Any]) -> list[int]:
         return list(planned["workers"])
 
-    @task(execution_timeout=timedelta(hours=2))
+    @task(
+        execution_timeout=timedelta(hours=2),
+        pool=SEARCH_POOL,
+        queue=SEARCH_QUEUE,
+        map_index_template="worker {{ worker_label }}",  # the mapped instance's name in the UI
+    )
     def search(worker: int, planned: dict[str, Any], params: dict[str, Any] | None = None) -> int:
+        from airflow.sdk import get_current_context
+
         from experiments.study import run_worker
 
         assert params is not None  # Airflow injects the run's params
+        get_current_context()["worker_label"] = str(worker)  # type: ignore[typeddict-unknown-key]
         finished = run_worker(planned["study_name"], get_settings(), timeout_s=params["timeout_s"])
         print(f"worker {worker} finished {finished} trials of {planned['study_name']}")
         return finished
 
-    @task
+    # Once every worker is done, if at least one succeeded: the study holds its trials either way.
+    @task(trigger_rule="all_done_min_one_success")
     def champion_challenger(planned: dict[str, Any], finished: list[int]) -> dict[str, Any]:
         from experiments.champion import finish_study
 

@@ -2,20 +2,23 @@
 # Smoke test of the compose stack on a machine with Docker (CI runs it on the just-built images):
 #   1. the secrets guard refuses the placeholders of .env.example;
 #   2. with generated secrets the whole stack starts and every healthcheck passes;
-#   3. one pass of the loop: data API -> one ingestion DAG run (its retrain decision schedules
-#      the training DAG) -> a prediction from the model it promoted.
+#   3. one pass of the loop: data API -> one ingestion DAG run (collect, clean, decide) -> the
+#      training DAG run its retrain decision schedules (a tiny search, champion/challenger,
+#      promotion) -> a prediction from the promoted model -> the UI's page answering.
 # The images ${DOCKERHUB_NAMESPACE}/tasador-*:${TAG} must be present locally or pullable.
 # Knobs: SMOKE_INGEST_DAG (tasador_ingestion), SMOKE_TIMEOUT_S (1800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 INGEST_DAG="${SMOKE_INGEST_DAG:-tasador_ingestion}"
+TRAIN_DAG=tasador_training
 TIMEOUT_S="${SMOKE_TIMEOUT_S:-1800}"
 SERVING="http://127.0.0.1:8000"
+UI="http://127.0.0.1:8501"
 ENV_FILE="$(mktemp)"
 export COMPOSE_PROJECT_NAME=tasador-smoke
 # A small, fast first pass (the variables reach the services through docker-compose.yml).
-export PUBLISH_ADDRESS=127.0.0.1 SERVING_PORT=8000
+export PUBLISH_ADDRESS=127.0.0.1 SERVING_PORT=8000 UI_PORT=8501
 export TASADOR_DATASOURCE_SCALE=0.001 TASADOR_SEARCH_TRIALS=4 TASADOR_SEARCH_WORKERS=2
 export TASADOR_SEARCH_SAMPLE_ROWS=2000 TASADOR_SEARCH_CV_FOLDS=2 TASADOR_SHAP_SAMPLE_ROWS=50
 
@@ -48,11 +51,33 @@ wait_for() {
   done
 }
 
+# The state of a DAG's run: a given run id, or the newest run when none is given.
 run_state() {
-  airflow dags list-runs "$INGEST_DAG" -o json 2>/dev/null | python3 -c '
+  airflow dags list-runs "$1" -o json 2>/dev/null | python3 -c '
 import json, sys
 runs = json.loads(sys.stdin.read() or "[]")
-print(next((r["state"] for r in runs if r["run_id"] == sys.argv[1]), "missing"))' "$1"
+wanted = [r for r in runs if len(sys.argv) < 2 or r["run_id"] == sys.argv[1]]
+print(wanted[0]["state"] if wanted else "missing")' "${@:2}"
+}
+
+has_run() { [ "$(run_state "$1")" != missing ]; }
+
+# Waits until a DAG run succeeds; fails when it fails or after TIMEOUT_S.
+wait_for_run() {
+  local deadline=$((SECONDS + TIMEOUT_S)) state
+  while true; do
+    state=$(run_state "$@")
+    echo "$1 ${2:-newest run}: ${state}"
+    case "$state" in
+      success) return 0 ;;
+      failed) return 1 ;;
+    esac
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "timed out waiting for the run of $1" >&2
+      return 1
+    fi
+    sleep 15
+  done
 }
 
 log "the placeholders of .env.example are refused"
@@ -85,20 +110,11 @@ wait_for "the DAG processor to register ${INGEST_DAG}" airflow dags details "$IN
 airflow dags unpause --treat-dag-id-as-regex --yes '.*'
 run_id="smoke-$(date +%s)"
 airflow dags trigger "$INGEST_DAG" --run-id "$run_id"
-deadline=$((SECONDS + TIMEOUT_S))
-while true; do
-  state=$(run_state "$run_id")
-  echo "run ${run_id}: ${state}"
-  case "$state" in
-    success) break ;;
-    failed) exit 1 ;;
-  esac
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "timed out waiting for the DAG run" >&2
-    exit 1
-  fi
-  sleep 15
-done
+wait_for_run "$INGEST_DAG" "$run_id"
+
+log "the training run its retrain decision scheduled"
+wait_for "the retrain Asset to schedule ${TRAIN_DAG}" has_run "$TRAIN_DAG"
+wait_for_run "$TRAIN_DAG"
 
 log "a prediction from the promoted model"
 wait_for "the serving API to load the production model" curl -fsS "${SERVING}/ready"
@@ -107,4 +123,8 @@ curl -fsS -X POST "${SERVING}/predict" -H 'content-type: application/json' -d '{
   "street": 1758218.0, "city": "Austin", "state": "Texas", "zip_code": "78745",
   "house_size": 1650, "prev_sold_date": "2016-05-20"}'
 echo
+
+log "the UI answers"
+curl -fsS "${UI}/_stcore/health"
+curl -fsS "${UI}/" | grep -qi streamlit
 log "smoke test passed"

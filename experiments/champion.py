@@ -2,8 +2,9 @@
 
 :func:`finish_study` runs once per study, after the workers:
 
-1. Refit the best trial's configuration on every training row of the study's batches (the
-   trials may have seen a subset) in a ``refit`` run nested under the study's parent run, and
+1. Refit the best trial's configuration on the training rows of the study's batches (all of
+   them up to ``refit_sample_rows``, a reproducible sample beyond; the trials may have seen
+   fewer) in a ``refit`` run nested under the study's parent run, and
    register it as a new version of ``settings.model_name`` with its signature, an input example
    and the lineage tags (batch ids, data hash, study, retrain decision and reason).
 2. Score it and the current ``@production`` version on the same shared holdout rows (the
@@ -27,6 +28,7 @@ Re-running it for the same study reuses the registered version and the stored de
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import tempfile
@@ -40,11 +42,21 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments import data, explain, promotions, registry, report, runs, spaces
+from experiments import (
+    data,
+    explain,
+    family_scores,
+    leaderboard,
+    promotions,
+    registry,
+    report,
+    runs,
+    spaces,
+)
 from experiments.families import build_model
 from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
-from tasador.core import db, decisions_store
+from tasador.core import db, decisions_store, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
@@ -234,6 +246,7 @@ def challenge(
         retrain_decision_id=retrain_decision_id,
         judge=judge,
         move_alias=lambda: registry.set_production(mlflow_client, settings, version),
+        alias=settings.production_alias,
     )
     previous = decision.previous_version
     if previous is None or previous == version:
@@ -270,6 +283,8 @@ def _challenger(
     train = data.training_rows(settings, plan.batch_ids)
     if data.data_hash(train) != plan.data_hash:
         raise Conflict(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
+    # Past refit_sample_rows more rows cost minutes and no holdout RMSLE (docs/benchmarks.md).
+    train = data.sample(train, settings.refit_sample_rows, plan.seed)
     extra = {} if smoothing is None else {"smoothing": smoothing}
     model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     model.fit(train.drop(columns=[TARGET]), data.target(train))
@@ -292,10 +307,14 @@ def _challenger(
         f"cv_{PRIMARY}": f"{best.value:.6f}",
     }
     example = train.drop(columns=[TARGET]).head(5)
-    registered = registry.log_and_register(model, example, settings, run_id, version_tags)
+    background = explain.background_rows(train, plan.seed)  # SHAP's reference, kept with it
+    registered = registry.log_and_register(
+        model, example, settings, run_id, version_tags, background
+    )
     return registry.load_version(settings, registered.version), int(registered.version), run_id
 
 
+@timings.step("champion_challenger")  # benchmarks/loop.py times it
 def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     """Refit, register, compare with production on the shared holdout, maybe promote."""
     study, plan = load_study(study_name, settings)
@@ -330,20 +349,34 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         holdout_rows=len(holdout),
     )
     _log_outcome(mlflow_client, settings, result, decision)
+    # Every family's best trial on the same holdout, for the leaderboard across retrains.
+    family_scores.score_family_bests(
+        settings, mlflow_client, study, plan, holdout, best.number, challenger.metrics
+    )
+    candidate = (
+        functools.partial(  # the MLflow leaderboard and model card (experiments.leaderboard)
+            leaderboard.record_candidate, mlflow_client, settings, engine, result=result, plan=plan
+        )
+    )
+    holdout_hash = data.data_hash(holdout)
     if not challenger.finite:
         # SHAP of a model whose output is not finite explains nothing; the verdict says why.
+        candidate(holdout_hash=holdout_hash, drivers=None)
         return result
 
     # A broken production model is not explained either: the new model is explained alone.
     previous_model = faced.production_model if production and production.finite else None
     explanation = explain.explain_change(
-        model,
-        previous_model,
+        _explained(mlflow_client, settings, model, version),
+        _explained(mlflow_client, settings, previous_model, production.version)
+        if previous_model is not None and production
+        else None,
         data.sample(holdout, settings.shap_sample_rows, plan.seed),
         production.version if previous_model is not None and production else None,
         title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
     )
     _log_explanation(mlflow_client, settings, result, explanation)
+    candidate(holdout_hash=holdout_hash, drivers=explanation.diff)
     record = (
         decisions_store.get_by_id(engine, plan.decision_id)
         if plan.decision_id is not None
@@ -358,9 +391,18 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         explanation=explanation,
         decision=record,
     )
+    report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
     for run in (result.run_id, result.parent_run_id):
         mlflow_client.log_text(run, text, REPORT_FILE)
     return dataclasses.replace(result, report=text)
+
+
+def _explained(
+    mlflow_client: MlflowClient, settings: Settings, model: Any, version: int
+) -> explain.Explained:
+    """A registered version with the SHAP background stored with it."""
+    found = mlflow_client.get_model_version(settings.model_name, str(version))
+    return explain.Explained(model, registry.load_background(mlflow_client, found))
 
 
 def _log_explanation(
@@ -408,7 +450,7 @@ def _log_outcome(
     runs.log(
         mlflow_client,
         result.parent_run_id,
-        metrics={f"best_{k}": v for k, v in holdout.items()},
+        metrics=holdout,  # the challenger's: same names as on its run and logged model
         tags={registry.PROMOTED_TAG: result.promoted, "model_version": version},
     )
     runs.end(mlflow_client, result.run_id)

@@ -85,7 +85,7 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 def sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
     """At most ``max_rows`` rows, drawn reproducibly, in their order (the search may use a
-    subset; the refit of the best trial uses every training row)."""
+    subset, the refit of the best trial at most ``refit_sample_rows``)."""
     return at_most(frame, max_rows, seed, keep_order=True)
 
 

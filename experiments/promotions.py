@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from tasador.core.errors import Conflict
+from tasador.core.errors import BadInput, Conflict, NotFound
 
 metadata = sa.MetaData()
 
@@ -52,6 +52,22 @@ model_promotions = sa.Table(
     sa.UniqueConstraint("model_name", "challenger_version", name="one_decision_per_version"),
 )
 
+# Every move of the alias (CLEAN 0003): the alias history MLflow does not keep.
+alias_moves = sa.Table(
+    "alias_moves",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("model_name", sa.Text, nullable=False),
+    sa.Column("alias", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("previous_version", sa.Integer),
+    sa.Column("cause", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("promotion_id", sa.BigInteger),
+    sa.CheckConstraint("cause IN ('promotion', 'rollback')", name="alias_moves_cause"),
+    sa.Index("alias_moves_by_model", "model_name", "moved_at"),
+)
 
 # The advisory lock's first key: a constant naming "promotion decisions", so the lock cannot
 # collide with another use of advisory locks keyed by hashtext of the same text.
@@ -88,6 +104,21 @@ class Promotion:
     summary: str
 
 
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of the alias: a promotion or a rollback, with its reason."""
+
+    id: int
+    moved_at: datetime
+    model_name: str
+    alias: str
+    version: int
+    previous_version: int | None
+    cause: Literal["promotion", "rollback"]
+    reason: str
+    promotion_id: int | None
+
+
 def _promotion(row: sa.Row[Any]) -> Promotion:
     return Promotion(**row._mapping)
 
@@ -119,6 +150,7 @@ def record(
     retrain_decision_id: int | None,
     summary: str,
     move_alias: Callable[[], None],
+    alias: str = "production",
 ) -> Promotion:
     """Store the decision and, when promoted, call ``move_alias`` inside the same transaction.
 
@@ -144,6 +176,16 @@ def record(
             .returning(*model_promotions.c)
         ).one_or_none()
         if inserted is not None and promoted:
+            _record_move(
+                conn,
+                model_name=model_name,
+                alias=alias,
+                version=challenger_version,
+                previous_version=previous_version,
+                cause="promotion",
+                reason=summary,
+                promotion_id=inserted.id,
+            )
             move_alias()
     if inserted is not None:
         return _promotion(inserted)
@@ -164,6 +206,7 @@ def decide(
     retrain_decision_id: int | None,
     judge: Callable[[], Judgement],
     move_alias: Callable[[], None],
+    alias: str = "production",
 ) -> Promotion:
     """Compare and set, serialized per model: the stored decision of this version, or a new one.
 
@@ -173,9 +216,7 @@ def decide(
     ``move_alias`` runs, all before the commit releases the lock. A failure rolls the row back.
     """
     with engine.begin() as conn:
-        conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(LOCK_CLASS, sa.func.hashtext(model_name)))
-        )
+        _lock(conn, model_name)
         stored = conn.execute(
             sa.select(model_promotions).where(
                 model_promotions.c.model_name == model_name,
@@ -203,22 +244,134 @@ def decide(
             .returning(*model_promotions.c)
         ).one()
         if verdict.promoted:
+            _record_move(
+                conn,
+                model_name=model_name,
+                alias=alias,
+                version=challenger_version,
+                previous_version=verdict.previous_version,
+                cause="promotion",
+                reason=verdict.summary,
+                promotion_id=inserted.id,
+            )
             move_alias()
     return _promotion(inserted)
 
 
+def _lock(conn: sa.Connection, model_name: str) -> None:
+    """Serialize every alias decision of ``model_name`` until the transaction ends."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOCK_CLASS, sa.func.hashtext(model_name))))
+
+
+def _record_move(conn: sa.Connection, **values: Any) -> AliasMove:
+    row = conn.execute(sa.insert(alias_moves).values(**values).returning(*alias_moves.c)).one()
+    return AliasMove(**row._mapping)
+
+
+def previous_production(engine: sa.Engine, model_name: str, alias: str, serving: int) -> int | None:
+    """The version ``alias`` pointed at before it moved to ``serving`` (None: none on record)."""
+    with engine.connect() as conn:
+        return _previous(conn, model_name, alias, serving)
+
+
+def _previous(conn: sa.Connection, model_name: str, alias: str, serving: int) -> int | None:
+    return conn.execute(
+        sa.select(alias_moves.c.previous_version)
+        .where(
+            alias_moves.c.model_name == model_name,
+            alias_moves.c.alias == alias,
+            alias_moves.c.version == serving,
+        )
+        .order_by(alias_moves.c.moved_at.desc(), alias_moves.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def roll_back(
+    engine: sa.Engine,
+    *,
+    model_name: str,
+    alias: str,
+    to_version: int | None,
+    reason: str,
+    current: Callable[[], int | None],
+    exists: Callable[[int], bool],
+    move_alias: Callable[[int], None],
+    repeat_ok: bool = False,
+) -> AliasMove:
+    """Move ``alias`` back to ``to_version`` (default: the version it pointed at before the
+    current one) under the promotion lock, recording the move and its reason.
+
+    Like :func:`decide`, the row and the alias move commit together; a promotion deciding at
+    the same moment waits for the lock and then compares with the restored version. With
+    ``repeat_ok``, finding ``to_version`` already in place returns the move that put it there
+    (a retried task must not fail, nor move anything twice).
+    """
+    if not reason.strip():
+        raise BadInput("a rollback needs a reason (it is the audit record)")
+    with engine.begin() as conn:
+        _lock(conn, model_name)
+        serving = current()
+        if serving is None:
+            raise Conflict(f"{model_name}@{alias} points at no version: nothing to roll back")
+        target = (
+            to_version if to_version is not None else _previous(conn, model_name, alias, serving)
+        )
+        if target is None:
+            raise Conflict(
+                f"version {serving} is the first {alias} version of {model_name} on record: "
+                "nothing to go back to (name one with --to)"
+            )
+        if target == serving:
+            done = conn.execute(
+                sa.select(alias_moves)
+                .where(alias_moves.c.model_name == model_name, alias_moves.c.alias == alias)
+                .order_by(alias_moves.c.moved_at.desc(), alias_moves.c.id.desc())
+                .limit(1)
+            ).one_or_none()
+            if repeat_ok and done is not None and done.version == target:
+                return AliasMove(**done._mapping)
+            raise Conflict(f"version {serving} is already {model_name}@{alias}")
+        if not exists(target):
+            raise NotFound(f"model {model_name} has no version {target}")
+        move = _record_move(
+            conn,
+            model_name=model_name,
+            alias=alias,
+            version=target,
+            previous_version=serving,
+            cause="rollback",
+            reason=reason,
+            promotion_id=None,
+        )
+        move_alias(target)
+    return move
+
+
+def _of_model(engine: sa.Engine, table: sa.Table, model_name: str) -> list[sa.Row[Any]]:
+    """The rows of ``table`` about ``model_name``, oldest first (ties by id)."""
+    when = table.c.moved_at if table is alias_moves else table.c.decided_at
+    with engine.connect() as conn:
+        query = sa.select(table).where(table.c.model_name == model_name)
+        return list(conn.execute(query.order_by(when, table.c.id)))
+
+
+def alias_history(engine: sa.Engine, model_name: str) -> list[AliasMove]:
+    """Every move of the model's aliases, oldest first."""
+    return [AliasMove(**r._mapping) for r in _of_model(engine, alias_moves, model_name)]
+
+
 def history(engine: sa.Engine, model_name: str) -> list[Promotion]:
     """Every decision for ``model_name``, oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(model_promotions)
-            .where(model_promotions.c.model_name == model_name)
-            .order_by(model_promotions.c.decided_at, model_promotions.c.id)
-        )
-        return [_promotion(r) for r in rows]
+    return [_promotion(r) for r in _of_model(engine, model_promotions, model_name)]
 
 
-def production_at(engine: sa.Engine, model_name: str, when: datetime) -> int | None:
-    """The version that was production at ``when`` (None before the first promotion)."""
-    promoted = [p for p in history(engine, model_name) if p.promoted and p.decided_at <= when]
-    return promoted[-1].challenger_version if promoted else None
+def production_at(
+    engine: sa.Engine, model_name: str, when: datetime, alias: str = "production"
+) -> int | None:
+    """The version the alias pointed at ``when`` (None before the first promotion): the last
+    move at or before it, promotion or rollback."""
+    moves = [
+        m for m in alias_history(engine, model_name) if m.alias == alias and m.moved_at <= when
+    ]
+    return moves[-1].version if moves else None

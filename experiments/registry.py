@@ -14,12 +14,20 @@ entry points set (``tasador.core.process``): the registry only holds models our 
 ``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
 is not a date), so pyfunc callers pass raw fields through ``experiments.features.model_input``
 first. Extra columns (``batch_id``...) are ignored with a warning.
+
+**SHAP background.** Every version stores, next to its model files (in the logged model's
+artifacts, ``BACKGROUND_FILE``), a sample of the training rows it learnt from: the reference
+SHAP explanations are relative to (experiments.explain). Serving's ``/explain`` and the
+model-change report read it back with :func:`load_background`.
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import cast
 
 import mlflow
@@ -33,6 +41,7 @@ from mlflow.types.schema import ColSpec, Schema
 from sklearn.base import RegressorMixin
 
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
+from tasador.core import timings
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
 
@@ -48,6 +57,7 @@ SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 SERIALIZATION = "cloudpickle"
 _REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
 ARTIFACT_NAME = "model"
+BACKGROUND_FILE = "shap_background.json"  # in the logged model's artifacts: training rows
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -82,14 +92,19 @@ def requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in _REQUIREMENTS]
 
 
+@timings.step("register")  # benchmarks/loop.py times it
 def log_and_register(
     model: RegressorMixin,
     example: pd.DataFrame,
     settings: Settings,
     run_id: str,
     tags: Mapping[str, str],
+    background: pd.DataFrame | None = None,
 ) -> ModelVersion:
-    """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``."""
+    """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``.
+
+    ``background``: the training rows SHAP explains it against (experiments.explain.
+    background_rows), stored with the model; ``example`` when not given."""
     client = MlflowClient()
     # The fluent API refuses a run of another experiment than this process's active one.
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -104,9 +119,45 @@ def log_and_register(
             registered_model_name=settings.model_name,
         )
     number = str(info.registered_model_version)
+    _log_background(client, info.model_id, example if background is None else background)
     for key, value in tags.items():
         client.set_model_version_tag(settings.model_name, number, key, str(value))
     return client.get_model_version(settings.model_name, number)
+
+
+def _log_background(client: MlflowClient, model_id: str, rows: pd.DataFrame) -> None:
+    records = model_input(rows).to_json(orient="records", date_format="iso")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / BACKGROUND_FILE
+        path.write_text(records)
+        client.log_model_artifact(model_id, str(path))
+
+
+def model_id_of(version: ModelVersion) -> str | None:
+    """The logged model (MLflow 3 ``model_id``) a version was registered from: the registry
+    does not always fill ``model_id`` in (3.17's server did not), its ``source`` names it."""
+    if version.model_id:
+        return str(version.model_id)
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.DataFrame | None:
+    """The SHAP background stored with ``version`` (model input frame); None when the version
+    predates it or was registered by other means."""
+    model_id = model_id_of(version)
+    if not model_id:
+        return None
+    location = mlflow_client.get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{location.rstrip('/')}/{BACKGROUND_FILE}", dst_path=folder
+            )
+        except (MlflowException, OSError):
+            return None  # no such file: an older version
+        records = json.loads(Path(local).read_text())
+    return model_input(records) if records else None
 
 
 def versions_of_run(

@@ -7,12 +7,19 @@ holdout, what changed in the model's reasoning (SHAP), and whether the alias mov
 
 from __future__ import annotations
 
+import io
+import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
+import matplotlib
+import numpy as np
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
+from matplotlib.figure import Figure  # no pyplot: no global state
+from optuna.trial import FrozenTrial, TrialState
 
 from experiments import spaces
 from experiments.explain import Explanation
@@ -118,6 +125,10 @@ def model_change_report(
         f"![SHAP importance](../{SHAP_DIR}/{SHAP_PLOT}) (artifact "
         f"`{SHAP_DIR}/{SHAP_PLOT}` of run `{result.run_id}`; mean |SHAP| per input column, "
         "log-price units)",
+        "## The study in pictures",
+        "\n\n".join(f"![{name}](../{STUDY_DIR}/{name})" for name in STUDY_FIGURES)
+        + f"\n\n(artifacts `{STUDY_DIR}/` of run `{result.run_id}`: optimisation history, "
+        "parameter importance per family, parallel coordinates)",
         "## Outcome",
         (
             f"The alias `production` now points at version {challenger.version}."
@@ -129,3 +140,125 @@ def model_change_report(
         ),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+# --- the study in pictures (PNG artifacts under STUDY_DIR, shown in the report and the UI) ---
+
+STUDY_DIR = "study"
+STUDY_FIGURES = ("history.png", "importance.png", "parallel.png")
+
+
+def _png(fig: Figure) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def _by_family(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
+    found: dict[str, list[FrozenTrial]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        family = trial.params.get(spaces.FAMILY_PARAM)
+        if family is not None and trial.value is not None:
+            found.setdefault(family, []).append(trial)
+    return found
+
+
+def history_png(study: optuna.Study) -> bytes:
+    """Optuna's optimisation history: every completed trial by family, and the best so far."""
+    fig = Figure(figsize=(7, 3.6))
+    ax = fig.subplots()
+    for family, trials in sorted(_by_family(study).items()):
+        values = [cast(float, t.value) for t in trials]  # completed: each has its value
+        ax.scatter([t.number for t in trials], values, label=family, s=18)
+    done = sorted((t for ts in _by_family(study).values() for t in ts), key=lambda t: t.number)
+    if done:
+        best = np.minimum.accumulate([cast(float, t.value) for t in done])
+        ax.step([t.number for t in done], best, where="post", color="black", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"CV {PRIMARY}")
+    ax.set_title("Optimisation history")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def importances(study: optuna.Study) -> dict[str, dict[str, float]]:
+    """Per family: fANOVA importance of its parameters (families with 3+ completed trials)."""
+    out: dict[str, dict[str, float]] = {}
+    for family, trials in _by_family(study).items():
+        names = sorted({p for t in trials for p in t.params if p != spaces.FAMILY_PARAM})
+        varied = [n for n in names if len({t.params.get(n) for t in trials}) > 1]
+        if len(trials) < 3 or not varied:
+            continue
+        view = optuna.create_study(direction="minimize")
+        view.add_trials(trials)
+        try:
+            found = optuna.importance.get_param_importances(view, params=varied)
+        except (RuntimeError, ValueError):  # too few distinct trials to tell
+            continue
+        out[family] = {k.split(".", 1)[-1]: float(v) for k, v in found.items()}
+    return out
+
+
+def importance_png(found: dict[str, dict[str, float]]) -> bytes:
+    """Parameter importance per family, one panel each."""
+    panels = max(1, len(found))
+    fig = Figure(figsize=(7, 1.2 + 1.6 * panels))
+    axes = np.atleast_1d(fig.subplots(panels, 1))
+    if not found:
+        axes[0].text(0.5, 0.5, "too few trials per family", ha="center", va="center")
+        axes[0].set_axis_off()
+    for ax, (family, values) in zip(axes, sorted(found.items()), strict=False):
+        names = sorted(values, key=values.__getitem__)
+        ax.barh(names, [values[n] for n in names])
+        ax.set_title(f"{family}: parameter importance (fANOVA)", fontsize=9)
+        ax.set_xlim(0, 1)
+    return _png(fig)
+
+
+def parallel_png(study: optuna.Study) -> bytes:
+    """Parallel coordinates per family: each trial a line over its parameters (scaled to their
+    range in the study), coloured by CV RMSLE (darker is better)."""
+    families = _by_family(study)
+    panels = max(1, len(families))
+    fig = Figure(figsize=(8, 1.2 + 2.2 * panels))
+    axes = np.atleast_1d(fig.subplots(panels, 1))
+    values = [cast(float, t.value) for ts in families.values() for t in ts]
+    low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, (family, trials) in zip(axes, sorted(families.items()), strict=False):
+        names = sorted({p for t in trials for p in t.params if p != spaces.FAMILY_PARAM})
+        names.append(f"CV {PRIMARY}")  # the objective is the last axis
+        table = pd.DataFrame(
+            [{**{n: t.params.get(n) for n in names[:-1]}, names[-1]: t.value} for t in trials]
+        )
+        numeric = table.apply(pd.to_numeric, errors="coerce")
+        span = (numeric.max() - numeric.min()).replace(0, 1)
+        scaled = ((numeric - numeric.min()) / span).fillna(0.5)
+        for (_, row), trial in zip(scaled.iterrows(), trials, strict=True):
+            share = (cast(float, trial.value) - low) / ((high - low) or 1)
+            ax.plot(range(len(names)), row.to_numpy(), "-o", color=cmap(share), alpha=0.8, ms=3)
+        ax.set_xticks(range(len(names)), [n.split(".", 1)[-1] for n in names], fontsize=7)
+        ax.set_yticks([0, 1], ["min", "max"])
+        ax.set_title(f"{family}: {len(trials)} trials (colour: CV {PRIMARY})", fontsize=9)
+    return _png(fig)
+
+
+def study_figures(study: optuna.Study) -> dict[str, bytes]:
+    """The three study pictures, by file name (``STUDY_FIGURES``)."""
+    history, importance, parallel = STUDY_FIGURES
+    return {
+        history: history_png(study),
+        importance: importance_png(importances(study)),
+        parallel: parallel_png(study),
+    }
+
+
+def log_study_figures(mlflow_client: Any, run_ids: Sequence[str], study: optuna.Study) -> None:
+    """The study pictures under ``STUDY_DIR`` of each run (the version's and the study's)."""
+    figures = study_figures(study)
+    with tempfile.TemporaryDirectory() as folder:
+        for name, png in figures.items():
+            (Path(folder) / name).write_bytes(png)
+        for run_id in run_ids:
+            mlflow_client.log_artifacts(run_id, folder, STUDY_DIR)

@@ -6,8 +6,10 @@ Airflow runs the same three steps as separate tasks (``prepare_study``, mapped `
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from experiments import progress
 from experiments.champion import RetrainingResult, finish_study
 from experiments.study import prepare_study, run_workers
 from tasador.core.config import Settings
@@ -23,8 +25,13 @@ def retrain(
     decision_id: int | None = None,
     reason: str | None = None,
     families: Sequence[str] | None = None,
+    echo: Callable[[str], None] | None = None,
+    log_file: Path | None = None,
 ) -> RetrainingResult:
-    """Plan a study on the batches, run the search workers, then refit and face production."""
+    """Plan a study on the batches, run the search workers, then refit and face production.
+
+    ``echo`` gets the search's progress every few seconds; ``log_file`` the workers' library
+    output."""
     plan = prepare_study(
         settings,
         batch_ids,
@@ -33,10 +40,12 @@ def retrain(
         reason=reason,
         families=families,
     )
-    run_workers(
-        plan.study_name,
-        settings,
-        workers or settings.search_workers,
-        timeout_s if timeout_s is not None else settings.search_timeout_s,
-    )
+    workers = workers or settings.search_workers
+    if echo is None:
+        run_workers(plan.study_name, settings, workers, timeout_s, log_file)
+    else:
+        echo(f"study {plan.study_name}: {plan.training_rows:,} training rows, {workers} workers")
+        with progress.watching(settings, plan.study_name, echo, timeout_s):
+            run_workers(plan.study_name, settings, workers, timeout_s, log_file)
+        echo("refitting the best trial, facing production on the holdout, explaining")
     return finish_study(plan.study_name, settings)

@@ -19,6 +19,13 @@ they exist for every family. The sampler is TPE with ``multivariate`` and ``grou
 conditional space: each family's parameters only exist in its trials) and the constant liar,
 so concurrent workers do not all propose the same point.
 
+**Budgets.** A study stops at ``n_trials`` finished trials or when its wall-clock budget
+(``search_timeout_s``, or the caller's) has passed since its first trial, whichever comes first,
+counted over every worker; a worker starts no trial past either, so each overruns by at most the
+trial each worker is running. A trial's fits run in a child process (experiments.trial_process)
+killed at ``search_trial_timeout_s``: the trial is recorded PRUNED with the user attribute
+``stopped: time limit`` (it spent budget) and its MLflow run ends KILLED with the same tag.
+
 **Workers that die.** Heartbeats (``search_heartbeat_s``) mark running trials alive; a trial
 silent for ``search_grace_s`` is failed by the next worker that starts a trial, and
 ``RetryHeartbeatStaleTrialCallback`` (Optuna 5's name for ``RetryFailedTrialCallback``)
@@ -39,6 +46,8 @@ import os
 import socket
 import warnings
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -50,10 +59,9 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.model_selection import KFold
 
-from experiments import data, registry, runs, spaces
-from experiments.families import build_model
+from experiments import data, registry, runs, spaces, trial_process
 from experiments.spaces import SearchSpace
-from tasador.core import db, decisions_store, lineage
+from tasador.core import db, decisions_store, lineage, process, timings
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
@@ -61,7 +69,14 @@ from tasador.core.metrics import PRIMARY, regression_metrics, rmsle
 
 PLAN_ATTR = "tasador_plan"
 RUN_ID_ATTR = "mlflow_run_id"
+STOPPED_ATTR = "stopped"  # user attr (and MLflow tag) of a trial stopped at its time limit
+STOPPED_TIME_LIMIT = "time limit"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+# Metric names: one quantity, one name on every kind of run. ``cv_*`` is the out-of-fold score
+# of the whole cross-validation (trials; the refit run carries its best trial's), ``holdout_*``
+# the shared holdout's (refit and study runs, logged models), and the running out-of-fold RMSLE
+# after each fold, what pruning looks at, has a name of its own.
+RUNNING_CV = f"cv_{PRIMARY}_running"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
 
 
@@ -293,6 +308,7 @@ class _Objective:
         self.y = data.target(rows)
         self.folds = list(KFold(plan.cv_folds, shuffle=True, random_state=plan.seed).split(self.X))
         self.n_jobs = settings.search_threads
+        self.trial_limit_s = settings.search_trial_timeout_s
         self.client = registry.connect(settings)
         self.finished = 0
 
@@ -318,6 +334,15 @@ class _Objective:
         runs.log(self.client, run_id, params=logged)
         try:
             value = self._cross_validate(trial, run_id, family, params, smoothing)
+        except trial_process.TrialTimeLimit as exc:
+            # Counted like a pruned trial: it spent budget, and its finished folds still inform
+            # the sampler; the attribute and the run's tags say why it stopped.
+            trial.set_user_attr(STOPPED_ATTR, STOPPED_TIME_LIMIT)
+            tags = {runs.STATE_TAG: "PRUNED", STOPPED_ATTR: STOPPED_TIME_LIMIT}
+            runs.log(self.client, run_id, tags={**tags, "error": str(exc)})
+            runs.end(self.client, run_id, "KILLED")
+            self.finished += 1
+            raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
             runs.log(self.client, run_id, tags={runs.STATE_TAG: "PRUNED"})
             runs.end(self.client, run_id, "KILLED")
@@ -340,20 +365,31 @@ class _Objective:
         params: dict[str, Any],
         smoothing: float | None,
     ) -> float:
-        extra = {} if smoothing is None else {"smoothing": smoothing}
+        work = trial_process.FoldWork(
+            family=family,
+            params=params,
+            extra={} if smoothing is None else {"smoothing": smoothing},
+            n_jobs=self.n_jobs,
+            seed=self.plan.seed,
+            X=self.X,
+            y=self.y,
+            folds=self.folds,
+        )
         predicted = np.full(len(self.y), np.nan)
-        for step, (fit_rows, score_rows) in enumerate(self.folds):
-            model = build_model(family, params, n_jobs=self.n_jobs, seed=self.plan.seed, **extra)
-            model.fit(self.X.iloc[fit_rows], self.y[fit_rows])
-            predicted[score_rows] = model.predict(self.X.iloc[score_rows])
-            seen = ~np.isnan(predicted)
-            partial = rmsle(self.y[seen], predicted[seen])
-            runs.log(self.client, run_id, metrics={f"cv_{PRIMARY}": partial}, step=step)
-            trial.report(partial, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"fold {step + 1}: {PRIMARY} {partial:.4f}")
+        folds = trial_process.fold_predictions(work, self.trial_limit_s)
+        try:
+            for step, fold_predicted in folds:
+                predicted[self.folds[step][1]] = fold_predicted
+                seen = ~np.isnan(predicted)
+                partial = rmsle(self.y[seen], predicted[seen])
+                runs.log(self.client, run_id, metrics={RUNNING_CV: partial}, step=step)
+                trial.report(partial, step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"fold {step + 1}: {PRIMARY} {partial:.4f}")
+        finally:
+            folds.close()  # a pruned or failed trial's child process is killed now
         metrics = regression_metrics(self.y, predicted)
-        runs.log(self.client, run_id, metrics=metrics)
+        runs.log(self.client, run_id, metrics={f"cv_{k}": v for k, v in metrics.items()})
         return metrics[PRIMARY]
 
 
@@ -362,15 +398,36 @@ def counted_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
-def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
-    """Run trials of ``study_name`` until its trial budget is spent (or ``timeout_s`` passes).
+def seconds_left(study: optuna.Study, timeout_s: float | None) -> float | None:
+    """What is left of the study's wall-clock budget: ``timeout_s`` from its first trial's start
+    (every worker shares it, wherever and whenever it started); None without a budget."""
+    if timeout_s is None:
+        return None
+    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
+    if not starts:
+        return timeout_s
+    # Optuna stores naive local times; the workers' clocks are assumed in sync.
+    return timeout_s - (datetime.now() - min(starts)).total_seconds()
 
-    Returns how many trials this worker finished (completed or pruned). Safe to run in any
-    number of processes or machines at once; this is what Airflow's mapped tasks call.
+
+@timings.step("study")  # benchmarks/loop.py times it
+def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
+    """Run trials of ``study_name`` until its trial budget or its wall-clock budget is spent.
+
+    The wall-clock budget is ``timeout_s`` (None: ``settings.search_timeout_s``) counted from the
+    study's first trial, shared by every worker; a worker starts no trial past it, so the study
+    overruns it by at most the trial each worker is running (bounded by the per-trial limit,
+    ``search_trial_timeout_s``). The trial budget overruns by at most one trial per worker too.
+    Returns how many trials this worker finished (completed, pruned or stopped). Safe to run in
+    any number of processes or machines at once; this is what Airflow's mapped tasks call.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, plan = load_study(study_name, settings)
     if counted_trials(study) >= plan.n_trials:
+        return 0
+    budget_s = settings.search_timeout_s if timeout_s is None else timeout_s
+    left = seconds_left(study, budget_s)
+    if left is not None and left <= 0:
         return 0
     rows = data.training_rows(settings, plan.batch_ids)
     found = data.data_hash(rows)
@@ -380,9 +437,11 @@ def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None =
             f"planned (data hash {found[:12]} != {plan.data_hash[:12]}); plan a new study"
         )
     objective = _Objective(plan, data.sample(rows, plan.sample_rows, plan.seed), settings)
+    del rows  # the worker keeps only the search sample
+    trial_process.warm_up()
     study.optimize(
         objective,
-        timeout=timeout_s,
+        timeout=seconds_left(study, budget_s),  # reading the rows took some of it
         callbacks=[MaxTrialsCallback(plan.n_trials, states=COUNTED_STATES)],
         catch=(Exception,),
         gc_after_trial=True,
@@ -390,24 +449,44 @@ def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None =
     return objective.finished
 
 
-def run_workers(
-    study_name: str, settings: Settings, workers: int, timeout_s: float | None = None
+def log_to_file(path: Path) -> None:
+    """Library output of a search process to ``path`` (see ``tasador.core.process``), with
+    Optuna's own handler, installed on first use, switched off first."""
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    process.log_to_file(path)
+
+
+def _worker_process(
+    study_name: str, settings: Settings, timeout_s: float | None, log_file: Path | None
 ) -> None:
-    """Run ``workers`` worker processes on the study and wait for them all."""
+    if log_file is not None:
+        log_to_file(log_file)
+    run_worker(study_name, settings, timeout_s=timeout_s)
+
+
+def run_workers(
+    study_name: str,
+    settings: Settings,
+    workers: int,
+    timeout_s: float | None = None,
+    log_file: Path | None = None,
+) -> None:
+    """Run ``workers`` worker processes on the study and wait for them all (their library
+    output goes to ``log_file`` when given)."""
     context = multiprocessing.get_context("spawn")  # no inherited threads, sockets or run ids
     processes = [
         context.Process(
-            target=run_worker,
-            args=(study_name, settings),
-            kwargs={"timeout_s": timeout_s},
+            target=_worker_process,
+            args=(study_name, settings, timeout_s, log_file),
             name=f"search-worker-{i}",
         )
         for i in range(workers)
     ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join()
+    for worker in processes:
+        worker.start()
+    for worker in processes:
+        worker.join()
     failed = [p.name for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"search workers failed: {', '.join(failed)}")

@@ -22,11 +22,13 @@ from __future__ import annotations
 import hmac
 import logging
 import math
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -34,7 +36,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from serving.explanations import Explainers, explain_listing
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import MAX_ERROR_BODY, Entry, InferenceLog
 from serving.metrics import ServingMetrics
@@ -51,12 +52,15 @@ from tasador.core import db
 from tasador.core.config import Settings, get_settings
 from tasador.core.errors import BadInput
 
+if TYPE_CHECKING:
+    from serving.explanations import Explainers
+
 logger = logging.getLogger(__name__)
 
 INLINE_ROWS = 64  # larger requests are scored in the thread pool, not on the event loop
 LOGGED_BODY_BYTES = 4 * MAX_ERROR_BODY  # of a refused body: enough for MAX_ERROR_BODY characters
 RETRY_AFTER_S = 1  # what a 429 asks: one explanation takes well under a second
-GRACEFUL_SHUTDOWN_S = 5  # requests in flight get this long; then the log's flush (its own bound)
+REQUEST_ID_HEADER = "X-Request-ID"  # the logged request's UUID, on every response
 
 
 def _errors(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[dict[str, Any]]:
@@ -90,10 +94,23 @@ class Service:
         self.metrics = ServingMetrics(self.watcher, self.log)
         self.listings = listings_adapter(settings.serving_max_rows)
         self.max_body = settings.serving_max_body_bytes
-        self.explainers = Explainers()
         self.explaining = 0  # explanations running; only the event loop changes it
         key = settings.serving_api_key
         self._api_key = key.get_secret_value().encode() if key is not None else None
+
+    @cached_property
+    def explainers(self) -> Explainers:
+        """SHAP's explainers, imported at the first /explain: SHAP (and matplotlib) cost each
+        worker ~5 s of start-up and ~100 MB that /predict never needs."""
+        from serving.explanations import Explainers
+
+        return Explainers()
+
+    def explain(self, served: ServedModel, listing: Listing, price: float) -> Explanation:
+        """One explanation (in a worker thread: the first one imports SHAP)."""
+        from serving.explanations import explain_listing
+
+        return explain_listing(served, listing, self.explainers, price)
 
     def _swapped(self, served: ServedModel) -> None:
         info = served.info
@@ -201,19 +218,20 @@ class Service:
         refused = listings is None
         if refused:  # only a prefix: a refused body may be as large as the limit allows
             body = body[:LOGGED_BODY_BYTES]
-        self.log.record(
-            Entry(
-                endpoint=endpoint,
-                status_code=response.status_code,
-                requested_at=requested_at,
-                latency_ms=seconds * 1000.0,
-                listings=listings or (),
-                predictions=predictions,
-                model_name=served.info.name if served else None,
-                model_version=served.info.version if served else None,
-                body=body.decode("utf-8", "replace") if refused else None,
-            )
+        entry = Entry(
+            endpoint=endpoint,
+            status_code=response.status_code,
+            requested_at=requested_at,
+            latency_ms=seconds * 1000.0,
+            listings=listings or (),
+            predictions=predictions,
+            model_name=served.info.name if served else None,
+            model_version=served.info.version if served else None,
+            body=body.decode("utf-8", "replace") if refused else None,
         )
+        self.log.record(entry)
+        # The id under which the request is logged: what `tasador lineage --request` takes.
+        response.headers[REQUEST_ID_HEADER] = str(entry.request_id)
         return response
 
 
@@ -346,9 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
                 "explain", refusal, started, requested_at, body, listings, None, served
             )
         try:
-            answer = await run_in_threadpool(
-                explain_listing, served, listings[0], service.explainers, price
-            )
+            answer = await run_in_threadpool(service.explain, served, listings[0], price)
         except BadInput as exc:
             refusal = JSONResponse({"detail": str(exc)}, status_code=503)
             return service.finish(
@@ -395,6 +411,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "alias_version": status.alias_version,
                 "error": status.error,
             },
+            # Which worker process answered, and whether it is the one polling the registry.
+            "worker": {"pid": os.getpid(), "leader": status.leader},
             "inference_log": {
                 "database_ok": stats.database_ok,
                 "buffered_rows": stats.buffered_rows,
@@ -436,22 +454,3 @@ def _document_listing(app: FastAPI) -> None:
 def app_from_environment() -> FastAPI:
     """The app for the process's settings, for ``uvicorn --factory`` (tests run it so)."""
     return create_app(get_settings())
-
-
-def serve(host: str, port: int, settings: Settings) -> None:
-    """Run the API with uvicorn (uvloop and httptools when installed)."""
-    import uvicorn
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        access_log=False,  # every request is in the inference log and the metrics already
-        log_level="info",
-        # Bounded, so draining requests plus the inference log's flush (serving_shutdown_s)
-        # fit in the container's stop_grace_period.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )

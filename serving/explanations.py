@@ -1,7 +1,8 @@
 """SHAP for one listing, from the very model object that priced it (experiments.explain).
 
 The explainer of a version is built once, by the first ``/explain`` it serves (:class:`Explainers`),
-not per request: building a TreeExplainer costs more than one explanation.
+not per request: building a TreeExplainer costs more than one explanation. A linear version is
+explained against the background sample stored with it in the registry, read then (once).
 """
 
 from __future__ import annotations
@@ -9,7 +10,18 @@ from __future__ import annotations
 import math
 import threading
 
-from experiments.explain import BASE_VALUE, RowExplainer, row_explainer
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from experiments import registry
+from experiments.explain import (
+    BASE_VALUE,
+    NoBackground,
+    RowExplainer,
+    needs_background,
+    row_explainer,
+)
 from experiments.features import model_input
 from serving.models import ServedModel
 from serving.schema import Contribution, Explanation, Listing
@@ -34,8 +46,9 @@ class Explainers:
             if found is not None and found[0] is served:
                 return found[1]
             try:
-                explain = row_explainer(served.raw_model)
-            except TypeError as exc:  # not one of our registered pipelines
+                background = _background(served) if needs_background(served.raw_model) else None
+                explain = row_explainer(served.raw_model, background)
+            except (TypeError, NoBackground) as exc:  # not one of our pipelines, or no sample
                 raise BadInput(
                     f"version {served.info.version} cannot be explained: {exc}"
                 ) from None
@@ -43,6 +56,17 @@ class Explainers:
             kept = list(self._built.items())[-(KEPT_VERSIONS - 1) :]
             self._built = {**dict(kept), key: (served, explain)}
             return explain
+
+
+def _background(served: ServedModel) -> pd.DataFrame | None:
+    """The version's SHAP background from the registry (the process's tracking URI, which the
+    model watcher set); None when the registry has none for it."""
+    client = MlflowClient()
+    try:
+        version = client.get_model_version(served.info.name, served.info.version)
+        return registry.load_background(client, version)
+    except MlflowException:
+        return None
 
 
 def explain_listing(

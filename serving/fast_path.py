@@ -1,35 +1,51 @@
-"""Scoring validated listings without pandas, for the boosted-tree models training produces.
+"""Scoring validated listings without pandas, for every model family training produces.
 
 Why: the logged model is a scikit-learn pipeline over pandas (``experiments.features``) that
-costs ~10-25 ms for a single row on this hardware, almost all of it per-call pandas overhead
-(building frames, ``ColumnTransformer`` bookkeeping); the trees themselves answer in tens of
-microseconds. The serving target is a p99 of 10 ms per request.
+costs 10-45 ms for a single row on this hardware, almost all of it per-call overhead of pandas and
+``ColumnTransformer`` bookkeeping; the estimators themselves answer in microseconds. The serving
+target is a p99 of 10 ms per request, for whichever family the search picked.
 
-What: :class:`FastScorer` reads the *fitted state* of the pipeline (category lists, smoothed
-means, the booster) and applies it to each listing with plain Python, then calls the booster on
-one float matrix. It mirrors ``experiments.features.model_input`` and ``ListingFrame`` for
+What: :func:`compile_fast_path` reads the *fitted state* of the pipeline once per loaded version
+and compiles its encoding step into blocks of array lookups and arithmetic:
+
+- numeric columns: ``passthrough``, or the linear encoding's ``log1p`` -> median imputation
+  (with missing indicators) -> standard scaling, as constants (medians, means, scales);
+- text columns: one **category table** per column, built by running the fitted step itself
+  (category codes, smoothed means, one-hot, each possibly followed by a scaler) on the column's
+  known values, the missing value and an unseen one; a row's block is then one table row.
+  This needs each output column to depend on a single input column, which is checked.
+
+The estimator gets the compiled float matrix: boosters through their own ``predict``, random
+forests through each fitted tree's compiled ``predict`` (no per-call validation or thread pool),
+ridge as ``X @ coef + intercept``. ``derived_columns`` mirrors ``ListingFrame`` for
 already-validated fields; that mirror is the one duplicated piece of logic in serving, so it is
-guarded twice: :func:`compile_fast_path` refuses any pipeline shape it does not recognise, and
-checks its answers against the pipeline's own ``predict`` on probe listings drawn from the
-model's vocabulary before it is used. Any mismatch, and serving uses the pipeline (slower,
-never different).
+guarded twice: any pipeline shape not recognised raises :class:`Unsupported`, and the compiled
+scorer is checked against the pipeline's own ``predict`` on probe listings drawn from the model's
+vocabulary before it is used. Either way the version is then served by the pipeline (slower,
+never different) and ``GET /model`` says so, with the reason.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from experiments.features import (
     DERIVED_COLUMNS,
+    HIGH_CARDINALITY,
+    LOW_CARDINALITY,
     CategoryCodes,
     ListingFrame,
     SmoothedMeanEncoder,
@@ -38,49 +54,98 @@ from experiments.features import (
 from serving.schema import Listing
 from tasador.core.columns import STATUSES
 
-PROBE_ROWS = 96
+PROBE_ROWS = 256
 RELATIVE_TOLERANCE = 1e-6
-_MISSING = math.nan
+TEXT_COLUMNS = frozenset((*LOW_CARDINALITY, *HIGH_CARDINALITY))
+_UNSEEN = "\x00unseen"  # no validated listing derives this value (control characters refused)
 
 
 class Unsupported(Exception):
     """The model is not a pipeline this module knows how to mirror."""
 
 
-def derived(listing: Listing) -> dict[str, Any]:
-    """``ListingFrame``'s columns for one validated listing (see the module doc)."""
-    state = listing.state
-    city = listing.city.lower() if listing.city else None
-    zip_code = listing.zip_code
-    sold = listing.prev_sold_date
+def _number(value: float | int | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _sold_year(sold: date | None) -> float:
+    return math.nan if sold is None else sold.year + (sold.timetuple().tm_yday - 1) / 366.0
+
+
+def _city(listing: Listing) -> str | None:
+    return f"{listing.state or '?'}|{listing.city.lower()}" if listing.city else None
+
+
+def derived_columns(listings: Sequence[Listing]) -> dict[str, list[Any]]:
+    """``ListingFrame``'s columns for validated listings, column by column (see the module doc)."""
     return {
-        "bed": _MISSING if listing.bed is None else float(listing.bed),
-        "bath": _MISSING if listing.bath is None else float(listing.bath),
-        "acre_lot": _MISSING if listing.acre_lot is None else listing.acre_lot,
-        "house_size": _MISSING if listing.house_size is None else listing.house_size,
-        "prev_sold_year": _MISSING
-        if sold is None
-        else sold.year + (sold.timetuple().tm_yday - 1) / 366.0,
-        "status": listing.status,
-        "state": state,
-        "zip_code_3": zip_code[:3] if zip_code else None,
-        "city": f"{state or '?'}|{city}" if city else None,
-        "zip_code": zip_code,
-        "brokered_by": None if listing.brokered_by is None else str(listing.brokered_by),
+        "bed": [_number(x.bed) for x in listings],
+        "bath": [_number(x.bath) for x in listings],
+        "acre_lot": [_number(x.acre_lot) for x in listings],
+        "house_size": [_number(x.house_size) for x in listings],
+        "prev_sold_year": [_sold_year(x.prev_sold_date) for x in listings],
+        "status": [x.status for x in listings],
+        "state": [x.state for x in listings],
+        "zip_code_3": [x.zip_code[:3] if x.zip_code else None for x in listings],
+        "city": [_city(x) for x in listings],
+        "zip_code": [x.zip_code for x in listings],
+        "brokered_by": [None if x.brokered_by is None else str(x.brokered_by) for x in listings],
     }
 
 
-# One output column: derived row -> float.
-Feature = Callable[[dict[str, Any]], float]
+# --- compiled blocks of the encoding step --------------------------------------------------
+
+Columns = dict[str, list[Any]]
 
 
-def _passthrough(column: str) -> Feature:
-    return lambda row: row[column]
+class Block:
+    """Fills some output columns of the feature matrix from the derived columns."""
+
+    def fill(self, columns: Columns, out: np.ndarray) -> None:
+        raise NotImplementedError
 
 
-def _lookup(column: str, table: dict[Any, float], default: float) -> Feature:
-    get = table.get
-    return lambda row: get(row[column], default)
+@dataclass
+class CategoryTable(Block):
+    """One text column -> a row of ``table`` (known values, then None, then unseen)."""
+
+    column: str
+    index: dict[Any, int]
+    table: np.ndarray  # (len(index) + 1, len(positions)); the last row: unseen values
+    positions: np.ndarray  # output columns it fills
+
+    def fill(self, columns: Columns, out: np.ndarray) -> None:
+        get, unseen = self.index.get, len(self.index)
+        rows = np.fromiter((get(v, unseen) for v in columns[self.column]), np.intp)
+        out[:, self.positions] = self.table[rows]
+
+
+@dataclass
+class Numeric(Block):
+    """Numeric columns through ``log1p``, imputation, indicators and scaling, as constants."""
+
+    columns: list[str]
+    positions: np.ndarray
+    log1p: bool = False
+    fill_values: np.ndarray | None = None  # imputed value per column
+    indicators: np.ndarray | None = None  # columns that get a missing indicator
+    mean: np.ndarray | None = None  # of the scaler, over the block's outputs
+    scale: np.ndarray | None = None
+
+    def fill(self, columns: Columns, out: np.ndarray) -> None:
+        x = np.array([columns[c] for c in self.columns], dtype=np.float64).T
+        if self.log1p:
+            x = np.log1p(x)
+        if self.fill_values is not None:
+            missing = np.isnan(x)
+            x = np.where(missing, self.fill_values, x)
+            if self.indicators is not None:
+                x = np.hstack([x, missing[:, self.indicators].astype(np.float64)])
+        if self.mean is not None:
+            x = x - self.mean
+        if self.scale is not None:
+            x = x / self.scale
+        out[:, self.positions] = x
 
 
 def _is_passthrough(step: Any) -> bool:
@@ -90,35 +155,170 @@ def _is_passthrough(step: Any) -> bool:
     )
 
 
-def _features_of(encode: ColumnTransformer) -> list[Feature]:
-    features: list[Feature] = []
+def _numeric(columns: list[str], step: Any, positions: np.ndarray) -> Numeric:
+    block = Numeric(list(columns), positions)
+    steps = [] if _is_passthrough(step) else _steps(step)
+    for part in steps:
+        if (
+            type(part) is FunctionTransformer
+            and part.func is np.log1p
+            and not part.kw_args
+            and not block.log1p
+        ):
+            block.log1p = True
+        elif type(part) is SimpleImputer and block.fill_values is None and block.mean is None:
+            if not (isinstance(part.missing_values, float) and math.isnan(part.missing_values)):
+                raise Unsupported("an imputer of values other than NaN")
+            fill = np.asarray(part.statistics_, dtype=np.float64)
+            if np.isnan(fill).any():
+                raise Unsupported("an imputer that drops empty columns")
+            block.fill_values = fill
+            if part.indicator_ is not None:
+                if part.indicator_.features != "missing-only":
+                    raise Unsupported("a missing indicator over every column")
+                block.indicators = np.asarray(part.indicator_.features_, dtype=np.intp)
+        elif type(part) is StandardScaler and block.mean is None:
+            block.mean = part.mean_ if part.with_mean else None
+            block.scale = part.scale_ if part.with_std else None
+        else:
+            raise Unsupported(f"numeric step {type(part).__name__} of {columns}")
+    width = len(columns) + (0 if block.indicators is None else len(block.indicators))
+    if width != len(positions):
+        raise Unsupported(f"numeric step of {columns}: {len(positions)} outputs, {width} mirrored")
+    return block
+
+
+def _steps(step: Any) -> list[Any]:
+    return [s for _, s in step.steps] if type(step) is Pipeline else [step]
+
+
+_TABLE_STEPS = (CategoryCodes, SmoothedMeanEncoder, OneHotEncoder, StandardScaler)
+
+
+def _as_float(frame: pd.DataFrame) -> np.ndarray:
+    """A step's output as floats; categoricals as their codes, missing (-1) as NaN."""
+    parts = []
+    for c in frame.columns:
+        values = frame[c]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy().astype(np.float64)
+            parts.append(np.where(codes < 0, np.nan, codes))
+        else:
+            parts.append(values.to_numpy(dtype=np.float64))
+    return np.column_stack(parts)
+
+
+def _known_values(step: Any, column: str) -> list[Any]:
+    """The values a fitted text step tells apart in ``column``."""
+    first = _steps(step)[0]
+    if type(first) is CategoryCodes:
+        return list(first.categories_[column])
+    if type(first) is SmoothedMeanEncoder:
+        return list(first.means_[column].index)
+    if type(first) is OneHotEncoder:
+        names = list(first.feature_names_in_)
+        return [v for v in first.categories_[names.index(column)] if v is not None]
+    raise Unsupported(f"text step {type(first).__name__}")
+
+
+def _tables(step: Any, columns: list[str], positions: np.ndarray) -> list[CategoryTable]:
+    """A table per text column of ``step``, built by running the fitted step on its values."""
+    if not all(type(s) in _TABLE_STEPS for s in _steps(step)) or type(_steps(step)[0]) is (
+        StandardScaler
+    ):
+        raise Unsupported(f"text step {type(step).__name__} of {columns}")
+    text = [c for c in columns if c in TEXT_COLUMNS]
+
+    def outputs(column: str, values: list[Any]) -> np.ndarray:
+        frame = pd.DataFrame(
+            {c: values if c == column else [None] * len(values) for c in text}, dtype=object
+        )
+        for c in columns:
+            if c not in TEXT_COLUMNS:
+                frame[c] = np.nan
+        with warnings.catch_warnings():  # unknown categories are the point here
+            warnings.simplefilter("ignore")
+            return _as_float(step.transform(frame.loc[:, columns]))
+
+    tables, owner = [], np.full(len(positions), -1)
+    for i, column in enumerate(text):
+        known = list(dict.fromkeys(_known_values(step, column)))
+        values = [*known, None, _UNSEEN]
+        result = outputs(column, values)
+        if result.shape[1] != len(positions):
+            raise Unsupported(f"text step of {columns}: {result.shape[1]} outputs")
+        moves = ~np.all(np.isclose(result, result[:1], equal_nan=True, rtol=0, atol=0), axis=0)
+        if (owner[moves] >= 0).any():
+            raise Unsupported(f"text step of {columns}: outputs depend on several columns")
+        owner[moves] = i
+        tables.append((column, known, result, moves))
+    blocks = []
+    for i, (column, known, result, _) in enumerate(tables):
+        mine = owner == i
+        if i == 0:  # outputs no column moves are constant: the first table fills them
+            mine |= owner < 0
+        index = {value: n for n, value in enumerate([*known, None])}
+        blocks.append(CategoryTable(column, index, result[:, mine], positions[mine]))
+    return blocks
+
+
+def _blocks(encode: ColumnTransformer) -> tuple[list[Block], int]:
+    blocks: list[Block] = []
+    width = 0
     for name, step, columns in encode.transformers_:
         if isinstance(step, str) and step == "drop":
             continue
-        if _is_passthrough(step):
-            features += [_passthrough(c) for c in columns]
-        elif type(step) is CategoryCodes:
-            for c in columns:
-                codes = {value: float(i) for i, value in enumerate(step.categories_[c])}
-                features.append(_lookup(c, codes, _MISSING))
-        elif type(step) is SmoothedMeanEncoder:
-            for c in columns:
-                if c != step.size_column:
-                    features.append(_lookup(c, step.means_[c].to_dict(), step.prior_))
+        n = len(step.get_feature_names_out()) if not isinstance(step, str) else len(columns)
+        positions = np.arange(width, width + n)
+        width += n
+        unknown = set(columns) - set(DERIVED_COLUMNS)
+        if unknown:
+            raise Unsupported(f"encoding step {name!r} of unknown columns {sorted(unknown)}")
+        if all(c not in TEXT_COLUMNS for c in columns):
+            blocks.append(_numeric(list(columns), step, positions))
         else:
-            raise Unsupported(f"encoding step {name!r} ({type(step).__name__})")
-    if len(features) != len(encode.get_feature_names_out()):
+            blocks += _tables(step, list(columns), positions)
+    if width != len(encode.get_feature_names_out()):
         raise Unsupported("the encoding's output columns are not the ones mirrored")
-    return features
+    return blocks, width
 
+
+# --- estimators -----------------------------------------------------------------------------
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-def _booster_of(estimator: Any) -> Predict:
+def _forest(estimator: Any) -> Predict:
+    """The mean of the fitted trees' leaf values, each found by the tree's compiled descent (as
+    ``predict`` does, without validation and thread pool per call; same float32 input, same
+    order of summation)."""
+    if estimator.n_outputs_ != 1:
+        raise Unsupported("a forest of several outputs")
+    # Each tree's leaf values, read once: per call only the compiled descent (``apply``) runs.
+    trees = [(tree.tree_.apply, tree.tree_.value[:, 0, 0].copy()) for tree in estimator.estimators_]
+
+    def predict(matrix: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(matrix, dtype=np.float32)
+        total = np.zeros(len(x), dtype=np.float64)
+        for leaf_of, values in trees:
+            total += values[leaf_of(x)]
+        return total / len(trees)
+
+    return predict
+
+
+def _linear(estimator: Any) -> Predict:
+    coef = np.asarray(estimator.coef_, dtype=np.float64)
+    if coef.ndim != 1:
+        raise Unsupported("a linear model of several outputs")
+    intercept = float(estimator.intercept_)
+    return lambda matrix: matrix @ coef + intercept
+
+
+def _estimator(estimator: Any) -> Predict:
     # One thread per call: requests come one or a few rows at a time, and a thread pool woken for
     # each cost 5x the CPU of the prediction itself (benchmarks/serve.py); concurrency comes from
-    # the requests, not from inside one of them.
+    # the requests and the worker processes, not from inside one of them.
     kind = f"{type(estimator).__module__}.{type(estimator).__name__}"
     if kind == "xgboost.sklearn.XGBRegressor":
         estimator.set_params(n_jobs=1)  # the served copy, loaded for this process only
@@ -126,6 +326,10 @@ def _booster_of(estimator: Any) -> Predict:
         return cast(Predict, estimator.predict)
     if kind == "lightgbm.sklearn.LGBMRegressor":
         return functools.partial(estimator.booster_.predict, num_threads=1)
+    if kind == "sklearn.ensemble._forest.RandomForestRegressor":
+        return _forest(estimator)
+    if kind == "sklearn.linear_model._ridge.Ridge":
+        return _linear(estimator)
     raise Unsupported(f"estimator {kind}")
 
 
@@ -141,30 +345,30 @@ class FastScorer:
         (_, listing), (_, encode), (_, estimator) = pipeline.steps
         if type(listing) is not ListingFrame or type(encode) is not ColumnTransformer:
             raise Unsupported("pipeline steps are not ListingFrame then ColumnTransformer")
-        self._features = _features_of(encode)
-        self._booster = _booster_of(estimator)
+        self._blocks, self._width = _blocks(encode)
+        self._estimator = _estimator(estimator)
         self._inverse = model.inverse_func or (lambda y: y)
-        self.vocabulary = _vocabulary(encode)
+        self.vocabulary = _vocabulary(self._blocks)
+
+    def features(self, listings: Sequence[Listing]) -> np.ndarray:
+        """The encoded feature matrix the estimator takes."""
+        columns = derived_columns(listings)
+        out = np.empty((len(listings), self._width), dtype=np.float64)
+        for block in self._blocks:
+            block.fill(columns, out)
+        return out
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:
-        features = self._features
-        matrix = np.array(
-            [[f(row) for f in features] for row in map(derived, listings)], dtype=np.float64
-        )
-        return np.asarray(self._inverse(self._booster(matrix)), dtype=np.float64).ravel()
+        prices = self._inverse(self._estimator(self.features(listings)))
+        return np.asarray(prices, dtype=np.float64).ravel()
 
 
-def _vocabulary(encode: ColumnTransformer) -> dict[str, list[Any]]:
+def _vocabulary(blocks: list[Block]) -> dict[str, list[Any]]:
     """Values the fitted encoders know, per derived column (to draw probe listings from)."""
-    known: dict[str, set[Any]] = {c: set() for c in DERIVED_COLUMNS}
-    for _, step, columns in encode.transformers_:
-        if type(step) is CategoryCodes:
-            for c in columns:
-                known[c].update(step.categories_[c])
-        elif type(step) is SmoothedMeanEncoder:
-            for c in columns:
-                if c != step.size_column:
-                    known[c].update(step.means_[c].index)
+    known: dict[str, set[Any]] = {}
+    for block in blocks:
+        if isinstance(block, CategoryTable):
+            known.setdefault(block.column, set()).update(v for v in block.index if v is not None)
     return {c: sorted(v, key=str) for c, v in known.items() if v}
 
 
@@ -217,6 +421,24 @@ def pipeline_prices(model: Any, listings: Sequence[Listing]) -> np.ndarray:
     return np.asarray(model.predict(model_input(records)), dtype=np.float64).ravel()
 
 
+def check(scorer: FastScorer, model: Any, probes: Sequence[Listing]) -> str | None:
+    """Why ``scorer`` is not ``model`` on ``probes`` (None: it matches within tolerance)."""
+    expected = pipeline_prices(model, probes)
+    try:
+        got = scorer.predict(probes)
+    except Exception as exc:  # a mirror that breaks is a mirror that disagrees
+        return f"the fast path failed on the probe listings ({type(exc).__name__}: {exc})"
+    if np.allclose(got, expected, rtol=RELATIVE_TOLERANCE, atol=0.0, equal_nan=True):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.nan_to_num(np.abs(got - expected) / np.abs(expected), nan=np.inf)
+    worst = int(np.argmax(gap))
+    return (
+        f"the fast path disagreed on a probe listing ({got[worst]:.2f} vs "
+        f"{expected[worst]:.2f}: {probes[worst].model_dump(exclude_none=True)})"
+    )
+
+
 def compile_fast_path(model: Any) -> tuple[FastScorer | None, str]:
     """The fast scorer if it reproduces ``model`` on probe listings, and why (not)."""
     try:
@@ -224,11 +446,7 @@ def compile_fast_path(model: Any) -> tuple[FastScorer | None, str]:
     except Unsupported as exc:
         return None, f"pipeline: {exc} is not mirrored by the fast path"
     probes = probe_listings(scorer.vocabulary)
-    expected, got = pipeline_prices(model, probes), scorer.predict(probes)
-    if not np.allclose(got, expected, rtol=RELATIVE_TOLERANCE, atol=0.0):
-        worst = int(np.argmax(np.abs(got - expected) / np.abs(expected)))
-        return None, (
-            f"pipeline: the fast path disagreed on a probe listing ({got[worst]:.2f} vs "
-            f"{expected[worst]:.2f}: {probes[worst].model_dump(exclude_none=True)})"
-        )
+    problem = check(scorer, model, probes)
+    if problem is not None:
+        return None, f"pipeline: {problem}"
     return scorer, f"fast path (matched the pipeline on {len(probes)} probe listings)"

@@ -1,10 +1,22 @@
 """Follow the production alias: load a new version off the request path, swap it in at once.
 
-A watcher thread asks the registry every ``serving_poll_s`` which version the alias names.
-When it changes, the thread downloads and prepares that version while requests keep being
-answered by the current one, then replaces ``current`` in one assignment. A request reads
-``current`` once, at its start, so a request in flight finishes on the model it started with
-and no request ever sees a half-loaded model.
+A watcher thread per serving process keeps ``current``. When the version to serve changes, the
+thread downloads and prepares it while requests keep being answered by the current one, then
+replaces ``current`` in one assignment. A request reads ``current`` once, at its start, so a
+request in flight finishes on the model it started with and no request ever sees a half-loaded
+model.
+
+One decision for every worker process: of the watchers sharing a state folder (the uvicorn
+workers of one `tasador serve`), the one holding an exclusive lock on
+``<state_dir>/serving/watcher.lock`` is the *leader*. Only it asks the registry which version
+the alias names, every ``serving_poll_s``, and it writes what it found to
+``<state_dir>/serving/alias.json`` (written whole, then renamed). The others *follow* that
+file, reading it four times per poll interval, and load the version it names, so every worker
+swaps to the same version within a poll interval (plus its own load) of the leader, and the
+registry sees one poll per interval however many workers there are. A follower ignores
+decisions written before it started (a file left by an earlier run). The lock is released by
+the operating system when its holder exits, and every follower tries to take it at each of its
+reads, so a worker that dies hands leadership on within a quarter of the poll interval.
 
 Failures never take the served model away: an unreachable registry, a version that fails to
 load, or an alias that disappears leave the current model serving, and :class:`RegistryStatus`
@@ -14,11 +26,17 @@ message tells which of those it is.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -39,7 +57,61 @@ class RegistryStatus:
     checked_at: datetime | None = None  # last answer from the registry
     alias_version: str | None = None  # what the alias names there
     error: str | None = None  # why the last poll or load failed
-    polls: int = 0  # polls finished so far
+    polls: int = 0  # polls (of the registry by a leader, of the decision by a follower)
+    leader: bool = False  # this process polls the registry for every worker
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the leader found in the registry, as every worker reads it from the shared file."""
+
+    reachable: bool
+    version: str | None  # what the alias names (None: no such alias, or not reachable)
+    error: str | None  # the registry's problem, when there is one
+    checked_at: str  # ISO time of the poll
+    written_at: float  # time.time() of the write
+
+
+class SharedDecision:
+    """The leader lock and the decision file of the watchers of one state folder."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.lock_path = folder / "watcher.lock"
+        self.path = folder / "alias.json"
+        self._lock: IO[bytes] | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._lock is not None
+
+    def try_lead(self) -> bool:
+        """Take the leader lock if no other watcher holds it; True while this one holds it."""
+        if self._lock is None:
+            handle = self.lock_path.open("ab")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._lock = handle
+        return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    def write(self, decision: Decision) -> None:
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(asdict(decision)))
+        os.replace(temporary, self.path)
+
+    def read(self) -> Decision | None:
+        try:
+            return Decision(**json.loads(self.path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None  # not written yet (or by an incompatible version): wait for the next
 
 
 def _short(exc: BaseException) -> str:
@@ -64,6 +136,9 @@ class ModelWatcher:
         self._client: MlflowClient | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.shared = SharedDecision(settings.state_dir / "serving")
+        self._started_at = time.time()
+        self._next_poll = 0.0  # time.monotonic() of the leader's next registry poll
 
     def start(self) -> None:
         self._stop.clear()
@@ -75,19 +150,72 @@ class ModelWatcher:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        self.shared.release()
+        self.status.leader = False
 
     def _run(self) -> None:
         while True:
-            self.check()
-            if self._stop.wait(self.settings.serving_poll_s):
+            try:
+                self.tick()
+            except Exception:  # a bug must not end watching: log it, retry at the next tick
+                logger.exception("model watcher tick failed")
+            if self._stop.wait(self.settings.serving_poll_s / 4):
                 return
 
+    def tick(self) -> None:
+        """Lead (poll the registry when due) or follow (read the leader's decision)."""
+        if self.shared.try_lead():
+            if not self.status.leader:
+                logger.info("this worker (pid %d) polls the model registry", os.getpid())
+                self.status.leader = True
+            if time.monotonic() >= self._next_poll:
+                self._next_poll = time.monotonic() + self.settings.serving_poll_s
+                self.check()
+        else:
+            self.follow()
+
     def check(self) -> None:
-        """One poll: ask the registry, load and swap if the alias moved."""
+        """One poll of the registry: share what it says, load and swap if the alias moved."""
         try:
             self._check()
         finally:
             self.status.polls += 1
+
+    def follow(self) -> None:
+        """Act on the leader's latest decision (none yet, or an old one: wait)."""
+        decision = self.shared.read()
+        self.status.polls += 1
+        if decision is None or decision.written_at < self._started_at:
+            return
+        if not decision.reachable:
+            self.status.reachable = False
+            self.status.error = decision.error
+            return
+        self.status.reachable = True
+        self.status.checked_at = datetime.fromisoformat(decision.checked_at)
+        try:
+            if self._client is None:
+                self._client = registry.connect(self.settings)
+            version = (
+                None
+                if decision.version is None or self._serving(decision.version)
+                else self._client.get_model_version(self.settings.model_name, decision.version)
+            )
+        except Exception as exc:
+            self.status.error = f"model registry unreachable: {_short(exc)}"
+            return
+        self._act(decision.version, version)
+
+    def _serving(self, version: str) -> bool:
+        return self.current is not None and self.current.info.version == version
+
+    def _share(self, reachable: bool, version: str | None, error: str | None) -> None:
+        try:
+            self.shared.write(
+                Decision(reachable, version, error, datetime.now(UTC).isoformat(), time.time())
+            )
+        except OSError as exc:  # the followers keep the last decision; this worker goes on
+            logger.warning("could not share the alias decision: %s", exc)
 
     def _check(self) -> None:
         try:
@@ -99,22 +227,29 @@ class ModelWatcher:
                 logger.warning("model registry unreachable, serving on: %s", exc)
             self.status.reachable = False
             self.status.error = f"model registry unreachable: {_short(exc)}"
+            self._share(False, None, self.status.error)
             return
         if self.status.reachable is False:
             logger.info("model registry reachable again")
         self.status.reachable = True
         self.status.checked_at = datetime.now(UTC)
-        self.status.alias_version = None if version is None else str(version.version)
-        if version is None:
+        named = None if version is None else str(version.version)
+        self._share(True, named, None)
+        self._act(named, version)
+
+    def _act(self, named: str | None, version: ModelVersion | None) -> None:
+        """Serve what the alias names: nothing to do, an error to report, or a version to load."""
+        self.status.alias_version = named
+        if named is None:
             self.status.error = (
                 f"the registry has no {self.settings.model_name}@"
                 f"{self.settings.production_alias} (no model promoted yet)"
             )
             return
-        current = self.current
-        if current is not None and current.info.version == str(version.version):
+        if version is None or self._serving(named):
             self.status.error = None
             return
+        assert self._client is not None  # connected to find ``version``
         try:
             loaded = self._load(self._client, self.settings, version)
         except Exception as exc:

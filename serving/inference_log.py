@@ -21,17 +21,26 @@ renamed ``*.corrupt``; rows the database refuses for their content (found by hal
 so the rows around them are still written) go to a ``*.corrupt`` file of their own. Both are kept
 for a person to look at, counted in ``quarantined_rows``, and the files after them proceed.
 Shutdown takes at most ``serving_shutdown_s``: what is not written by then is spooled.
+
+Several worker processes (``serving_workers``) share one spool folder. Each writes its own
+requests (request ids are unique, and a row written twice is stored once), so every request is
+stored exactly once whichever worker answered it. Spool files are drained by one worker at a
+time, the one holding an exclusive lock on ``<spool>.lock`` beside the folder (the others skip
+the spool that pass and write their own buffers), and the spool cap is enforced under the same
+lock. Each file names its row count, so ``spooled_rows`` is the folder's, from a listing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,8 +65,11 @@ COLUMNS = (
     "latency_ms",
     "status_code",
 )
-Row = dict[str, Any]  # one inference_requests row, JSON-ready (what spool files hold)
+# One inference_requests row, JSON-ready (what spool files hold). Its "inputs" is JSON text
+# (a listing, serialized by pydantic in one native call) or a JSON-ready dict (a refused body).
+Row = dict[str, Any]
 MAX_ERROR_BODY = 2_000  # characters of a refused body kept in the log
+SPOOL_LOCK_WAIT_S = 5.0  # making room in the spool waits this long for another worker's pass
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,15 @@ class Entry:
             {
                 **common,
                 "row_index": i,
-                "inputs": listing.model_dump(mode="json", exclude_none=True),
+                "inputs": listing.model_dump_json(exclude_none=True),
                 "prediction": price,
             }
             for i, (listing, price) in enumerate(zip(self.listings, predictions, strict=True))
         ]
+
+
+def _inputs(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
@@ -119,7 +135,7 @@ def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
         cursor = driver.cursor()
         with cursor.copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row([json.dumps(row[c]) if c == "inputs" else row[c] for c in COLUMNS])
+                copy.write_row([_inputs(row[c]) if c == "inputs" else row[c] for c in COLUMNS])
         conn.exec_driver_sql(
             f"INSERT INTO inference_requests ({columns}) SELECT {columns} FROM incoming "
             "ON CONFLICT (request_id, row_index) DO NOTHING"
@@ -275,14 +291,21 @@ class InferenceLog:
             return self._flush_locked()
 
     def _flush_locked(self) -> bool:
+        try:
+            return self._pass()
+        finally:
+            self._recount_spool()
+
+    def _pass(self) -> bool:
         with self._lock:
             entries, self._entries = self._entries, []
             self.stats.buffered_rows -= sum(e.rows for e in entries)
         self._pending += [row for e in entries for row in e.to_rows()]
         try:
             engine = self._engine()
-            for path in self._spool_files():
-                self._write_spool_file(engine, path)
+            with self._spool_lock(wait_s=0.0) as draining:
+                for path in self._spool_files() if draining else []:
+                    self._write_spool_file(engine, path)
             if self._pending:
                 refused = self._write_isolating(engine, self._pending)
                 if refused:
@@ -302,6 +325,32 @@ class InferenceLog:
         self.stats.database_ok = True
         self.stats.last_error = None
         return True
+
+    @contextlib.contextmanager
+    def _spool_lock(self, wait_s: float) -> Iterator[bool]:
+        """The spool folder's lock across worker processes; yields whether it was taken."""
+        with self.spool_dir.with_name(f"{self.spool_dir.name}.lock").open("ab") as handle:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _recount_spool(self) -> None:
+        """``spooled_rows`` from the folder (other workers spool and drain it too)."""
+        with contextlib.suppress(OSError):
+            rows = sum(self._count_lines(p) for p in self._spool_files())
+            with self._lock:
+                self.stats.spooled_rows = rows
 
     def _write_isolating(self, engine: sa.Engine, rows: list[Row]) -> list[Row]:
         """Write ``rows``; return the ones the database refuses for their content.
@@ -416,8 +465,9 @@ class InferenceLog:
         lines = lines[skip:]
         if not lines:
             return
-        self._make_room(total)
-        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        with self._spool_lock(wait_s=SPOOL_LOCK_WAIT_S):  # not taken: over the cap for a pass
+            self._make_room(total)
+        name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}-{len(lines)}rows"
         temporary = self.spool_dir / f".{name}.tmp"
         try:
             with temporary.open("w") as handle:
@@ -438,8 +488,11 @@ class InferenceLog:
         for path in files:
             if used + needed <= self.max_spool_bytes:
                 return
-            size, lines = path.stat().st_size, self._count_lines(path)
-            path.unlink()
+            try:
+                size, lines = path.stat().st_size, self._count_lines(path)
+                path.unlink()
+            except FileNotFoundError:  # drained by another worker meanwhile
+                continue
             used -= size
             logger.warning("inference log: spool cap reached, %d oldest rows dropped", lines)
             with self._lock:
@@ -451,5 +504,9 @@ class InferenceLog:
 
     @staticmethod
     def _count_lines(path: Path) -> int:
+        """Rows of a spool file: from its name (``...-<n>rows.jsonl``), else by reading it."""
+        counted = path.stem.rsplit("-", 1)[-1]
+        if counted.endswith("rows") and counted[:-4].isdigit():
+            return int(counted[:-4])
         with path.open("rb") as handle:
             return sum(1 for _ in handle)

@@ -6,6 +6,7 @@ when the version is loaded, so requests never wait on MLflow.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from serving.schema import Listing, ModelRef
 from tasador.core import lineage
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput
+
+logger = logging.getLogger(__name__)
 
 
 class ModelInfo(BaseModel):
@@ -50,12 +53,14 @@ class ModelInfo(BaseModel):
 
 class Scorer:
     """Prices for validated listings: the fast path when it reproduces the model, else the
-    pipeline itself."""
+    pipeline itself (``how`` says which, and why; ``GET /model`` shows it as ``scoring``)."""
 
     def __init__(self, raw_model: Any) -> None:
         self.raw_model = raw_model
         self.fast: FastScorer | None
         self.fast, self.how = compile_fast_path(raw_model)
+        if self.fast is None:  # never silent: slower scoring is said here and in /model
+            logger.warning("scoring through the pipeline, not the fast path: %s", self.how)
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:
         if self.fast is not None:

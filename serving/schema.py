@@ -7,9 +7,10 @@ request that breaks one gets a 422 naming every bad field, rather than a price c
 value the model never saw.
 
 Unknown fields are **rejected** (422): a misspelt field (``house_sz``) would otherwise be
-silently dropped and the price predicted as if the value were missing. ``price`` is accepted
-(clients often send whole rows of the dataset) but never used to predict; it is kept in the
-inference log, where it can later serve as the known outcome.
+silently dropped and the price predicted as if the value were missing. ``price`` is refused
+too, with a 422 of its own saying why: the price is what the model predicts, so a body carrying
+one is a client sending whole dataset rows, which should drop the target rather than believe it
+was used.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import (
     TypeAdapter,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 from tasador.core.cleaning import (
     ACRE_LOT_MAX,
@@ -35,7 +37,6 @@ from tasador.core.cleaning import (
     HOUSE_SIZE_MAX,
     HOUSE_SIZE_MIN,
     OLDEST_SALE,
-    PRICE_MAX,
 )
 from tasador.core.columns import STATUSES
 
@@ -103,6 +104,19 @@ ZipCode = Annotated[
     ),
 ]
 SaleDate = Annotated[date, Field(ge=OLDEST_SALE.date()), AfterValidator(_not_in_future)]
+PRICE_REFUSED = "price is what the model predicts: send the listing without it"
+
+
+def _refuse_price(value: Any) -> Any:
+    raise PydanticCustomError("target_field", PRICE_REFUSED)
+
+
+# Any value, null included, is refused; the schema says so (``not: {}`` admits no value).
+RefusedPrice = Annotated[
+    Any,
+    BeforeValidator(_refuse_price),
+    WithJsonSchema({"not": {}, "description": PRICE_REFUSED}),
+]
 
 
 class Listing(BaseModel):
@@ -113,9 +127,7 @@ class Listing(BaseModel):
 
     brokered_by: Id | None = Field(default=None, description="Agency id (a number).")
     status: Status | None = None
-    price: float | None = Field(
-        default=None, gt=0, le=PRICE_MAX, description="Known price, if any: logged, never used."
-    )
+    price: RefusedPrice = Field(default=None, exclude=True)
     bed: Count | None = Field(default=None, ge=0, le=BED_MAX)
     bath: Count | None = Field(default=None, ge=0, le=BATH_MAX)
     acre_lot: float | None = Field(default=None, ge=0, le=ACRE_LOT_MAX)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -58,9 +59,10 @@ def run_demo(
             decision = ingestion.returns["decide"]
             training = None
             if decision["verdict"] == "retrain":
-                run = local_airflow.run_dag(
-                    settings, "tasador_training", {"decision_id": decision["decision_id"]}
-                )
+                with search_progress(settings, decision["decision_id"]):
+                    run = local_airflow.run_dag(
+                        settings, "tasador_training", {"decision_id": decision["decision_id"]}
+                    )
                 training = run.returns["champion_challenger"]
             results.append((decision, training))
             typer.echo(
@@ -78,6 +80,16 @@ def run_demo(
         f"\nfinished in {time.monotonic() - started:.0f}s; "
         "`tasador status --table` shows the same state, `tasador ui` the pages"
     )
+
+
+def search_progress(settings: Settings, decision_id: int) -> AbstractContextManager[None]:
+    """Trials done, best so far and time left of the decision's study while Airflow runs it."""
+    from experiments.progress import watching
+    from experiments.study import study_name_for
+    from tasador.loop.training import training_batches
+
+    name = study_name_for(training_batches(settings, decision_id), settings.model_name)
+    return watching(settings, name, typer.echo)
 
 
 def summary_table(

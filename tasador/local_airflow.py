@@ -1,11 +1,18 @@
 """Running the DAGs on this machine: a local Airflow home (SQLite metadata) and `airflow dags
-test`, no scheduler needed. Used by the demo and the DAG tests."""
+test`, no scheduler needed. Used by the demo and the DAG tests.
+
+Airflow is used through its command line only, never its tables: the run's state comes from
+`airflow dags list-runs -o json`, the tasks' states from `airflow tasks states-for-dag-run -o json`,
+and the return values of the unmapped tasks from what `airflow dags test` prints for each task
+("Done. Returned value was: ..."; the CLI has no XCom command and no API server runs here).
+"""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import sqlite3
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +21,7 @@ from typing import Any
 
 from tasador.core.config import Settings, settings_env
 from tasador.core.errors import TasadorError
+from tasador.loop.dag_defaults import SEARCH_POOL
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = REPO_ROOT / "dags"
@@ -64,7 +72,10 @@ class DagRun:
 
 def migrate(settings: Settings, home: Path | None = None) -> None:
     """Create or upgrade the local Airflow metadata DB (a no-op when it is current)."""
-    airflow(settings, "db", "migrate", env=airflow_env(settings, home))
+    env = airflow_env(settings, home)
+    airflow(settings, "db", "migrate", env=env)
+    slots = str(settings.search_workers)
+    airflow(settings, "pools", "set", SEARCH_POOL, slots, "Optuna search workers", env=env)
 
 
 def run_dag(
@@ -74,7 +85,7 @@ def run_dag(
     env = airflow_env(settings, home)
     args = ["dags", "test", dag_id, *(["-c", json.dumps(conf)] if conf else [])]
     result = airflow(settings, *args, env=env, check=False)
-    run = latest_run(Path(env["AIRFLOW_HOME"]) / "airflow.db", dag_id)
+    run = latest_run(settings, dag_id, env, returns=printed_returns(result.stdout + result.stderr))
     if result.returncode != 0 or run is None or run.state != "success":
         output = (result.stdout + result.stderr)[-4000:]
         state = run.state if run else "not started"
@@ -82,29 +93,51 @@ def run_dag(
     return run
 
 
-def latest_run(metadata_db: Path, dag_id: str) -> DagRun | None:
-    """The newest run of a DAG in a local (SQLite) Airflow metadata DB."""
-    with sqlite3.connect(metadata_db) as conn:
-        row = conn.execute(
-            "SELECT id, run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1",
-            (dag_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        run_pk, run_id, state = row
-        states = dict(
-            conn.execute(
-                "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ? "
-                "ORDER BY map_index",
-                (dag_id, run_id),
-            )
+def _json_output(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON document of a CLI command's `-o json` output (warnings may precede it)."""
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("[", "{"))]
+    return json.loads(lines[-1]) if lines else []
+
+
+def latest_run(
+    settings: Settings, dag_id: str, env: dict[str, str], returns: dict[str, Any] | None = None
+) -> DagRun | None:
+    """The newest run of a DAG, as the Airflow CLI reports it."""
+    runs = _json_output(airflow(settings, "dags", "list-runs", dag_id, "-o", "json", env=env))
+    if not runs:
+        return None
+    newest = max(runs, key=lambda r: r["run_after"])
+    tasks = _json_output(
+        airflow(
+            settings, "tasks", "states-for-dag-run", dag_id, newest["run_id"], "-o", "json", env=env
         )
-        returns = {
-            task_id: json.loads(value) if isinstance(value, str | bytes) else value
-            for task_id, value in conn.execute(
-                "SELECT task_id, value FROM xcom WHERE dag_run_id = ? AND key = 'return_value' "
-                "AND map_index = -1",
-                (run_pk,),
-            )
-        }
-    return DagRun(dag_id=dag_id, run_id=run_id, state=state, task_states=states, returns=returns)
+    )
+    # The CLI leaves map_index out when no task of the run is mapped.
+    ordered = sorted(tasks, key=lambda t: int(t.get("map_index") or -1))
+    states = {t["task_id"]: t["state"] for t in ordered}
+    return DagRun(
+        dag_id=dag_id,
+        run_id=newest["run_id"],
+        state=newest["state"],
+        task_states=states,
+        returns=returns or {},
+    )
+
+
+_STARTING = re.compile(r"\[DAG TEST\] starting task_id=(\S+) map_index=(-?\d+)")
+_RETURNED = re.compile(r"Done\. Returned value was: (.*?)\s+\[airflow\.task\.")
+
+
+def printed_returns(output: str) -> dict[str, Any]:
+    """The return values `airflow dags test` printed for the unmapped tasks, by task id."""
+    returns: dict[str, Any] = {}
+    task: str | None = None
+    for line in output.splitlines():
+        if started := _STARTING.search(line):
+            task = started[1] if started[2] == "-1" else None
+        elif task and (returned := _RETURNED.search(line)):
+            try:
+                returns[task] = ast.literal_eval(returned[1])
+            except (ValueError, SyntaxError):
+                returns[task] = returned[1]
+    return returns

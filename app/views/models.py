@@ -65,10 +65,16 @@ for entry in versions:
         if not v.run_id:
             continue
         try:
-            change = history.shap_change(settings, v.run_id)
+            with st.spinner("Reading the study's pictures and the SHAP comparison..."):
+                pictures = history.study_pictures(settings, v.run_id)
+                change = history.shap_change(settings, v.run_id)
         except Exception as exc:
             ui.failure("The SHAP comparison of this version cannot be read", exc)
             continue
+        if pictures:
+            st.markdown("**The study that found it** (Optuna)")
+            for column, png in zip(st.columns(len(pictures)), pictures.values(), strict=True):
+                column.image(png)
         if change is None:
             st.caption("No SHAP comparison logged for this version.")
             continue

@@ -25,6 +25,18 @@ def form_choices(clean_url: str) -> choices.Choices:
 
 
 st.title("Predict a price")
+api = settings.serving_api_url
+key = serving_client.api_key_of(settings.serving_api_key)
+try:  # which version will answer, before anything is asked of it
+    serving = serving_client.model(api, key)
+    st.markdown(
+        f"Prices come from **{serving['name']}** version **{serving['version']}** "
+        f"(alias `{serving['alias']}`, {serving.get('family') or 'family unknown'}, trained on "
+        f"batches {serving.get('batch_range') or 'unknown'})."
+    )
+except serving_client.ServiceError as exc:
+    st.warning(f"No model to answer yet. {exc}")
+
 try:
     offered = form_choices(db.database_url("clean", settings))
 except Exception as exc:
@@ -83,15 +95,14 @@ listing: dict[str, Any] = {
 listing = {k: v for k, v in listing.items() if v is not None}
 
 if st.button("Predict", type="primary", disabled=not zip_ok):
-    api = settings.serving_api_url
-    key = serving_client.api_key_of(settings.serving_api_key)
     try:
-        st.session_state["answer"] = {
-            "listing": listing,
-            "prediction": serving_client.predict(api, listing, key),
-            "explanation": serving_client.explain(api, listing, key),
-            "model": serving_client.model(api, key),
-        }
+        with st.spinner("Pricing the listing and explaining the price (SHAP)..."):
+            st.session_state["answer"] = {
+                "listing": listing,
+                "prediction": serving_client.predict(api, listing, key),
+                "explanation": serving_client.explain(api, listing, key),
+                "model": serving_client.model(api, key),
+            }
     except serving_client.InvalidListing as exc:
         st.session_state.pop("answer", None)
         for field, reason in exc.fields.items():

@@ -9,7 +9,9 @@
    as the owner the migrations ran as, with the passwords ``SERVING_DB_PASSWORD`` and
    ``UI_DB_PASSWORD`` from ``.env``). A model is a pickle serving loads: code in it gets these
    rights, not the owner's.
-4. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
+4. The pool of the search workers (``tasador_search``, ``AIRFLOW_SEARCH_POOL_SLOTS`` slots):
+   a study never takes the slots an ingestion run needs.
+5. The admin's password goes from ``AIRFLOW_ADMIN_PASSWORD`` (``.env``) to the passwords file of
    Airflow's simple auth manager, so the login is the one the operator chose instead of a random
    one printed in the logs.
 
@@ -27,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# tasador.loop.dag_defaults.SEARCH_POOL (a test keeps them equal).
+SEARCH_POOL = "tasador_search"
 # Role names (docker-compose.yml builds serving's and the UI's URLs with them).
 DB_ROLES = {"serving": "tasador_serving", "ui": "tasador_ui"}
 DB_ROLE_PASSWORDS = {"serving": "SERVING_DB_PASSWORD", "ui": "UI_DB_PASSWORD"}
@@ -115,6 +119,9 @@ def main(env: Mapping[str, str]) -> int:
         return 2
     subprocess.run(["airflow", "db", "migrate"], check=True)
     subprocess.run([sys.executable, "-m", "tasador", "db", "upgrade"], check=True)
+    slots = env.get("AIRFLOW_SEARCH_POOL_SLOTS") or "2"
+    pool = ["airflow", "pools", "set", SEARCH_POOL, slots, "Optuna search workers"]
+    subprocess.run(pool, check=True, stdout=subprocess.DEVNULL)
     passwords = {key: env[name] for key, name in DB_ROLE_PASSWORDS.items()}
     for database, variable in URL_OF.items():
         grant_roles(env[variable], database, passwords)
@@ -122,6 +129,7 @@ def main(env: Mapping[str, str]) -> int:
     write_passwords(passwords_file, {env["AIRFLOW_ADMIN_USER"]: env["AIRFLOW_ADMIN_PASSWORD"]})
     print(
         f"airflow-init: databases migrated, roles {sorted(DB_ROLES.values())} granted, "
+        f"pool {SEARCH_POOL} has {slots} slots, "
         f"password of {env['AIRFLOW_ADMIN_USER']!r} set"
     )
     return 0

@@ -13,6 +13,8 @@ from tasador import startup
 from tasador.cli.context import friendly_errors, resolved_settings
 from tasador.cli.db import db_app
 from tasador.cli.decide import decide_command
+from tasador.cli.lineage import lineage_command
+from tasador.cli.rollback import rollback_command
 from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
@@ -21,7 +23,7 @@ from tasador.core.db import DatabaseKind
 from tasador.core.errors import Conflict
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
-from tasador.loop.status import batches_table, gaps_text, models_table, status
+from tasador.loop.status import alias_table, batches_table, gaps_text, models_table, status
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -129,6 +131,9 @@ def status_command(
         if report.models is not None:
             typer.echo(f"\nmodels of {report.model_name} (MLflow {report.mlflow_tracking_uri})")
             typer.echo(models_table(report.models))
+        if report.alias_history:
+            typer.echo(f"\nhistory of @{get_settings().production_alias}")
+            typer.echo(alias_table(report.alias_history))
     else:
         typer.echo(report.model_dump_json(indent=2, exclude_none=True))
 
@@ -185,6 +190,8 @@ def stop_embedded_command() -> None:
 
 
 command("decide")(decide_command)
+command("lineage")(lineage_command)
+command("rollback")(rollback_command)
 command("search")(search_command)
 command("serve")(serve_command)
 command("ui")(ui_command)

@@ -19,7 +19,7 @@ def search_command(
         int | None, typer.Option(min=1, help="Finished trials wanted, all workers together.")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(min=1, help="Seconds each worker may search.")
+        float | None, typer.Option(min=1, help="Seconds the search may take, all workers together.")
     ] = None,
     batches: Annotated[
         str | None, typer.Option(help="RAW batch ids to train on, e.g. 1,2,3 (default: all).")
@@ -34,10 +34,15 @@ def search_command(
 ) -> None:
     """Search model families with N workers, refit the best, promote it if it wins."""
     # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
+    from experiments import study as search
     from experiments.retrain import retrain
 
+    settings = resolved_settings(("clean", "optuna"))
+    log_file = settings.state_dir / "logs" / "search.log"
+    search.log_to_file(log_file)  # library noise; the terminal gets progress and the outcome
+    typer.echo(f"library output: {log_file}", err=True)
     result = retrain(
-        resolved_settings(("clean", "optuna")),
+        settings,
         lineage.decode_batch_ids(batches) or None,
         workers=workers,
         n_trials=trials,
@@ -45,6 +50,8 @@ def search_command(
         decision_id=decision,
         reason=reason,
         families=families.split(",") if families else None,
+        echo=lambda line: typer.echo(line, err=True),
+        log_file=log_file,
     )
     typer.echo(result.comparison().to_string(index=False))
     typer.echo(result.summary)

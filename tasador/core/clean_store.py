@@ -24,6 +24,7 @@ from tasador.core.cleaning import CleaningReport, clean_frame
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.errors import NotFound
 from tasador.core.holdout import is_holdout, row_hashes
+from tasador.core.timings import step
 
 metadata = sa.MetaData()
 
@@ -78,6 +79,13 @@ class CleanedBatch:
 
 def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
     """Clean one stored RAW batch into CLEAN (replacing a previous cleaning of it)."""
+    with step("clean", batch_id=batch_id) as timed:
+        cleaned = _clean_batch(raw_engine, clean_engine, batch_id)
+        timed.update(rows=cleaned.report.rows_in, rows_out=cleaned.report.rows_out)
+    return cleaned
+
+
+def _clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
     meta = raw_store.get_batch(raw_engine, batch_id)
     if meta is None:
         raise NotFound(f"no RAW batch with id {batch_id}")

@@ -37,50 +37,39 @@ An exhausted API is a normal outcome.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import httpx
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tasador.core import raw_store
-from tasador.core.columns import RAW_COLUMNS
-from tasador.core.errors import BadInput, ServiceUnavailable
+from tasador.core.payload import CollectError, Payload, PayloadError, read_payload
+from tasador.core.timings import step
+
+__all__ = ["CollectError", "PayloadError", "ResponseTooLarge", "collect_batch", "recover_gaps"]
 
 log = logging.getLogger(__name__)
 
 EXHAUSTED_DETAIL = "Ya se recolectó toda la información mínima necesaria"
 DEFAULT_MAX_RESPONSE_BYTES = 268_435_456
+PROGRESS_EVERY_BYTES = 16 << 20
 _SUFFIX = ".batch"  # a complete body in the inbox; anything else there is not one
 
-
-class CollectError(ServiceUnavailable):
-    """The data API could not be read (after retries) or answered something unexpected."""
-
-
-class PayloadError(CollectError, BadInput):
-    """The data API answered, but not with a valid batch."""
+Progress = Callable[[str], None]  # told how the collect goes, in a few words at a time
 
 
 class ResponseTooLarge(PayloadError):
     """The data API's answer exceeds the size the collector accepts."""
-
-
-class _Payload(BaseModel):
-    model_config = ConfigDict(extra="allow")  # later editions may add fields; we ignore them
-
-    group_number: int
-    batch_number: int
-    day: str | None = None
-    data: list[Any]  # rows are checked one by one, so one bad row does not sink the batch
 
 
 @dataclass(frozen=True)
@@ -96,99 +85,26 @@ class CollectResult:
     from_inbox: bool = False  # stored from a body an earlier collect received
 
 
-@dataclass(frozen=True)
-class SplitRows:
-    """A payload's rows: those storable as columns (with their positions) and the rejected."""
-
-    rows: list[tuple[Any, ...]]
-    indexes: list[int]
-    rejected: list[raw_store.RejectedRow]
+def _tell(progress: Progress | None, message: str) -> None:
+    log.info("%s", message)
+    if progress is not None:
+        progress(message)
 
 
-def parse_payload(body: bytes, group_number: int) -> _Payload:
-    """The data API's batch, validated and for ``group_number``; raises PayloadError if not."""
-    try:
-        payload = _Payload.model_validate_json(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'][:2]) or 'body'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        raise PayloadError(f"the data API sent an invalid batch ({problems})") from None
-    if payload.group_number != group_number:
-        raise PayloadError(
-            f"asked for group {group_number} but the data API answered for group "
-            f"{payload.group_number}"
-        )
-    return payload
-
-
-def _row_problem(row: Any, index: int) -> tuple[tuple[Any, ...] | None, str | None]:
-    """The row as a tuple in RAW_COLUMNS order, or why it cannot be stored as columns."""
-    if isinstance(row, dict):
-        expected = set(RAW_COLUMNS)
-        if row.keys() != expected:
-            missing = sorted(expected - row.keys())
-            unknown = sorted(row.keys() - expected)
-            return None, (
-                f"row {index} has the wrong columns (missing: {missing or 'none'}, "
-                f"unknown: {unknown or 'none'})"
-            )
-        values = tuple(row[c] for c in RAW_COLUMNS)
-    elif isinstance(row, list):
-        if len(row) != len(RAW_COLUMNS):
-            return None, (
-                f"row {index} has {len(row)} values; expected {len(RAW_COLUMNS)} "
-                f"({', '.join(RAW_COLUMNS)})"
-            )
-        values = tuple(row)
-    else:
-        return None, f"row {index} is a {type(row).__name__}, not an object or a list"
-    for column, value in zip(RAW_COLUMNS, values, strict=True):
-        if isinstance(value, dict | list):
-            return None, f"row {index}: {column} is not a single value"
-        if isinstance(value, str):
-            if "\x00" in value:
-                return None, f"row {index}: {column} contains a NUL character"
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return None, f"row {index}: {column} is not valid UTF-8 text"
-    return values, None
-
-
-def split_rows(data: list[Any]) -> SplitRows:
-    """Rows as tuples in RAW_COLUMNS order, from objects keyed by column or from lists; the
-    rows that cannot be stored as columns are set aside with their reason, none dropped."""
-    split = SplitRows(rows=[], indexes=[], rejected=[])
-    for index, row in enumerate(data):
-        values, problem = _row_problem(row, index)
-        if values is not None:
-            split.rows.append(values)
-            split.indexes.append(index)
-        else:
-            assert problem is not None  # _row_problem gives one or the other
-            content = json.dumps(row, ensure_ascii=True)  # escapes NUL: storable text
-            split.rejected.append(raw_store.RejectedRow(index, problem, content))
-    return split
-
-
-def rows_in_column_order(data: list[Any]) -> list[tuple[Any, ...]]:
-    """Rows as tuples in RAW_COLUMNS order; raises PayloadError on the first unstorable row."""
-    split = split_rows(data)
-    if split.rejected:
-        raise PayloadError(split.rejected[0].reason)
-    return split.rows
-
-
-def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
+def _stream_capped(
+    response: httpx.Response,
+    max_bytes: int,
+    url: str,
+    write: Callable[[bytes], Any],
+    progress: Progress | None = None,
+) -> None:
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ResponseTooLarge(
             f"{url} announced {int(declared)} bytes, more than the {max_bytes} accepted "
             "(TASADOR_API_MAX_RESPONSE_BYTES); nothing was stored"
         )
-    chunks, size = [], 0
+    size, told = 0, 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
@@ -196,8 +112,10 @@ def _read_capped(response: httpx.Response, max_bytes: int, url: str) -> bytes:
                 f"{url} sent more than the {max_bytes} bytes accepted "
                 "(TASADOR_API_MAX_RESPONSE_BYTES); the partial body was not stored"
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        write(chunk)
+        if progress is not None and size - told >= PROGRESS_EVERY_BYTES:
+            told = size
+            _tell(progress, f"received {size / 2**20:,.0f} MiB")
 
 
 def fetch(
@@ -208,15 +126,26 @@ def fetch(
     max_retries: int,
     backoff_s: float,
     max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    sink: IO[bytes] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[int, bytes]:
     """GET (status, body), the body read up to ``max_bytes``; retries only what cannot have
-    moved the API's cursor: a refused or timed-out connection, and 5xx answers."""
+    moved the API's cursor: a refused or timed-out connection, and 5xx answers.
+
+    With ``sink``, a 200 body is written there as it arrives, never held whole (and the body
+    returned is empty); other answers are returned as usual."""
     for attempt in range(max_retries + 1):
         answered = False
         try:
             with client.stream("GET", url, params=params) as response:
                 answered = True
-                body = _read_capped(response, max_bytes, url)
+                if sink is not None and response.status_code == 200:
+                    _stream_capped(response, max_bytes, url, sink.write, progress)
+                    body = b""
+                else:
+                    chunks: list[bytes] = []
+                    _stream_capped(response, max_bytes, url, chunks.append)
+                    body = b"".join(chunks)
             if response.status_code < 500:
                 return response.status_code, body
             problem = f"HTTP {response.status_code}"
@@ -249,24 +178,42 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def keep_body(inbox: Path, body: bytes, *, group_number: int, day: str | None, source: str) -> Path:
-    """Write a received body to the inbox atomically and durably; return its path.
+@contextmanager
+def incoming_body(
+    inbox: Path, *, group_number: int, day: str | None, source: str
+) -> Iterator[tuple[IO[bytes], Callable[[], Path]]]:
+    """A file in the inbox to write a body into as it arrives, and the function that makes it
+    a kept body: flushed, fsync'ed and renamed atomically (then the folder fsync'ed).
 
-    The file is a JSON line of what the body was asked for, then the body as received.
-    """
+    The file starts with a JSON line of what the body was asked for; the body follows as
+    received. A body not kept by the end of the block (a failed read) is removed."""
     inbox.mkdir(parents=True, exist_ok=True)
     # Time first, so names sort in the order the bodies arrived.
     name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     meta = json.dumps({"group_number": group_number, "day": day, "source": source})
     temp = inbox / f"{name}.tmp"
-    with temp.open("wb") as out:
-        out.write(meta.encode() + b"\n" + body)
-        out.flush()
-        os.fsync(out.fileno())
     final = temp.with_suffix(_SUFFIX)
-    os.replace(temp, final)
-    _fsync_dir(inbox)
-    return final
+    with temp.open("wb") as out:
+
+        def keep() -> Path:
+            out.flush()
+            os.fsync(out.fileno())
+            os.replace(temp, final)
+            _fsync_dir(inbox)
+            return final
+
+        out.write(meta.encode() + b"\n")
+        try:
+            yield out, keep
+        finally:
+            temp.unlink(missing_ok=True)  # kept: renamed already; not kept: partial
+
+
+def keep_body(inbox: Path, body: bytes, *, group_number: int, day: str | None, source: str) -> Path:
+    """Write a whole received body to the inbox atomically and durably; return its path."""
+    with incoming_body(inbox, group_number=group_number, day=day, source=source) as (out, keep):
+        out.write(body)
+        return keep()
 
 
 def pending_bodies(inbox: Path) -> list[Path]:
@@ -288,50 +235,58 @@ def _quarantine(path: Path, reason: str) -> Path:
 
 
 def _store_payload(
-    engine: sa.Engine,
-    group_number: int,
-    day: str | None,
-    payload: _Payload,
-    split: SplitRows,
-    body: bytes,
-    source: str,
+    engine: sa.Engine, day: str | None, payload: Payload, source: str
 ) -> raw_store.StoredBatch:
     """One parsed batch into RAW, keyed by the sha256 of the body exactly as received."""
-    return raw_store.store_batch(
-        engine,
-        group_number=group_number,
-        day=day,
-        batch_number=payload.batch_number,
-        rows=split.rows,
-        row_indexes=split.indexes,
-        rejected=split.rejected,
-        payload_sha256=hashlib.sha256(body).hexdigest(),
-        source=source,
-    )
+    with step("raw", rows=len(payload.split.rows)):
+        return raw_store.store_batch(
+            engine,
+            group_number=payload.group_number,
+            day=day,
+            batch_number=payload.batch_number,
+            rows=payload.split.rows,
+            row_indexes=payload.split.indexes,
+            rejected=payload.split.rejected,
+            payload_sha256=payload.sha256,
+            source=source,
+        )
 
 
-def store_body(engine: sa.Engine, path: Path) -> CollectResult:
+def _read(stream: IO[bytes], group_number: int, progress: Progress | None) -> Payload:
+    with step("parse") as timed:
+        payload = read_payload(
+            stream, group_number, progress=lambda n: _tell(progress, f"read {n:,} rows")
+        )
+        timed.update(rows=payload.received, rejected=len(payload.split.rejected))
+    return payload
+
+
+def store_body(engine: sa.Engine, path: Path, progress: Progress | None = None) -> CollectResult:
     """Parse and store one inbox body in RAW, then remove it from the inbox.
 
     A body that is not a batch is moved to ``invalid/`` and raises PayloadError; RAW
     unreachable raises CollectError and leaves the body where it is, for the next collect.
     """
-    meta_line, _, body = path.read_bytes().partition(b"\n")
-    meta = json.loads(meta_line)
-    group_number, day, source = meta["group_number"], meta["day"], meta["source"]
+    with path.open("rb") as stream:
+        meta = json.loads(stream.readline())
+        group_number, day, source = meta["group_number"], meta["day"], meta["source"]
+        problem: PayloadError | None = None
+        try:
+            payload = _read(stream, group_number, progress)
+        except PayloadError as exc:
+            problem = exc
+    if problem is not None:
+        kept = _quarantine(path, str(problem))
+        raise PayloadError(f"{problem}; the body is kept in {kept}") from None
+    split = payload.split
     try:
-        payload = parse_payload(body, group_number)
-    except PayloadError as exc:
-        kept = _quarantine(path, str(exc))
-        raise PayloadError(f"{exc}; the body is kept in {kept}") from None
-    split = split_rows(payload.data)
-    try:
-        stored = _store_payload(engine, group_number, day, payload, split, body, source)
+        stored = _store_payload(engine, day, payload, source)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         raise CollectError(
             f"RAW could not store batch {payload.batch_number} ({type(exc.orig).__name__}); "
             f"the body is kept in {path} and the next collect stores it first"
         ) from exc
+    _tell(progress, f"stored batch {payload.batch_number} in RAW: {stored.row_count:,} rows")
     if split.rejected:
         log.warning(
             "batch %s: %d rows kept in rejected_rows (%s)",
@@ -370,18 +325,28 @@ def collect_batch(
     backoff_s: float = 0.5,
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     transport: httpx.BaseTransport | None = None,
+    progress: Progress | None = None,
 ) -> CollectResult:
     """Store the oldest body waiting in ``inbox``; if none waits, ask the data API for the next
-    batch of a group, keep it in ``inbox`` and store it in RAW."""
+    batch of a group, write it to ``inbox`` as it arrives and store it in RAW.
+
+    ``progress`` is told, in a few words, how the collect goes (bytes received, rows read);
+    the same lines go to this module's log."""
     waiting = pending_bodies(inbox)
     if waiting:
-        result = store_body(engine, waiting[0])
+        _tell(progress, f"storing a body received earlier ({waiting[0].name})")
+        result = store_body(engine, waiting[0], progress)
         return dataclasses.replace(result, from_inbox=True)
     params: dict[str, Any] = {"group_number": group_number}
     if day:
         params["day"] = day
     url = api_url.rstrip("/") + "/data"
-    with httpx.Client(timeout=timeout_s, transport=transport) as client:
+    path = None
+    with (
+        step("fetch") as timed,
+        incoming_body(inbox, group_number=group_number, day=day, source=api_url) as (sink, keep),
+        httpx.Client(timeout=timeout_s, transport=transport) as client,
+    ):
         status, body = fetch(
             client,
             url,
@@ -389,14 +354,18 @@ def collect_batch(
             max_retries=max_retries,
             backoff_s=backoff_s,
             max_bytes=max_response_bytes,
+            sink=sink,
+            progress=progress,
         )
+        if status == 200:
+            path = keep()
+            timed["bytes"] = path.stat().st_size
     if status == 400 and _is_exhausted(body):
         return CollectResult(outcome="exhausted")
-    if status != 200:
+    if path is None:
         text = body[:300].decode("utf-8", "replace")
         raise CollectError(f"{url} answered HTTP {status}: {text}")
-    path = keep_body(inbox, body, group_number=group_number, day=day, source=api_url)
-    return store_body(engine, path)
+    return store_body(engine, path, progress)
 
 
 @dataclass(frozen=True)
@@ -422,7 +391,7 @@ def recover_gaps(
     stored batch, storing only the missing numbers (the API's cursor ends where it was).
 
     Needs a deterministic sequence (the built-in data API's is); a number the replay does not
-    serve stays a gap.
+    serve stays a gap. Each replayed body goes through a temporary file, like a collected one.
     """
     missing = {g.batch_number for g in raw_store.open_gaps(engine, group_number, day)}
     if not missing:
@@ -434,33 +403,30 @@ def recover_gaps(
         params["day"] = day
     base = api_url.rstrip("/")
     stored: list[CollectResult] = []
+    fetch_args: dict[str, Any] = {"max_retries": max_retries, "backoff_s": backoff_s}
     with httpx.Client(timeout=timeout_s) as client:
-        status, body = fetch(
-            client,
-            base + "/restart_data_generation",
-            params,
-            max_retries=max_retries,
-            backoff_s=backoff_s,
-        )
+        status, _ = fetch(client, base + "/restart_data_generation", params, **fetch_args)
         if status != 200:
             raise CollectError(f"{base}/restart_data_generation answered HTTP {status}")
         for _ in range(until + 1):
-            status, body = fetch(
-                client,
-                base + "/data",
-                params,
-                max_retries=max_retries,
-                backoff_s=backoff_s,
-                max_bytes=max_response_bytes,
-            )
-            if status == 400 and _is_exhausted(body):
-                break
-            if status != 200:
-                raise CollectError(f"{base}/data answered HTTP {status} during the replay")
-            payload = parse_payload(body, group_number)
+            # A replayed body need not outlive this call (the replay can be run again).
+            with tempfile.TemporaryFile() as sink:
+                status, body = fetch(
+                    client,
+                    base + "/data",
+                    params,
+                    max_bytes=max_response_bytes,
+                    sink=sink,
+                    **fetch_args,
+                )
+                if status == 400 and _is_exhausted(body):
+                    break
+                if status != 200:
+                    raise CollectError(f"{base}/data answered HTTP {status} during the replay")
+                sink.seek(0)
+                payload = _read(sink, group_number, None)
             if payload.batch_number in missing:
-                split = split_rows(payload.data)
-                kept = _store_payload(engine, group_number, day, payload, split, body, api_url)
+                kept = _store_payload(engine, day, payload, api_url)
                 missing.discard(payload.batch_number)
                 stored.append(
                     CollectResult(

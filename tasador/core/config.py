@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # so a runaway or hostile API cannot exhaust memory. 256 MiB is ~1M course rows.
     api_max_response_bytes: int = Field(default=268_435_456, ge=1024)
 
+    # Append one JSON line per timed step (wall, CPU, peak memory) here; None: not recorded.
+    # benchmarks/loop.py sets it; tasador/core/timings.py writes it.
+    timings_file: Path | None = None
+
     # Airflow: cron or preset ("@hourly") for the ingestion DAG; None means manual runs only.
     ingest_schedule: str | None = None
 
@@ -77,9 +81,12 @@ class Settings(BaseSettings):
     search_spaces_dir: Path | None = None  # None: the repository's search_spaces/
     search_trials: int = Field(default=40, ge=1)  # per study, all workers together
     search_workers: int = Field(default=2, ge=1)
-    search_timeout_s: float | None = Field(default=None, gt=0)  # per worker
+    # Wall-clock budget of a study, all workers together, from its first trial (None: none).
+    search_timeout_s: float | None = Field(default=300.0, gt=0)
+    # A trial still fitting after this many seconds is stopped and recorded (None: no limit).
+    search_trial_timeout_s: float | None = Field(default=60.0, gt=0)
     search_cv_folds: int = Field(default=3, ge=2, le=10)  # also the pruning steps
-    search_sample_rows: int = Field(default=100_000, ge=200)  # training rows the trials see
+    search_sample_rows: int = Field(default=30_000, ge=200)  # training rows the trials see
     search_threads: int = Field(default=1, ge=1)  # estimator threads in each worker
     search_seed: int = 42
     search_sampler: Literal["tpe", "random"] = "tpe"  # random: the baseline to compare against
@@ -88,9 +95,13 @@ class Settings(BaseSettings):
     search_max_retries: int = Field(default=2, ge=0)  # re-runs of a trial whose worker died
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
     shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
+    # Training rows the best trial is refitted on (a reproducible sample beyond it).
+    refit_sample_rows: int = Field(default=300_000, ge=200)
 
     # Serving (serving/) and the UI (app/).
     serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
+    # uvicorn worker processes of `tasador serve` (one uses one core); None: the core count.
+    serving_workers: int | None = Field(default=None, ge=1)
     serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request
     serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
     serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval

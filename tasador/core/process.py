@@ -6,7 +6,9 @@ library functions never write ``os.environ``.
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
 
 def prepare_process(service: bool = False) -> None:
@@ -29,3 +31,26 @@ def prepare_process(service: bool = False) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
         os.environ.setdefault("PGCONNECT_TIMEOUT", "5")
+
+
+def log_to_file(path: Path) -> None:
+    """Send library output (warnings, MLflow's and Optuna's loggers) to ``path``, not the terminal.
+
+    For commands whose terminal output is the user's: MLflow's pickle and pip warnings, its
+    environment (uv) detection and Optuna's study messages stay readable in the log file. Call
+    it after importing MLflow and Optuna, which install their handlers when first used
+    (``experiments.study.log_to_file`` does both)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    )
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.INFO)
+    for name in ("mlflow", "optuna", "py.warnings", "alembic", "lightgbm"):
+        library = logging.getLogger(name)
+        library.handlers = []  # their own stderr handlers
+        library.propagate = True
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"

@@ -69,6 +69,16 @@ class VersionStatus(_Record):
     run_id: str | None
 
 
+class AliasMoveStatus(_Record):
+    """One move of the production alias: a promotion or a rollback, and why."""
+
+    moved_at: datetime
+    version: int
+    previous_version: int | None
+    cause: Literal["promotion", "rollback"]
+    reason: str
+
+
 class StatusReport(_Record):
     """Everything `tasador status` prints."""
 
@@ -80,3 +90,4 @@ class StatusReport(_Record):
     optuna_storage: str | None = None
     model_name: str | None = None
     models: list[VersionStatus] | None = None
+    alias_history: list[AliasMoveStatus] | None = None  # the alias history MLflow lacks

@@ -71,6 +71,7 @@ from tasador.core.evidence import (
 )
 from tasador.core.names import HOLDOUT_PRIMARY
 from tasador.core.narrative import explain
+from tasador.core.timings import step
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def decide_batch(settings: Settings, batch_id: int, force: bool = False) -> Deci
         stored = decisions_store.get(engine, batch_id)
         if stored is not None:
             return stored
-    evidence = gather_evidence(settings, engine, batch_id, force)
+    with step("decide", batch_id=batch_id):
+        evidence = gather_evidence(settings, engine, batch_id, force)
     return decisions_store.save(
         engine,
         batch_id=batch_id,

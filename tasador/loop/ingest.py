@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 from tasador.core import clean_store, db
 from tasador.core.cleaning import CleaningReport
-from tasador.core.collector import CollectResult, RecoverResult, collect_batch, recover_gaps
+from tasador.core.collector import (
+    CollectResult,
+    Progress,
+    RecoverResult,
+    collect_batch,
+    recover_gaps,
+)
 from tasador.core.config import Settings
 
 
@@ -19,9 +25,14 @@ class IngestResult:
 
 
 def collect(
-    settings: Settings, api_url: str | None = None, group: int | None = None, day: str | None = None
+    settings: Settings,
+    api_url: str | None = None,
+    group: int | None = None,
+    day: str | None = None,
+    progress: Progress | None = None,
 ) -> CollectResult:
-    """Collect the next batch into RAW; arguments left out come from the settings."""
+    """Collect the next batch into RAW; arguments left out come from the settings.
+    ``progress`` is told how it goes (bytes received, rows read)."""
     return collect_batch(
         db.engine("raw", settings),
         api_url or settings.data_api_url,
@@ -32,6 +43,7 @@ def collect(
         max_retries=settings.api_max_retries,
         backoff_s=settings.api_backoff_s,
         max_response_bytes=settings.api_max_response_bytes,
+        progress=progress,
     )
 
 

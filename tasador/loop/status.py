@@ -12,6 +12,7 @@ from tasador.core import clean_store, db, decisions_store, lineage, names, raw_s
 from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
 from tasador.core.records import (
+    AliasMoveStatus,
     BatchStatus,
     GapStatus,
     RetrainDecisionStatus,
@@ -128,8 +129,42 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
             "optuna_storage": _safe(db.database_url("optuna", settings)),
             "model_name": settings.model_name,
             "models": model_status(settings),
+            "alias_history": alias_history(settings),
         }
     )
+
+
+def alias_history(settings: Settings) -> list[AliasMoveStatus]:
+    """Every move of the production alias, oldest first (promotions and rollbacks)."""
+    moves = promotions.alias_history(db.engine("clean", settings), settings.model_name)
+    return [
+        AliasMoveStatus(
+            moved_at=m.moved_at,
+            version=m.version,
+            previous_version=m.previous_version,
+            cause=m.cause,
+            reason=m.reason,
+        )
+        for m in moves
+        if m.alias == settings.production_alias
+    ]
+
+
+def alias_table(moves: list[AliasMoveStatus]) -> str:
+    """The alias history as a plain-text table (reasons cut to one line)."""
+    lines = [("moved at", "version", "from", "cause", "reason")]
+    for m in moves:
+        reason = m.reason.splitlines()[0] if m.reason else ""
+        lines.append(
+            (
+                f"{m.moved_at:%Y-%m-%d %H:%M:%S}",
+                str(m.version),
+                "-" if m.previous_version is None else str(m.previous_version),
+                m.cause,
+                reason[:100] + ("..." if len(reason) > 100 else ""),
+            )
+        )
+    return render_table(lines)
 
 
 def models_table(models: list[VersionStatus]) -> str:

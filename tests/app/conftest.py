@@ -44,7 +44,10 @@ def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd
     client = registry.connect(settings)
     run_id = client.get_model_version(settings.model_name, version).run_id
     previous_version = None if previous is None else int(version) - 1
-    change = explain.explain_change(new, previous, rows, previous_version, f"v{version}")
+    before = None if previous is None else explain.Explained(previous, None)  # trees: no need
+    change = explain.explain_change(
+        explain.Explained(new, None), before, rows, previous_version, f"v{version}"
+    )
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / SHAP_DIR
         out.mkdir()

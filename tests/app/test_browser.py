@@ -126,3 +126,59 @@ def test_a_person_predicts_a_price_in_headless_chromium(world: World, tmp_path: 
     assert not alerts and not exceptions, alerts
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert screenshot.stat().st_size > 30_000, "the screenshot looks empty"
+
+
+# The README shows these: every page after a demo-like world, each with what it must draw.
+# They go to the test's folder unless TASADOR_SCREENSHOTS names one (the README's come from
+# `TASADOR_SCREENSHOTS=docs/images pytest tests/app/test_browser.py`).
+SCREENSHOTS_ENV = "TASADOR_SCREENSHOTS"
+PAGES = (  # (URL path, file name, test id of a chart the page must draw)
+    ("", "predict.png", "stImage"),
+    ("models", "models.png", "stImage"),
+    ("leaderboard", "leaderboard.png", "stVegaLiteChart"),
+    ("data", "data.png", None),
+)
+
+
+def test_every_page_renders_its_charts_in_headless_chromium(world: World, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package.")
+    offered = choices.load(db.engine("clean", world.settings))
+    city = offered.cities[STATE][0]
+    zip_code = offered.zips[STATE, city][0]
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    shots: dict[str, Path] = {}
+    with ui_server(world, tmp_path / "streamlit.log") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS
+        )
+        try:
+            # Tall: Streamlit scrolls inside its own container, so a full-page screenshot is
+            # only as tall as the viewport, and the explanation sits below the fold.
+            page = browser.new_page(viewport={"width": 1280, "height": 2000})
+            page.set_default_timeout(TIMEOUT_MS)
+            expect.set_options(timeout=TIMEOUT_MS)
+            for path, name, chart in PAGES:
+                try:
+                    if path == "":
+                        predict_in_browser(page, url, city, zip_code)
+                        expect(page.get_by_text("Prices come from")).to_be_visible()
+                    else:
+                        page.goto(f"{url}/{path}")
+                        expect(page.get_by_test_id("stApp")).to_be_visible()
+                        settled(page)
+                        expect(page.get_by_role("heading").first).to_be_visible()
+                    if chart is not None:
+                        expect(page.get_by_test_id(chart).first).to_be_visible()
+                    assert page.get_by_test_id("stException").count() == 0, name
+                except Exception:
+                    page.screenshot(path=tmp_path / f"failure-{name}", full_page=True)
+                    raise
+                shots[name] = folder / name
+                page.screenshot(path=shots[name], full_page=True, type="png")
+        finally:
+            browser.close()
+    for name, shot in shots.items():
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert shot.stat().st_size > 20_000, f"{name} looks empty"

@@ -11,8 +11,14 @@ import httpx
 import pytest
 from mlflow import MlflowClient
 
+from experiments.study import load_study, study_name_for
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
+from tests.experiments.conftest import load_batches
+
+
+def raw_store_ids(settings: Settings) -> list[int]:
+    return [b.id for b in raw_store.list_batches(db.engine("raw", settings))]
 
 
 @pytest.fixture
@@ -56,8 +62,10 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     assert result["promoted"] and result["trials_finished"] == 3
 
     client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    # The newest candidate is also the challenger, promoted or not.
     assert client.get_registered_model(s.model_name).aliases == {
-        "production": str(result["version"])
+        "production": str(result["version"]),
+        "challenger": str(result["version"]),
     }
     version = client.get_model_version(s.model_name, str(result["version"]))
     batch_id = raw_store.list_batches(db.engine("raw", s))[0].id
@@ -92,3 +100,17 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     again = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
     assert again.returns["champion_challenger"]["version"] == result["version"]
     assert len(client.search_model_versions(f"name = '{s.model_name}'")) == 1
+
+
+def test_training_dag_holds_the_search_timeout_setting(search_settings, raw_sample, run_dag):
+    # TASADOR_SEARCH_TIMEOUT_S reaches the mapped workers: the DAG's timeout_s Param is unset.
+    s = search_settings.model_copy(update={"search_timeout_s": 3.0, "search_trials": 10_000})
+    load_batches(s, raw_sample.iloc[:1400], [700, 700])
+    training = run_dag(s, "tasador_training")
+    result = training.returns["champion_challenger"]
+    assert 1 <= result["trials_finished"] < 10_000
+
+    study_name = study_name_for(raw_store_ids(s), s.model_name)
+    study, _ = load_study(study_name, s)
+    first = min(t.datetime_start for t in study.trials)
+    assert all((t.datetime_start - first).total_seconds() <= 3.0 for t in study.trials)

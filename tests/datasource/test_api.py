@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from datasource.api import EXHAUSTED_DETAIL, create_app
 from datasource.generator import generate_listings
-from tasador.core.collector import parse_payload, rows_in_column_order
 from tasador.core.columns import RAW_COLUMNS
+from tasador.core.payload import parse_payload
 from tasador.core.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,8 +159,9 @@ def test_the_projects_collector_reads_every_batch_in_both_formats(tmp_path: Path
     zoo = TestClient(create_app(scenario="drift-zoo", scale=SCALE, state_dir=tmp_path))
     for number in range(6):
         response = _get(zoo, group_number=1, format="list" if number % 2 else "records")
-        rows = rows_in_column_order(parse_payload(response.content, 1).data)
-        assert len(rows) == 200 and all(len(r) == len(RAW_COLUMNS) for r in rows)
+        split = parse_payload(response.content, 1).split
+        assert not split.rejected, split.rejected[:1]
+        assert len(split.rows) == 200 and all(len(r) == len(RAW_COLUMNS) for r in split.rows)
 
 
 def test_csv_mode_serves_the_files_rows(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "docker"
+DOCKERFILE = DOCKER_DIR / "Dockerfile"
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,13 @@ class Stage:
 
 
 def image_names() -> list[str]:
-    """Every image the project owns: a folder of docker/ with a Dockerfile."""
-    return sorted(p.parent.name for p in DOCKER_DIR.glob("*/Dockerfile"))
+    """Every image the project owns: a target of docker/Dockerfile that has a start command."""
+    return sorted(s.name for s in stages() if s.name and s.last("CMD"))
 
 
-def dockerfile_path(image: str) -> Path:
-    return DOCKER_DIR / image / "Dockerfile"
+def dockerfile_path(image: str | None = None) -> Path:
+    """The one Dockerfile every image is a target of."""
+    return DOCKERFILE
 
 
 def instructions(text: str) -> list[Instruction]:
@@ -69,7 +71,7 @@ def _substitute(value: str, args: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: args.get(m[1] or m[2], m[0]), value)
 
 
-def stages(path: Path) -> list[Stage]:
+def stages(path: Path = DOCKERFILE) -> list[Stage]:
     """The build stages in order; global ARG defaults are substituted into FROM."""
     global_args: dict[str, str] = {}
     result: list[Stage] = []
@@ -88,8 +90,40 @@ def stages(path: Path) -> list[Stage]:
     return result
 
 
-def final_stage(path: Path) -> Stage:
-    return stages(path)[-1]
+def final_stage(image: str) -> Stage:
+    """The image's target as built: the stages it is FROM, merged (the base image at the root)."""
+    by_name = {s.name: s for s in stages() if s.name}
+    if image not in by_name:
+        raise LookupError(f"docker/Dockerfile has no target {image!r}")
+    chain = [by_name[image]]
+    while chain[-1].base in by_name:
+        chain.append(by_name[chain[-1].base])
+    merged = Stage(base=chain[-1].base, name=image)
+    for stage in reversed(chain):
+        merged.instructions += stage.instructions
+    return merged
+
+
+def build_stages(image: str) -> list[Stage]:
+    """The target and every stage it copies from, directly or not (its whole build)."""
+    by_name = {s.name: s for s in stages() if s.name}
+    todo, seen = [image], []
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.append(name)
+        stage = by_name[name]
+        todo.append(stage.base)
+        todo += [options["from"] for _s, _d, options in copies(stage) if "from" in options]
+        todo += re.findall(r"--mount=from=([\w.-]+)", " ".join(i.args for i in stage.all("RUN")))
+    return [by_name[name] for name in seen]
+
+
+def dependency_groups(image: str) -> set[str]:
+    """The pyproject dependency groups the image's build installs (``--group NAME``)."""
+    runs = " ".join(i.args for stage in build_stages(image) for i in stage.all("RUN"))
+    return set(re.findall(r"--group\s+([\w-]+)", runs))
 
 
 def exec_form(args: str) -> list[str]:
@@ -164,6 +198,6 @@ def context_files(stage: Stage) -> dict[str, Path]:
     return mapping
 
 
-def left_out_packages(path: Path) -> set[str]:
-    """Locked packages an image deliberately does not install."""
+def left_out_packages(path: Path = DOCKERFILE) -> set[str]:
+    """Locked packages the images deliberately do not install."""
     return set(re.findall(r"--no-(?:install|emit)-package\s+([\w.-]+)", path.read_text()))

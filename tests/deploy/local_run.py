@@ -42,8 +42,9 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def packages_not_in_images(left_out: set[str]) -> set[str]:
-    """Locked packages absent from the images: dev-only ones and those a Dockerfile leaves out."""
+def installed_packages(groups: set[str] | None = None) -> tuple[set[str], set[str]]:
+    """(installed, all) locked packages of the core plus these dependency groups (every group
+    but dev when not given), resolved from uv.lock as `uv sync --group ...` installs them."""
     lock = tomllib.loads((REPO / "uv.lock").read_text())
     packages = {p["name"]: p for p in lock["package"]}
     root = next(p for p in lock["package"] if p.get("source", {}).get("editable") == ".")
@@ -64,8 +65,17 @@ def packages_not_in_images(left_out: set[str]) -> set[str]:
                 todo += package.get("dependencies", [])
         return seen
 
-    runtime = closure(root.get("dependencies", [])) - left_out
-    return set(packages) - runtime - {root["name"]}
+    installed = {k: v for k, v in root.get("dev-dependencies", {}).items() if k != "dev"}
+    chosen = installed if groups is None else {g: installed[g] for g in groups}
+    start = root.get("dependencies", []) + [d for deps in chosen.values() for d in deps]
+    return closure(start), set(packages) - {root["name"]}
+
+
+def packages_not_in_images(left_out: set[str], groups: set[str] | None = None) -> set[str]:
+    """Locked packages absent from an image: those outside the core and its dependency groups,
+    and those the Dockerfile leaves out."""
+    installed, every = installed_packages(groups)
+    return every - (installed - left_out)
 
 
 def modules_of(distributions: set[str]) -> set[str]:

@@ -29,7 +29,7 @@ from serving.inference_log import Entry, write_rows
 from tasador.core import migrations
 from tasador.core.db import sqlalchemy_url
 from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, dockerfile_path, final_stage, start_command
+from tests.deploy.dockerfile import DOCKER_DIR, final_stage, start_command
 
 ENV = compose.env_file()
 RAW = compose.load()
@@ -70,7 +70,7 @@ def test_every_published_port_binds_the_publish_address_loopback_by_default() ->
 
 
 def test_the_data_api_and_the_databases_are_not_published() -> None:
-    for name in ("datasource", "redis", "minio-init", "mlflow-init", *AIRFLOW):
+    for name in ("datasource", "valkey", "seaweedfs", "seaweedfs-init", "mlflow-init", *AIRFLOW):
         if name != "airflow-api-server":
             assert not SERVICES[name].get("ports"), name
     assert not any(SERVICES[n].get("ports") for n in SERVICES if n.startswith("postgres-"))
@@ -109,7 +109,7 @@ def test_no_command_holds_a_password_or_a_url_with_credentials() -> None:
         lines = _command_lines(service)
         image = compose.own_image(RAW["services"][name])
         if image and not service.get("command"):
-            lines.append(" ".join(start_command(final_stage(dockerfile_path(image)))))
+            lines.append(" ".join(start_command(final_stage(image))))
         for line in lines:
             leaked = [k for k, v in secrets.items() if v and v in line]
             assert not leaked, f"{name}: {leaked} on its command line"
@@ -119,7 +119,7 @@ def test_no_command_holds_a_password_or_a_url_with_credentials() -> None:
 def test_optuna_dashboard_gets_its_storage_from_the_environment() -> None:
     service = SERVICES["optuna-dashboard"]
     assert "command" not in service and "entrypoint" not in service
-    command = start_command(final_stage(dockerfile_path("optuna-dashboard")))
+    command = start_command(final_stage("optuna-dashboard"))
     assert "TASADOR_OPTUNA_STORAGE_URL" in service["environment"]
     assert not any("://" in arg for arg in command)
     source = (DOCKER_DIR / "optuna-dashboard" / "start.py").read_text()
@@ -130,7 +130,7 @@ def test_optuna_dashboard_gets_its_storage_from_the_environment() -> None:
 
 
 def test_mlflow_runs_the_basic_auth_app_and_reads_by_default() -> None:
-    command = start_command(final_stage(dockerfile_path("mlflow")))
+    command = start_command(final_stage("mlflow"))
     assert "mlflow" not in RAW["services"]["mlflow"].get("command", [])
     assert command[command.index("--app-name") + 1] == "basic-auth"
     env = SERVICES["mlflow"]["environment"]

@@ -1,4 +1,5 @@
-"""Every Dockerfile: hadolint-clean, pinned, small, non-root, healthy, consistent with the lock."""
+"""The one Dockerfile and each image target: hadolint-clean, pinned, small, non-root, healthy,
+consistent with the lock and its dependency groups."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import tomllib
 import pytest
 
 from tests.deploy.dockerfile import (
+    DOCKER_DIR,
+    DOCKERFILE,
     REPO,
+    build_stages,
     context_files,
     copies,
-    dockerfile_path,
+    dependency_groups,
     exec_form,
     final_stage,
     healthcheck_command,
@@ -31,35 +35,51 @@ PINNED = re.compile(r"^[\w./-]+:(?P<tag>[\w.-]*\d[\w.-]*)$")
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "make", "clang", "cargo", "rustc")
 
 
+# The dependency group each image installs on the core (pyproject.toml); optuna-dashboard installs
+# its few packages by name, pinned by the lock.
+GROUP_OF = {
+    "airflow": {"airflow"},
+    "app": {"ui"},
+    "datasource": {"datasource"},
+    "mlflow": {"tracking"},
+    "optuna-dashboard": set(),
+    "serving": {"serving"},
+}
+
+
 def test_the_project_owns_the_six_images() -> None:
     assert IMAGES == ["airflow", "app", "datasource", "mlflow", "optuna-dashboard", "serving"]
 
 
+def test_every_image_is_a_target_of_one_dockerfile() -> None:
+    assert not list(DOCKER_DIR.glob("*/Dockerfile")), "one docker/Dockerfile, a target per image"
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_hadolint_passes(image: str) -> None:
+def test_each_image_installs_only_its_dependency_group(image: str) -> None:
+    assert dependency_groups(image) == GROUP_OF[image]
+
+
+def test_hadolint_passes() -> None:
     result = subprocess.run(
-        [tool("hadolint"), "--no-color", str(dockerfile_path(image))],
-        capture_output=True,
-        text=True,
+        [tool("hadolint"), "--no-color", str(DOCKERFILE)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_base_images_are_pinned_versions(image: str) -> None:
+def test_base_images_are_pinned_versions() -> None:
     names: set[str] = set()
-    for stage in stages(dockerfile_path(image)):
+    for stage in stages():
         if stage.base not in names:
             m = PINNED.match(stage.base)
-            assert m and m["tag"] != "latest", f"{image}: unpinned base image {stage.base!r}"
+            assert m and m["tag"] != "latest", f"{stage.name}: unpinned base image {stage.base!r}"
         if stage.name:
             names.add(stage.name)
 
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_final_stage_is_small_non_root_and_healthy(image: str) -> None:
-    path = dockerfile_path(image)
-    final = final_stage(path)
+    final = final_stage(image)
     user = final.last("USER")
     assert user is not None, f"{image}: no USER"
     uid = user.args.split(":")[0]
@@ -74,17 +94,17 @@ def test_final_stage_is_small_non_root_and_healthy(image: str) -> None:
     for build_tool in BUILD_TOOLS:
         assert not re.search(rf"apt-get install[^&;]*\b{re.escape(build_tool)}\b", runs)
     if not final.base.startswith("apache/airflow:"):
-        assert len(stages(path)) >= 3, f"{image}: multi-stage (uv, build, final)"
+        assert len(build_stages(image)) >= 3, f"{image}: multi-stage (uv, build, final)"
 
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_commands_are_exec_form(image: str) -> None:
-    final = final_stage(dockerfile_path(image))
+    final = final_stage(image)
     assert exec_form(final.last("CMD").args)
 
 
 def test_python_images_share_the_same_base_and_uv() -> None:
-    every_stage = [s for image in IMAGES for s in stages(dockerfile_path(image))]
+    every_stage = stages()
     python = {s.base for s in every_stage if s.base.startswith("python:")}
     uv = {s.base for s in every_stage if s.name == "uv"}
     assert len(python) == 1, f"one Python base for every image: {python}"
@@ -92,14 +112,13 @@ def test_python_images_share_the_same_base_and_uv() -> None:
 
 
 def test_airflow_image_is_the_locked_airflow_on_the_project_python() -> None:
-    base = final_stage(dockerfile_path("airflow")).base
+    base = final_stage("airflow").base
     python = re.search(r"\d+\.\d+", LOCK["requires-python"])[0]
     assert base == f"apache/airflow:{LOCKED['apache-airflow']}-python{python}"
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_left_out_packages_are_locked_packages(image: str) -> None:
-    assert left_out_packages(dockerfile_path(image)) <= set(LOCKED)
+def test_left_out_packages_are_locked_packages() -> None:
+    assert left_out_packages() <= set(LOCKED)
 
 
 def _ignored(relative: str, patterns: list[str]) -> bool:
@@ -125,15 +144,14 @@ DOCKERIGNORE = [
 ]
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_copied_files_exist_and_are_in_the_build_context(image: str) -> None:
-    for stage in stages(dockerfile_path(image)):
+def test_copied_files_exist_and_are_in_the_build_context() -> None:
+    for stage in stages():
         for sources, _destination, options in copies(stage):
             if "from" in options:
                 continue
             for source in sources:
-                assert (REPO / source).exists(), f"{image}: COPY {source}: no such file"
-                assert not _ignored(source, DOCKERIGNORE), f"{image}: {source} is .dockerignored"
+                assert (REPO / source).exists(), f"{stage.name}: COPY {source}: no such file"
+                assert not _ignored(source, DOCKERIGNORE), f"{source} is .dockerignored"
 
 
 def test_the_build_context_leaves_out_secrets_state_and_tests() -> None:
@@ -143,7 +161,7 @@ def test_the_build_context_leaves_out_secrets_state_and_tests() -> None:
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_healthcheck_and_scripts_are_copied_into_the_image(image: str) -> None:
-    final = final_stage(dockerfile_path(image))
+    final = final_stage(image)
     shipped = context_files(final)
     assert "/usr/local/bin/healthcheck" in shipped
     assert "/usr/local/bin/check-secrets" in shipped

@@ -28,7 +28,7 @@ def test_the_diagram_shows_every_service() -> None:
 
 
 def test_the_urls_use_the_published_ports() -> None:
-    for variable in ("AIRFLOW_PORT", "MLFLOW_PORT", "MINIO_CONSOLE_PORT", "OPTUNA_DASHBOARD_PORT"):
+    for variable in ("AIRFLOW_PORT", "MLFLOW_PORT", "OPTUNA_DASHBOARD_PORT"):
         assert f"http://HOST:{ENV[variable]}`" in DOC, variable
     assert f"http://HOST:{ENV['SERVING_PORT']}/docs" in DOC
     assert f"http://HOST:{ENV['UI_PORT']}`" in DOC

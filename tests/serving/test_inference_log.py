@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,11 +28,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from serving.api import GRACEFUL_SHUTDOWN_S, create_app
+from serving.api import create_app
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog, write_rows
 from serving.metrics import ServingMetrics
 from serving.schema import Listing
+from serving.server import GRACEFUL_SHUTDOWN_S
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
@@ -373,3 +375,35 @@ def test_the_grace_period_covers_the_shutdown_flush() -> None:
     service = compose.load()["services"]["serving"]
     grace = float(service["stop_grace_period"].removesuffix("s"))
     assert GRACEFUL_SHUTDOWN_S + Settings(_env_file=None).serving_shutdown_s + 2 <= grace
+
+
+def test_workers_sharing_a_spool_write_every_row_exactly_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two worker processes' logs on one spool folder, both draining at once after an outage."""
+    spool = tmp_path / "spool"
+    database = Database(DEAD_DATABASE)
+    logs = [InferenceLog(database, spool, 100, 60) for _ in range(2)]
+    sent = []
+    for _ in range(6):  # the database is down: each log spools its own (a full buffer)
+        for log in logs:
+            sent.append(entry(100))
+            log.record(sent[-1])
+            assert not log.flush()
+    assert len(list(spool.glob("*.jsonl"))) == 12
+    assert not logs[0].flush()  # a pass counts the folder's rows, not only its own
+    assert logs[0].stats.spooled_rows == logs[1].stats.spooled_rows == 12 * 100
+    database.engine = db.engine("raw", settings)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda lg=log: results.append(lg.flush())) for log in logs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == [True, True]  # neither pass tripped over the other's files
+    assert logs[0].flush() and logs[1].flush()
+    rows = logged(db.database_url("raw", settings))
+    assert len(rows) == len(sent) * 100
+    assert {str(r.request_id) for r in rows} == {str(e.request_id) for e in sent}
+    assert not list(spool.glob("*.jsonl"))
+    assert all(log.stats.spooled_rows == 0 for log in logs)

@@ -1,3 +1,19 @@
-"""The `tasador search` command is tested on the experiments' data and settings."""
+"""The `tasador` commands are tested on the experiments' data and settings."""
 
+import pytest
+
+from tasador.core import config
 from tests.experiments.conftest import search_settings  # noqa: F401  (a fixture)
+
+
+@pytest.fixture
+def cli_env(monkeypatch):
+    """Run the CLI with the given settings (it reads them from the environment)."""
+
+    def use(settings):
+        for name, value in config.settings_env(settings).items():
+            monkeypatch.setenv(name, value)
+        config.get_settings.cache_clear()
+
+    yield use
+    config.get_settings.cache_clear()

@@ -7,22 +7,9 @@ from typer.testing import CliRunner
 
 from experiments import study as search
 from tasador.cli import app
-from tasador.core import config, lineage
+from tasador.core import lineage
 from tasador.core.errors import BadInput
 from tests.experiments.conftest import load_batches
-
-
-@pytest.fixture
-def cli_env(monkeypatch):
-    """Run the CLI with the given settings (it reads them from the environment)."""
-
-    def use(settings):
-        for name, value in config.settings_env(settings).items():
-            monkeypatch.setenv(name, value)
-        config.get_settings.cache_clear()
-
-    yield use
-    config.get_settings.cache_clear()
 
 
 def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
@@ -36,6 +23,10 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
 
     plan = search.prepare_study(search_settings)  # idempotent: returns the stored plan
     assert plan.batch_ids == ids and plan.n_trials == 6
+    # Progress and the outcome in the terminal; library noise in the log file.
+    assert f"study {plan.study_name}: " in out.output and "refitting the best trial" in out.output
+    assert "Downloading artifacts" not in out.output and "WARNING" not in out.output
+    assert (search_settings.state_dir / "logs" / "search.log").stat().st_size > 0
     study, _ = search.load_study(plan.study_name, search_settings)
     trials = study.get_trials(states=search.COUNTED_STATES)
     assert len(trials) >= 6
@@ -52,20 +43,21 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
         assert run.data.params["family"] == t.params["family"]
         assert run.data.tags[lineage.STUDY_NAME] == plan.study_name
         assert run.data.tags[lineage.RETRAIN_REASON] == "test"
-        history = client.get_metric_history(run.info.run_id, "cv_rmsle")
+        history = client.get_metric_history(run.info.run_id, search.RUNNING_CV)
         assert [m.step for m in history] == sorted(t.intermediate_values)
         if t.state == TrialState.COMPLETE:
-            assert run.data.metrics["rmsle"] == pytest.approx(t.value)
+            assert run.data.metrics["cv_rmsle"] == pytest.approx(t.value)
+            assert {"cv_mae", "cv_mape", "cv_r2"} <= set(run.data.metrics)
             assert run.info.status == "FINISHED"
         else:
-            assert run.info.status == "KILLED" and "rmsle" not in run.data.metrics
+            assert run.info.status == "KILLED" and "cv_rmsle" not in run.data.metrics
     # The UI's leaderboard: the study's trials under its parent, sorted by RMSLE.
     leaderboard = client.search_runs(
         [plan.experiment_id],
         f"{by_parent} and tags.`tasador.run_kind` = 'trial'",
-        order_by=["metrics.rmsle ASC"],
+        order_by=["metrics.cv_rmsle ASC"],
     )
-    assert leaderboard[0].data.metrics["rmsle"] == pytest.approx(study.best_value)
+    assert leaderboard[0].data.metrics["cv_rmsle"] == pytest.approx(study.best_value)
     parent = client.get_run(plan.parent_run_id)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags[lineage.BATCH_IDS] == lineage.encode_batch_ids(ids)

@@ -18,7 +18,7 @@ from tasador.core import db, migrations
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MakeDatabase = Callable[[str], str]
-HEAD: dict[migrations.Database, str] = {"raw": "0003", "clean": "0002"}
+HEAD: dict[migrations.Database, str] = {"raw": "0003", "clean": "0003"}
 
 
 def old_database(make_database: MakeDatabase, database: migrations.Database) -> str:
@@ -227,3 +227,22 @@ def test_raw_0003_adds_gaps_and_rejected_rows_and_keeps_batches(
     assert scalar(url, "SELECT rejected_count FROM batches WHERE id = 1") == 0
     assert scalar(url, "SELECT count(*) FROM batch_gaps") == 0
     assert scalar(url, "SELECT count(*) FROM rejected_rows") == 0
+
+
+def test_clean_0003_turns_past_promotions_into_the_alias_history(
+    make_database: MakeDatabase,
+) -> None:
+    url = old_database(make_database, "clean")
+    fill_clean(url)
+    with db.engine_for(url).begin() as conn:  # a verdict that kept its challenger out
+        conn.exec_driver_sql(
+            "INSERT INTO model_promotions (model_name, challenger_version, previous_version, "
+            "promoted, challenger_rmsle, margin, holdout_rows, study_name, summary) "
+            "VALUES ('realtor', 2, 1, false, 0.4, 0.01, 10, 'study', 'worse.')"
+        )
+    migrations.upgrade(url, "clean")
+    with db.engine_for(url).connect() as conn:
+        moves = conn.exec_driver_sql(
+            "SELECT version, previous_version, cause, reason FROM alias_moves"
+        ).all()
+    assert [tuple(m) for m in moves] == [(1, None, "promotion", "first.")]

@@ -1,0 +1,56 @@
+"""The serving process: ``python -m serving.server --host H --port P``, what `tasador serve`
+becomes (it resolves the settings, exports them to the environment, then execs this).
+
+A process of its own, so the serving workers import serving and what it needs only: not the CLI,
+the loop, the search, training or Airflow (tests/serving/test_server.py checks ``sys.modules``).
+
+Runs ``serving_workers`` uvicorn worker processes (default: one per core; one process uses one
+core), each building the app from the environment's settings. They share one alias decision
+(serving.hot_swap) and one inference-log spool (serving.inference_log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import uvicorn
+
+from tasador.core.config import get_settings
+from tasador.core.process import prepare_process
+
+# Requests in flight get this long at shutdown; then the inference log's own flush bound.
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def workers(configured: int | None) -> int:
+    """Worker processes: the setting, else one per core."""
+    return configured or os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the production model over HTTP.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    prepare_process(service=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        "serving.api:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=workers(get_settings().serving_workers),
+        access_log=False,  # every request is in the inference log and the metrics already
+        log_level="info",
+        # Bounded, so draining requests plus the inference log's flush (serving_shutdown_s)
+        # fit in the container's stop_grace_period.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""`tasador serve` as users run it: several worker processes, one alias decision, one log.
+
+Real processes throughout: the CLI execs serving.server, uvicorn starts the workers, the
+registry is the session's MLflow server and the inference log the test's RAW PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pandas as pd
+import sqlalchemy as sa
+
+from tasador.core import db, raw_store
+from tasador.core.config import Settings, settings_env
+from tasador.core.services import free_port, tasador_command
+from tests.serving.conftest import register, wait_until
+from tests.serving.test_api import LISTING
+
+# Modules of the search, training, the loop, the CLI and Airflow: none may be in a worker.
+FORBIDDEN = (
+    "optuna",
+    "airflow",
+    "flaml",
+    "dags",
+    "datasource",
+    "streamlit",
+    "app",
+    "tasador.cli",
+    "tasador.loop",
+    "tasador.startup",
+    "experiments.study",
+    "experiments.families",
+    "experiments.retrain",
+    "experiments.champion",
+    "experiments.spaces",
+    "experiments.data",
+    "shap",  # only once /explain is asked
+)
+
+
+@contextmanager
+def tasador_serve(settings: Settings, workers: int) -> Iterator[str]:
+    """`tasador serve --workers N` as a subprocess; SIGTERM (and a wait) when the block ends."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings)}
+    command = tasador_command("serve", "--port", str(port), "--workers", str(workers))
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def ready(url: str) -> dict[str, Any] | None:
+    """/ready on a fresh connection (so the kernel may hand it to any worker)."""
+    try:
+        response = httpx.get(f"{url}/ready", timeout=5, headers={"Connection": "close"})
+    except httpx.TransportError:
+        return None
+    return response.json() if response.status_code in (200, 503) else None
+
+
+def workers_serving(url: str, tries: int = 60) -> dict[int, dict[str, Any]]:
+    """Each worker's latest /ready answer, by pid, from ``tries`` fresh connections."""
+    seen: dict[int, dict[str, Any]] = {}
+    for _ in range(tries):
+        body = ready(url)
+        if body is not None:
+            seen[body["worker"]["pid"]] = body
+    return seen
+
+
+def versions(seen: dict[int, dict[str, Any]]) -> set[str | None]:
+    return {(body["model"] or {}).get("version") for body in seen.values()}
+
+
+def test_workers_follow_one_decision_and_log_each_request_exactly_once(
+    serving_settings: Settings, xgb_model: Any, lgbm_model: Any, clean_sample: pd.DataFrame
+) -> None:
+    first = register(serving_settings, xgb_model, clean_sample, family="xgboost")
+    with tasador_serve(serving_settings, workers=2) as url:
+        wait_until(
+            lambda: len(seen := workers_serving(url, 20)) == 2 and versions(seen) == {first},
+            180,
+            "both workers serve the first version",
+        )
+        seen = workers_serving(url)
+        assert sum(body["worker"]["leader"] for body in seen.values()) == 1  # one polls
+
+        second = register(serving_settings, lgbm_model, clean_sample, family="lightgbm")
+        moved = time.monotonic()
+        wait_until(
+            lambda: len(seen := workers_serving(url, 20)) == 2 and versions(seen) == {second},
+            60,
+            "every worker swaps to the second version",
+        )
+        print(f"every worker swapped {time.monotonic() - moved:.1f}s after the alias moved")
+
+        sent, answered_by = 0, set()
+        for i in range(120):  # fresh connections: the requests spread over the workers
+            response = httpx.post(
+                f"{url}/predict",
+                json={**LISTING, "bed": i % 6},
+                headers={"Connection": "close"},
+                timeout=30,
+            )
+            assert response.status_code == 200
+            assert response.json()["model"]["version"] == second
+            sent += 1
+        answered_by = set(workers_serving(url, 20))
+    # The server has stopped: every worker flushed its log on the way out.
+    with db.engine("raw", serving_settings).connect() as conn:
+        table = raw_store.inference_requests
+        rows = conn.execute(
+            sa.select(table.c.request_id, table.c.model_version).where(
+                table.c.endpoint == "predict"
+            )
+        ).all()
+    assert len(answered_by) == 2
+    assert len(rows) == sent  # exactly once: none lost, none twice
+    assert len({r.request_id for r in rows}) == sent
+    assert {r.model_version for r in rows} == {second}
+
+
+def test_a_serving_worker_imports_no_search_training_or_airflow(
+    serving_settings: Settings, xgb_model: Any, clean_sample: pd.DataFrame
+) -> None:
+    """What a worker holds once it serves a model, read from its own ``sys.modules``."""
+    version = register(serving_settings, xgb_model, clean_sample, family="xgboost")
+    script = """
+import json, sys, time
+import serving.server  # the serving process's entry module (what `tasador serve` execs)
+from tasador.core.process import prepare_process
+prepare_process(service=True)
+from fastapi.testclient import TestClient
+from serving.api import app_from_environment
+with TestClient(app_from_environment()) as client:
+    deadline = time.monotonic() + 120
+    while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.post("/predict", json={"state": "Texas"}).status_code == 200
+print(json.dumps(sorted(sys.modules)))
+"""
+    env = {**os.environ, **settings_env(serving_settings)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    modules = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "serving.api" in modules and "experiments.features" in modules  # it did serve
+    bad = [m for m in modules if any(m == f or m.startswith(f + ".") for f in FORBIDDEN)]
+    assert not bad, f"the serving process imported {bad}"
+    assert version
