@@ -12,12 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from datasource.world import CALIBRATION_PATH, STRUCTURE
+from datasource.world import (
+    CALIBRATION_PATH,
+    NONLINEAR_TERMS,
+    STRUCTURE,
+    land_acre_basis,
+    nonlinear_basis,
+)
 from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 WORLD_SEED = 20240101
@@ -57,6 +63,9 @@ SYNTHETIC_ZIPS_PER_CITY = 2
 SIZE_SLOPE_PENALTY = 5.0
 # Candidate caps of the bedroom and bathroom counts' price effect (12: no cap in practice).
 ROOM_CAPS = (3, 4, 5, 6, 8, 12)
+# Where a house's lot stops adding to its price at the common slope (log acres: 1 acre). On the
+# sample, houses on bigger lots gain far less per doubling than the slope below fits.
+HOUSE_ACRE_KNEE = 0.0
 # Columns whose missingness is independent of the kind, with their own rates.
 LOOSE_MISSING = ("brokered_by", "street", "city", "price")
 
@@ -189,13 +198,16 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     )
     priced["resid"] = np.log(priced["price"].to_numpy()) - base
     acre_unbuilt = _acre_unbuilt(priced, price)
-    unbuilt_acre = _features(priced)["log_acre"].where(priced["house_size"].isna())
-    priced["resid"] -= (acre_unbuilt * (unbuilt_acre - price["centre"]["log_acre"])).fillna(0)
+    land = (priced["house_size"].isna() & priced["acre_lot"].notna()).to_numpy()
+    land_terms = land_acre_basis(_features(priced)["log_acre"].to_numpy(float)) @ acre_unbuilt
+    priced["resid"] -= np.where(land, land_terms, 0.0)
     unbuilt_location = _unbuilt_location(priced, price)
     unbuilt_state = priced["state"].map(price["state"]).where(priced["house_size"].isna())
     priced["resid"] -= ((unbuilt_location - 1) * unbuilt_state).fillna(0)
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
     priced["resid"] -= priced["kind"].map(kind_stats["mean"])
+    nonlinear, fitted = _fit_nonlinear(priced, price, unbuilt_location)
+    priced["resid"] -= fitted
     city_stats, tau2, sigma2 = _city_effects(priced.dropna(subset=["city", *STRUCTURE]))
     noise_sd = float(np.sqrt(max(sigma2 - ZIP_SD**2, 0.01)))
     kind_stats["noise_sd"] = np.sqrt(
@@ -217,11 +229,13 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
             "zip_sd": ZIP_SD,
             "noise_sd": round(noise_sd, 4),
             "noise_df": _tail_df(price["kurtosis"], price["resid_var"], noise_sd**2),
-            "acre_unbuilt": round(acre_unbuilt, 4),
+            "acre_unbuilt": [round(float(b), 4) for b in acre_unbuilt],
             "size_slope_sd": round(price["size_slope_sd"], 4),
             "room_caps": price["caps"],
             "unbuilt_location": round(unbuilt_location, 4),
+            "nonlinear": nonlinear,
         },
+        "multi_unit": _multi_unit(complete, price["caps"]),
         "bed_on_log_size": _linear(bed, feats[["log_size"]]),
         "bath_on_bed_log_size": _linear(
             complete["bath"].clip(upper=12), pd.DataFrame({"bed": bed, "ls": feats["log_size"]})
@@ -237,15 +251,70 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _acre_unbuilt(priced: pd.DataFrame, price: dict[str, Any]) -> float:
-    """How much more the lot's size moves the price of a listing without a house (land): the
-    slope of the residual on log lot size there, beyond the houses' slope (least squares)."""
+def _fit_nonlinear(
+    priced: pd.DataFrame, price: dict[str, Any], unbuilt_location: float
+) -> tuple[dict[str, Any], pd.Series]:
+    """Coefficients of the price terms a linear model cannot represent (world.NONLINEAR_TERMS),
+    by least squares on the residual, and the part of the residual they explain.
+
+    A row's location level is its state's effect plus its city's shrunk mean residual without
+    the row itself (a row's own price must not define its location).
+    """
+    rows = priced.dropna(subset=["city"])
+    _, tau2, sigma2 = _city_effects(rows.dropna(subset=list(STRUCTURE)))
+    key = rows["state"] + "|" + rows["city"]
+    grouped = rows.groupby(key)["resid"]
+    sums, counts = key.map(grouped.sum()), key.map(grouped.size())
+    city_loo = (sums - rows["resid"]) / (counts - 1 + sigma2 / tau2)
+    no_size = rows["house_size"].isna().to_numpy()
+    location = (rows["state"].map(price["state"]) + city_loo).to_numpy(float, copy=True)
+    location *= np.where(no_size, unbuilt_location, 1.0)
+    feats = _features(rows)
+    nonlinear: dict[str, Any] = {
+        "acre_knee": HOUSE_ACRE_KNEE,
+        "location_sq_centre": round(float(np.mean(location**2)), 4),
+    }
+    basis = nonlinear_basis(
+        location,
+        (feats["log_size"] - price["centre"]["log_size"]).to_numpy(float),
+        feats["log_acre"].to_numpy(float),
+        ~no_size,
+        rows["acre_lot"].notna().to_numpy(),
+        nonlinear,
+    )
+    design = np.column_stack([np.ones(len(rows)), basis])
+    coef, *_ = np.linalg.lstsq(design, rows["resid"].to_numpy(float), rcond=None)
+    nonlinear["coef"] = {n: round(float(c), 4) for n, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)}
+    fitted = pd.Series(0.0, index=priced.index)
+    fitted[rows.index] = basis @ np.array(list(nonlinear["coef"].values()))
+    return nonlinear, fitted
+
+
+def _multi_unit(complete: pd.DataFrame, caps: dict[str, float]) -> dict[str, Any]:
+    """Buildings of many units: how often a listing has more rooms than count towards its
+    price (the caps), and how many rooms those have (log-normal). A linear model extrapolates
+    their room counts into absurd prices; the price itself stays what their size says."""
+    over = (complete["bed"] > caps["bed"]) | (complete["bath"] > caps["bath"])
+    if over.sum() < 3:
+        return {"share": 0.0, "log_bed": [0.0, 0.0], "log_bath": [0.0, 0.0]}
+    return {
+        "share": round(float(over.mean()), 5),
+        "log_bed": _lognormal(complete.loc[over, "bed"], 1),
+        "log_bath": _lognormal(complete.loc[over, "bath"], 1),
+    }
+
+
+def _acre_unbuilt(priced: pd.DataFrame, price: dict[str, Any]) -> np.ndarray:
+    """How much more the lot's size moves the price of a listing without a house (land), below
+    and above world.LAND_ACRE_KNEE: slopes of the residual on log lot size there, beyond the
+    houses' common slope (least squares)."""
     rows = priced[priced["house_size"].isna() & priced["acre_lot"].notna()]
     if len(rows) < MIN_KIND_ROWS:
-        return 0.0
-    x = _features(rows)["log_acre"] - price["centre"]["log_acre"]
-    r = rows["resid"] - rows["resid"].mean()
-    return float((x - x.mean()) @ r / ((x - x.mean()) ** 2).sum())
+        return np.zeros(2)
+    basis = land_acre_basis(_features(rows)["log_acre"].to_numpy(float))
+    design = np.column_stack([np.ones(len(rows)), basis])
+    coef, *_ = np.linalg.lstsq(design, rows["resid"].to_numpy(float), rcond=None)
+    return cast(np.ndarray, coef[1:])
 
 
 def _unbuilt_location(priced: pd.DataFrame, price: dict[str, Any]) -> float:

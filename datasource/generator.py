@@ -21,7 +21,13 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datasource.world import World, load_world
+from datasource.world import (
+    NONLINEAR_TERMS,
+    World,
+    land_acre_basis,
+    load_world,
+    nonlinear_basis,
+)
 from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 # How long rejection sampling for a price band may go on before the band counts as empty.
@@ -184,6 +190,7 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     bed = np.round(a + b * log_size + rng.normal(0, sd, n)).clip(1, 12)
     a, b_bed, b_size, sd = world.bath_on_bed_log_size
     bath = np.round(a + b_bed * bed + b_size * log_size + rng.normal(0, sd, n)).clip(1, 12)
+    bed, bath = _multi_unit(world, bed, bath, rng)
     log_acre = rng.normal(world.kind_log_acre[kind, 0], world.kind_log_acre[kind, 1])
     acre_lot = np.round(np.exp(log_acre).clip(0.01, 5_000), 2)
 
@@ -214,8 +221,13 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     own_slope = world.state_size_slope[state] * (size - price["centre"]["log_size"])
     log_price += np.where(no_size, 0.0, own_slope)
     acre, no_acre = terms["log_acre"]
-    land_acre = price["acre_unbuilt"] * (acre - price["centre"]["log_acre"])
+    land_acre = land_acre_basis(acre) @ np.array(price["acre_unbuilt"])
     log_price += np.where(no_size & ~no_acre, land_acre, 0.0)
+    nonlinear = price["nonlinear"]
+    basis = nonlinear_basis(
+        location, size - price["centre"]["log_size"], acre, ~no_size, ~no_acre, nonlinear
+    )
+    log_price += basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
     raw_price = np.exp(log_price) * knobs.price_multiplier
     # Asking prices are round numbers: to $100 below a million, to $1,000 above.
     step = np.where(raw_price < 1e6, 100.0, 1000.0)
@@ -242,6 +254,19 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
         for column, rate in world.loose_missing.items():
             frame.loc[rng.random(n) < rate, column] = np.nan
     return frame
+
+
+def _multi_unit(
+    world: World, bed: np.ndarray, bath: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated share of listings are buildings of many units: room counts drawn from
+    those buildings' own (log-normal) counts, up to 50; the price counts rooms only up to the
+    caps, so it follows their size."""
+    multi = world.multi_unit
+    n = len(bed)
+    many = rng.random(n) < multi["share"]
+    rooms = [np.round(np.exp(rng.normal(*multi[f"log_{c}"], n))).clip(1, 50) for c in ("bed", "bath")]
+    return np.where(many, rooms[0], bed), np.where(many, rooms[1], bath)
 
 
 def _noise(

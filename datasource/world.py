@@ -50,6 +50,7 @@ class World:
     kind_log_size: np.ndarray  # (K, 2) mean, sd
     kind_log_acre: np.ndarray  # (K, 2) mean, sd
     price: dict[str, Any]
+    multi_unit: dict[str, Any]  # share of many-unit buildings, their rooms' log mean and sd
     bed_on_log_size: tuple[float, float, float]
     bath_on_bed_log_size: tuple[float, float, float, float]
     brokered_by_max: float
@@ -120,9 +121,49 @@ def load_world() -> World:
         kind_log_size=np.array([figures["kinds"][k]["log_size"] for k in kinds]),
         kind_log_acre=np.array([figures["kinds"][k]["log_acre"] for k in kinds]),
         price=figures["price"],
+        multi_unit=figures["multi_unit"],
         bed_on_log_size=tuple(figures["bed_on_log_size"]),
         bath_on_bed_log_size=tuple(figures["bath_on_bed_log_size"]),
         brokered_by_max=figures["ids"]["brokered_by_max"],
         street_max=figures["ids"]["street_max"],
         loose_missing=figures["loose_missing"],
     )
+
+
+# The price terms a model linear in the listing's features cannot represent, in this order:
+# the square of the location's price level (dear places are dearer still), house size times
+# that level (a square foot pays more where land is dear), and a house's lot past the knee.
+NONLINEAR_TERMS = ("location_sq", "size_by_location", "house_acre_past_knee")
+
+
+def nonlinear_basis(
+    location: np.ndarray,
+    size_dev: np.ndarray,
+    log_acre: np.ndarray,
+    has_size: np.ndarray,
+    has_acre: np.ndarray,
+    nonlinear: dict[str, Any],
+) -> np.ndarray:
+    """The (n, 3) values of NONLINEAR_TERMS: shared by the calibration (which fits their
+    coefficients) and the generator (which applies them). ``size_dev`` is the centred log house
+    size; a missing feature's values may be anything (NaN included): its terms are 0."""
+    house = has_size & has_acre
+    past_knee = np.where(house, np.maximum(np.nan_to_num(log_acre) - nonlinear["acre_knee"], 0), 0)
+    return np.column_stack(
+        [
+            location**2 - nonlinear["location_sq_centre"],
+            np.where(has_size, np.nan_to_num(size_dev) * location, 0.0),
+            past_knee,
+        ]
+    )
+
+
+# Land (no house) is priced by its lot with a knee: below about an acre a plot's price hardly
+# depends on its size (a building plot is a building plot), above it rises steeply.
+LAND_ACRE_KNEE = 0.0  # log acres
+
+
+def land_acre_basis(log_acre: np.ndarray) -> np.ndarray:
+    """The (n, 2) log lot size below and above LAND_ACRE_KNEE (each 0 on the other side)."""
+    dev = np.nan_to_num(log_acre) - LAND_ACRE_KNEE
+    return np.column_stack([np.minimum(dev, 0.0), np.maximum(dev, 0.0)])
