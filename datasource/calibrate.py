@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from statistics import NormalDist
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+from sklearn.tree import DecisionTreeRegressor
 
 from datasource.world import (
     CALIBRATION_PATH,
     NONLINEAR_TERMS,
+    SHAPE_LEVELS,
     STRUCTURE,
+    eval_tree,
     land_acre_basis,
     nonlinear_basis,
+    tree_features,
 )
 from tasador.core.columns import RAW_COLUMNS, STATUSES
 
@@ -66,6 +71,18 @@ ROOM_CAPS = (3, 4, 5, 6, 8, 12)
 # Where a house's lot stops adding to its price at the common slope (log acres: 1 acre). On the
 # sample, houses on bigger lots gain far less per doubling than the slope below fits.
 HOUSE_ACRE_KNEE = 0.0
+# Where a house's size stops paying at the common elasticity: 4,000 sq ft, as log sq ft above
+# the sample's mean (the price fit's centre).
+SIZE_KNEE_SQFT = 4_000.0
+# Pseudo-rows of land's own state price levels (a state with 10 plots keeps half its mean).
+LAND_STATE_K = 10.0
+# Kinds with fewer sizes (or lot sizes) than this draw them log-normal.
+MIN_SHAPE_ROWS = 200
+# Kinds with fewer rows take the houses' noise tails.
+MIN_TAIL_ROWS = 100
+# The residual tree: how many leaves, and the fewest sample rows a leaf may average.
+TREE_LEAVES = 24
+TREE_MIN_LEAF = 50
 # Columns whose missingness is independent of the kind, with their own rates.
 LOOSE_MISSING = ("brokered_by", "street", "city", "price")
 
@@ -204,16 +221,36 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     unbuilt_location = _unbuilt_location(priced, price)
     unbuilt_state = priced["state"].map(price["state"]).where(priced["house_size"].isna())
     priced["resid"] -= ((unbuilt_location - 1) * unbuilt_state).fillna(0)
+    # Land has price levels of its own by state, beyond the share of the houses' level it
+    # carries: shrunk means of its residual per state.
+    unbuilt = priced["house_size"].isna()
+    land_state = _shrunk_means(priced.loc[unbuilt, "resid"], priced.loc[unbuilt, "state"], k=LAND_STATE_K)
+    land_state["mean"] -= land_state["mean"].mean()
+    priced["resid"] -= priced["state"].map(land_state["mean"]).where(unbuilt).fillna(0)
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
     priced["resid"] -= priced["kind"].map(kind_stats["mean"])
     nonlinear, fitted = _fit_nonlinear(priced, price, unbuilt_location)
-    priced["resid"] -= fitted
     city_stats, tau2, sigma2 = _city_effects(priced.dropna(subset=["city", *STRUCTURE]))
-    noise_sd = float(np.sqrt(max(sigma2 - ZIP_SD**2, 0.01)))
+    # The noise is what the non-linear terms leave: their variance comes off each kind's. (Not
+    # by subtracting them from the residual: they read the other rows of the city, whose
+    # residuals would leak into this row's.)
+    explained = fitted.groupby(priced["kind"]).var().reindex(kind_stats.index, fill_value=0)
+    noise_sd = float(np.sqrt(max(sigma2 - ZIP_SD**2 - explained.get("0000", 0.0), 0.01)))
     kind_stats["noise_sd"] = np.sqrt(
-        (priced.groupby("kind")["resid"].var() - tau2 - ZIP_SD**2).clip(lower=0.01)
+        (priced.groupby("kind")["resid"].var() - tau2 - ZIP_SD**2 - explained).clip(lower=0.01)
     )
     kind_stats.loc["0000", "noise_sd"] = noise_sd
+    # Tails by kind: houses' noise is heavy-tailed, land's is not (excess kurtosis 0.7).
+    house_df = _tail_df(price["kurtosis"], price["resid_var"], noise_sd**2)
+    grouped = priced.groupby("kind")["resid"]
+    kind_stats["noise_df"] = [
+        _tail_df(grouped.get_group(k).kurtosis(), grouped.get_group(k).var(), sd**2)
+        if kind != "0000" and n >= MIN_TAIL_ROWS
+        else house_df
+        for k, kind, n, sd in zip(
+            kind_stats.index, kind_stats.index, kind_stats["n"], kind_stats["noise_sd"], strict=True
+        )
+    ]
 
     feats = _features(complete)  # uncapped: how many rooms a house of a size has
     bed = complete["bed"].clip(upper=12)
@@ -228,7 +265,7 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
             "city_sd": round(float(np.sqrt(tau2)), 4),
             "zip_sd": ZIP_SD,
             "noise_sd": round(noise_sd, 4),
-            "noise_df": _tail_df(price["kurtosis"], price["resid_var"], noise_sd**2),
+            "noise_df": house_df,
             "acre_unbuilt": [round(float(b), 4) for b in acre_unbuilt],
             "size_slope_sd": round(price["size_slope_sd"], 4),
             "room_caps": price["caps"],
@@ -247,7 +284,7 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
         "loose_missing": {c: round(float(sample[c].isna().mean()), 5) for c in LOOSE_MISSING},
         "statuses": _statuses(sample),
         "kinds": _kinds(sample, kind_stats),
-        "states": _states(sample, price, city_stats, tau2),
+        "states": _states(sample, price, city_stats, tau2, land_state["mean"]),
     }
 
 
@@ -272,6 +309,7 @@ def _fit_nonlinear(
     feats = _features(rows)
     nonlinear: dict[str, Any] = {
         "acre_knee": HOUSE_ACRE_KNEE,
+        "size_knee": round(float(np.log(SIZE_KNEE_SQFT) - price["centre"]["log_size"]), 4),
         "location_sq_centre": round(float(np.mean(location**2)), 4),
     }
     basis = nonlinear_basis(
@@ -285,9 +323,48 @@ def _fit_nonlinear(
     design = np.column_stack([np.ones(len(rows)), basis])
     coef, *_ = np.linalg.lstsq(design, rows["resid"].to_numpy(float), rcond=None)
     nonlinear["coef"] = {n: round(float(c), 4) for n, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)}
+    explained = basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
+    X = tree_features(
+        location,
+        feats["log_size"].to_numpy(float),
+        feats["log_acre"].to_numpy(float),
+        rows["bed"].to_numpy(float),
+        rows["bath"].to_numpy(float),
+        rows["status"].map({s: i for i, s in enumerate(STATUSES)}).to_numpy(float),
+    )
+    nonlinear["tree"] = _residual_tree(X, rows["resid"].to_numpy(float) - explained)
+    explained += eval_tree(nonlinear["tree"], X)
     fitted = pd.Series(0.0, index=priced.index)
-    fitted[rows.index] = basis @ np.array(list(nonlinear["coef"].values()))
+    fitted[rows.index] = explained
     return nonlinear, fitted
+
+
+def _residual_tree(X: np.ndarray, resid: np.ndarray) -> dict[str, Any]:
+    """A small regression tree of what the terms above leave (thresholds and interactions of
+    the listing's features: room counts in small houses, dear houses on big lots ...), leaves
+    of at least TREE_MIN_LEAF rows (figures, not rows), as arrays for world.eval_tree."""
+    tree = DecisionTreeRegressor(
+        max_leaf_nodes=TREE_LEAVES, min_samples_leaf=TREE_MIN_LEAF, random_state=0
+    ).fit(X, resid - resid.mean())
+    t = tree.tree_
+    return {
+        "depth": int(tree.get_depth()),
+        "feature": [int(f) for f in t.feature],
+        "threshold": [round(float(v), 4) for v in t.threshold],
+        "left": [int(c) for c in t.children_left],
+        "right": [int(c) for c in t.children_right],
+        "value": [round(float(v), 4) for v in t.value[:, 0, 0]],
+    }
+
+
+def _shape(logs: pd.Series) -> list[float]:
+    """The standardised quantiles of a log size at world.SHAPE_LEVELS (its shape: skew, tails);
+    normal ones when there are too few values to tell."""
+    logs = logs.dropna()
+    if len(logs) < MIN_SHAPE_ROWS:
+        return [round(NormalDist().inv_cdf(p), 4) for p in SHAPE_LEVELS]
+    z = (logs - logs.mean()) / logs.std()
+    return [round(float(q), 4) for q in z.quantile(list(SHAPE_LEVELS))]
 
 
 def _multi_unit(complete: pd.DataFrame, caps: dict[str, float]) -> dict[str, Any]:
@@ -360,7 +437,11 @@ def _city_effects(rows: pd.DataFrame) -> tuple[pd.DataFrame, float, float]:
 
 
 def _states(
-    sample: pd.DataFrame, price: dict[str, Any], city_stats: pd.DataFrame, tau2: float
+    sample: pd.DataFrame,
+    price: dict[str, Any],
+    city_stats: pd.DataFrame,
+    tau2: float,
+    land_effect: pd.Series,
 ) -> dict[str, Any]:
     """Per state: frequency, price effect and cities. Each city's effect is one posterior draw
     (fixed seed), so that rare cities still differ as much as real cities do."""
@@ -410,6 +491,7 @@ def _states(
             "weight": float((sample["state"] == state).sum()) or FALLBACK_WEIGHT,
             "effect": round(price["state"][state], 4),
             "size_slope": round(float(slope), 4),
+            "land_effect": round(float(land_effect.get(state, 0.0)), 4),
             "cities": cities,
         }
     return states
@@ -445,8 +527,13 @@ def _kinds(sample: pd.DataFrame, kind_stats: pd.DataFrame) -> dict[str, Any]:
             "missing": missing,
             "price_offset": round(float(kind_stats.loc[kind, "mean"]), 4),
             "noise_sd": round(float(kind_stats.loc[kind, "noise_sd"]), 4),
+            "noise_df": kind_stats.loc[kind, "noise_df"],
             "log_size": _lognormal((rows if has_size else houses)["house_size"], 100),
             "log_acre": _lognormal((rows if has_acre else houses)["acre_lot"], 0.01),
+            "shape": {
+                "log_size": _shape(np.log(rows["house_size"].clip(lower=100))),
+                "log_acre": _shape(np.log(rows["acre_lot"].clip(lower=0.01))),
+            },
         }
     return kinds
 

@@ -24,9 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from datasource.world import (
     NONLINEAR_TERMS,
     World,
+    draw_shape,
+    eval_tree,
     land_acre_basis,
     load_world,
     nonlinear_basis,
+    tree_features,
 )
 from tasador.core.columns import RAW_COLUMNS, STATUSES
 
@@ -184,14 +187,16 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     city = np.searchsorted(world.city_cum, state + rng.random(n), side="right")
     zip_idx = world.city_zip_start[city] + (rng.random(n) * world.city_zip_count[city]).astype(int)
 
-    log_size = rng.normal(world.kind_log_size[kind, 0], world.kind_log_size[kind, 1])
+    z_size = draw_shape(world.kind_shape["log_size"][kind], rng.random(n))
+    log_size = world.kind_log_size[kind, 0] + world.kind_log_size[kind, 1] * z_size
     house_size = np.round(np.exp(log_size).clip(250, 30_000))
     a, b, sd = world.bed_on_log_size
     bed = np.round(a + b * log_size + rng.normal(0, sd, n)).clip(1, 12)
     a, b_bed, b_size, sd = world.bath_on_bed_log_size
     bath = np.round(a + b_bed * bed + b_size * log_size + rng.normal(0, sd, n)).clip(1, 12)
     bed, bath = _multi_unit(world, bed, bath, rng)
-    log_acre = rng.normal(world.kind_log_acre[kind, 0], world.kind_log_acre[kind, 1])
+    z_acre = draw_shape(world.kind_shape["log_acre"][kind], rng.random(n))
+    log_acre = world.kind_log_acre[kind, 0] + world.kind_log_acre[kind, 1] * z_acre
     acre_lot = np.round(np.exp(log_acre).clip(0.01, 5_000), 2)
 
     price = world.price
@@ -206,6 +211,7 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     location = world.state_effect[state] + world.city_effect[city] + world.zip_effect[zip_idx]
     # Land (no house) carries only part of its location's price level.
     location *= np.where(missing[:, 3], price["unbuilt_location"], 1.0)
+    location += np.where(missing[:, 3], world.state_land_effect[state], 0.0)
     log_price = (
         price["intercept"]
         + location
@@ -228,6 +234,16 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
         location, size - price["centre"]["log_size"], acre, ~no_size, ~no_acre, nonlinear
     )
     log_price += basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
+    nan = np.nan
+    X = tree_features(
+        location,
+        np.where(no_size, nan, size),
+        np.where(no_acre, nan, acre),
+        np.where(missing[:, 0], nan, bed),
+        np.where(missing[:, 1], nan, bath),
+        status,
+    )
+    log_price += eval_tree(nonlinear["tree"], X)
     raw_price = np.exp(log_price) * knobs.price_multiplier
     # Asking prices are round numbers: to $100 below a million, to $1,000 above.
     step = np.where(raw_price < 1e6, 100.0, 1000.0)
@@ -273,12 +289,12 @@ def _noise(
     world: World, kind: np.ndarray, rng: np.random.Generator, noise_sd: float | None
 ) -> np.ndarray:
     """Log-price noise: its sd by kind (land is far noisier than houses), or ``noise_sd`` for
-    every row; Student-t (unit variance) when the calibration found heavy tails."""
+    every row; Student-t (unit variance) with the kind's degrees of freedom where the
+    calibration found heavy tails, Gaussian elsewhere."""
     sd = world.kind_noise_sd[kind] if noise_sd is None else np.full(len(kind), noise_sd)
-    df = world.price.get("noise_df")
-    if df is None:
-        return sd * rng.standard_normal(len(kind))
-    return sd * rng.standard_t(df, len(kind)) * math.sqrt((df - 2) / df)
+    df = np.minimum(world.kind_noise_df[kind], 1e6)  # 1e6: Gaussian to the last digit shown
+    t = rng.standard_normal(len(kind)) / np.sqrt(rng.chisquare(df) / df)
+    return cast(np.ndarray, sd * t * np.sqrt((df - 2) / df))
 
 
 def _prev_sold_dates(
