@@ -325,7 +325,6 @@ def _fit_nonlinear(
     nonlinear["coef"] = {n: round(float(c), 4) for n, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)}
     explained = basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
     X = tree_features(
-        location,
         feats["log_size"].to_numpy(float),
         feats["log_acre"].to_numpy(float),
         rows["bed"].to_numpy(float),

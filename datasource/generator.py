@@ -236,7 +236,6 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     log_price += basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
     nan = np.nan
     X = tree_features(
-        location,
         np.where(no_size, nan, size),
         np.where(no_acre, nan, acre),
         np.where(missing[:, 0], nan, bed),

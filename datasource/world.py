@@ -202,20 +202,21 @@ def land_acre_basis(log_acre: np.ndarray) -> np.ndarray:
 
 
 # What the residual tree (calibrate.py) splits on, in this order; a missing value is MISSING.
-TREE_FEATURES = ("location", "log_size", "log_acre", "bed", "bath", "status")
+# Not the location level: the sample knows it only through the row's few neighbours, so a tree
+# on it would not carry over to the generated cities.
+TREE_FEATURES = ("log_size", "log_acre", "bed", "bath", "status")
 MISSING = -99.0
 
 
 def tree_features(
-    location: np.ndarray,
     log_size: np.ndarray,
     log_acre: np.ndarray,
     bed: np.ndarray,
     bath: np.ndarray,
     status: np.ndarray,
 ) -> np.ndarray:
-    """The (n, 6) matrix of TREE_FEATURES (NaN -> MISSING); ``status`` as STATUSES indices."""
-    columns = [location, log_size, log_acre, bed, bath, status]
+    """The (n, 5) matrix of TREE_FEATURES (NaN -> MISSING); ``status`` as STATUSES indices."""
+    columns = [log_size, log_acre, bed, bath, status]
     return np.nan_to_num(np.column_stack(columns).astype(float), nan=MISSING)
 
 
