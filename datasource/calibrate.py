@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from statistics import NormalDist
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, cast
 
 import numpy as np
@@ -224,7 +224,9 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     # Land has price levels of its own by state, beyond the share of the houses' level it
     # carries: shrunk means of its residual per state.
     unbuilt = priced["house_size"].isna()
-    land_state = _shrunk_means(priced.loc[unbuilt, "resid"], priced.loc[unbuilt, "state"], k=LAND_STATE_K)
+    land_state = _shrunk_means(
+        priced.loc[unbuilt, "resid"], priced.loc[unbuilt, "state"], k=LAND_STATE_K
+    )
     land_state["mean"] -= land_state["mean"].mean()
     priced["resid"] -= priced["state"].map(land_state["mean"]).where(unbuilt).fillna(0)
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
@@ -322,7 +324,9 @@ def _fit_nonlinear(
     )
     design = np.column_stack([np.ones(len(rows)), basis])
     coef, *_ = np.linalg.lstsq(design, rows["resid"].to_numpy(float), rcond=None)
-    nonlinear["coef"] = {n: round(float(c), 4) for n, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)}
+    nonlinear["coef"] = {
+        name: round(float(c), 4) for name, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)
+    }
     explained = basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
     X = tree_features(
         feats["log_size"].to_numpy(float),

@@ -280,7 +280,10 @@ def _multi_unit(
     multi = world.multi_unit
     n = len(bed)
     many = rng.random(n) < multi["share"]
-    rooms = [np.round(np.exp(rng.normal(*multi[f"log_{c}"], n))).clip(1, 50) for c in ("bed", "bath")]
+    rooms = []
+    for column in ("bed", "bath"):
+        mean, sd = multi[f"log_{column}"]
+        rooms.append(np.round(np.exp(rng.normal(mean, sd, n))).clip(1, 50))
     return np.where(many, rooms[0], bed), np.where(many, rooms[1], bath)
 
 

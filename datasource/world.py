@@ -216,11 +216,11 @@ def tree_features(
     status: np.ndarray,
 ) -> np.ndarray:
     """The (n, 5) matrix of TREE_FEATURES (NaN -> MISSING); ``status`` as STATUSES indices."""
-    columns = [log_size, log_acre, bed, bath, status]
-    return np.nan_to_num(np.column_stack(columns).astype(float), nan=MISSING)
+    columns = np.column_stack([log_size, log_acre, bed, bath, status]).astype(float)
+    return cast(np.ndarray, np.nan_to_num(columns, nan=MISSING))
 
 
-def eval_tree(tree: dict[str, list[Any]], X: np.ndarray) -> np.ndarray:
+def eval_tree(tree: dict[str, Any], X: np.ndarray) -> np.ndarray:
     """The calibrated regression tree's value for each row of ``X`` (vectorized by depth)."""
     feature, threshold = np.array(tree["feature"]), np.array(tree["threshold"])
     left, right, value = np.array(tree["left"]), np.array(tree["right"]), np.array(tree["value"])
@@ -230,4 +230,4 @@ def eval_tree(tree: dict[str, list[Any]], X: np.ndarray) -> np.ndarray:
         inner = left[node] >= 0
         go_left = X[rows, np.maximum(feature[node], 0)] <= threshold[node]
         node = np.where(inner, np.where(go_left, left[node], right[node]), node)
-    return cast(np.ndarray, value[node])
+    return value[node]
