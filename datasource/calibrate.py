@@ -80,6 +80,8 @@ LAND_STATE_K = 10.0
 MIN_SHAPE_ROWS = 200
 # Kinds with fewer rows take the houses' noise tails.
 MIN_TAIL_ROWS = 100
+# The terms of NONLINEAR_TERMS that read the location level.
+LOCATION_TERMS = ("location_sq", "size_by_location")
 # The residual tree: how many leaves, and the fewest sample rows a leaf may average.
 TREE_LEAVES = 24
 TREE_MIN_LEAF = 50
@@ -232,14 +234,13 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     kind_stats = _shrunk_means(priced["resid"], priced["kind"], k=5.0)
     priced["resid"] -= priced["kind"].map(kind_stats["mean"])
     nonlinear, fitted = _fit_nonlinear(priced, price, unbuilt_location)
+    # The noise is what the terms of the listing's own features leave. The location terms vary
+    # between places, not within a city, so they do not come off the within-city noise.
+    priced["resid"] -= fitted
     city_stats, tau2, sigma2 = _city_effects(priced.dropna(subset=["city", *STRUCTURE]))
-    # The noise is what the non-linear terms leave: their variance comes off each kind's. (Not
-    # by subtracting them from the residual: they read the other rows of the city, whose
-    # residuals would leak into this row's.)
-    explained = fitted.groupby(priced["kind"]).var().reindex(kind_stats.index, fill_value=0)
-    noise_sd = float(np.sqrt(max(sigma2 - ZIP_SD**2 - explained.get("0000", 0.0), 0.01)))
+    noise_sd = float(np.sqrt(max(sigma2 - ZIP_SD**2, 0.01)))
     kind_stats["noise_sd"] = np.sqrt(
-        (priced.groupby("kind")["resid"].var() - tau2 - ZIP_SD**2 - explained).clip(lower=0.01)
+        (priced.groupby("kind")["resid"].var() - tau2 - ZIP_SD**2).clip(lower=0.01)
     )
     kind_stats.loc["0000", "noise_sd"] = noise_sd
     # Tails by kind: houses' noise is heavy-tailed, land's is not (excess kurtosis 0.7).
@@ -293,8 +294,9 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
 def _fit_nonlinear(
     priced: pd.DataFrame, price: dict[str, Any], unbuilt_location: float
 ) -> tuple[dict[str, Any], pd.Series]:
-    """Coefficients of the price terms a linear model cannot represent (world.NONLINEAR_TERMS),
-    by least squares on the residual, and the part of the residual they explain.
+    """Coefficients of the price terms a linear model cannot represent (world.NONLINEAR_TERMS)
+    and a tree of what they leave, by least squares on the residual, and the part of the
+    residual that the listing's own features explain (terms but the location ones, tree).
 
     A row's location level is its state's effect plus its city's shrunk mean residual without
     the row itself (a row's own price must not define its location).
@@ -327,7 +329,11 @@ def _fit_nonlinear(
     nonlinear["coef"] = {
         name: round(float(c), 4) for name, c in zip(NONLINEAR_TERMS, coef[1:], strict=True)
     }
-    explained = basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
+    coef = np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
+    explained = basis @ coef
+    # The terms of the listing's own features (not of its location, which reads other rows).
+    own = [name not in LOCATION_TERMS for name in NONLINEAR_TERMS]
+    own_terms = basis[:, own] @ coef[own]
     X = tree_features(
         feats["log_size"].to_numpy(float),
         feats["log_acre"].to_numpy(float),
@@ -336,9 +342,8 @@ def _fit_nonlinear(
         rows["status"].map({s: i for i, s in enumerate(STATUSES)}).to_numpy(float),
     )
     nonlinear["tree"] = _residual_tree(X, rows["resid"].to_numpy(float) - explained)
-    explained += eval_tree(nonlinear["tree"], X)
     fitted = pd.Series(0.0, index=priced.index)
-    fitted[rows.index] = explained
+    fitted[rows.index] = own_terms + eval_tree(nonlinear["tree"], X)
     return nonlinear, fitted
 
 
