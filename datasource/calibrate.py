@@ -281,8 +281,8 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
             complete["bath"].clip(upper=12), pd.DataFrame({"bed": bed, "ls": feats["log_size"]})
         ),
         "ids": {
-            "brokered_by_max": float(sample["brokered_by"].max()),
-            "street_max": float(sample["street"].max()),
+            "brokered_by_max": _round_up(sample["brokered_by"].max()),
+            "street_max": _round_up(sample["street"].max()),
         },
         "loose_missing": {c: round(float(sample[c].isna().mean()), 5) for c in LOOSE_MISSING},
         "statuses": _statuses(sample),
@@ -363,6 +363,12 @@ def _residual_tree(X: np.ndarray, resid: np.ndarray) -> dict[str, Any]:
         "right": [int(c) for c in t.children_right],
         "value": [round(float(v), 4) for v in t.value[:, 0, 0]],
     }
+
+
+def _round_up(value: float) -> float:
+    """An id's upper bound to 3 significant digits, rounded up: a figure, not a row's id."""
+    step = 10 ** max(int(np.floor(np.log10(max(value, 1.0)))) - 2, 0)
+    return float(np.ceil((value + 1) / step) * step)
 
 
 def _shape(logs: pd.Series) -> list[float]:

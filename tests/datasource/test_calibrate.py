@@ -83,7 +83,8 @@ def test_main_refuses_a_csv_without_the_realtor_columns(tmp_path: Path) -> None:
 def test_the_stored_residual_tree_predicts_as_the_fitted_one() -> None:
     """calibrate stores its tree as arrays; world.eval_tree must give what sklearn gives."""
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(3_000, 5))
+    # On a 0.01 grid: the stored thresholds (4 decimals) split it exactly as sklearn's do.
+    X = np.round(rng.normal(size=(3_000, 5)), 2)
     X[rng.random(3_000) < 0.2, 1] = MISSING
     step = np.where(X[:, 0] > 0.5, 1.0, 0.0) * np.where(X[:, 1] < 0, 1, -1)
     resid = step + rng.normal(size=3_000)
