@@ -2,9 +2,12 @@
 
 Each listing draws a status, a "kind" (which structural features it has: a house, a condo
 without lot, a plot of land, ...), a state, a city of that state and one of the city's zip
-codes; then features from the kind's distributions and a log-normal price from location,
-features, status and kind. Values come out as the Kaggle CSV has them (ids and zip codes as
-floats, dates as ``YYYY-MM-DD`` text, missing as NaN).
+codes; then features from the kind's distributions and a log price from location, features,
+status and kind, with the sample's non-linear parts: house size pays differently by state, room
+counts stop adding past a cap, lot size matters more for land, which carries only part of its
+location's price level, and the noise depends on the kind, with heavy tails. Values come out as
+the Kaggle CSV has them (ids and zip codes as floats, dates as ``YYYY-MM-DD`` text, missing as
+NaN).
 """
 
 from __future__ import annotations
@@ -18,7 +21,16 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datasource.world import World, load_world
+from datasource.world import (
+    NONLINEAR_TERMS,
+    World,
+    draw_shape,
+    eval_tree,
+    land_acre_basis,
+    load_world,
+    nonlinear_basis,
+    tree_features,
+)
 from tasador.core.columns import RAW_COLUMNS, STATUSES
 
 # How long rejection sampling for a price band may go on before the band counts as empty.
@@ -175,34 +187,62 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
     city = np.searchsorted(world.city_cum, state + rng.random(n), side="right")
     zip_idx = world.city_zip_start[city] + (rng.random(n) * world.city_zip_count[city]).astype(int)
 
-    log_size = rng.normal(world.kind_log_size[kind, 0], world.kind_log_size[kind, 1])
+    z_size = draw_shape(world.kind_shape["log_size"][kind], rng.random(n))
+    log_size = world.kind_log_size[kind, 0] + world.kind_log_size[kind, 1] * z_size
     house_size = np.round(np.exp(log_size).clip(250, 30_000))
     a, b, sd = world.bed_on_log_size
     bed = np.round(a + b * log_size + rng.normal(0, sd, n)).clip(1, 12)
     a, b_bed, b_size, sd = world.bath_on_bed_log_size
     bath = np.round(a + b_bed * bed + b_size * log_size + rng.normal(0, sd, n)).clip(1, 12)
-    log_acre = rng.normal(world.kind_log_acre[kind, 0], world.kind_log_acre[kind, 1])
+    bed, bath = _multi_unit(world, bed, bath, rng)
+    z_acre = draw_shape(world.kind_shape["log_acre"][kind], rng.random(n))
+    log_acre = world.kind_log_acre[kind, 0] + world.kind_log_acre[kind, 1] * z_acre
     acre_lot = np.round(np.exp(log_acre).clip(0.01, 5_000), 2)
 
     price = world.price
     missing = world.kind_missing[kind]  # (n, 4) in STRUCTURE order: bed, bath, acre, size
+    caps = price["room_caps"]
     terms = {
-        "bed": (bed, missing[:, 0]),
-        "bath": (bath, missing[:, 1]),
+        "bed": (np.minimum(bed, caps["bed"]), missing[:, 0]),
+        "bath": (np.minimum(bath, caps["bath"]), missing[:, 1]),
         "log_acre": (np.log(acre_lot), missing[:, 2]),
         "log_size": (np.log(house_size), missing[:, 3]),
     }
+    location = world.state_effect[state] + world.city_effect[city] + world.zip_effect[zip_idx]
+    # Land (no house) carries only part of its location's price level.
+    location *= np.where(missing[:, 3], price["unbuilt_location"], 1.0)
+    location += np.where(missing[:, 3], world.state_land_effect[state], 0.0)
     log_price = (
         price["intercept"]
-        + world.state_effect[state]
-        + world.city_effect[city]
-        + world.zip_effect[zip_idx]
+        + location
         + np.array([price["status"][s] for s in STATUSES])[status]
         + world.kind_offset[kind]
-        + rng.normal(0, price["noise_sd"] if knobs.noise_sd is None else knobs.noise_sd, n)
+        + _noise(world, kind, rng, knobs.noise_sd)
     )
     for name, (values, absent) in terms.items():
         log_price += np.where(absent, 0.0, price["betas"][name] * (values - price["centre"][name]))
+    # Non-linear parts: house size pays differently by state; a lot's size matters far more for
+    # land (no house) than for a house.
+    size, no_size = terms["log_size"]
+    own_slope = world.state_size_slope[state] * (size - price["centre"]["log_size"])
+    log_price += np.where(no_size, 0.0, own_slope)
+    acre, no_acre = terms["log_acre"]
+    land_acre = land_acre_basis(acre) @ np.array(price["acre_unbuilt"])
+    log_price += np.where(no_size & ~no_acre, land_acre, 0.0)
+    nonlinear = price["nonlinear"]
+    basis = nonlinear_basis(
+        location, size - price["centre"]["log_size"], acre, ~no_size, ~no_acre, nonlinear
+    )
+    log_price += basis @ np.array([nonlinear["coef"][name] for name in NONLINEAR_TERMS])
+    nan = np.nan
+    X = tree_features(
+        np.where(no_size, nan, size),
+        np.where(no_acre, nan, acre),
+        np.where(missing[:, 0], nan, bed),
+        np.where(missing[:, 1], nan, bath),
+        status,
+    )
+    log_price += eval_tree(nonlinear["tree"], X)
     raw_price = np.exp(log_price) * knobs.price_multiplier
     # Asking prices are round numbers: to $100 below a million, to $1,000 above.
     step = np.where(raw_price < 1e6, 100.0, 1000.0)
@@ -229,6 +269,34 @@ def _draw(world: World, n: int, rng: np.random.Generator, knobs: GeneratorKnobs)
         for column, rate in world.loose_missing.items():
             frame.loc[rng.random(n) < rate, column] = np.nan
     return frame
+
+
+def _multi_unit(
+    world: World, bed: np.ndarray, bath: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated share of listings are buildings of many units: room counts drawn from
+    those buildings' own (log-normal) counts, up to 50; the price counts rooms only up to the
+    caps, so it follows their size."""
+    multi = world.multi_unit
+    n = len(bed)
+    many = rng.random(n) < multi["share"]
+    rooms = []
+    for column in ("bed", "bath"):
+        mean, sd = multi[f"log_{column}"]
+        rooms.append(np.round(np.exp(rng.normal(mean, sd, n))).clip(1, 50))
+    return np.where(many, rooms[0], bed), np.where(many, rooms[1], bath)
+
+
+def _noise(
+    world: World, kind: np.ndarray, rng: np.random.Generator, noise_sd: float | None
+) -> np.ndarray:
+    """Log-price noise: its sd by kind (land is far noisier than houses), or ``noise_sd`` for
+    every row; Student-t (unit variance) with the kind's degrees of freedom where the
+    calibration found heavy tails, Gaussian elsewhere."""
+    sd = world.kind_noise_sd[kind] if noise_sd is None else np.full(len(kind), noise_sd)
+    df = np.minimum(world.kind_noise_df[kind], 1e6)  # 1e6: Gaussian to the last digit shown
+    t = rng.standard_normal(len(kind)) / np.sqrt(rng.chisquare(df) / df)
+    return cast(np.ndarray, sd * t * np.sqrt((df - 2) / df))
 
 
 def _prev_sold_dates(

@@ -1,12 +1,22 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.tree import DecisionTreeRegressor
 
-from datasource.calibrate import US_STATES, calibrate, dump, main
+from datasource.calibrate import (
+    TREE_LEAVES,
+    TREE_MIN_LEAF,
+    US_STATES,
+    _residual_tree,
+    calibrate,
+    dump,
+    main,
+)
 from datasource.generator import generate_listings
-from datasource.world import CALIBRATION_PATH
+from datasource.world import CALIBRATION_PATH, MISSING, eval_tree
 from tests.listings import write_realtor_csv
 
 
@@ -68,3 +78,19 @@ def test_main_refuses_a_csv_without_the_realtor_columns(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="missing columns"):
         main(["--csv", str(bad), "--out", str(tmp_path / "out.json")])
     assert not (tmp_path / "out.json").exists()
+
+
+def test_the_stored_residual_tree_predicts_as_the_fitted_one() -> None:
+    """calibrate stores its tree as arrays; world.eval_tree must give what sklearn gives."""
+    rng = np.random.default_rng(0)
+    # On a 0.01 grid: the stored thresholds (4 decimals) split it exactly as sklearn's do.
+    X = np.round(rng.normal(size=(3_000, 5)), 2)
+    X[rng.random(3_000) < 0.2, 1] = MISSING
+    step = np.where(X[:, 0] > 0.5, 1.0, 0.0) * np.where(X[:, 1] < 0, 1, -1)
+    resid = step + rng.normal(size=3_000)
+    stored = _residual_tree(X, resid)
+    sk = DecisionTreeRegressor(
+        max_leaf_nodes=TREE_LEAVES, min_samples_leaf=TREE_MIN_LEAF, random_state=0
+    ).fit(X, resid - resid.mean())
+    assert np.allclose(eval_tree(stored, X), sk.predict(X), atol=1e-3)
+    assert stored["depth"] > 1

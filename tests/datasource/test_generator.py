@@ -160,3 +160,40 @@ def test_negative_seeds_and_sizes_are_refused() -> None:
 def test_an_empty_price_band_fails_clearly() -> None:
     with pytest.raises(ValueError, match="price band"):
         generate_listings(100, seed=1, price_min=5e9)
+
+
+# More figures of the real sample (measured once): log-price sd of land and of complete houses,
+# the share of houses with more than 8 bathrooms, the excess kurtosis of houses' log size.
+REAL_LAND_LOG_SD = 1.38
+REAL_HOUSE_LOG_SD = 0.83
+REAL_MANY_BATHS = 0.0032
+REAL_SIZE_KURTOSIS = 4.5
+
+
+def test_spread_tails_and_many_unit_buildings_are_like_the_samples(
+    generated: pd.DataFrame,
+) -> None:
+    priced = generated[generated["price"] > 1_000]
+    land = priced[priced["house_size"].isna() & priced["bed"].isna()]
+    houses = priced.dropna(subset=["bed", "bath", "acre_lot", "house_size"])
+    assert abs(np.log(land["price"]).std() - REAL_LAND_LOG_SD) < 0.12
+    assert abs(np.log(houses["price"]).std() - REAL_HOUSE_LOG_SD) < 0.1
+    # Buildings of many units: room counts past the caps, which the price ignores.
+    assert REAL_MANY_BATHS / 3 < (houses["bath"] > 8).mean() < REAL_MANY_BATHS * 3
+    assert houses["bath"].max() > 12
+    # House sizes are heavier-tailed than log-normal (excess kurtosis 0), as in the sample; less
+    # so than the sample, whose extreme 0.1% the calibrated quantiles leave out.
+    assert 0.5 < np.log(houses["house_size"]).kurt() < REAL_SIZE_KURTOSIS
+
+
+def test_land_is_priced_by_its_lot_past_an_acre(generated: pd.DataFrame) -> None:
+    """Below an acre a plot's price hardly follows its size; above, it rises steeply."""
+    land = generated[generated["house_size"].isna() & generated["bed"].isna()].dropna(
+        subset=["acre_lot", "price"]
+    )
+    log_price, log_acre = np.log(land["price"]), np.log(land["acre_lot"])
+    small, large = log_acre < 0, log_acre > 0
+    slope_small = np.polyfit(log_acre[small], log_price[small], 1)[0]
+    slope_large = np.polyfit(log_acre[large], log_price[large], 1)[0]
+    assert slope_large > 0.3
+    assert slope_small < slope_large - 0.3
