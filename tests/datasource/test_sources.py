@@ -66,8 +66,10 @@ def test_drift_zoo_new_states_appear_only_later(zoo: list[pd.DataFrame]) -> None
 def test_drift_zoo_price_shift_keeps_features(zoo: list[pd.DataFrame]) -> None:
     baseline, shifted = zoo[0], zoo[3]
     assert shifted["price"].median() / baseline["price"].median() == pytest.approx(1.6, rel=0.1)
+    # Sizes are heavy-tailed (calibrated on real rows): two 2,000-row medians differ by up to ~6%
+    # across seeds, far from the prices' 1.6x.
     size_ratio = shifted["house_size"].median() / baseline["house_size"].median()
-    assert 0.95 < size_ratio < 1.05
+    assert 0.9 < size_ratio < 1.1
     excluded = load_scenario("drift-zoo").batches[0].exclude_states
     assert not shifted["state"].isin(excluded).any()
 
