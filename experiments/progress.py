@@ -36,6 +36,18 @@ def describe(study: optuna.Study, n_trials: int, timeout_s: float | None) -> str
     return ", ".join(parts)
 
 
+def describe_workers(study: optuna.Study, workers: int) -> str:
+    """``worker 0: 6 trials, worker 1: 5 trials``: each of the ``workers`` (a worker that ran
+    none shows 0), then any process that ran trials without a worker index."""
+    counts = search.trials_by_worker(study)
+    named = [str(i) for i in range(workers)]
+    others = sorted(set(counts) - set(named))
+    return ", ".join(
+        f"worker {w}: {counts.get(w, 0)} trial{'' if counts.get(w, 0) == 1 else 's'}"
+        for w in named + others
+    )
+
+
 @contextmanager
 def watching(
     settings: Settings,

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from mlflow import MlflowClient
 
-from experiments.study import load_study, study_name_for
+from experiments.study import load_study, study_name_for, trials_by_worker
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
 from tests.experiments.conftest import load_batches
@@ -59,7 +60,8 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     training = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
     assert training.task_states["search"] == "success"
     result = training.returns["champion_challenger"]
-    assert result["promoted"] and result["trials_finished"] == 3
+    # Both workers run at once: each may start a trial while the other finishes the third.
+    assert result["promoted"] and 3 <= result["trials_finished"] <= 4
 
     client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
     # The newest candidate is also the challenger, promoted or not.
@@ -114,3 +116,27 @@ def test_training_dag_holds_the_search_timeout_setting(search_settings, raw_samp
     study, _ = load_study(study_name, s)
     first = min(t.datetime_start for t in study.trials)
     assert all((t.datetime_start - first).total_seconds() <= 3.0 for t in study.trials)
+
+
+def test_training_dag_runs_its_search_workers_at_once(
+    search_settings, raw_sample, run_dag, local_airflow_server
+):
+    s = search_settings.model_copy(update={"search_trials": 4, "search_workers": 2})
+    load_batches(s, raw_sample.iloc[:1400], [700, 700])
+    training = run_dag(s, "tasador_training")
+
+    # Airflow ran the two mapped instances side by side, not one after the other.
+    path = f"dags/tasador_training/dagRuns/{training.run_id}/taskInstances/search/listMapped"
+    mapped = local_airflow_server.get(path)["task_instances"]
+    assert [(t["map_index"], t["state"]) for t in mapped] == [(0, "success"), (1, "success")]
+    (start0, end0), (start1, end1) = [
+        (datetime.fromisoformat(t["start_date"]), datetime.fromisoformat(t["end_date"]))
+        for t in mapped
+    ]
+    assert start0 < end1 and start1 < end0
+
+    # And the study's trials come from both (the trial attribute names the worker).
+    study, _ = load_study(study_name_for(raw_store_ids(s), s.model_name), s)
+    by_worker = trials_by_worker(study)
+    assert set(by_worker) == {"0", "1"}, by_worker
+    assert 4 <= sum(by_worker.values()) <= 5
