@@ -28,6 +28,8 @@ from tasador.core import db, migrations, services
 from tasador.core.config import Settings
 from tasador.loop.status import batch_status, render_table
 
+DATA_API_START_S = 180.0  # the data API builds its scenario first: slow on a busy 2-core machine
+
 
 @contextmanager
 def ending_on_sigterm() -> Iterator[None]:
@@ -72,7 +74,7 @@ def run_demo(
     log = settings.state_dir / "logs" / "datasource.log"
     with (
         ending_on_sigterm(),
-        services.running(command, f"{api_url}/health", log),
+        services.running(command, f"{api_url}/health", log, timeout_s=DATA_API_START_S),
         local_airflow.running(settings) as airflow,
     ):
         typer.echo(f"Airflow: {airflow.api_url} (LocalExecutor, {workers} search workers at once)")
