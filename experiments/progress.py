@@ -29,7 +29,9 @@ def describe(study: optuna.Study, n_trials: int, timeout_s: float | None) -> str
     if complete:
         best = min(complete, key=lambda t: t.value or 0.0)
         parts.append(f"best RMSLE {best.value:.4f} ({best.params.get(FAMILY_PARAM, '?')})")
-    left = search.seconds_left(study, timeout_s)
+    # Once the trial budget is spent the time left no longer matters (and would be reported
+    # every few seconds while the champion/challenger step runs).
+    left = search.seconds_left(study, timeout_s) if done < n_trials else None
     if left is not None:
         minutes, seconds = divmod(max(0, round(left)), 60)
         parts.append(f"{minutes}m{seconds:02d}s left")

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import psutil
 from pydantic import SecretStr
@@ -15,58 +14,71 @@ from pydantic import SecretStr
 from tasador.core import services
 from tasador.core.config import Settings, settings_env
 
-MARK = "TASADOR_TEST_DEMO"  # every process the demo starts inherits it
+START_S = 900.0  # to the first DAG run: minutes on a busy 2-core machine
 
 
-def marked(token: str) -> list[psutil.Process]:
-    """The demo's processes, but the embedded PostgreSQL (it outlives every command by design)."""
-    found = []
-    for process in psutil.process_iter(["name"]):
+def descendants(pid: int, seen: dict[int, float]) -> None:
+    """Add the processes below ``pid`` to ``seen`` (pid -> start time), the embedded PostgreSQL
+    excepted: it outlives every command by design. (Airflow's processes retitle themselves, which
+    hides their environment, so they are found by ancestry, not by a variable they inherit.)"""
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for child in children:
         try:
-            if process.info["name"] != "postgres" and process.environ().get(MARK) == token:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            if child.name() != "postgres":
+                seen[child.pid] = child.create_time()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass
-    return found
 
 
-def running_executor(token: str) -> bool:
-    return any("LocalExecutor" in " ".join(p.cmdline()) for p in marked(token))
+def still_running(seen: dict[int, float]) -> list[str]:
+    left = []
+    for pid, started in seen.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{pid}: {' '.join(process.cmdline())}")
+        except psutil.NoSuchProcess:
+            pass
+    return left
 
 
 def test_sigterm_ends_the_demo_and_everything_it_started(
     settings: Settings, make_database, mlflow_server
 ):
-    token = uuid.uuid4().hex
     given = settings.model_copy(
         update={
             "optuna_storage_url": SecretStr(make_database("optuna")),
             "mlflow_tracking_uri": mlflow_server,
         }
     )
-    env = {**os.environ, **settings_env(given), MARK: token}
     demo = subprocess.Popen(
         services.tasador_command("demo", "--scale", "0.005", "--trials", "2"),
-        env=env,
+        env={**os.environ, **settings_env(given)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    seen: dict[int, float] = {}
     try:
-        deadline = time.monotonic() + 400
-        while not running_executor(token) and demo.poll() is None:
-            assert time.monotonic() < deadline, "no DAG run started"
-            time.sleep(1)
+        deadline = time.monotonic() + START_S
+        while demo.poll() is None and time.monotonic() < deadline:
+            descendants(demo.pid, seen)
+            if any("dags test" in line for line in still_running(seen)):
+                time.sleep(5)  # the executor's workers start
+                descendants(demo.pid, seen)
+                break
+            time.sleep(0.5)
         assert demo.poll() is None, demo.communicate()[0].decode()[-2000:]
-        started = {p.pid for p in marked(token)}
-        assert len(started) >= 4  # the demo, the data API, the api-server, `dags test` and more
-
-        demo.send_signal(signal.SIGTERM)
-        output = demo.communicate(timeout=120)[0].decode()
-        assert demo.returncode == 128 + signal.SIGTERM, output[-2000:]
-        left = marked(token)
-        assert left == [], [" ".join(p.cmdline()) for p in left]
+        assert any("dags test" in line for line in still_running(seen)), "no DAG run started"
+        assert any("api_server" in line for line in still_running(seen))
+        assert any("datasource" in line for line in still_running(seen))
     finally:
-        if demo.poll() is None:
-            demo.kill()
-        for process in marked(token):  # a failed test still stops what the demo left
-            process.kill()
+        demo.send_signal(signal.SIGTERM)  # pass or fail: the demo cleans up after itself
+        output = demo.communicate(timeout=120)[0].decode()
+    assert demo.returncode == 128 + signal.SIGTERM, output[-2000:]
+    deadline = time.monotonic() + 10
+    while still_running(seen) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert still_running(seen) == []
