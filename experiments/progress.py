@@ -66,9 +66,12 @@ def watching(
 
     def watch() -> None:
         last = ""
+        loaded: tuple[optuna.Study, search.StudyPlan] | None = None
         while not stop.wait(every_s):
             try:
-                study, plan = search.load_study(study_name, settings)
+                # Loaded once: each load opens a storage (a connection pool) of its own.
+                loaded = loaded or search.load_study(study_name, settings)
+                study, plan = loaded
                 line = describe(study, plan.n_trials, budget)
             except (TasadorError, KeyError, OSError):
                 continue  # not planned yet
