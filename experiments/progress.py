@@ -29,11 +29,25 @@ def describe(study: optuna.Study, n_trials: int, timeout_s: float | None) -> str
     if complete:
         best = min(complete, key=lambda t: t.value or 0.0)
         parts.append(f"best RMSLE {best.value:.4f} ({best.params.get(FAMILY_PARAM, '?')})")
-    left = search.seconds_left(study, timeout_s)
+    # Once the trial budget is spent the time left no longer matters (and would be reported
+    # every few seconds while the champion/challenger step runs).
+    left = search.seconds_left(study, timeout_s) if done < n_trials else None
     if left is not None:
         minutes, seconds = divmod(max(0, round(left)), 60)
         parts.append(f"{minutes}m{seconds:02d}s left")
     return ", ".join(parts)
+
+
+def describe_workers(study: optuna.Study, workers: int) -> str:
+    """``worker 0: 6 trials, worker 1: 5 trials``: each of the ``workers`` (a worker that ran
+    none shows 0), then any process that ran trials without a worker index."""
+    counts = search.trials_by_worker(study)
+    named = [str(i) for i in range(workers)]
+    others = sorted(set(counts) - set(named))
+    return ", ".join(
+        f"worker {w}: {counts.get(w, 0)} trial{'' if counts.get(w, 0) == 1 else 's'}"
+        for w in named + others
+    )
 
 
 @contextmanager
@@ -52,9 +66,12 @@ def watching(
 
     def watch() -> None:
         last = ""
+        loaded: tuple[optuna.Study, search.StudyPlan] | None = None
         while not stop.wait(every_s):
             try:
-                study, plan = search.load_study(study_name, settings)
+                # Loaded once: each load opens a storage (a connection pool) of its own.
+                loaded = loaded or search.load_study(study_name, settings)
+                study, plan = loaded
                 line = describe(study, plan.n_trials, budget)
             except (TasadorError, KeyError, OSError):
                 continue  # not planned yet

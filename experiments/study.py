@@ -78,6 +78,7 @@ COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # after each fold, what pruning looks at, has a name of its own.
 RUNNING_CV = f"cv_{PRIMARY}_running"
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
+WORKER_INDEX_ATTR = "worker_index"  # which of the retraining's workers (its Airflow map index)
 
 
 class StudyPlan(BaseModel):
@@ -301,8 +302,11 @@ def _enqueue_champion(
 class _Objective:
     """Cross-validates one sampled configuration, logging it as a child run of the study."""
 
-    def __init__(self, plan: StudyPlan, rows: pd.DataFrame, settings: Settings) -> None:
+    def __init__(
+        self, plan: StudyPlan, rows: pd.DataFrame, settings: Settings, worker: int | None
+    ) -> None:
         self.plan = plan
+        self.worker = worker
         self.spaces = plan.search_spaces()
         self.X = rows.drop(columns=[TARGET])
         self.y = data.target(rows)
@@ -328,6 +332,8 @@ class _Objective:
         )
         trial.set_user_attr(RUN_ID_ATTR, run_id)
         trial.set_user_attr("worker", WORKER)
+        if self.worker is not None:
+            trial.set_user_attr(WORKER_INDEX_ATTR, self.worker)
         logged = {spaces.FAMILY_PARAM: family, **params}
         if smoothing is not None:
             logged["smoothing"] = smoothing
@@ -398,6 +404,16 @@ def counted_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
 
 
+def trials_by_worker(study: optuna.Study) -> dict[str, int]:
+    """How many counted trials each worker finished: by worker index (``"0"``, ``"1"``), or by
+    process (``host:pid``) for a trial run without one."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=COUNTED_STATES):
+        worker = str(trial.user_attrs.get(WORKER_INDEX_ATTR, trial.user_attrs.get("worker", "?")))
+        counts[worker] = counts.get(worker, 0) + 1
+    return counts
+
+
 def seconds_left(study: optuna.Study, timeout_s: float | None) -> float | None:
     """What is left of the study's wall-clock budget: ``timeout_s`` from its first trial's start
     (every worker shares it, wherever and whenever it started); None without a budget."""
@@ -411,15 +427,23 @@ def seconds_left(study: optuna.Study, timeout_s: float | None) -> float | None:
 
 
 @timings.step("study")  # benchmarks/loop.py times it
-def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None = None) -> int:
+def run_worker(
+    study_name: str,
+    settings: Settings,
+    *,
+    timeout_s: float | None = None,
+    worker: int | None = None,
+) -> int:
     """Run trials of ``study_name`` until its trial budget or its wall-clock budget is spent.
 
     The wall-clock budget is ``timeout_s`` (None: ``settings.search_timeout_s``) counted from the
     study's first trial, shared by every worker; a worker starts no trial past it, so the study
     overruns it by at most the trial each worker is running (bounded by the per-trial limit,
     ``search_trial_timeout_s``). The trial budget overruns by at most one trial per worker too.
-    Returns how many trials this worker finished (completed, pruned or stopped). Safe to run in
-    any number of processes or machines at once; this is what Airflow's mapped tasks call.
+    Returns how many trials this worker finished (completed, pruned or stopped); each trial it
+    runs carries ``worker`` (its index among the retraining's workers) as a user attribute.
+    Safe to run in any number of processes or machines at once; this is what Airflow's mapped
+    tasks call.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, plan = load_study(study_name, settings)
@@ -436,7 +460,7 @@ def run_worker(study_name: str, settings: Settings, *, timeout_s: float | None =
             f"CLEAN rows of batches {plan.batch_ids} changed since study {study_name} was "
             f"planned (data hash {found[:12]} != {plan.data_hash[:12]}); plan a new study"
         )
-    objective = _Objective(plan, data.sample(rows, plan.sample_rows, plan.seed), settings)
+    objective = _Objective(plan, data.sample(rows, plan.sample_rows, plan.seed), settings, worker)
     del rows  # the worker keeps only the search sample
     trial_process.warm_up()
     study.optimize(
@@ -458,11 +482,11 @@ def log_to_file(path: Path) -> None:
 
 
 def _worker_process(
-    study_name: str, settings: Settings, timeout_s: float | None, log_file: Path | None
+    study_name: str, settings: Settings, timeout_s: float | None, log_file: Path | None, index: int
 ) -> None:
     if log_file is not None:
         log_to_file(log_file)
-    run_worker(study_name, settings, timeout_s=timeout_s)
+    run_worker(study_name, settings, timeout_s=timeout_s, worker=index)
 
 
 def run_workers(
@@ -478,7 +502,7 @@ def run_workers(
     processes = [
         context.Process(
             target=_worker_process,
-            args=(study_name, settings, timeout_s, log_file),
+            args=(study_name, settings, timeout_s, log_file, i),
             name=f"search-worker-{i}",
         )
         for i in range(workers)

@@ -8,7 +8,10 @@ the trial is pruned, fails or passes its time limit.
 
 Children are forked from a ``forkserver``: a clean process that imports the model libraries once
 and never runs a fit itself, so each child starts in milliseconds without inheriting the worker's
-threads (heartbeat, MLflow, database pools) or an OpenMP runtime in use (not fork-safe).
+threads (heartbeat, MLflow, database pools) or an OpenMP runtime in use (not fork-safe). Nor
+does a child run the parent's ``__main__`` again, as multiprocessing would by default: in an
+Airflow task that is the `airflow` script, which in a task process cannot even start (Airflow
+blocks its database URL there) and costs seconds of imports per trial anywhere.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ import ctypes
 import ctypes.util
 import multiprocessing
 import signal
+import sys
 import time
 import traceback
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -82,11 +87,34 @@ def _nothing() -> None:
     pass
 
 
+@contextmanager
+def _main_hidden() -> Iterator[None]:
+    """While a child starts: the parent's ``__main__`` looks like an interactive one, so the
+    child's start-up does not run it (the child's target lives in this module)."""
+    main = sys.modules["__main__"]
+    spec, path = getattr(main, "__spec__", None), main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
+        if path is not None:
+            main.__file__ = path
+
+
+def _start(child: multiprocessing.process.BaseProcess) -> None:
+    with _main_hidden():
+        child.start()
+
+
 def warm_up() -> None:
-    """Start the forkserver (importing the model libraries) now, so no trial's time pays it."""
+    """Start the forkserver (importing the model libraries) now, so no trial's time pays it;
+    RuntimeError when a child cannot start (every trial would fail the same way)."""
     child = _CONTEXT.Process(target=_nothing, name="trial-warm-up")
-    child.start()
+    _start(child)
     child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"a trial's child process cannot start (exit code {child.exitcode})")
 
 
 def fold_predictions(
@@ -99,7 +127,7 @@ def fold_predictions(
     trial) kills the child too."""
     receive, send = _CONTEXT.Pipe(duplex=False)
     child = _CONTEXT.Process(target=_fit_folds, args=(work, send), name="trial-fit")
-    child.start()
+    _start(child)
     started = time.monotonic()
     send.close()  # the child holds the sending end now: EOF when it dies
     try:

@@ -1,9 +1,9 @@
-"""The ingestion DAG run through Airflow itself (`airflow dags test`) against a real data API."""
+"""The ingestion DAG run through Airflow itself (`airflow dags test --use-executor`) against a real
+data API."""
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import uuid
 
 import httpx
@@ -46,29 +46,30 @@ def counts(settings: Settings) -> tuple[int, int, int]:
         )
 
 
-def retrain_events(airflow_home) -> list[str]:
-    with sqlite3.connect(airflow_home / "airflow.db") as conn:
-        return [
-            row[0]
-            for row in conn.execute(
-                "select e.extra from asset_event e join asset a on a.id = e.asset_id "
-                "where a.name = ?",
-                (dag_defaults.RETRAIN_ASSET_URI,),
-            )
-        ]
+def retrain_events(airflow) -> list[dict]:
+    """The extras of the retrain Asset's events, oldest first (Airflow's REST API)."""
+    found = airflow.get(
+        "assets/events",
+        name_pattern=dag_defaults.RETRAIN_ASSET_URI,
+        order_by="timestamp",
+        limit=1000,
+    )
+    return [event["extra"] for event in found["asset_events"]]
 
 
-def test_ingestion_collects_cleans_decides_and_is_idempotent(live_settings, run_dag, airflow_home):
-    events_before = len(retrain_events(airflow_home))
+def test_ingestion_collects_cleans_decides_and_is_idempotent(
+    live_settings, run_dag, local_airflow_server
+):
+    events_before = len(retrain_events(local_airflow_server))
     run_dag(live_settings, "tasador_ingestion")  # baseline: always retrain
     run_dag(live_settings, "tasador_ingestion")  # same distribution: skip
     batches = raw_store.list_batches(db.engine("raw", live_settings))
     assert [b.batch_number for b in batches] == [0, 1]
     decisions = decisions_store.latest_by_batch(db.engine("clean", live_settings))
     assert [decisions[b.id].verdict for b in batches] == ["retrain", "skip"]
-    events = retrain_events(airflow_home)
+    events = retrain_events(local_airflow_server)
     assert len(events) == events_before + 1
-    assert f'"decision_id": {decisions[batches[0].id].id}' in events[-1]
+    assert events[-1]["decision_id"] == decisions[batches[0].id].id
 
     before = counts(live_settings)
     run_dag(live_settings, "tasador_ingestion", {"batch_id": batches[1].id})

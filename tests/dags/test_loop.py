@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from mlflow import MlflowClient
 
-from experiments.study import load_study, study_name_for
+from experiments.study import load_study, study_name_for, trials_by_worker
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
 from tests.experiments.conftest import load_batches
@@ -32,7 +33,7 @@ def loop_settings(settings: Settings, mlflow_server: str, make_database):
             "optuna_storage_url": make_database("optuna"),
             "model_name": name,
             "experiment_name": name,
-            "search_trials": 3,
+            "search_trials": 4,
             "search_workers": 2,
             "search_sample_rows": 600,
             "search_cv_folds": 2,
@@ -50,7 +51,9 @@ def loop_settings(settings: Settings, mlflow_server: str, make_database):
         yield live
 
 
-def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, run_dag, tmp_path):
+def test_ingestion_then_training_registers_and_promotes_a_model(
+    loop_settings, run_dag, local_airflow_server, tmp_path
+):
     s = loop_settings
     ingestion = run_dag(s, "tasador_ingestion")
     decision = ingestion.returns["decide"]
@@ -59,7 +62,23 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
     training = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
     assert training.task_states["search"] == "success"
     result = training.returns["champion_challenger"]
-    assert result["promoted"] and result["trials_finished"] == 3
+    # Both workers run at once: each may start a trial while the other finishes the fourth.
+    assert result["promoted"] and 4 <= result["trials_finished"] <= 5
+
+    # Airflow ran the two mapped search workers side by side, not one after the other...
+    path = f"dags/tasador_training/dagRuns/{training.run_id}/taskInstances/search/listMapped"
+    mapped = local_airflow_server.get(path)["task_instances"]
+    assert [(t["map_index"], t["state"]) for t in mapped] == [(0, "success"), (1, "success")]
+    (start0, end0), (start1, end1) = [
+        (datetime.fromisoformat(t["start_date"]), datetime.fromisoformat(t["end_date"]))
+        for t in mapped
+    ]
+    assert start0 < end1 and start1 < end0
+    # ...and the study's trials come from both (each trial names its worker).
+    study, _ = load_study(study_name_for(raw_store_ids(s), s.model_name), s)
+    by_worker = trials_by_worker(study)
+    assert set(by_worker) == {"0", "1"}, by_worker
+    assert sum(by_worker.values()) == result["trials_finished"]
 
     client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
     # The newest candidate is also the challenger, promoted or not.
@@ -90,7 +109,7 @@ def test_ingestion_then_training_registers_and_promotes_a_model(loop_settings, r
         if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
         and "family" in r.data.params
     ]
-    assert len(children) >= 3
+    assert len(children) >= 4
     reports = {a.path for a in client.list_artifacts(result["run_id"], "report")}
     assert names.REPORT_FILE in reports, reports
     text = client.download_artifacts(result["run_id"], names.REPORT_FILE, str(tmp_path))

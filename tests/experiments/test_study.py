@@ -156,3 +156,10 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
     line = progress.describe(study, 10_000, timed.search_timeout_s)
     assert line.startswith(f"trials {len(trials)}/10000, best RMSLE ")
     assert line.endswith(" 0m00s left")
+    assert not progress.describe(study, len(trials), timed.search_timeout_s).endswith("left")
+    # Each trial names the worker process (0, 1, 2) that ran it.
+    by_worker = search.trials_by_worker(study)
+    assert set(by_worker) <= {"0", "1", "2"} and sum(by_worker.values()) == len(trials)
+    assert progress.describe_workers(study, workers).startswith(
+        f"worker 0: {by_worker.get('0', 0)} "
+    )
