@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from experiments.shadow_gate import recheck
 from tasador.cli.context import resolved_settings
 from tasador.core.errors import BadInput
 
@@ -27,6 +26,8 @@ def promote_command(
             "name what to promote: --challenger (otherwise production moves only by training, "
             "which compares on the holdout, or by `tasador rollback`)"
         )
+    from experiments.shadow_gate import recheck  # MLflow and the report: only when it runs
+
     settings = resolved_settings(("raw", "clean"))
     decision = recheck(settings)
     typer.echo(

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mlflow import MlflowClient
+from pydantic import SecretStr
 
 from experiments.study import load_study, study_name_for, trials_by_worker
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
@@ -30,7 +31,7 @@ def loop_settings(settings: Settings, mlflow_server: str, make_database):
         update={
             "data_api_url": f"http://127.0.0.1:{port}",
             "mlflow_tracking_uri": mlflow_server,
-            "optuna_storage_url": make_database("optuna"),
+            "optuna_storage_url": SecretStr(make_database("optuna")),
             "model_name": name,
             "experiment_name": name,
             "search_trials": 4,

@@ -10,10 +10,15 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 class NaNRegressor(RegressorMixin, BaseEstimator):
     """Predicts NaN for every row (as a model trained on broken data may); ``inf_rows``: those
-    row positions get +infinity instead."""
+    row positions get +infinity instead. With ``only_for`` ({column: value}), only rows that
+    match every pair are broken and the others get a finite price: a model that passes the
+    validation of a swap and fails on some live listings."""
 
-    def __init__(self, inf_rows: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, inf_rows: tuple[int, ...] = (), only_for: dict[str, float] | None = None
+    ) -> None:
         self.inf_rows = inf_rows
+        self.only_for = only_for
 
     def fit(self, features: Any, target: Any) -> NaNRegressor:
         """Nothing to learn."""
@@ -21,9 +26,14 @@ class NaNRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, features: Any) -> np.ndarray:
-        """NaN (or inf at ``inf_rows``) per row."""
+        """NaN (or inf at ``inf_rows``) per broken row, 200,000 for the others."""
         prices = np.full(len(features), np.nan)
         for row in self.inf_rows:
             if row < len(prices):
                 prices[row] = np.inf
+        if self.only_for:
+            broken = np.ones(len(features), dtype=bool)
+            for column, value in self.only_for.items():
+                broken &= np.asarray(features[column], dtype=float) == value
+            prices[~broken] = 200_000.0
         return prices
