@@ -140,13 +140,18 @@ def _promotion(row: sa.Row[Any]) -> Promotion:
 def get(engine: sa.Engine, model_name: str, challenger_version: int) -> Promotion | None:
     """The promotion decision of a model version, or None when there is none."""
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(model_promotions).where(
-                model_promotions.c.model_name == model_name,
-                model_promotions.c.challenger_version == challenger_version,
-            )
-        ).one_or_none()
+        row = _stored(conn, model_name, challenger_version)
     return _promotion(row) if row else None
+
+
+def _stored(conn: sa.Connection, model_name: str, challenger_version: int) -> sa.Row | None:
+    """The stored verdict row of a model version (None: not decided yet)."""
+    return conn.execute(
+        sa.select(model_promotions).where(
+            model_promotions.c.model_name == model_name,
+            model_promotions.c.challenger_version == challenger_version,
+        )
+    ).one_or_none()
 
 
 def record(
@@ -231,12 +236,7 @@ def decide(
     """
     with engine.begin() as conn:
         _lock(conn, model_name)
-        stored = conn.execute(
-            sa.select(model_promotions).where(
-                model_promotions.c.model_name == model_name,
-                model_promotions.c.challenger_version == challenger_version,
-            )
-        ).one_or_none()
+        stored = _stored(conn, model_name, challenger_version)
         if stored is not None:  # decided by an earlier (or a concurrent) run of this study
             return _promotion(stored)
         verdict = judge()
@@ -291,12 +291,7 @@ def confirm(
     """
     with engine.begin() as conn:
         _lock(conn, model_name)
-        row = conn.execute(
-            sa.select(model_promotions).where(
-                model_promotions.c.model_name == model_name,
-                model_promotions.c.challenger_version == challenger_version,
-            )
-        ).one_or_none()
+        row = _stored(conn, model_name, challenger_version)
         if row is None:
             raise NotFound(
                 f"{model_name} version {challenger_version} has no champion/challenger verdict"
