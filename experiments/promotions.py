@@ -144,7 +144,7 @@ def get(engine: sa.Engine, model_name: str, challenger_version: int) -> Promotio
     return _promotion(row) if row else None
 
 
-def _stored(conn: sa.Connection, model_name: str, challenger_version: int) -> sa.Row | None:
+def _stored(conn: sa.Connection, model_name: str, challenger_version: int) -> sa.Row[Any] | None:
     """The stored verdict row of a model version (None: not decided yet)."""
     return conn.execute(
         sa.select(model_promotions).where(
