@@ -1,10 +1,13 @@
 """Every request to the RAW database's ``inference_requests``, written off the request path.
 
-A request only appends an :class:`Entry` to an in-memory buffer. A writer thread turns
-entries into rows (one per listing: its inputs, its price, the model version, the request's
-latency and time) and writes them every ``serving_log_flush_s`` in one transaction (COPY into
-a temporary table, then ``INSERT ... ON CONFLICT DO NOTHING`` on ``(request_id, row_index)``,
-so writing the same rows twice, e.g. after a lost commit acknowledgement, adds nothing).
+A request only appends an :class:`Entry` to an in-memory buffer. A writer thread writes
+the entries' rows (one per listing: its inputs, its price, the model version, the request's
+latency and time) every ``serving_log_flush_s`` in one transaction (COPY into a temporary
+table, then ``INSERT ... ON CONFLICT DO NOTHING`` on ``(request_id, row_index)``, so writing
+the same rows twice, e.g. after a lost commit acknowledgement, adds nothing). The COPY payload
+is built column by column as COPY text, in a few native calls per column rather than some per
+value; an entry becomes row dicts (:data:`Row`) only when its rows cannot be written at once:
+they must wait, be spooled, or be halved to find a row the database refuses.
 
 When the database is down, rows wait: in memory up to ``serving_log_buffer_rows``, beyond that
 in spool files (JSON lines) under ``<state_dir>/serving/spool``, and at shutdown whatever is
@@ -43,6 +46,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +55,22 @@ import sqlalchemy as sa
 
 from serving.batch import listings_json
 from serving.schema import Listing
+from tasador.core import db
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = (
+# The columns in COPY order: first the values all rows of a request share (made COPY text once
+# per request, see _entry_text), then those of each row.
+SHARED = (
     "request_id",
-    "row_index",
     "requested_at",
     "endpoint",
     "model_name",
     "model_version",
-    "inputs",
-    "prediction",
     "latency_ms",
     "status_code",
 )
+COLUMNS = (*SHARED, "row_index", "inputs", "prediction")
 # One inference_requests row, JSON-ready (what spool files hold). Its "inputs" is JSON text
 # (a listing, serialized by pydantic in one native call) or a JSON-ready dict (a refused body).
 Row = dict[str, Any]
@@ -92,8 +97,9 @@ class Entry:
     def rows(self) -> int:
         return max(1, len(self.listings))
 
-    def to_rows(self) -> list[Row]:
-        common = {
+    def _common(self) -> dict[str, Any]:
+        """The values every row of this request shares (``SHARED``, in that order)."""
+        return {
             "request_id": str(self.request_id),
             "requested_at": self.requested_at.isoformat(),
             "endpoint": self.endpoint,
@@ -102,42 +108,140 @@ class Entry:
             "latency_ms": self.latency_ms,
             "status_code": self.status_code,
         }
+
+    def _body(self) -> dict[str, str]:
+        # NUL is the one character PostgreSQL's jsonb refuses: one such body must not make its
+        # whole batch unwritable.
+        return {"body": (self.body or "")[:MAX_ERROR_BODY].replace("\x00", "\ufffd")}
+
+    def _predictions(self) -> Sequence[float | None]:
+        return self.predictions or [None] * len(self.listings)
+
+    @property
+    def prices_match(self) -> bool:
+        """One price per listing, or none at all (a refused request's predictions are unused)."""
+        return (
+            not self.listings or not self.predictions or len(self.predictions) == len(self.listings)
+        )
+
+    def to_rows(self) -> list[Row]:
+        common = self._common()
         if not self.listings:
-            # NUL is the one character PostgreSQL's jsonb refuses: one such body must not make
-            # its whole batch unwritable.
-            body = (self.body or "")[:MAX_ERROR_BODY].replace("\x00", "\ufffd")
-            return [{**common, "row_index": 0, "inputs": {"body": body}, "prediction": None}]
-        predictions: Sequence[float | None] = self.predictions or [None] * len(self.listings)
+            return [{**common, "row_index": 0, "inputs": self._body(), "prediction": None}]
         return [
             {**common, "row_index": i, "inputs": inputs, "prediction": price}
             for i, (inputs, price) in enumerate(
-                zip(listings_json(self.listings), predictions, strict=True)
+                zip(listings_json(self.listings), self._predictions(), strict=True)
             )
         ]
 
 
-def _inputs(value: str | dict[str, Any]) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+# --- COPY text format: one line per row, values tab-separated, NULL as \N ---------------------
+
+NULL = "\\N"
+SMALL = 8  # a column of at most this many values is made text value by value (no type check)
+
+
+def _escape(text: str) -> str:
+    """Text as a COPY value: backslash, tab, newline and carriage return are COPY's syntax."""
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _value(value: Any) -> str:
+    """One value of any JSON-ready type as COPY text (a request's shared values, a column's odd
+    values). Floats as ``repr`` writes them: the shortest text that reads back as the same
+    float."""
+    kind = type(value)  # the usual types first, by identity: this runs per request
+    if kind is str:
+        return _escape(value)
+    if kind is float:
+        return float.__repr__(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return NULL
+    if isinstance(value, float):  # numpy's float64, say
+        return float.__repr__(value)
+    if isinstance(value, dict | list):
+        return _escape(json.dumps(value))  # a refused body's inputs
+    return _escape(str(value))
+
+
+def _texts(values: Sequence[str]) -> Sequence[str]:
+    """Escaped text values; one scan of the joined column finds the usual case, nothing to
+    escape (a listing's JSON has no raw control character, and rarely a backslash)."""
+    joined = "\n".join(values)
+    if "\t" in joined or "\r" in joined or joined.count("\n") != len(values) - 1:
+        return list(map(_escape, values))
+    if "\\" in joined:
+        return joined.replace("\\", "\\\\").split("\n")
+    return values
+
+
+def _column(values: Sequence[Any]) -> Sequence[str]:
+    """A column as COPY text: in native calls when its values are all of one plain type."""
+    if len(values) <= SMALL:
+        return list(map(_value, values))
+    kinds = set(map(type, values))
+    if kinds == {type(None)}:
+        return [NULL] * len(values)
+    if kinds == {str}:
+        return _texts(values)
+    if kinds == {float}:
+        return list(map(float.__repr__, values))
+    if kinds == {int}:
+        return list(map(int.__repr__, values))
+    return list(map(_value, values))
+
+
+def _lines(columns: Sequence[Sequence[str]]) -> str:
+    """COPY text columns (of one length) as COPY lines."""
+    if not columns or not columns[0]:
+        return ""
+    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+
+
+def _rows_text(rows: Sequence[Row]) -> str:
+    """Row dicts (a spool file's, or rows the writer keeps in memory) as COPY text of
+    ``COLUMNS``."""
+    columns = zip(*map(itemgetter(*COLUMNS), rows), strict=True)  # one tuple per column
+    return _lines([_column(values) for values in columns])
+
+
+def _entry_text(entry: Entry) -> str:
+    """An entry's rows as COPY text of ``COLUMNS``, without a dict per row: the shared values
+    are made text once, the other columns each in a few native calls."""
+    n = entry.rows
+    shared = "\t".join(map(_value, entry._common().values()))
+    if entry.listings:
+        if not entry.prices_match:
+            raise ValueError(f"{len(entry._predictions())} prices for {n} listings")
+        inputs = _column(listings_json(entry.listings))
+        prices = _column(entry._predictions())
+    else:
+        inputs, prices = [_escape(json.dumps(entry._body()))], [NULL]
+    if n == 1:  # most requests price one listing: its line is cheaper made directly
+        return f"{shared}\t0\t{inputs[0]}\t{prices[0]}\n"
+    return _lines([[shared] * n, list(map(int.__repr__, range(n))), inputs, prices])
+
+
+def _write_text(engine: sa.Engine, payload: str) -> None:
+    """Insert rows given as COPY text of ``COLUMNS`` in one transaction (already stored ones are
+    skipped)."""
+    db.copy_new_rows(
+        engine, "inference_requests", COLUMNS, "request_id, row_index", lambda c: c.write(payload)
+    )
 
 
 def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:
     """Insert ``rows`` in one transaction; rows already stored are skipped."""
-    columns = ", ".join(COLUMNS)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE incoming ON COMMIT DROP AS "
-            f"SELECT {columns} FROM inference_requests WITH NO DATA"
-        )
-        driver = conn.connection.driver_connection
-        assert driver is not None  # an open connection always has its psycopg connection
-        cursor = driver.cursor()
-        with cursor.copy(f"COPY incoming ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([_inputs(row[c]) if c == "inputs" else row[c] for c in COLUMNS])
-        conn.exec_driver_sql(
-            f"INSERT INTO inference_requests ({columns}) SELECT {columns} FROM incoming "
-            "ON CONFLICT (request_id, row_index) DO NOTHING"
-        )
+    _write_text(engine, _rows_text(rows))
+
+
+def write_entries(engine: sa.Engine, entries: Sequence[Entry]) -> None:
+    """Insert the rows of ``entries`` in one transaction, as ``write_rows`` would their
+    ``to_rows()``, without a dict per row."""
+    _write_text(engine, "".join(map(_entry_text, entries)))
 
 
 @dataclass
@@ -203,7 +307,10 @@ class InferenceLog:
         self._lock = threading.Lock()  # guards _entries and stats
         self._flushing = threading.Lock()  # one pass at a time (writer thread, stop, tests)
         self._entries: list[Entry] = []
-        self._pending: list[Row] = []  # the writer's rows that did not make it yet
+        # Taken by the writer, not written yet: entries while they may still be written as they
+        # are (column-wise), rows once they had to be spooled or halved.
+        self._held: list[Entry] = []
+        self._pending: list[Row] = []
         self._stop = threading.Event()
         self._wake = threading.Event()  # the buffer is full: spool or write now
         self._thread: threading.Thread | None = None
@@ -263,7 +370,7 @@ class InferenceLog:
             # The writer's last pass wrote what it could; try again only for what came after.
             if (thread is None or self._entries) and self._flush_locked():
                 return
-            if self._pending or self._entries:
+            if self._pending or self._held or self._entries:
                 self._spool_pending(final=True)
         finally:
             self._flushing.release()
@@ -298,12 +405,14 @@ class InferenceLog:
         with self._lock:
             entries, self._entries = self._entries, []
             self.stats.buffered_rows -= sum(e.rows for e in entries)
-        self._pending += [row for e in entries for row in e.to_rows()]
+        self._held += self._intact(entries)
         try:
             engine = self._engine()
             with self._spool_lock(wait_s=0.0) as draining:
                 for path in self._spool_files() if draining else []:
                     self._write_spool_file(engine, path)
+            if self._held:
+                self._write_held(engine)
             if self._pending:
                 refused = self._write_isolating(engine, self._pending)
                 if refused:
@@ -349,6 +458,29 @@ class InferenceLog:
             rows = sum(self._count_lines(p) for p in self._spool_files())
             with self._lock:
                 self.stats.spooled_rows = rows
+
+    def _intact(self, entries: list[Entry]) -> list[Entry]:
+        """Drop (counted) entries whose rows cannot be made: held, one would fail every pass."""
+        kept = [e for e in entries if e.prices_match]
+        if len(kept) < len(entries):
+            lost = sum(e.rows for e in entries) - sum(e.rows for e in kept)
+            logger.error("inference log: %d rows whose prices do not match their listings", lost)
+            with self._lock:
+                self.stats.dropped_rows += lost
+        return kept
+
+    def _write_held(self, engine: sa.Engine) -> None:
+        """Write the held entries in one go; if the database refuses some row of theirs for its
+        content, move them to ``_pending`` as rows, for ``_write_isolating`` to find it."""
+        try:
+            write_entries(engine, self._held)
+        except Exception as exc:
+            if not _refused_for_content(exc):
+                raise
+            self._pending += [row for e in self._held for row in e.to_rows()]
+        else:
+            self._counted_written(sum(e.rows for e in self._held))
+        self._held = []
 
     def _write_isolating(self, engine: sa.Engine, rows: list[Row]) -> list[Row]:
         """Write ``rows``; return the ones the database refuses for their content.
@@ -406,7 +538,7 @@ class InferenceLog:
                 self.stats.spooled_rows -= n
 
     def _memory_rows(self) -> int:
-        return len(self._pending) + self.stats.buffered_rows
+        return len(self._pending) + sum(e.rows for e in self._held) + self.stats.buffered_rows
 
     # --- spool ----------------------------------------------------------------------------------
 
@@ -417,6 +549,7 @@ class InferenceLog:
         with self._lock:
             entries, self._entries = self._entries, []
             self.stats.buffered_rows = 0
+        entries, self._held = self._held + entries, []
         rows = self._pending + [r for e in entries for r in e.to_rows()]
         try:
             self._spool(rows)
@@ -438,7 +571,8 @@ class InferenceLog:
     def _spool_snapshot(self) -> None:
         """Spool a copy of every unwritten row without taking them from the writer."""
         with self._lock:
-            rows = list(self._pending) + [r for e in self._entries for r in e.to_rows()]
+            entries = self._held + self._entries  # the writer may be stuck writing _held
+            rows = list(self._pending) + [r for e in entries for r in e.to_rows()]
         try:
             self._spool(rows)
         except OSError as exc:

@@ -41,6 +41,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from experiments import registry
 from serving import models
+from serving.batch import ListingColumns
 from serving.hot_swap import Decision, SharedDecision
 from serving.inference_log import Entry
 from serving.models import ServedModel
@@ -53,6 +54,17 @@ MAX_QUEUED_ROWS = 20_000  # rows waiting for the challenger or for RAW, per work
 WRITE_ROWS = 5_000  # rows scored per pass before they are written (one transaction)
 PASS_S = 0.5  # the scorer's pass interval: what is queued meanwhile is priced in one call
 RETRY_S = 2.0  # after a failed write, the next attempt waits this long
+
+
+def _joined(parts: list[ListingColumns]) -> ListingColumns:
+    """Several requests' listings as one batch, column by column (no ``Listing`` per row)."""
+    if len(parts) == 1:
+        return parts[0]
+    fields = parts[0].columns
+    return ListingColumns(
+        {f: [v for part in parts for v in part.columns[f]] for f in fields},
+        sum(len(part) for part in parts),
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -269,7 +281,7 @@ class Shadow:
         """Rows of ``items`` (requests for one challenger version), priced in one call: per-call
         overhead, not rows, is most of the cost of scoring single-listing requests."""
         challenger = items[0][1]
-        listings = [listing for entry, _ in items for listing in entry.listings]
+        listings = _joined([ListingColumns.of(entry.listings) for entry, _ in items])
         try:
             prices = challenger.scorer.predict(listings).tolist()
         except Exception as exc:
@@ -281,11 +293,10 @@ class Shadow:
             return []
         self.stats.scored_rows += len(listings)
         rows: list[dict[str, Any]] = []
+        states = listings.columns["state"]
         for entry, _ in items:
             assert entry.predictions is not None and entry.model_version is not None  # offered so
-            for i, (listing, served) in enumerate(
-                zip(entry.listings, entry.predictions, strict=True)
-            ):
+            for i, served in enumerate(entry.predictions):
                 price = prices[len(rows)]
                 rows.append(
                     {
@@ -297,7 +308,7 @@ class Shadow:
                         "production_prediction": float(served),
                         "challenger_version": challenger.info.version,
                         "challenger_prediction": float(price) if math.isfinite(price) else None,
-                        "state": listing.state,
+                        "state": states[len(rows)],
                     }
                 )
         return rows

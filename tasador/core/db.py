@@ -7,8 +7,9 @@ PostgreSQL (``tasador.startup.resolve``) before any library code runs.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -73,3 +74,32 @@ def copy_out_csv(engine: sa.Engine, query: str) -> io.BytesIO:
                 buffer.write(chunk)
     buffer.seek(0)
     return buffer
+
+
+def copy_new_rows(
+    engine: sa.Engine,
+    table: str,
+    columns: Sequence[str],
+    key: str,
+    send: Callable[[Any], None],
+) -> int:
+    """In one transaction: ``send(copy)`` writes rows of ``columns`` into a psycopg text COPY of a
+    temporary twin of ``table``; the rows whose ``key`` (its unique columns, e.g. ``"a, b"``) is
+    not stored yet are then inserted. Returns how many were new.
+
+    Why not COPY straight into ``table``: a row already there would fail the whole COPY, and a
+    write retried after a lost commit acknowledgement must add nothing."""
+    names = ", ".join(columns)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
+        )
+        driver = conn.connection.driver_connection
+        assert driver is not None  # an open connection always has its psycopg connection
+        with driver.cursor().copy(f"COPY incoming ({names}) FROM STDIN") as copy:
+            send(copy)
+        result = conn.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming "
+            f"ON CONFLICT ({key}) DO NOTHING"
+        )
+        return int(result.rowcount)

@@ -19,8 +19,8 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
+from tasador.core import db
 from tasador.core.raw_store import shadow_predictions
 
 HISTOGRAM_BINS = 40
@@ -29,19 +29,24 @@ TOP_STATES = 10
 WITHIN = 0.10  # "agrees": the challenger within ±10% of production
 
 
+COLUMNS = tuple(c.name for c in shadow_predictions.columns)
+
+
 def write(engine: sa.Engine, rows: Sequence[dict[str, Any]]) -> int:
     """Insert ``rows`` in one transaction; rows already stored (same request and row) are
-    skipped. Returns how many were new."""
+    skipped. Returns how many were new.
+
+    COPY into a temporary table, then one ``INSERT ... ON CONFLICT``: a multi-row INSERT built
+    by SQLAlchemy cost ~0.5 ms of CPU per row (292 ms for 600), in the serving worker whose
+    requests it delays."""
     if not rows:
         return 0
-    with engine.begin() as conn:
-        result = conn.execute(
-            postgresql.insert(shadow_predictions)
-            .on_conflict_do_nothing(index_elements=["request_id", "row_index"])
-            .returning(shadow_predictions.c.row_index),
-            list(rows),
-        )
-        return len(result.all())
+
+    def send(copy: Any) -> None:
+        for row in rows:
+            copy.write_row([row[c] for c in COLUMNS])
+
+    return db.copy_new_rows(engine, "shadow_predictions", COLUMNS, "request_id, row_index", send)
 
 
 def _of(model_name: str, challenger: str, production: str | None) -> list[Any]:
