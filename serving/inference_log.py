@@ -228,9 +228,10 @@ def _entry_text(entry: Entry) -> str:
 def _write_text(engine: sa.Engine, payload: str) -> None:
     """Insert rows given as COPY text of ``COLUMNS`` in one transaction (already stored ones are
     skipped)."""
-    db.copy_new_rows(
-        engine, "inference_requests", COLUMNS, "request_id, row_index", lambda c: c.write(payload)
-    )
+    with engine.begin() as conn:
+        db.copy_new_rows(
+            conn, "inference_requests", COLUMNS, "request_id, row_index", lambda c: c.write(payload)
+        )
 
 
 def write_rows(engine: sa.Engine, rows: Sequence[Row]) -> None:

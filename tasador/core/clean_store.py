@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy.dialects import postgresql
 
 from tasador.core import binary_copy, db, raw_store
@@ -161,22 +160,12 @@ _COPY_TYPES = {c: _pg_type(listings.c[c]) for c in _LISTING_COLUMNS}
 
 def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
     """COPY (binary) into a temporary table, then keep the rows whose content is new."""
-    driver = conn.connection.driver_connection
-    assert driver is not None  # an open connection always has its psycopg connection
-    cursor = driver.cursor()
-    cursor.execute("CREATE TEMP TABLE incoming (LIKE listings) ON COMMIT DROP")
-    columns = ", ".join(_LISTING_COLUMNS)
-    # The queued writer sends from a thread of its own: the server loads one chunk while the
-    # next is encoded.
-    writer = QueuedLibpqWriter(cursor)
-    with cursor.copy(f"COPY incoming ({columns}) FROM STDIN (FORMAT binary)", writer=writer) as cp:
+
+    def send(copy: Any) -> None:
         for chunk in binary_copy.encode(frame, _COPY_TYPES):
-            cp.write(chunk)
-    cursor.execute(
-        f"INSERT INTO listings ({columns}) SELECT {columns} FROM incoming "
-        "ON CONFLICT (row_hash) DO NOTHING"
-    )
-    return int(cursor.rowcount)
+            copy.write(chunk)
+
+    return db.copy_new_rows(conn, "listings", _LISTING_COLUMNS, "row_hash", send, binary=True)
 
 
 def load_listings(

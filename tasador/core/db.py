@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
+from psycopg.copy import QueuedLibpqWriter
 
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
@@ -77,29 +78,34 @@ def copy_out_csv(engine: sa.Engine, query: str) -> io.BytesIO:
 
 
 def copy_new_rows(
-    engine: sa.Engine,
+    conn: sa.Connection,
     table: str,
     columns: Sequence[str],
     key: str,
     send: Callable[[Any], None],
+    binary: bool = False,
 ) -> int:
-    """In one transaction: ``send(copy)`` writes rows of ``columns`` into a psycopg text COPY of a
-    temporary twin of ``table``; the rows whose ``key`` (its unique columns, e.g. ``"a, b"``) is
-    not stored yet are then inserted. Returns how many were new.
+    """Within ``conn``'s transaction (once per transaction): ``send(copy)`` writes rows of
+    ``columns`` into a psycopg COPY (text, or ``binary``) of a temporary twin of ``table``; the
+    rows whose ``key`` (its unique columns, e.g. ``"a, b"``) is not stored yet are then inserted.
+    Returns how many were new.
 
     Why not COPY straight into ``table``: a row already there would fail the whole COPY, and a
     write retried after a lost commit acknowledgement must add nothing."""
     names = ", ".join(columns)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
-        )
-        driver = conn.connection.driver_connection
-        assert driver is not None  # an open connection always has its psycopg connection
-        with driver.cursor().copy(f"COPY incoming ({names}) FROM STDIN") as copy:
-            send(copy)
-        result = conn.exec_driver_sql(
-            f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming "
-            f"ON CONFLICT ({key}) DO NOTHING"
-        )
-        return int(result.rowcount)
+    driver = conn.connection.driver_connection
+    assert driver is not None  # an open connection always has its psycopg connection
+    cursor = driver.cursor()
+    cursor.execute(
+        f"CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
+    )
+    # Binary streams are large and come in encoded chunks: the queued writer sends from a thread
+    # of its own, so the server loads one chunk while the next is encoded.
+    writer = QueuedLibpqWriter(cursor) if binary else None
+    options = " (FORMAT binary)" if binary else ""
+    with cursor.copy(f"COPY incoming ({names}) FROM STDIN{options}", writer=writer) as copy:
+        send(copy)
+    cursor.execute(
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming ON CONFLICT ({key}) DO NOTHING"
+    )
+    return int(cursor.rowcount)

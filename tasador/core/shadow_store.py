@@ -46,7 +46,8 @@ def write(engine: sa.Engine, rows: Sequence[dict[str, Any]]) -> int:
         for row in rows:
             copy.write_row([row[c] for c in COLUMNS])
 
-    return db.copy_new_rows(engine, "shadow_predictions", COLUMNS, "request_id, row_index", send)
+    with engine.begin() as conn:
+        return db.copy_new_rows(conn, "shadow_predictions", COLUMNS, "request_id, row_index", send)
 
 
 def _of(model_name: str, challenger: str, production: str | None) -> list[Any]:
