@@ -141,14 +141,17 @@ def run_levels(
     pool: Any, servers: dict[float, Server], bodies: list[bytes], args: argparse.Namespace
 ) -> list[Level]:
     levels = []
+    requests = {
+        share: [http_request(server.port, "/predict", b) for b in bodies]
+        for share, server in servers.items()
+    }
     for concurrency in args.levels:
         by_share = {share: Level(share, concurrency, []) for share in servers}
         for round_ in range(args.rounds):
             order = list(servers) if round_ % 2 == 0 else list(servers)[::-1]
             for share in order:
-                server = servers[share]
-                requests = [http_request(server.port, "/predict", b) for b in bodies]
-                by_share[share].slices.append(measure(pool, server, requests, 1, concurrency, args))
+                measured = measure(pool, servers[share], requests[share], 1, concurrency, args)
+                by_share[share].slices.append(measured)
         for level in by_share.values():
             print(
                 f"  share {level.share:g}, {concurrency} connections: {level.median('per_s'):,.0f} "
