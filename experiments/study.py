@@ -167,24 +167,35 @@ def load_plan(study: optuna.Study) -> StudyPlan:
     return StudyPlan.model_validate(raw)
 
 
-def load_study(study_name: str, settings: Settings) -> tuple[optuna.Study, StudyPlan]:
-    """The named study with its sampler and pruner, and its plan; raises NotFound if absent."""
+def load_study(
+    study_name: str, settings: Settings, worker: int | None = None
+) -> tuple[optuna.Study, StudyPlan]:
+    """The named study with its sampler (seeded for ``worker``) and pruner, and its plan;
+    raises NotFound if absent."""
     store = storage(settings)
     try:
         probe = optuna.load_study(study_name=study_name, storage=store)
     except KeyError:
         raise NotFound(f"no study named {study_name!r} in the Optuna storage") from None
     plan = load_plan(probe)
+    sampler = _sampler(plan, worker, len(probe.get_trials(deepcopy=False)))
     study = optuna.load_study(
-        study_name=study_name, storage=store, sampler=_sampler(plan), pruner=_pruner()
+        study_name=study_name, storage=store, sampler=sampler, pruner=_pruner()
     )
     return study, plan
 
 
-def _sampler(plan: StudyPlan) -> optuna.samplers.BaseSampler:
+def _sampler(
+    plan: StudyPlan, worker: int | None, trials_before: int
+) -> optuna.samplers.BaseSampler:
+    # Seeded from the plan, so a one-worker study repeats. Each worker, and each restart of one
+    # (an Airflow retry finds trials already there), gets its own seed, or they would repeat
+    # each other's first trials.
+    seed = int(np.random.SeedSequence([plan.seed, worker or 0, trials_before]).generate_state(1)[0])
     if plan.sampler == "random":
-        return optuna.samplers.RandomSampler()
+        return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
+        seed=seed,
         n_startup_trials=min(10, max(3, plan.n_trials // 4)),
         multivariate=True,
         group=True,
@@ -446,7 +457,7 @@ def run_worker(
     tasks call.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, plan = load_study(study_name, settings)
+    study, plan = load_study(study_name, settings, worker)
     if counted_trials(study) >= plan.n_trials:
         return 0
     budget_s = settings.search_timeout_s if timeout_s is None else timeout_s

@@ -25,6 +25,27 @@ def test_study_name_follows_the_batch_range():
         search.study_name_for([], "m")
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_the_sampler_is_seeded_by_the_plan_worker_and_restart(sampler):
+    plan = search.StudyPlan(
+        study_name="s", batch_ids=[1], data_hash="h", training_rows=10, experiment_id="1",
+        parent_run_id="r", n_trials=8, cv_folds=2, sample_rows=10, seed=7, sampler=sampler,
+        spaces={},
+    )  # fmt: skip
+
+    def first_suggestions(seed: int, worker: int | None, trials_before: int) -> list[float]:
+        chosen = search._sampler(plan.model_copy(update={"seed": seed}), worker, trials_before)
+        study = optuna.create_study(sampler=chosen)
+        return [study.ask().suggest_float("x", 0, 1) for _ in range(3)]
+
+    first = first_suggestions(7, 0, 0)
+    assert first_suggestions(7, 0, 0) == first  # a one-worker study repeats
+    assert first_suggestions(7, None, 0) == first
+    assert first_suggestions(7, 1, 0) != first  # two workers try different first trials
+    assert first_suggestions(7, 0, 5) != first  # so does a restarted worker
+    assert first_suggestions(8, 0, 0) != first
+
+
 def _load(settings, raw_sample):
     from tests.experiments.conftest import load_batches
 
