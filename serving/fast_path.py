@@ -53,9 +53,13 @@ from experiments.features import (
 )
 from serving.batch import NUMERIC, ListingColumns
 from serving.schema import Listing
+from serving.tree_walk import NotWalkable, Trees, flatten, is_ensemble
 from tasador.core.columns import STATUSES
 
 PROBE_ROWS = 256
+# Requests of at most this many listings walk the trees (serving.tree_walk); larger ones go
+# through the library's own predict, which costs less per row once its per-call cost is paid.
+WALK_MAX_ROWS = 16
 RELATIVE_TOLERANCE = 1e-6
 TEXT_COLUMNS = frozenset((*LOW_CARDINALITY, *HIGH_CARDINALITY))
 _UNSEEN = "\x00unseen"  # no validated listing derives this value (control characters refused)
@@ -347,7 +351,9 @@ class FastScorer:
         if type(listing) is not ListingFrame or type(encode) is not ColumnTransformer:
             raise Unsupported("pipeline steps are not ListingFrame then ColumnTransformer")
         self._blocks, self._width = _blocks(encode)
+        self._fitted = estimator
         self._estimator = _estimator(estimator)
+        self._trees: Trees | None = None
         self._inverse = model.inverse_func or (lambda y: y)
         self.vocabulary = _vocabulary(self._blocks)
 
@@ -360,8 +366,34 @@ class FastScorer:
         return out
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:
-        prices = self._inverse(self._estimator(self.features(listings)))
+        matrix = self.features(listings)
+        if self._trees is not None and len(matrix) <= WALK_MAX_ROWS:
+            scores = self._trees.predict(matrix)
+        else:
+            scores = self._estimator(matrix)
+        prices = self._inverse(scores)
         return np.asarray(prices, dtype=np.float64).ravel()
+
+    def walk_trees(self, probes: Sequence[Listing]) -> str | None:
+        """Walk the trees for small requests if the walk gives the estimator's own scores on
+        ``probes``; what was decided, in words (None: the estimator has no trees)."""
+        if not is_ensemble(self._fitted):
+            return None
+        try:
+            trees = flatten(self._fitted)
+        except NotWalkable as exc:
+            return f"{exc} is not walked"
+        matrix = self.features(probes)
+        expected = np.asarray(self._estimator(matrix), dtype=np.float64).ravel()
+        try:
+            got = trees.predict(matrix)
+        except Exception as exc:  # a walk that breaks is a walk that disagrees
+            return f"the tree walk failed ({type(exc).__name__}: {exc})"
+        if not np.allclose(got, expected, rtol=1e-12, atol=0.0, equal_nan=True):
+            worst = float(np.max(np.abs(got - expected)))
+            return f"the tree walk disagreed with the estimator (by {worst:.3g}): not walked"
+        self._trees = trees
+        return f"trees walked for up to {WALK_MAX_ROWS} listings"
 
 
 def _vocabulary(blocks: list[Block]) -> dict[str, list[Any]]:
@@ -450,4 +482,6 @@ def compile_fast_path(model: Any) -> tuple[FastScorer | None, str]:
     problem = check(scorer, model, probes)
     if problem is not None:
         return None, f"pipeline: {problem}"
-    return scorer, f"fast path (matched the pipeline on {len(probes)} probe listings)"
+    matched = f"matched the pipeline on {len(probes)} probe listings"
+    walked = scorer.walk_trees(probes)
+    return scorer, f"fast path ({matched}{'' if walked is None else '; ' + walked})"
