@@ -80,25 +80,40 @@ def make_migrated_database(
     return make
 
 
+def disconnect(server_url: str, *urls: str) -> None:
+    """End every session still connected to the databases at ``urls``.
+
+    The code under test makes an engine per call (``db.engine``) and never disposes of it: its
+    pooled connections stay open until the engine is garbage collected, and over a session of
+    hundreds of tests they can fill the server's connection slots ("too many clients")."""
+    names = [make_url(url).database for url in urls]
+    with psycopg.connect(_plain(server_url), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = ANY(%s) AND pid <> pg_backend_pid()",
+            (names,),
+        )
+
+
 @pytest.fixture
 def settings(
-    tmp_path: Path, make_migrated_database: Callable[[migrations.Database], str]
+    tmp_path: Path,
+    pg_server_url: str,
+    make_migrated_database: Callable[[migrations.Database], str],
 ) -> Iterator[Settings]:
     """Settings pointing at fresh RAW and CLEAN databases (newest schema) and a private state
     folder.
 
     A command run with them starts an embedded PostgreSQL (for the URLs left unset) or MLflow
-    server under that folder; both outlive the command, so they are stopped here.
+    server under that folder; both outlive the command, so they are stopped here, and what the
+    test left connected to its databases is closed.
     """
+    raw, clean = make_migrated_database("raw"), make_migrated_database("clean")
     with stopping_embedded(
-        Settings(
-            state_dir=tmp_path / "state",
-            raw_db_url=make_migrated_database("raw"),
-            clean_db_url=make_migrated_database("clean"),
-            _env_file=None,
-        )
+        Settings(state_dir=tmp_path / "state", raw_db_url=raw, clean_db_url=clean, _env_file=None)
     ) as fresh:
         yield fresh
+    disconnect(pg_server_url, raw, clean)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from tasador.core import clean_store, db, raw_store
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.config import Settings
+from tests.conftest import disconnect
 
 TINY_SPACES = {
     "xgboost": """\
@@ -80,16 +81,18 @@ def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) 
 @pytest.fixture
 def search_settings(
     settings: Settings,
+    pg_server_url: str,
     make_database: Callable[[str], str],
     mlflow_server: str,
     tmp_path: Path,
-) -> Settings:
+) -> Iterator[Settings]:
     """Settings for a search: fresh Optuna and CLEAN databases, the session MLflow server, a
     private experiment and model name, tiny search spaces and budgets."""
     tag = uuid.uuid4().hex[:8]
-    return settings.model_copy(
+    optuna = make_database("optuna")
+    yield settings.model_copy(
         update={
-            "optuna_storage_url": SecretStr(make_database("optuna")),
+            "optuna_storage_url": SecretStr(optuna),
             "mlflow_tracking_uri": mlflow_server,
             "experiment_name": f"test-{tag}",
             "model_name": f"realtor-test-{tag}",
@@ -101,3 +104,4 @@ def search_settings(
             "shap_sample_rows": 60,
         }
     )
+    disconnect(pg_server_url, optuna)
