@@ -1,12 +1,12 @@
 """Tree ensembles as flat arrays, walked by one compiled loop: small requests without the
 libraries' per-call cost.
 
-Why: pricing one listing, XGBoost's ``inplace_predict`` spends 0.4-0.6 ms and a random forest's
-per-tree ``apply`` calls 0.7 ms on this hardware, almost all of it per call rather than per
-tree: the descent itself is a few hundred comparisons. Walking every tree in one compiled loop
-(numba, already installed with shap) costs microseconds for a row, so single-listing requests
-of the tree families cost about what ridge's do. For large batches each library's own predict
-stays (it is as fast per row, and measured per family in benchmarks/serve.py).
+Why: pricing one listing, XGBoost's ``inplace_predict`` spends about 0.5 ms and a random
+forest's per-tree ``apply`` calls 0.5 ms on this hardware, almost all of it per call rather than
+per tree: the descent itself is a few hundred comparisons. Walking every tree in one compiled
+loop (numba, also what shap needs) costs 20-35 us for a row, so single-listing requests of the
+tree families cost about what ridge's do. Large batches keep each library's own predict, which
+is 1.3-2.5x cheaper per row at 1,000 rows (docs/benchmarks.md).
 
 What: :func:`flatten` reads a fitted estimator's trees into :class:`Trees` (one array per node
 attribute, every tree's nodes end to end) with the library's own split rules: scikit-learn
