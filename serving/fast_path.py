@@ -53,7 +53,7 @@ from experiments.features import (
 )
 from serving.batch import NUMERIC, ListingColumns
 from serving.schema import Listing
-from serving.tree_walk import NotWalkable, Trees, flatten, is_ensemble
+from serving.tree_walk import NotWalkable, Trees, estimator_kind, flatten, is_ensemble
 from tasador.core.columns import STATUSES
 
 PROBE_ROWS = 256
@@ -324,7 +324,7 @@ def _estimator(estimator: Any) -> Predict:
     # One thread per call: requests come one or a few rows at a time, and a thread pool woken for
     # each cost 5x the CPU of the prediction itself (benchmarks/serve.py); concurrency comes from
     # the requests and the worker processes, not from inside one of them.
-    kind = f"{type(estimator).__module__}.{type(estimator).__name__}"
+    kind = estimator_kind(estimator)
     if kind == "xgboost.sklearn.XGBRegressor":
         estimator.set_params(n_jobs=1)  # the served copy, loaded for this process only
         # numpy in: XGBoost's in-place prediction, codes as categories

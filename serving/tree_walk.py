@@ -81,25 +81,54 @@ class Trees:
         return total / len(self.roots) if self.mean else total
 
 
+# Per node attribute of ``Trees``: its array type and the value a node without it has.
+_NODE_FIELDS: dict[str, tuple[type, Any]] = {
+    "kind": (np.int8, LEAF),
+    "feature": (np.intp, 0),
+    "threshold": (np.float64, 0.0),
+    "left": (np.intp, -1),
+    "right": (np.intp, -1),
+    "missing_left": (np.bool_, False),
+    "nan_as_zero": (np.bool_, False),
+    "zero_missing": (np.bool_, False),
+    "category_row": (np.intp, -1),
+    "value": (np.float64, 0.0),
+}
+
+
+def _trees(
+    roots: Any,
+    nodes: dict[str, Any],
+    goes_left: np.ndarray,
+    start: float = 0.0,
+    *,
+    float32_sum: bool,
+    float32_input: bool,
+    mean: bool,
+) -> Trees:
+    """``Trees`` from per-node values (lists or arrays); attributes not given take their
+    default."""
+    n = len(nodes["kind"])
+    arrays: dict[str, Any] = {
+        name: np.asarray(nodes[name], dtype=dtype) if name in nodes else np.full(n, default, dtype)
+        for name, (dtype, default) in _NODE_FIELDS.items()
+    }
+    return Trees(
+        roots=np.asarray(roots, dtype=np.intp),
+        goes_left=goes_left,
+        start=start,
+        float32_sum=float32_sum,
+        float32_input=float32_input,
+        mean=mean,
+        **arrays,
+    )
+
+
 class _Builder:
     """Nodes appended tree by tree, as lists, then made arrays."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, list[Any]] = {
-            name: []
-            for name in (
-                "kind",
-                "feature",
-                "threshold",
-                "left",
-                "right",
-                "missing_left",
-                "nan_as_zero",
-                "zero_missing",
-                "category_row",
-                "value",
-            )
-        }
+        self.columns: dict[str, list[Any]] = {name: [] for name in _NODE_FIELDS}
         self.roots: list[int] = []
         self.category_sets: list[tuple[set[int], bool]] = []  # (codes listed, listed go left)
 
@@ -108,19 +137,10 @@ class _Builder:
         return len(self.columns["kind"])
 
     def node(self, **values: Any) -> None:
-        defaults = {
-            "feature": 0,
-            "threshold": 0.0,
-            "left": -1,
-            "right": -1,
-            "missing_left": False,
-            "nan_as_zero": False,
-            "zero_missing": False,
-            "category_row": -1,
-            "value": 0.0,
-        }
-        for name, value in {**defaults, **values}.items():
-            self.columns[name].append(value)
+        if not values.keys() <= _NODE_FIELDS.keys():
+            raise KeyError(f"unknown node fields {sorted(values.keys() - _NODE_FIELDS.keys())}")
+        for name, (_, default) in _NODE_FIELDS.items():
+            self.columns[name].append(values.get(name, default))
 
     def category(self, codes: set[int], listed_left: bool) -> int:
         """A categorical split: ``codes`` go left (``listed_left``) or right, the others (any
@@ -128,29 +148,19 @@ class _Builder:
         self.category_sets.append((codes, listed_left))
         return len(self.category_sets) - 1
 
-    def build(self, start: float, float32_sum: bool, float32_input: bool, mean: bool) -> Trees:
+    def build(self, start: float, *, float32_sum: bool, float32_input: bool, mean: bool) -> Trees:
         if not self.roots:
             raise NotWalkable("no trees")
-        c = self.columns
         width = 1 + max((max(s, default=-1) for s, _ in self.category_sets), default=-1)
         goes_left = np.zeros((max(1, len(self.category_sets)), width + 1), dtype=np.bool_)
         for row, (codes, listed_left) in enumerate(self.category_sets):
             goes_left[row, :] = not listed_left
             goes_left[row, sorted(codes)] = listed_left
-        return Trees(
-            roots=np.asarray(self.roots, dtype=np.intp),
-            kind=np.asarray(c["kind"], dtype=np.int8),
-            feature=np.asarray(c["feature"], dtype=np.intp),
-            threshold=np.asarray(c["threshold"], dtype=np.float64),
-            left=np.asarray(c["left"], dtype=np.intp),
-            right=np.asarray(c["right"], dtype=np.intp),
-            missing_left=np.asarray(c["missing_left"], dtype=np.bool_),
-            nan_as_zero=np.asarray(c["nan_as_zero"], dtype=np.bool_),
-            zero_missing=np.asarray(c["zero_missing"], dtype=np.bool_),
-            category_row=np.asarray(c["category_row"], dtype=np.intp),
-            goes_left=goes_left,
-            value=np.asarray(c["value"], dtype=np.float64),
-            start=start,
+        return _trees(
+            self.roots,
+            self.columns,
+            goes_left,
+            start,
             float32_sum=float32_sum,
             float32_input=float32_input,
             mean=mean,
@@ -168,25 +178,17 @@ def _sklearn_forest(forest: Any) -> Trees:
         return np.concatenate([getattr(tree, attribute) for tree in trees])
 
     leaf = joined("children_left") < 0
-    n = len(leaf)
-    return Trees(
-        roots=roots.astype(np.intp),
-        kind=np.where(leaf, LEAF, LESS_EQUAL).astype(np.int8),
-        feature=np.where(leaf, 0, joined("feature")).astype(np.intp),
-        threshold=joined("threshold").astype(np.float64),
-        left=(joined("children_left") + first).astype(np.intp),
-        right=(joined("children_right") + first).astype(np.intp),
-        missing_left=joined("missing_go_to_left").astype(np.bool_),
-        nan_as_zero=np.zeros(n, dtype=np.bool_),
-        zero_missing=np.zeros(n, dtype=np.bool_),
-        category_row=np.full(n, -1, dtype=np.intp),
-        goes_left=np.zeros((1, 1), dtype=np.bool_),
-        value=np.concatenate([tree.value[:, 0, 0] for tree in trees]).astype(np.float64),
-        start=0.0,
-        float32_sum=False,
-        float32_input=True,
-        mean=True,
-    )
+    nodes = {
+        "kind": np.where(leaf, LEAF, LESS_EQUAL),
+        "feature": np.where(leaf, 0, joined("feature")),
+        "threshold": joined("threshold"),
+        "left": joined("children_left") + first,
+        "right": joined("children_right") + first,
+        "missing_left": joined("missing_go_to_left"),
+        "value": np.concatenate([tree.value[:, 0, 0] for tree in trees]),
+    }
+    no_categories = np.zeros((1, 1), dtype=np.bool_)
+    return _trees(roots, nodes, no_categories, float32_sum=False, float32_input=True, mean=True)
 
 
 def _xgboost(regressor: Any) -> Trees:
@@ -204,7 +206,7 @@ def _xgboost(regressor: Any) -> Trees:
     start = float(str(model["learner_model_param"]["base_score"]).strip("[]"))
     b = _Builder()
     for tree in trees:
-        offset = len(b.columns["kind"])
+        offset = b.size
         b.roots.append(offset)
         categories = dict(
             zip(
@@ -288,18 +290,19 @@ FLATTENERS: dict[str, Callable[[Any], Trees]] = {
 }
 
 
-def _kind(estimator: Any) -> str:
+def estimator_kind(estimator: Any) -> str:
+    """``module.Class`` of a fitted estimator: what the fast path and the walk dispatch on."""
     return f"{type(estimator).__module__}.{type(estimator).__name__}"
 
 
 def is_ensemble(estimator: Any) -> bool:
     """Whether ``estimator`` is a tree ensemble this module reads."""
-    return _kind(estimator) in FLATTENERS
+    return estimator_kind(estimator) in FLATTENERS
 
 
 def flatten(estimator: Any) -> Trees:
     """``estimator``'s trees, walkable; NotWalkable for other estimators."""
-    kind = _kind(estimator)
+    kind = estimator_kind(estimator)
     if kind not in FLATTENERS:
         raise NotWalkable(f"estimator {kind}")
     try:
