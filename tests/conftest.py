@@ -83,9 +83,10 @@ def make_migrated_database(
 def disconnect(server_url: str, *urls: str) -> None:
     """End every session still connected to the databases at ``urls``.
 
-    The code under test makes an engine per call (``db.engine``) and never disposes of it: its
-    pooled connections stay open until the engine is garbage collected, and over a session of
-    hundreds of tests they can fill the server's connection slots ("too many clients")."""
+    Every test's databases are new URLs: ``db.engine_for`` keeps the last 16 engines and drops
+    older ones without disposing of them, and Optuna's storages make engines of their own, so
+    their pooled connections stay open until garbage collection; over a session of hundreds of
+    tests they can fill the server's connection slots ("too many clients")."""
     names = [make_url(url).database for url in urls]
     with psycopg.connect(_plain(server_url), autocommit=True) as conn:
         conn.execute(
