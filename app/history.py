@@ -39,14 +39,14 @@ class VersionEntry:
 def versions(settings: Settings) -> list[VersionEntry]:
     """Every version (newest first) with lineage, metrics, promotion and its run's links."""
     client = registry.connect(settings)
-    public = (settings.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
     entries = []
     for version in model_status(settings):
         run_url = None
         if version.run_id:
             experiment = client.get_run(version.run_id).info.experiment_id
             run_url = f"{public}/#/experiments/{experiment}/runs/{version.run_id}"
-        model_url = f"{public}/#/models/{settings.model_name}/versions/{version.version}"
+        model_url = f"{public}/#/models/{settings.mlflow.model_name}/versions/{version.version}"
         entries.append(VersionEntry(status=version, model_url=model_url, run_url=run_url))
     return sorted(entries, key=lambda e: -e.status.version)
 
@@ -83,8 +83,8 @@ def study_url(settings: Settings) -> str | None:
     """optuna-dashboard's study list (it addresses studies by storage id, which the UI does
     not read), or None when no dashboard is configured."""
     return (
-        settings.optuna_dashboard_url.rstrip("/") + "/dashboard"
-        if settings.optuna_dashboard_url
+        settings.ui.optuna_dashboard_url.rstrip("/") + "/dashboard"
+        if settings.ui.optuna_dashboard_url
         else None
     )
 
@@ -98,8 +98,8 @@ def live_disagreement(settings: Settings) -> shadow_store.Disagreement | None:
     if challenger is None or production is None or challenger.version == production.version:
         return None
     return shadow_store.disagreement(
-        db.engine("raw", settings),
-        settings.model_name,
+        db.engine("raw", settings.databases),
+        settings.mlflow.model_name,
         str(challenger.version),
         str(production.version),
     )

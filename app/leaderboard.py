@@ -26,7 +26,7 @@ def _run_url(public: str, experiment_id: str, run_id: str) -> str:
 
 def _study_ids(settings: Settings, names: set[str]) -> dict[str, int]:
     """optuna-dashboard addresses a study by its storage id; {} when the storage is unreadable."""
-    if settings.optuna_storage_url is None or not names:
+    if settings.databases.optuna_storage_url is None or not names:
         return {}
     try:
         studies = storage(settings).get_all_studies()
@@ -66,15 +66,17 @@ def best_trials(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
 def board(settings: Settings) -> dict[str, Any]:
     """``retrains`` (one row per study, newest first) and ``trials`` (best per family)."""
     client = registry.connect(settings)
-    public = (settings.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    decisions = promotions.history(db.engine("clean", settings), settings.model_name)
+    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment_name)
+    decisions = promotions.history(
+        db.engine("clean", settings.databases), settings.mlflow.model_name
+    )
     trials = best_trials(client, experiment.experiment_id) if experiment else pd.DataFrame()
-    dashboard = (settings.optuna_dashboard_url or "").rstrip("/")
+    dashboard = (settings.ui.optuna_dashboard_url or "").rstrip("/")
     ids = _study_ids(settings, {d.study_name for d in decisions}) if dashboard else {}
     retrains = []
     for d in reversed(decisions):
-        version = client.get_model_version(settings.model_name, str(d.challenger_version))
+        version = client.get_model_version(settings.mlflow.model_name, str(d.challenger_version))
         run = client.get_run(version.run_id) if version.run_id else None
         study_id = ids.get(d.study_name)
         retrains.append(

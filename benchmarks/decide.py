@@ -45,7 +45,7 @@ from tasador.loop import decide, ingest
 def store(settings: Settings, number: int, rows: int, **knobs: object) -> int:
     frame = generate_listings(rows, seed=(11, number), **knobs)
     stored = raw_store.store_batch(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         group_number=1,
         day=None,
         batch_number=number,
@@ -59,7 +59,7 @@ def store(settings: Settings, number: int, rows: int, **knobs: object) -> int:
 
 def register_model(settings: Settings, reference_id: int) -> None:
     """A small gradient-boosting model on the reference's training rows, as production."""
-    engine = db.engine("clean", settings)
+    engine = db.engine("clean", settings.databases)
     rows = clean_store.load_listings(engine, [reference_id], holdout=False)
     rows = rows.sample(n=min(len(rows), 50_000), random_state=0)
     holdout = clean_store.load_listings(engine, [reference_id], holdout=True)
@@ -84,19 +84,23 @@ def register_model(settings: Settings, reference_id: int) -> None:
     model.fit(rows.loc[:, list(ev.FEATURE_COLUMNS)], rows["price"])
     price_model = _PriceModel(model)
     holdout_rmsle, _ = ev.model_error(price_model.pipeline, holdout, len(holdout))
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow.mlflow_tracking_uri)
     with mlflow.start_run():
         mlflow.log_metric(names.HOLDOUT_PRIMARY, holdout_rmsle)
         logged = mlflow.pyfunc.log_model(
             name="model",
             python_model=price_model,
-            registered_model_name=settings.model_name,
+            registered_model_name=settings.mlflow.model_name,
             pip_requirements=["scikit-learn"],
         )
     client = mlflow.MlflowClient()
     version = str(logged.registered_model_version)
-    client.set_model_version_tag(settings.model_name, version, lineage.BATCH_IDS, str(reference_id))
-    client.set_registered_model_alias(settings.model_name, settings.production_alias, version)
+    client.set_model_version_tag(
+        settings.mlflow.model_name, version, lineage.BATCH_IDS, str(reference_id)
+    )
+    client.set_registered_model_alias(
+        settings.mlflow.model_name, settings.mlflow.production_alias, version
+    )
 
 
 class _PriceModel(mlflow.pyfunc.PythonModel):
@@ -133,16 +137,14 @@ def main() -> None:
     already_running = (base.pg_dir / "postmaster.pid").exists()
     names = [f"bench_decide_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("raw", "clean")]
     with tempfile.TemporaryDirectory() as tmp:
-        settings = base.model_copy(
-            update={
-                "raw_db_url": SecretStr(startup.database_url(base.pg_dir, names[0])),
-                "clean_db_url": SecretStr(startup.database_url(base.pg_dir, names[1])),
-                "mlflow_tracking_uri": f"sqlite:///{Path(tmp) / 'mlflow.db'}",
-            }
+        settings = base.updated(
+            raw_db_url=SecretStr(startup.database_url(base.pg_dir, names[0])),
+            clean_db_url=SecretStr(startup.database_url(base.pg_dir, names[1])),
+            mlflow_tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
         )
         try:
             for database in ("raw", "clean"):
-                migrations.upgrade(db.database_url(database, settings), database)
+                migrations.upgrade(db.database_url(database, settings.databases), database)
             run(settings, args)
         finally:
             drop(base, names)
@@ -155,8 +157,8 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     reference_id = store(settings, 0, round(args.reference / (1 - HOLDOUT_SHARE)))
     batch_id = store(settings, 1, args.batch)
     register_model(settings, reference_id)
-    engine = db.engine("clean", settings)
-    thresholds = ev.Thresholds.from_settings(settings)
+    engine = db.engine("clean", settings.databases)
+    thresholds = ev.Thresholds.from_settings(settings.drift)
 
     production = decide.production_model(settings)
     assert production is not None

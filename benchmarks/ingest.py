@@ -133,31 +133,32 @@ def plan_run(scale: float) -> None:
         os.environ["TASADOR_TIMINGS_FILE"] = str(folder / "timings.jsonl")
         get_settings.cache_clear()  # the steps read the setting through get_settings()
         port = services.free_port()
-        settings = base.model_copy(
-            update={
-                "state_dir": folder,
-                "raw_db_url": SecretStr(startup.database_url(base.pg_dir, names[0])),
-                "clean_db_url": SecretStr(startup.database_url(base.pg_dir, names[1])),
-                "mlflow_tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
-                "data_api_url": f"http://127.0.0.1:{port}",
-            }
+        settings = base.updated(
+            state_dir=folder,
+            raw_db_url=SecretStr(startup.database_url(base.pg_dir, names[0])),
+            clean_db_url=SecretStr(startup.database_url(base.pg_dir, names[1])),
+            mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            data_api_url=f"http://127.0.0.1:{port}",
         )
         try:
             for database in ("raw", "clean"):
-                migrations.upgrade(db.database_url(database, settings), database)
+                migrations.upgrade(db.database_url(database, settings.databases), database)
             command = services.tasador_command(
                 "datasource", "--port", str(port), "--scale", str(scale)
             )
             env = {**os.environ, "TASADOR_STATE_DIR": str(folder)}
             log = folder / "datasource.log"
-            health = f"{settings.data_api_url}/health"
+            health = f"{settings.data_api.data_api_url}/health"
             # A busy shared machine can take over a minute to start the data API.
             with services.running(command, health, log, timeout_s=300, env=env) as api:
                 roots = (os.getpid(), api.pid)
                 with PeakMemory(roots, extra=lambda: [postmaster_pid(base.pg_dir)]) as memory:
                     rows = _collect_plan(settings, Path(os.environ["TASADOR_TIMINGS_FILE"]))
         finally:
-            for engine_ in (db.engine("raw", settings), db.engine("clean", settings)):
+            for engine_ in (
+                db.engine("raw", settings.databases),
+                db.engine("clean", settings.databases),
+            ):
                 engine_.dispose()
             _drop_databases(base, names)
             if not already_running:  # leave nothing running that this benchmark started

@@ -101,7 +101,7 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
     for database in ("raw", "clean"):
         migrations.upgrade(urls[database], database)
     stored = raw_store.store_batch(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         group_number=1,
         day=None,
         batch_number=0,
@@ -111,7 +111,7 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
     )
     ingest.clean(settings, stored.id)
     uri = startup.ensure_server(settings)
-    return settings.model_copy(update={"mlflow_tracking_uri": uri})
+    return settings.updated(mlflow_tracking_uri=uri)
 
 
 def run_ours(
@@ -122,7 +122,7 @@ def run_ours(
     budget: float,
     families: list[str] | None = None,
 ) -> Outcome:
-    settings = settings.model_copy(update={"model_name": f"bench-{arm}", "search_sampler": sampler})
+    settings = settings.updated(model_name=f"bench-{arm}", search_sampler=sampler)
     plan = prepare_study(settings, n_trials=1_000_000, families=families)  # the budget is the clock
     started = time.monotonic()
     run_workers(plan.study_name, settings, workers, timeout_s=budget)
@@ -240,7 +240,7 @@ def run_csv(path: Path, budget: float, workers: int) -> None:
             flush=True,
         )
         ours = run_ours(settings, "tasador", workers, "tpe", budget)
-        arm_settings = settings.model_copy(update={"model_name": "bench-tasador"})  # run_ours'
+        arm_settings = settings.updated(model_name="bench-tasador")  # run_ours'
         model = registry.load_version(arm_settings, ours.version)
         results = [
             accuracy(

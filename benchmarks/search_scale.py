@@ -96,14 +96,14 @@ def settings_for(state: Path) -> Settings:
     )
     for database in ("raw", "clean"):
         migrations.upgrade(urls[database], database)
-    return settings.model_copy(update={"mlflow_tracking_uri": startup.ensure_server(settings)})
+    return settings.updated(mlflow_tracking_uri=startup.ensure_server(settings))
 
 
 def store(settings: Settings, number: int, rows: int) -> float:
     frame = generate_listings(rows, seed=1000 + number).loc[:, list(RAW_COLUMNS)]
     started = time.monotonic()
     stored = raw_store.store_batch(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         group_number=1,
         day=None,
         batch_number=number,
@@ -121,7 +121,7 @@ def retrain(settings: Settings) -> tuple[dict[str, float], str]:
     plan = prepare_study(settings)
     TIMES["plan"] = time.monotonic() - started
     started = time.monotonic()
-    run_workers(plan.study_name, settings, settings.search_workers)
+    run_workers(plan.study_name, settings, settings.search.search_workers)
     TIMES["search"] = time.monotonic() - started
     started = time.monotonic()
     result = champion.finish_study(plan.study_name, settings)
@@ -188,11 +188,12 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="tasador-bench-scale-"))
     try:
         settings = settings_for(state)
+        search = settings.search
         print(
-            f"defaults: {settings.search_trials} trials, {settings.search_workers} workers, "
-            f"budget {settings.search_timeout_s} s, trial limit {settings.search_trial_timeout_s}"
-            f" s, search sample {settings.search_sample_rows:,}, refit sample "
-            f"{settings.refit_sample_rows:,}, SHAP {settings.shap_sample_rows}; "
+            f"defaults: {search.search_trials} trials, {search.search_workers} workers, "
+            f"budget {search.search_timeout_s} s, trial limit {search.search_trial_timeout_s}"
+            f" s, search sample {search.search_sample_rows:,}, refit sample "
+            f"{search.refit_sample_rows:,}, SHAP {search.shap_sample_rows}; "
             f"{os.cpu_count()} cores",
             flush=True,
         )

@@ -378,7 +378,7 @@ def register_model(
     model = build_model(family, FAMILY_PARAMS[family], n_jobs=1, seed=0)
     model.fit(frame.drop(columns=[TARGET]), frame[TARGET].to_numpy())
     client = registry.connect(settings)
-    experiment = runs.experiment_id(client, settings.experiment_name)
+    experiment = runs.experiment_id(client, settings.mlflow.experiment_name)
     tags = {
         lineage.BATCH_IDS: lineage.encode_batch_ids((1,)),
         lineage.RETRAIN_REASON: "benchmark model",
@@ -960,7 +960,7 @@ def main() -> None:
     try:
         load_before = os.getloadavg()
         settings = set_up(state)
-        uri = settings.mlflow_tracking_uri
+        uri = settings.mlflow.mlflow_tracking_uri
         frame, bodies = listings(args.batch_rows)
         print(
             f"{len(bodies.ours_rows):,} single-row bodies, {len(bodies.ours_batches)} bodies of "
@@ -1033,7 +1033,7 @@ def set_up(state: Path) -> Any:
         _env_file=None,
     )
     uri = startup.ensure_server(settings)
-    return settings.model_copy(update={"mlflow_tracking_uri": uri})
+    return settings.updated(mlflow_tracking_uri=uri)
 
 
 def tear_down(state: Path) -> None:

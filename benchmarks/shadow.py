@@ -64,7 +64,7 @@ GOAL = 0.10  # latency with the default share within 10% of shadow scoring off
 def parse_args() -> argparse.Namespace:
     from tasador.core.config import Settings
 
-    default = Settings.model_fields["serving_shadow_share"].default
+    default = Settings.flat_fields()["serving_shadow_share"].default
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shares", default=f"0,{default:g},1", help="shadow shares to compare")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved slices per level")
@@ -92,7 +92,7 @@ def shadow_counts(settings: Any, port: int) -> tuple[int, float]:
 
     from tasador.core import db
 
-    with db.engine("raw", settings).connect() as conn:
+    with db.engine("raw", settings.databases).connect() as conn:
         stored = conn.execute(sa.text("SELECT count(*) FROM shadow_predictions")).scalar_one()
     metrics = httpx.get(f"http://{HOST}:{port}/metrics", timeout=10).text
     found = re.search(r"^tasador_shadow_dropped_rows_total (\S+)$", metrics, re.M)
@@ -106,7 +106,7 @@ def share_server(
     """`tasador serve` with ``share``, in a state folder of its own (its spool, metrics and
     alias decisions are not the other servers'), once every worker is ready."""
     production, challenger = versions
-    own = settings.model_copy(update={"state_dir": settings.state_dir / f"share-{share:g}"})
+    own = settings.updated(state_dir=settings.state_dir / f"share-{share:g}")
     own.state_dir.mkdir()
     env = {"TASADOR_SERVING_SHADOW_SHARE": str(share)}
     with tasador_serve(own, production, args.workers, env) as (server, _):
@@ -180,7 +180,7 @@ def main() -> None:
         from experiments import registry
 
         registry.connect(settings).set_registered_model_alias(
-            settings.model_name, registry.CHALLENGER_ALIAS, challenger
+            settings.mlflow.model_name, registry.CHALLENGER_ALIAS, challenger
         )
         print(
             f"production: {args.production} version {production}; challenger: "

@@ -24,7 +24,7 @@ prepare_process()  # this file is the entry point of every task process that run
 
 @dag(
     dag_id="tasador_ingestion",
-    schedule=get_settings().ingest_schedule,
+    schedule=get_settings().data_api.ingest_schedule,
     **dag_args(),
     params={
         "batch_id": Param(

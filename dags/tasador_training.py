@@ -77,7 +77,7 @@ def tasador_training() -> None:
             decision_id = events[-1].extra.get("decision_id") if events else None
         settings = get_settings()
         planned = plan_retraining(settings, decision_id, params["trials"])
-        workers = params["workers"] or settings.search_workers
+        workers = params["workers"] or settings.search.search_workers
         return {"study_name": planned.study_name, "workers": list(range(workers))}
 
     @task

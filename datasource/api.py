@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # The course API's answer once a group has had every batch (HTTP 400).
 EXHAUSTED_DETAIL = "Ya se recolectó toda la información mínima necesaria"
-DEFAULT_SCALE: float = Settings.model_fields["datasource_scale"].default
-DEFAULT_SEED: int = Settings.model_fields["datasource_seed"].default
+DEFAULT_SCALE: float = Settings.flat_fields()["datasource_scale"].default
+DEFAULT_SEED: int = Settings.flat_fields()["datasource_seed"].default
 
 Group = Annotated[int, Query(ge=1, le=10, description="the group's number, 1 to 10")]
 Day = Annotated[

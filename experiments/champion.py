@@ -4,9 +4,9 @@
 
 1. Refit the best trial's configuration on the training rows of the study's batches (all of
    them up to ``refit_sample_rows``, a reproducible sample beyond; the trials may have seen
-   fewer) in a ``refit`` run nested under the study's parent run, and
-   register it as a new version of ``settings.model_name`` with its signature, an input example
-   and the lineage tags (batch ids, data hash, study, retrain decision and reason).
+   fewer) in a ``refit`` run nested under the study's parent run, and register it as a new
+   version of ``settings.mlflow.model_name`` with its signature, an input example and the
+   lineage tags (batch ids, data hash, study, retrain decision and reason).
 2. Score it and the current ``@production`` version on the same shared holdout rows (the
    ``is_holdout`` rows of the study's batches in CLEAN, which no model trained on).
 3. Promote when there is no production model yet, or when the challenger's holdout RMSLE is
@@ -199,7 +199,7 @@ def challenge(
 
     def production_of(number: int) -> tuple[Scored, Any]:
         if number not in loaded:
-            found = mlflow_client.get_model_version(settings.model_name, str(number))
+            found = mlflow_client.get_model_version(settings.mlflow.model_name, str(number))
             previous_model = registry.load_version(settings, number)
             tag = found.tags.get(registry.FAMILY_TAG, "?")
             loaded[number] = (
@@ -218,9 +218,9 @@ def challenge(
         promoted = promotions.wins(
             challenger.metrics[PRIMARY],
             production.metrics[PRIMARY] if production else None,
-            settings.promotion_margin,
+            settings.promotion.promotion_margin,
         )
-        summary = summarize(challenger, production, promoted, settings.promotion_margin)
+        summary = summarize(challenger, production, promoted, settings.promotion.promotion_margin)
         # Winning on the holdout may not be enough: live traffic may be required too.
         waiting = (
             shadow_gate.waiting(settings, version, production.version)
@@ -237,17 +237,17 @@ def challenge(
             summary=summary,
         )
 
-    decision = promotions.get(engine, settings.model_name, version) or promotions.decide(
+    decision = promotions.get(engine, settings.mlflow.model_name, version) or promotions.decide(
         engine,
-        model_name=settings.model_name,
+        model_name=settings.mlflow.model_name,
         challenger_version=version,
-        margin=settings.promotion_margin,
+        margin=settings.promotion.promotion_margin,
         holdout_rows=len(holdout),
         study_name=study_name,
         retrain_decision_id=retrain_decision_id,
         judge=judge,
         move_alias=lambda: _promote(mlflow_client, settings, version, challenger),
-        alias=settings.production_alias,
+        alias=settings.mlflow.production_alias,
     )
     previous = decision.previous_version
     if previous is None or previous == version:
@@ -261,7 +261,7 @@ def _promote(
 ) -> None:
     """Log the challenger's holdout RMSLE on its run, then point the alias at it: serving
     validates a version against that figure as soon as it sees the alias move."""
-    found = mlflow_client.get_model_version(settings.model_name, str(version))
+    found = mlflow_client.get_model_version(settings.mlflow.model_name, str(version))
     if found.run_id:
         metric = {HOLDOUT_PRIMARY: challenger.metrics[PRIMARY]}
         runs.log(mlflow_client, found.run_id, metrics=metric)
@@ -301,7 +301,7 @@ def _challenger(
     if data.data_hash(train) != plan.data_hash:
         raise Conflict(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
     # Past refit_sample_rows more rows cost minutes and no holdout RMSLE (docs/benchmarks.md).
-    train = data.sample(train, settings.refit_sample_rows, plan.seed)
+    train = data.sample(train, settings.search.refit_sample_rows, plan.seed)
     extra = {} if smoothing is None else {"smoothing": smoothing}
     model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     with timings.step("refit", rows=len(train)):  # benchmarks/loop.py times it
@@ -343,7 +343,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     holdout = data.holdout_rows(settings, plan.batch_ids)
     model, version, run_id = _challenger(settings, mlflow_client, plan, best, holdout)
     family = best.params[spaces.FAMILY_PARAM]
-    engine = db.engine("clean", settings)
+    engine = db.engine("clean", settings.databases)
 
     faced = challenge(
         settings,
@@ -359,7 +359,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     decision, challenger, production = faced.decision, faced.challenger, faced.production
     result = RetrainingResult(
         study_name=plan.study_name,
-        model_name=settings.model_name,
+        model_name=settings.mlflow.model_name,
         challenger=challenger,
         production=production,
         promoted=decision.promoted,
@@ -391,9 +391,9 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         _explained(mlflow_client, settings, previous_model, production.version)
         if previous_model is not None and production
         else None,
-        data.sample(holdout, settings.shap_sample_rows, plan.seed),
+        data.sample(holdout, settings.search.shap_sample_rows, plan.seed),
         production.version if previous_model is not None and production else None,
-        title=f"{settings.model_name} v{version}: mean |SHAP| per input column",
+        title=f"{settings.mlflow.model_name} v{version}: mean |SHAP| per input column",
     )
     _log_explanation(mlflow_client, settings, result, explanation)
     candidate(holdout_hash=holdout_hash, drivers=explanation.diff)
@@ -404,17 +404,20 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     )
     result = dataclasses.replace(result, shap_sentence=explanation.sentence)
     text = report.model_change_report(
-        model_name=settings.model_name,
+        model_name=settings.mlflow.model_name,
         result=result,
         plan=plan,
         study=study,
         explanation=explanation,
         decision=record,
         shadow=shadow_store.disagreement(
-            db.engine("raw", settings), settings.model_name, str(version), str(production.version)
+            db.engine("raw", settings.databases),
+            settings.mlflow.model_name,
+            str(version),
+            str(production.version),
         )
         # Without a RAW database (a library caller) the report just has no live-traffic part.
-        if production is not None and settings.raw_db_url is not None
+        if production is not None and settings.databases.raw_db_url is not None
         else None,
     )
     report.log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
@@ -427,7 +430,7 @@ def _explained(
     mlflow_client: MlflowClient, settings: Settings, model: Any, version: int
 ) -> explain.Explained:
     """A registered version with the SHAP background stored with it."""
-    found = mlflow_client.get_model_version(settings.model_name, str(version))
+    found = mlflow_client.get_model_version(settings.mlflow.model_name, str(version))
     return explain.Explained(model, registry.load_background(mlflow_client, found))
 
 
@@ -446,7 +449,7 @@ def _log_explanation(
         (out / SHAP_SENTENCE).write_text(explanation.sentence + "\n")
         mlflow_client.log_artifacts(result.run_id, str(out), SHAP_DIR)
     mlflow_client.set_model_version_tag(
-        settings.model_name,
+        settings.mlflow.model_name,
         str(result.challenger.version),
         registry.SHAP_SUMMARY_TAG,
         explanation.sentence,
@@ -472,7 +475,7 @@ def _log_outcome(
         registry.DECIDED_AT_TAG: decision.decided_at.isoformat(),
         registry.PROMOTION_VERDICT_TAG: result.summary,
     }.items():
-        mlflow_client.set_model_version_tag(settings.model_name, version, key, str(value))
+        mlflow_client.set_model_version_tag(settings.mlflow.model_name, version, key, str(value))
     runs.log(
         mlflow_client,
         result.parent_run_id,

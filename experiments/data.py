@@ -25,7 +25,7 @@ from tasador.core.sampling import at_most
 
 def clean_batch_ids(settings: Settings) -> list[int]:
     """Every batch id with rows in CLEAN, ascending."""
-    engine = db.engine("clean", settings)
+    engine = db.engine("clean", settings.databases)
     with engine.connect() as conn:
         ids = conn.execute(
             sa.select(clean_store.listings.c.batch_id).distinct().order_by("batch_id")
@@ -49,14 +49,16 @@ def trainable_batch_ids(settings: Settings, min_rows: int, up_to: int | None = N
     )
     if up_to is not None:
         query = query.where(rows.c.batch_id <= up_to)
-    with db.engine("clean", settings).connect() as conn:
+    with db.engine("clean", settings.databases).connect() as conn:
         return [int(i) for i in conn.execute(query).scalars()]
 
 
 def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
     if not batch_ids:
         raise BadInput("no batch ids given")
-    frame = clean_store.load_listings(db.engine("clean", settings), list(batch_ids), holdout)
+    frame = clean_store.load_listings(
+        db.engine("clean", settings.databases), list(batch_ids), holdout
+    )
     side = "holdout" if holdout else "training"
     if frame.empty:
         raise NotFound(f"no {side} rows in CLEAN for batches {sorted(batch_ids)}")

@@ -63,7 +63,7 @@ def score_family_bests(
         else:
             if train is None:
                 rows = data.training_rows(settings, plan.batch_ids)
-                train = data.sample(rows, settings.search_sample_rows, plan.seed)
+                train = data.sample(rows, settings.search.search_sample_rows, plan.seed)
             params, smoothing = plan.search_spaces()[family].from_trial(trial.params)
             extra = {} if smoothing is None else {"smoothing": smoothing}
             model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)

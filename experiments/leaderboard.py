@@ -148,7 +148,7 @@ def record_candidate(
     drivers: pd.DataFrame | None,
 ) -> None:
     """Datasets, model-linked holdout metrics, model card, ``challenger`` alias, code version."""
-    name, number = settings.model_name, str(result.challenger.version)
+    name, number = settings.mlflow.model_name, str(result.challenger.version)
     version = mlflow_client.get_model_version(name, number)
     model_id = registry.model_id_of(version)
     training = dataset("training", plan.data_hash, plan.training_rows, plan.batch_ids)

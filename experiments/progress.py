@@ -62,7 +62,7 @@ def watching(
     (the study may not exist yet: it is reported once it does). ``timeout_s`` None: the
     setting."""
     stop = threading.Event()
-    budget = settings.search_timeout_s if timeout_s is None else timeout_s
+    budget = settings.search.search_timeout_s if timeout_s is None else timeout_s
 
     def watch() -> None:
         last = ""

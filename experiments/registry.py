@@ -72,12 +72,12 @@ VALIDATION_ROWS = 256
 
 def tracking_uri(settings: Settings) -> str:
     """The MLflow tracking server's URI (entry points fill it in when it is unset)."""
-    if settings.mlflow_tracking_uri is None:
+    if settings.mlflow.mlflow_tracking_uri is None:
         raise NotConfigured(
             "TASADOR_MLFLOW_TRACKING_URI is not set (the `tasador` commands start an embedded "
             "MLflow server for it; library code does not)"
         )
-    return settings.mlflow_tracking_uri
+    return settings.mlflow.mlflow_tracking_uri
 
 
 def connect(settings: Settings) -> MlflowClient:
@@ -129,7 +129,7 @@ def log_and_register(
             signature=signature(),
             input_example=model_input(example),
             pip_requirements=requirements(),
-            registered_model_name=settings.model_name,
+            registered_model_name=settings.mlflow.model_name,
         )
     number = str(info.registered_model_version)
     rows = model_input(example if background is None else background)
@@ -139,8 +139,8 @@ def log_and_register(
     if validation is not None:
         _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(validation_sample(validation)))
     for key, value in tags.items():
-        client.set_model_version_tag(settings.model_name, number, key, str(value))
-    return client.get_model_version(settings.model_name, number)
+        client.set_model_version_tag(settings.mlflow.model_name, number, key, str(value))
+    return client.get_model_version(settings.mlflow.model_name, number)
 
 
 def _log_text(client: MlflowClient, model_id: str, name: str, text: str) -> None:
@@ -224,13 +224,13 @@ def versions_of_run(
     return [
         v
         for v in mlflow_client.search_model_versions(f"run_id = '{run_id}'")
-        if v.name == settings.model_name
+        if v.name == settings.mlflow.model_name
     ]
 
 
 def production_version(mlflow_client: MlflowClient, settings: Settings) -> ModelVersion | None:
     """The version the production alias points at; None before the first promotion."""
-    return aliased_version(mlflow_client, settings, settings.production_alias)
+    return aliased_version(mlflow_client, settings, settings.mlflow.production_alias)
 
 
 def aliased_version(
@@ -238,7 +238,7 @@ def aliased_version(
 ) -> ModelVersion | None:
     """The version ``alias`` points at; None when the alias (or the model) does not exist."""
     try:
-        return mlflow_client.get_model_version_by_alias(settings.model_name, alias)
+        return mlflow_client.get_model_version_by_alias(settings.mlflow.model_name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
@@ -250,11 +250,13 @@ def load_version(settings: Settings, version: str | int) -> PyFuncModel:
 
     ``.predict`` takes :func:`model_input` frames; ``.get_raw_model()`` is the sklearn model.
     """
-    return cast(PyFuncModel, mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version}"))
+    return cast(
+        PyFuncModel, mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/{version}")
+    )
 
 
 def set_production(mlflow_client: MlflowClient, settings: Settings, version: str | int) -> None:
     """Point the production alias at ``version``: one call, so serving sees old or new."""
     mlflow_client.set_registered_model_alias(
-        settings.model_name, settings.production_alias, str(version)
+        settings.mlflow.model_name, settings.mlflow.production_alias, str(version)
     )

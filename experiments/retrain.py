@@ -40,7 +40,7 @@ def retrain(
         reason=reason,
         families=families,
     )
-    workers = workers or settings.search_workers
+    workers = workers or settings.search.search_workers
     if echo is None:
         run_workers(plan.study_name, settings, workers, timeout_s, log_file)
     else:

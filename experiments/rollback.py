@@ -28,15 +28,15 @@ def rollback(
 
     def exists(version: int) -> bool:
         try:
-            client.get_model_version(settings.model_name, str(version))
+            client.get_model_version(settings.mlflow.model_name, str(version))
         except MlflowException:
             return False
         return True
 
     return promotions.roll_back(
-        db.engine("clean", settings),
-        model_name=settings.model_name,
-        alias=settings.production_alias,
+        db.engine("clean", settings.databases),
+        model_name=settings.mlflow.model_name,
+        alias=settings.mlflow.production_alias,
         to_version=to_version,
         reason=reason,
         current=current,
@@ -51,10 +51,12 @@ def rollback_target(settings: Settings) -> int:
     client = registry.connect(settings)
     serving = registry.production_version(client, settings)
     if serving is None:
-        raise Conflict(f"{settings.model_name}@{settings.production_alias} points at no version")
-    engine = db.engine("clean", settings)
+        raise Conflict(
+            f"{settings.mlflow.model_name}@{settings.mlflow.production_alias} points at no version"
+        )
+    engine = db.engine("clean", settings.databases)
     target = promotions.previous_production(
-        engine, settings.model_name, settings.production_alias, int(serving.version)
+        engine, settings.mlflow.model_name, settings.mlflow.production_alias, int(serving.version)
     )
     if target is None:
         raise Conflict(f"version {serving.version} has no predecessor on record")

@@ -33,11 +33,14 @@ from tasador.core.names import REPORT_FILE
 def waiting(settings: Settings, challenger: int, production: int) -> str | None:
     """What the challenger still waits for ("waiting for N shadow rows, has M"); None: nothing
     (the gate is off, or it has enough rows next to ``production``)."""
-    needed = settings.promotion_min_shadow_rows
+    needed = settings.promotion.promotion_min_shadow_rows
     if needed <= 0:
         return None
     has = shadow_store.count(
-        db.engine("raw", settings), settings.model_name, str(challenger), str(production)
+        db.engine("raw", settings.databases),
+        settings.mlflow.model_name,
+        str(challenger),
+        str(production),
     )
     return None if has >= needed else f"waiting for {needed:,} shadow rows, has {has:,}"
 
@@ -60,7 +63,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
     client = registry.connect(settings)
     found = registry.aliased_version(client, settings, registry.CHALLENGER_ALIAS)
     if found is None:
-        raise NotFound(f"{settings.model_name}@{registry.CHALLENGER_ALIAS} names no version")
+        raise NotFound(f"{settings.mlflow.model_name}@{registry.CHALLENGER_ALIAS} names no version")
     version = int(found.version)
 
     def current() -> int | None:
@@ -82,7 +85,10 @@ def recheck(settings: Settings) -> promotions.Promotion:
         if still is not None:
             raise Conflict(f"version {version} is not promoted yet: {still}")
         live = shadow_store.disagreement(
-            db.engine("raw", settings), settings.model_name, str(version), str(beaten)
+            db.engine("raw", settings.databases),
+            settings.mlflow.model_name,
+            str(version),
+            str(beaten),
         )
         return (
             f"Version {version} promoted after shadow traffic: holdout RMSLE "
@@ -91,13 +97,13 @@ def recheck(settings: Settings) -> promotions.Promotion:
         )
 
     decision = promotions.confirm(
-        db.engine("clean", settings),
-        model_name=settings.model_name,
+        db.engine("clean", settings.databases),
+        model_name=settings.mlflow.model_name,
         challenger_version=version,
         current=current,
         check=check,
         move_alias=lambda: registry.set_production(client, settings, version),
-        alias=settings.production_alias,
+        alias=settings.mlflow.production_alias,
     )
     _rewrite_report(client, settings, found, str(decision.previous_version))
     for key, value in {
@@ -105,7 +111,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
         registry.DECIDED_AT_TAG: decision.decided_at.isoformat(),
         registry.PROMOTION_VERDICT_TAG: decision.summary,
     }.items():
-        client.set_model_version_tag(settings.model_name, str(version), key, str(value))
+        client.set_model_version_tag(settings.mlflow.model_name, str(version), key, str(value))
     return decision
 
 
@@ -124,7 +130,10 @@ def _rewrite_report(
             return  # no report logged (a version registered outside a training run)
         text = Path(path).read_text()
     live = shadow_store.disagreement(
-        db.engine("raw", settings), settings.model_name, str(version.version), production
+        db.engine("raw", settings.databases),
+        settings.mlflow.model_name,
+        str(version.version),
+        production,
     )
     updated = report.with_shadow_section(text, report.shadow_section(live))
     parent = run.data.tags.get("mlflow.parentRunId")

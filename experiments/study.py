@@ -135,10 +135,10 @@ def storage(settings: Settings) -> RDBStorage:
     # Heartbeats and grouped TPE are "experimental" in Optuna 5 and warn on every use.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return RDBStorage(
-        db.sqlalchemy_url(db.database_url("optuna", settings)),
+        db.sqlalchemy_url(db.database_url("optuna", settings.databases)),
         engine_kwargs={"pool_pre_ping": True},
-        heartbeat_interval=settings.search_heartbeat_s,
-        grace_period=settings.search_grace_s,
+        heartbeat_interval=settings.search.search_heartbeat_s,
+        grace_period=settings.search.search_grace_s,
         heartbeat_stale_trial_callback=_RetryStaleTrial(settings),
     )
 
@@ -148,7 +148,7 @@ class _RetryStaleTrial:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.search_max_retries)
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=settings.search.search_max_retries)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.retry(study, trial)
@@ -208,7 +208,7 @@ def _pruner() -> optuna.pruners.BasePruner:
 
 
 def _decision(settings: Settings, decision_id: int) -> decisions_store.Decision:
-    decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
+    decision = decisions_store.get_by_id(db.engine("clean", settings.databases), decision_id)
     if decision is None:
         raise NotFound(f"no retrain decision with id {decision_id} in CLEAN")
     return decision
@@ -236,19 +236,19 @@ def prepare_study(
     "every batch" instead). An empty ``batch_ids`` is BadInput. Idempotent: calling it again for
     the same batches returns the stored plan unchanged.
     """
-    search_spaces = spaces.load_spaces(settings.search_spaces_dir, families)  # fail fast
+    search_spaces = spaces.load_spaces(settings.search.search_spaces_dir, families)  # fail fast
     if batch_ids is not None:
         ids = sorted(set(batch_ids))
         if not ids:
             raise BadInput("a retraining needs at least one batch id")
     else:
         up_to = _decision(settings, decision_id).batch_id if decision_id is not None else None
-        minimum = settings.decide_min_clean_rows
+        minimum = settings.drift.decide_min_clean_rows
         ids = data.trainable_batch_ids(settings, minimum, up_to=up_to)
         if not ids:
             scope = "" if up_to is None else f" up to batch {up_to} (decision {decision_id})"
             raise NotFound(f"CLEAN holds no batch{scope} with {minimum} clean rows to train on")
-    name = study_name_for(ids, settings.model_name)
+    name = study_name_for(ids, settings.mlflow.model_name)
     study = optuna.create_study(
         storage=storage(settings), study_name=name, direction="minimize", load_if_exists=True
     )
@@ -262,13 +262,13 @@ def prepare_study(
         batch_ids=ids,
         data_hash=data.data_hash(rows),
         training_rows=len(rows),
-        experiment_id=runs.experiment_id(mlflow_client, settings.experiment_name),
+        experiment_id=runs.experiment_id(mlflow_client, settings.mlflow.experiment_name),
         parent_run_id="-",
-        n_trials=n_trials or settings.search_trials,
-        cv_folds=settings.search_cv_folds,
-        sample_rows=settings.search_sample_rows,
-        seed=settings.search_seed,
-        sampler=settings.search_sampler,
+        n_trials=n_trials or settings.search.search_trials,
+        cv_folds=settings.search.search_cv_folds,
+        sample_rows=settings.search.search_sample_rows,
+        seed=settings.search.search_seed,
+        sampler=settings.search.search_sampler,
         spaces=spaces.spaces_to_json(search_spaces),
         decision_id=decision_id,
         reason=_reason(settings, decision_id, reason),
@@ -322,8 +322,8 @@ class _Objective:
         self.X = rows.drop(columns=[TARGET])
         self.y = data.target(rows)
         self.folds = list(KFold(plan.cv_folds, shuffle=True, random_state=plan.seed).split(self.X))
-        self.n_jobs = settings.search_threads
-        self.trial_limit_s = settings.search_trial_timeout_s
+        self.n_jobs = settings.search.search_threads
+        self.trial_limit_s = settings.search.search_trial_timeout_s
         self.client = registry.connect(settings)
         self.finished = 0
 
@@ -447,10 +447,11 @@ def run_worker(
 ) -> int:
     """Run trials of ``study_name`` until its trial budget or its wall-clock budget is spent.
 
-    The wall-clock budget is ``timeout_s`` (None: ``settings.search_timeout_s``) counted from the
-    study's first trial, shared by every worker; a worker starts no trial past it, so the study
-    overruns it by at most the trial each worker is running (bounded by the per-trial limit,
-    ``search_trial_timeout_s``). The trial budget overruns by at most one trial per worker too.
+    The wall-clock budget is ``timeout_s`` (None: ``settings.search.search_timeout_s``) counted
+    from the study's first trial, shared by every worker; a worker starts no trial past it, so
+    the study overruns it by at most the trial each worker is running (bounded by the per-trial
+    limit, ``search_trial_timeout_s``). The trial budget overruns by at most one trial per worker
+    too.
     Returns how many trials this worker finished (completed, pruned or stopped); each trial it
     runs carries ``worker`` (its index among the retraining's workers) as a user attribute.
     Safe to run in any number of processes or machines at once; this is what Airflow's mapped
@@ -460,7 +461,7 @@ def run_worker(
     study, plan = load_study(study_name, settings, worker)
     if counted_trials(study) >= plan.n_trials:
         return 0
-    budget_s = settings.search_timeout_s if timeout_s is None else timeout_s
+    budget_s = settings.search.search_timeout_s if timeout_s is None else timeout_s
     left = seconds_left(study, budget_s)
     if left is not None and left <= 0:
         return 0

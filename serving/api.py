@@ -86,23 +86,23 @@ class Service:
         self.settings = settings
         self.watcher = ModelWatcher(settings, on_swap=self._swapped)
         self.log = InferenceLog(
-            lambda: db.engine("raw", settings),
+            lambda: db.engine("raw", settings.databases),
             settings.state_dir / "serving" / "spool",
-            settings.serving_log_buffer_rows,
-            settings.serving_log_flush_s,
-            max_spool_bytes=settings.serving_log_spool_max_bytes,
-            shutdown_s=settings.serving_shutdown_s,
+            settings.serving.serving_log_buffer_rows,
+            settings.serving.serving_log_flush_s,
+            max_spool_bytes=settings.serving.serving_log_spool_max_bytes,
+            shutdown_s=settings.serving.serving_shutdown_s,
         )
         # The @challenger prices a sample of /predict rows in the background (serving.shadow).
         self.shadow = Shadow(
-            settings, lambda: self.watcher.current, lambda: db.engine("raw", settings)
+            settings, lambda: self.watcher.current, lambda: db.engine("raw", settings.databases)
         )
         self.metrics = ServingMetrics(self.watcher, self.log, self.shadow.stats)
-        self.listings = listings_adapter(settings.serving_max_rows)
-        self.batch = BatchParser(settings.serving_max_rows)
-        self.max_body = settings.serving_max_body_bytes
+        self.listings = listings_adapter(settings.serving.serving_max_rows)
+        self.batch = BatchParser(settings.serving.serving_max_rows)
+        self.max_body = settings.serving.serving_max_body_bytes
         self.explaining = 0  # explanations running; only the event loop changes it
-        key = settings.serving_api_key
+        key = settings.serving.serving_api_key
         self._api_key = key.get_secret_value().encode() if key is not None else None
 
     @cached_property
@@ -146,7 +146,7 @@ class Service:
         return JSONResponse(
             {
                 "detail": f"body over {self.max_body} bytes: send at most "
-                f"{self.settings.serving_max_rows} listings per request"
+                f"{self.settings.serving.serving_max_rows} listings per request"
             },
             status_code=413,
         )
@@ -282,7 +282,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="Tasador prediction API",
-        summary=f"Prices listings with {settings.model_name}@{settings.production_alias}.",
+        summary=(
+            f"Prices listings with {settings.mlflow.model_name}@{settings.mlflow.production_alias}."
+        ),
         lifespan=lifespan,
     )
     app.state.service = service
@@ -299,7 +301,7 @@ def create_app(settings: Settings) -> FastAPI:
             413: {"model": Problem, "description": "Body over serving_max_body_bytes."},
             422: {"description": "Invalid listing: each bad field is named in detail[].loc."},
         },
-        openapi_extra={"requestBody": _listing_body(settings.serving_max_rows)},
+        openapi_extra={"requestBody": _listing_body(settings.serving.serving_max_rows)},
     )
     async def predict(request: Request) -> Response:
         """Price one listing (an object) or several (a list), in the order sent."""
@@ -350,7 +352,7 @@ def create_app(settings: Settings) -> FastAPI:
         started, requested_at = time.perf_counter(), datetime.now(UTC)
         if not service.authorized(request):
             return service.finish("explain", service.unauthorized(), started, requested_at, b"")
-        if service.explaining >= settings.serving_max_explains:
+        if service.explaining >= settings.serving.serving_max_explains:
             busy = JSONResponse(
                 {"detail": f"{service.explaining} explanations running: retry later"},
                 status_code=429,

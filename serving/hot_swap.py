@@ -194,7 +194,7 @@ class ModelWatcher:
                 self.tick()
             except Exception:  # a bug must not end watching: log it, retry at the next tick
                 logger.exception("model watcher tick failed")
-            if self._stop.wait(self.settings.serving_poll_s / 4):
+            if self._stop.wait(self.settings.serving.serving_poll_s / 4):
                 return
 
     def tick(self) -> None:
@@ -204,7 +204,7 @@ class ModelWatcher:
                 logger.info("this worker (pid %d) polls the model registry", os.getpid())
                 self.status.leader = True
             if time.monotonic() >= self._next_poll:
-                self._next_poll = time.monotonic() + self.settings.serving_poll_s
+                self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
                 self.check()
         else:
             self.follow()
@@ -234,7 +234,9 @@ class ModelWatcher:
             version = (
                 None
                 if decision.version is None or self._serving(decision.version)
-                else self._client.get_model_version(self.settings.model_name, decision.version)
+                else self._client.get_model_version(
+                    self.settings.mlflow.model_name, decision.version
+                )
             )
         except Exception as exc:
             self.status.error = f"model registry unreachable: {_short(exc)}"
@@ -277,8 +279,8 @@ class ModelWatcher:
         self.status.alias_version = named
         if named is None:
             self.status.error = (
-                f"the registry has no {self.settings.model_name}@"
-                f"{self.settings.production_alias} (no model promoted yet)"
+                f"the registry has no {self.settings.mlflow.model_name}@"
+                f"{self.settings.mlflow.production_alias} (no model promoted yet)"
             )
             return
         if version is None or self._serving(named):
@@ -328,7 +330,9 @@ class ModelWatcher:
             logger.error("%s; still serving version %s", refusal.reason, serving)
         except Exception as exc:
             self.status.error = f"version {version.version} failed to load: {_short(exc)}"
-            logger.exception("loading %s version %s", self.settings.model_name, version.version)
+            logger.exception(
+                "loading %s version %s", self.settings.mlflow.model_name, version.version
+            )
         return None
 
     def refused_json(self) -> dict[str, str] | None:
@@ -351,7 +355,7 @@ class ModelWatcher:
     def unavailable_reason(self) -> str:
         """Why there is no model to answer with (for 503s)."""
         status = self.status
-        name = f"{self.settings.model_name}@{self.settings.production_alias}"
+        name = f"{self.settings.mlflow.model_name}@{self.settings.mlflow.production_alias}"
         if status.reachable is None:
             return f"no model loaded yet: looking up {name} in the model registry"
         if status.refused:

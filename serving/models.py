@@ -110,9 +110,9 @@ def describe(
     batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
     promoted = tags.get(registry.PROMOTED_TAG, "").lower() == "true"
     return ModelInfo(
-        name=settings.model_name,
+        name=settings.mlflow.model_name,
         version=str(version.version),
-        alias=settings.production_alias,
+        alias=settings.mlflow.production_alias,
         run_id=version.run_id or None,
         family=tags.get(registry.FAMILY_TAG),
         registered_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
@@ -138,7 +138,7 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
         raw = pyfunc.get_raw_model()
     except NotImplementedError:
         raise BadInput(
-            f"{settings.model_name} version {version.version} is not a scikit-learn model"
+            f"{settings.mlflow.model_name} version {version.version} is not a scikit-learn model"
         ) from None
     scorer = Scorer(raw)
     info = describe(client, settings, version, scorer.how)
@@ -146,7 +146,7 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
         scorer.predict,
         registry.load_validation(client, version),
         info.metrics.get(validation.REGISTERED_RMSLE),
-        settings.serving_validation_tolerance,
+        settings.serving.serving_validation_tolerance,
         scorer.fast.vocabulary if scorer.fast is not None else None,
     )
     if not verdict.passed:

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         factory=True,
         host=args.host,
         port=args.port,
-        workers=workers(settings.serving_workers),
+        workers=workers(settings.serving.serving_workers),
         access_log=False,  # every request is in the inference log and the metrics already
         log_level="info",
         # Bounded, so draining requests plus the inference log's flush (serving_shutdown_s)

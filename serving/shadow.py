@@ -96,7 +96,7 @@ class ChallengerWatcher:
         if self.shared.try_lead():
             if time.monotonic() < self._next_poll:
                 return
-            self._next_poll = time.monotonic() + self.settings.serving_poll_s
+            self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
             try:
                 found = registry.aliased_version(self._connect(), self.settings, self._alias)
             except Exception as exc:
@@ -132,7 +132,7 @@ class ChallengerWatcher:
             return
         try:
             client = self._connect()
-            version = client.get_model_version(self.settings.model_name, named)
+            version = client.get_model_version(self.settings.mlflow.model_name, named)
             self.current = self._load(client, self.settings, version)
             self.error = None
             logger.info("shadow scoring with challenger version %s", named)
@@ -168,8 +168,8 @@ class Shadow:
         max_queued_rows: int = MAX_QUEUED_ROWS,
         watcher: ChallengerWatcher | None = None,
     ) -> None:
-        self.share = settings.serving_shadow_share
-        self.poll_s = settings.serving_poll_s
+        self.share = settings.serving.serving_shadow_share
+        self.poll_s = settings.serving.serving_poll_s
         self.watcher = watcher or ChallengerWatcher(settings, production)
         self.max_queued_rows = max_queued_rows
         self.stats = ShadowStats()

@@ -54,20 +54,15 @@ def run_demo(
     started = time.monotonic()
     port = services.free_port()
     api_url = f"http://127.0.0.1:{port}"
-    settings = settings.model_copy(
-        update={
-            "data_api_url": api_url,
-            "group_number": group,
-            "search_trials": trials,
-            "search_workers": workers,
-        }
+    settings = settings.updated(
+        data_api_url=api_url, group_number=group, search_trials=trials, search_workers=workers
     )
-    uri = settings.mlflow_tracking_uri
+    uri = settings.mlflow.mlflow_tracking_uri
     typer.echo(f"state: {settings.state_dir.resolve()}/  MLflow: {uri}")
     typer.echo(f"data API: scenario {scenario}, scale {scale}, group {group}, on {api_url}")
     # The DAGs' tasks only read and write: the schema must be current before the first one.
     for database in ("raw", "clean"):
-        migrations.upgrade(db.database_url(database, settings), database)
+        migrations.upgrade(db.database_url(database, settings.databases), database)
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", scenario, "--scale", str(scale)
     )
@@ -92,7 +87,10 @@ def run_batches(
 ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     """The ingestion DAG for every batch, the training DAG for every retrain decision."""
     # Start the group from its first batch so the demo can be run again.
-    httpx.get(f"{api_url}/restart_data_generation", params={"group_number": settings.group_number})
+    httpx.get(
+        f"{api_url}/restart_data_generation",
+        params={"group_number": settings.data_api.group_number},
+    )
     results: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
     while True:
         ingestion = airflow.run_dag(settings, "tasador_ingestion")
@@ -125,7 +123,7 @@ def study_of(settings: Settings, decision_id: int) -> str:
     from experiments.study import study_name_for
     from tasador.loop.training import training_batches
 
-    return study_name_for(training_batches(settings, decision_id), settings.model_name)
+    return study_name_for(training_batches(settings, decision_id), settings.mlflow.model_name)
 
 
 def search_progress(settings: Settings, study_name: str) -> AbstractContextManager[None]:

@@ -99,7 +99,7 @@ class LocalAirflow:
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=url,
             AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=url,
             # The search workers at once, plus one task beside them; no more on two cores.
-            AIRFLOW__CORE__PARALLELISM=str(settings.search_workers + 1),
+            AIRFLOW__CORE__PARALLELISM=str(settings.search.search_workers + 1),
             AIRFLOW__API__BASE_URL=self.api_url,
             AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{self.api_url}/execution/",
             AIRFLOW__API_AUTH__JWT_SECRET=self.jwt_secret,
@@ -112,7 +112,13 @@ class LocalAirflow:
         """Create or upgrade the metadata DB (a no-op when it is current); size the search pool."""
         env = self.env(settings)
         subprocess.run(airflow_command("db", "migrate"), env=env, capture_output=True, check=True)
-        pool = ["pools", "set", SEARCH_POOL, str(settings.search_workers), "Optuna search workers"]
+        pool = [
+            "pools",
+            "set",
+            SEARCH_POOL,
+            str(settings.search.search_workers),
+            "Optuna search workers",
+        ]
         subprocess.run(airflow_command(*pool), env=env, capture_output=True, check=True)
 
     def run_dag(

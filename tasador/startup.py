@@ -11,7 +11,7 @@ next command reuses it in milliseconds; ``tasador stop-embedded`` stops it.
 
 *MLflow*: its metadata goes to the ``mlflow`` database of the configured or embedded PostgreSQL
 (psycopg2 driver: MLflow's migrations are tested with it), its artifacts to
-``settings.mlflow_artifacts_destination`` (e.g. ``s3://bucket/path``) or ``<state>/mlflow/
+``settings.mlflow.mlflow_artifacts_destination`` (e.g. ``s3://bucket/path``) or ``<state>/mlflow/
 artifacts``, proxied by the server so clients need no storage credentials. Its port, pid and
 configuration are recorded in ``<state>/mlflow/server.json``; a file lock makes concurrent
 starters agree on one server.
@@ -70,11 +70,11 @@ def resolve(
     update: dict[str, Any] = {}
     for kind in databases:
         field = db.SETTING_OF[kind]
-        if getattr(settings, field) is None:
+        if settings.flat()[field] is None:
             update[field] = SecretStr(database_url(settings.pg_dir, EMBEDDED_DATABASES[kind]))
-    resolved = settings.model_copy(update=update)
-    if mlflow and resolved.mlflow_tracking_uri is None:
-        resolved = resolved.model_copy(update={"mlflow_tracking_uri": ensure_server(resolved)})
+    resolved = settings.updated(**update)
+    if mlflow and resolved.mlflow.mlflow_tracking_uri is None:
+        resolved = resolved.updated(mlflow_tracking_uri=ensure_server(resolved))
     return resolved
 
 
@@ -138,7 +138,7 @@ def _state(settings: Settings) -> Path:
 
 
 def _artifacts(settings: Settings) -> str:
-    return settings.mlflow_artifacts_destination or (_state(settings) / "artifacts").as_uri()
+    return settings.mlflow.mlflow_artifacts_destination or (_state(settings) / "artifacts").as_uri()
 
 
 def _fingerprint(backend: str, artifacts: str) -> str:
@@ -183,7 +183,7 @@ def ensure_server(settings: Settings) -> str:
     """Start the embedded MLflow server unless one with this configuration already answers;
     return its URI."""
     state = _state(settings)
-    backend_url = settings.mlflow_backend_url
+    backend_url = settings.databases.mlflow_backend_url
     backend = db.sqlalchemy_url(
         backend_url.get_secret_value()
         if backend_url is not None

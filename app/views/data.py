@@ -21,7 +21,9 @@ with st.spinner("Reading the batches and their decisions..."):
     try:  # the evidence each decision rests on, for the charts
         evidence = {
             batch_id: d.evidence
-            for batch_id, d in decisions_store.latest_by_batch(db.engine("clean", settings)).items()
+            for batch_id, d in decisions_store.latest_by_batch(
+                db.engine("clean", settings.databases)
+            ).items()
         }
     except Exception as exc:
         ui.failure("The decisions' evidence cannot be read, so no drift charts", exc)

@@ -17,7 +17,8 @@ from tasador.core.errors import TasadorError
 settings = ui.settings()
 st.title("Models")
 st.caption(
-    f"Registered model **{settings.model_name}**; alias `{settings.production_alias}` serves."
+    f"Registered model **{settings.mlflow.model_name}**; "
+    f"alias `{settings.mlflow.production_alias}` serves."
 )
 
 versions = ui.read_or_stop(
@@ -57,8 +58,9 @@ def _rollback_form() -> None:
     moved = st.session_state.get("rolled_back")
     if moved is not None:  # the move of the last submit (the page was re-run to show it)
         st.success(
-            f"Version {moved.version} is {settings.production_alias} again (was "
-            f"{moved.previous_version}); serving follows within {settings.serving_poll_s:g} s."
+            f"Version {moved.version} is {settings.mlflow.production_alias} again (was "
+            f"{moved.previous_version}); serving follows within "
+            f"{settings.serving.serving_poll_s:g} s."
         )
         st.dataframe(pd.DataFrame([dataclasses.asdict(moved)]), hide_index=True)
     if not others:
@@ -76,7 +78,7 @@ def _rollback_form() -> None:
             help="Default: the version that served before the current one.",
         )
         reason = st.text_input("Reason (kept in the audit table)")
-        confirmed = st.checkbox(f"Move {settings.production_alias} to this version")
+        confirmed = st.checkbox(f"Move {settings.mlflow.production_alias} to this version")
         if not st.form_submit_button("Roll back"):
             return
     if not reason.strip():

@@ -25,8 +25,8 @@ def form_choices(clean_url: str) -> choices.Choices:
 
 
 st.title("Predict a price")
-api = settings.serving_api_url
-key = serving_client.api_key_of(settings.serving_api_key)
+api = settings.ui.serving_api_url
+key = serving_client.api_key_of(settings.serving.serving_api_key)
 try:  # which version will answer, before anything is asked of it
     serving = serving_client.model(api, key)
     st.markdown(
@@ -38,7 +38,7 @@ except serving_client.ServiceError as exc:
     st.warning(f"No model to answer yet. {exc}")
 
 try:
-    offered = form_choices(db.database_url("clean", settings))
+    offered = form_choices(db.database_url("clean", settings.databases))
 except Exception as exc:
     ui.failure("The collected data (CLEAN database) cannot be read, so no state list", exc)
     offered = choices.Choices(states=[])

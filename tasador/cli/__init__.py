@@ -73,7 +73,7 @@ def collect_command(
     if result.gaps:
         typer.echo(
             f"skipped batch numbers {', '.join(map(str, result.gaps))}: run "
-            f"`tasador recover --group {group or settings.group_number}`"
+            f"`tasador recover --group {group or settings.data_api.group_number}`"
         )
     if clean and result.batch_id is not None:
         report = ingest.clean(settings, result.batch_id)
@@ -139,7 +139,7 @@ def status_command(
             typer.echo(f"\nmodels of {report.model_name} (MLflow {report.mlflow_tracking_uri})")
             typer.echo(models_table(report.models))
         if report.alias_history:
-            typer.echo(f"\nhistory of @{get_settings().production_alias}")
+            typer.echo(f"\nhistory of @{get_settings().mlflow.production_alias}")
             typer.echo(alias_table(report.alias_history))
     else:
         typer.echo(report.model_dump_json(indent=2, exclude_none=True))
@@ -163,11 +163,11 @@ def datasource_command(
     serve(
         port=port,
         host=host,
-        scenario=scenario or settings.datasource_scenario,
-        scale=scale or settings.datasource_scale,
-        csv=csv or settings.datasource_csv,
+        scenario=scenario or settings.datasource.datasource_scenario,
+        scale=scale or settings.datasource.datasource_scale,
+        csv=csv or settings.datasource.datasource_csv,
         state_dir=settings.state_dir / "datasource",
-        seed=settings.datasource_seed if seed is None else seed,
+        seed=settings.datasource.datasource_seed if seed is None else seed,
     )
 
 

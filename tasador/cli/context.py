@@ -42,7 +42,7 @@ def upgrade_databases(
     Every command runs it (it is quick when there is nothing to do), so the stores, which no
     longer create tables, always find the schema they expect."""
     return {
-        database: migrations.upgrade(db.database_url(database, settings), database)
+        database: migrations.upgrade(db.database_url(database, settings.databases), database)
         for database in databases
     }
 

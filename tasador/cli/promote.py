@@ -31,7 +31,7 @@ def promote_command(
     settings = resolved_settings(("raw", "clean"))
     decision = recheck(settings)
     typer.echo(
-        f"{decision.model_name}@{settings.production_alias}: version "
+        f"{decision.model_name}@{settings.mlflow.production_alias}: version "
         f"{decision.challenger_version}. {decision.summary} Serving follows within "
-        f"{settings.serving_poll_s:g} s."
+        f"{settings.serving.serving_poll_s:g} s."
     )

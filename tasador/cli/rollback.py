@@ -24,5 +24,5 @@ def rollback_command(
     move = rollback(settings, reason, to)
     typer.echo(
         f"{move.model_name}@{move.alias}: version {move.previous_version} -> {move.version} "
-        f"({move.reason}); serving follows within {settings.serving_poll_s:g} s"
+        f"({move.reason}); serving follows within {settings.serving.serving_poll_s:g} s"
     )

@@ -26,7 +26,7 @@ def serve_command(
     prepare_process(service=True)
     settings = resolved_settings(("raw",))
     if workers is not None:
-        settings = settings.model_copy(update={"serving_workers": workers})
+        settings = settings.updated(serving_workers=workers)
     export(settings)
     # Become the serving process (serving.server): same pid, only serving's imports, so the
     # workers it starts carry neither the CLI nor what the other commands need.

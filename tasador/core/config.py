@@ -1,46 +1,68 @@
-"""One settings object for every URL, secret and knob, read from the environment.
+"""The settings of Tasador in groups, read from flat ``TASADOR_*`` environment variables.
 
-Every variable is prefixed ``TASADOR_`` (see ``.env.example``). A database URL left unset means
-"use the embedded PostgreSQL under ``state_dir``", so every command works right after install.
+Every variable is prefixed ``TASADOR_`` (see ``.env.example``), and its name is the setting's
+name: ``TASADOR_SEARCH_TRIALS`` is ``settings.search.search_trials``. A group is a frozen model a
+function can take alone (``db.database_url(kind, settings.databases)``); a setting keeps its
+flat name inside its group, so the variable, the ``.env`` line, a flat update
+(``settings.updated(search_trials=2)``) and the code name one thing the same way. A database URL
+left unset means "use the embedded PostgreSQL under ``state_dir``", so every command works right
+after install.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
-class Settings(BaseSettings):
-    """Every setting of Tasador, read from ``TASADOR_*`` environment variables and ``.env``."""
+class _Group(BaseModel):
+    """A group of settings: frozen, and a misspelt name is an error rather than ignored."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="TASADOR_",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Where embedded services keep their state (git-ignored).
-    state_dir: Path = Path(".tasador")
 
-    # Databases. None means: a database of the embedded PostgreSQL.
+class DatabaseSettings(_Group):
+    """The PostgreSQL databases. None means: a database of the embedded PostgreSQL."""
+
     raw_db_url: SecretStr | None = None
     clean_db_url: SecretStr | None = None
     optuna_storage_url: SecretStr | None = None
     mlflow_backend_url: SecretStr | None = None
 
-    # MLflow. None means: the embedded MLflow server that `tasador` starts on demand.
+
+class MlflowSettings(_Group):
+    """The MLflow server, the registered model and the experiment the studies log to."""
+
+    # None means: the embedded MLflow server that `tasador` starts on demand.
     mlflow_tracking_uri: str | None = None
     mlflow_artifacts_destination: str | None = None
     model_name: str = "realtor-price"
     production_alias: str = "production"
+    experiment_name: str = "realtor-price"  # MLflow experiment holding every study's runs
 
-    # Data API the collector reads from.
+
+class DataApiSettings(_Group):
+    """The data API the collector reads from, and how often the ingestion DAG runs."""
+
     data_api_url: str = "http://127.0.0.1:8001"
     group_number: int = Field(default=1, ge=1, le=10)
     day: str | None = None
@@ -50,21 +72,30 @@ class Settings(BaseSettings):
     # Largest batch body the collector reads (bytes, decoded); a bigger one is refused unread,
     # so a runaway or hostile API cannot exhaust memory. 256 MiB is ~1M course rows.
     api_max_response_bytes: int = Field(default=268_435_456, ge=1024)
-
-    # Append one JSON line per timed step (wall, CPU, peak memory) here; None: not recorded.
-    # benchmarks/loop.py sets it; tasador/core/timings.py writes it.
-    timings_file: Path | None = None
-
     # Airflow: cron or preset ("@hourly") for the ingestion DAG; None means manual runs only.
     ingest_schedule: str | None = None
 
-    # Data API service (datasource/).
+    @field_validator("day")
+    @classmethod
+    def _day_known(cls, value: str | None) -> str | None:
+        if value is not None and value not in {"Tuesday", "Wednesday"}:
+            raise ValueError("day must be 'Tuesday' or 'Wednesday' (or unset)")
+        return value
+
+
+class DatasourceSettings(_Group):
+    """The built-in data API service (datasource/)."""
+
     datasource_scenario: str = "course"
     datasource_scale: float = Field(default=0.01, gt=0)
     datasource_csv: Path | None = None
     datasource_seed: int = 42
 
-    # Retrain decisions (tasador/decide.py explains each rule).
+
+class DriftSettings(_Group):
+    """Retrain decisions: tasador/core/evidence.py applies each threshold, and the docstring of
+    tasador/loop/decide.py explains each rule."""
+
     drift_psi_threshold: float = Field(default=0.2, gt=0)  # PSI above this: a real shift
     drift_p_value: float = Field(default=0.01, gt=0, lt=1)  # tests must also reject at this level
     drift_ks_min_statistic: float = Field(default=0.15, gt=0, le=1)  # KS D counted as an effect
@@ -76,8 +107,11 @@ class Settings(BaseSettings):
     # so such a batch gets a stored skip, is never the baseline and is left out of training.
     decide_min_clean_rows: int = Field(default=50, ge=1)
 
-    # Search, promotion and explanations (experiments/ explains each).
-    experiment_name: str = "realtor-price"  # MLflow experiment holding every study's runs
+
+class SearchSettings(_Group):
+    """The hyperparameter search, and the refit and explanations of its best trial
+    (experiments/ explains each)."""
+
     search_spaces_dir: Path | None = None  # None: the repository's search_spaces/
     search_trials: int = Field(default=40, ge=1)  # per study, all workers together
     search_workers: int = Field(default=2, ge=1)
@@ -93,16 +127,24 @@ class Settings(BaseSettings):
     search_heartbeat_s: int = Field(default=10, ge=1)  # Optuna heartbeat of a running trial
     search_grace_s: int = Field(default=60, ge=2)  # silence after which a trial is stale
     search_max_retries: int = Field(default=2, ge=0)  # re-runs of a trial whose worker died
+    shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
+    # Training rows the best trial is refitted on (a reproducible sample beyond it).
+    refit_sample_rows: int = Field(default=300_000, ge=200)
+
+
+class PromotionSettings(_Group):
+    """When a challenger replaces the production model (experiments/ explains each)."""
+
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
     # Shadow rows (serving.shadow) a challenger needs scored next to production before it may be
     # promoted; 0: no such requirement. A challenger that wins on the holdout but has fewer
     # waits (the alias stays) until `tasador promote --challenger` finds enough.
     promotion_min_shadow_rows: int = Field(default=0, ge=0)
-    shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
-    # Training rows the best trial is refitted on (a reproducible sample beyond it).
-    refit_sample_rows: int = Field(default=300_000, ge=200)
 
-    # Serving (serving/) and the UI (app/).
+
+class ServingSettings(_Group):
+    """The prediction service (serving/)."""
+
     serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
     # How far (relative, either way) a new version's RMSLE on its stored validation sample may
     # be from its registered holdout RMSLE before serving refuses it (serving/validation.py).
@@ -131,17 +173,139 @@ class Settings(BaseSettings):
     # None: serving is open. Set: /predict, /explain and /model need it in X-API-Key (or
     # Authorization: Bearer); the UI sends it. /health, /ready and /metrics stay open for probes.
     serving_api_key: SecretStr | None = None
+
+
+class UiSettings(_Group):
+    """The UI (app/): where it reaches serving, and the links it shows."""
+
     serving_api_url: str = "http://127.0.0.1:8000"  # where the UI reaches serving
-    # Links the UI shows: addresses a browser reaches (None: the tracking URI; no link).
+    # Addresses a browser reaches (None: the tracking URI; no link).
     mlflow_public_url: str | None = None
     optuna_dashboard_url: str | None = None
 
-    @field_validator("day")
+
+# Each group's attribute on Settings. The order is the order of .env.example.
+GROUPS: dict[str, type[_Group]] = {
+    "databases": DatabaseSettings,
+    "mlflow": MlflowSettings,
+    "data_api": DataApiSettings,
+    "datasource": DatasourceSettings,
+    "drift": DriftSettings,
+    "search": SearchSettings,
+    "promotion": PromotionSettings,
+    "serving": ServingSettings,
+    "ui": UiSettings,
+}
+# The group of each grouped setting, by its flat name (the variable without TASADOR_, lower).
+GROUP_OF: dict[str, str] = {
+    name: group for group, model in GROUPS.items() for name in model.model_fields
+}
+
+
+# How settings are read: TASADOR_<NAME> variables, then a .env file.
+_ENVIRONMENT = SettingsConfigDict(
+    env_prefix="TASADOR_",
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    frozen=True,
+)
+
+
+class _FlatBase(BaseSettings):
+    model_config = _ENVIRONMENT
+
+
+class Settings(BaseSettings):
+    """Every setting of Tasador, read from ``TASADOR_*`` environment variables and ``.env``.
+
+    Built with flat names, as the environment spells them (``Settings(raw_db_url=...)``), or
+    with whole groups (``Settings(databases=DatabaseSettings(...))``).
+    """
+
+    model_config = _ENVIRONMENT
+
+    # Where embedded services keep their state (git-ignored).
+    state_dir: Path = Path(".tasador")
+    # Append one JSON line per timed step (wall, CPU, peak memory) here; None: not recorded.
+    # benchmarks/loop.py sets it; tasador/core/timings.py writes it.
+    timings_file: Path | None = None
+
+    databases: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    data_api: DataApiSettings = Field(default_factory=DataApiSettings)
+    datasource: DatasourceSettings = Field(default_factory=DatasourceSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
+
     @classmethod
-    def _day_known(cls, value: str | None) -> str | None:
-        if value is not None and value not in {"Tuesday", "Wednesday"}:
-            raise ValueError("day must be 'Tuesday' or 'Wednesday' (or unset)")
-        return value
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The stock sources look up one variable per field of Settings (TASADOR_SEARCH for the
+        # group); these look up one per flat name, with the same prefix, case rule and .env file
+        # (including Settings(_env_file=None)). _route_flat_names puts what they find in groups.
+        assert isinstance(env_settings, EnvSettingsSource)
+        assert isinstance(dotenv_settings, DotEnvSettingsSource)
+        flat_env = EnvSettingsSource(
+            _FlatNames,
+            case_sensitive=env_settings.case_sensitive,
+            env_prefix=env_settings.env_prefix,
+        )
+        flat_dotenv = DotEnvSettingsSource(
+            _FlatNames,
+            env_file=dotenv_settings.env_file,
+            env_file_encoding=dotenv_settings.env_file_encoding,
+            case_sensitive=dotenv_settings.case_sensitive,
+            env_prefix=dotenv_settings.env_prefix,
+        )
+        return init_settings, flat_env, flat_dotenv, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _route_flat_names(cls, data: Any) -> Any:
+        """Move each flat name (from the environment, .env or a keyword) into its group."""
+        if not isinstance(data, dict):
+            return data
+        routed = {key: value for key, value in data.items() if key not in GROUP_OF}
+        for key, value in data.items():
+            if (group := GROUP_OF.get(key)) is None:
+                continue
+            given = routed.get(group)
+            values = dict(given) if isinstance(given, BaseModel | dict) else {}
+            routed[group] = {**values, key: value}
+        return routed
+
+    @classmethod
+    def flat_fields(cls) -> dict[str, FieldInfo]:
+        """Every setting's field (its default, its type), by its flat name."""
+        fields = {name: cls.model_fields[name] for name in _TOP_LEVEL}
+        for model in GROUPS.values():
+            fields.update(model.model_fields)
+        return fields
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting's value, by its flat name."""
+        values = {name: getattr(self, name) for name in _TOP_LEVEL}
+        for group in GROUPS:
+            values.update(dict(getattr(self, group)))
+        return values
+
+    def updated(self, **changes: Any) -> Settings:
+        """These settings with some changed, given by flat name and validated (the environment
+        is not read again): ``settings.updated(search_trials=2)``."""
+        unknown = sorted(set(changes) - set(self.flat_fields()))
+        if unknown:
+            raise TypeError(f"not settings: {', '.join(unknown)}")
+        return type(self).model_validate({**self.flat(), **changes})
 
     @property
     def pg_dir(self) -> Path:
@@ -153,11 +317,21 @@ class Settings(BaseSettings):
         return self.state_dir / "inbox"
 
 
+# The settings that belong to no group.
+_TOP_LEVEL: tuple[str, ...] = tuple(name for name in Settings.model_fields if name not in GROUPS)
+
+# The shape the flat sources read: one field per variable (its type tells the source how to
+# parse it); nothing is validated here, Settings validates what they find.
+_FLAT_SHAPE: dict[str, Any] = {
+    name: (info.annotation, None) for name, info in Settings.flat_fields().items()
+}
+_FlatNames = create_model("_FlatNames", __base__=_FlatBase, **_FLAT_SHAPE)
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment variables that recreate ``settings`` in another process."""
     env = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
+    for name, value in settings.flat().items():
         if value is None:
             continue
         if isinstance(value, SecretStr):

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from psycopg.copy import QueuedLibpqWriter
+from pydantic import SecretStr
 
-from tasador.core.config import Settings
+from tasador.core.config import DatabaseSettings
 from tasador.core.errors import NotConfigured
 
 DatabaseKind = Literal["raw", "clean", "optuna", "mlflow"]
@@ -27,9 +28,9 @@ SETTING_OF: dict[DatabaseKind, str] = {
 }
 
 
-def database_url(kind: DatabaseKind, settings: Settings) -> str:
+def database_url(kind: DatabaseKind, databases: DatabaseSettings) -> str:
     """The plain ``postgresql://`` URL of one of the project's databases."""
-    configured = getattr(settings, SETTING_OF[kind])
+    configured: SecretStr | None = getattr(databases, SETTING_OF[kind])
     if configured is None:
         raise NotConfigured(
             f"TASADOR_{SETTING_OF[kind].upper()} is not set (the `tasador` commands start an "
@@ -57,9 +58,9 @@ def engine_for(url: str) -> sa.Engine:
     return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
 
 
-def engine(kind: DatabaseKind, settings: Settings) -> sa.Engine:
+def engine(kind: DatabaseKind, databases: DatabaseSettings) -> sa.Engine:
     """The engine of one of the project's databases."""
-    return engine_for(database_url(kind, settings))
+    return engine_for(database_url(kind, databases))
 
 
 def copy_out_csv(engine: sa.Engine, query: str) -> io.BytesIO:

@@ -21,7 +21,7 @@ from tasador.core.columns import (
     RAW_COLUMNS,
     TARGET,
 )
-from tasador.core.config import Settings
+from tasador.core.config import DriftSettings
 from tasador.core.decisions_store import Verdict
 from tasador.core.errors import Conflict
 from tasador.core.metrics import rmsle
@@ -54,16 +54,16 @@ class Thresholds(_Frozen):
     min_clean_rows: int = 1
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
+    def from_settings(cls, drift: DriftSettings) -> Thresholds:
         return cls(
-            psi=settings.drift_psi_threshold,
-            p_value=settings.drift_p_value,
-            ks_min_statistic=settings.drift_ks_min_statistic,
-            unseen_share=settings.drift_unseen_share,
-            model_error_ratio=settings.drift_model_error_ratio,
-            sample_rows=settings.drift_sample_rows,
-            model_rows=settings.drift_model_rows,
-            min_clean_rows=settings.decide_min_clean_rows,
+            psi=drift.drift_psi_threshold,
+            p_value=drift.drift_p_value,
+            ks_min_statistic=drift.drift_ks_min_statistic,
+            unseen_share=drift.drift_unseen_share,
+            model_error_ratio=drift.drift_model_error_ratio,
+            sample_rows=drift.drift_sample_rows,
+            model_rows=drift.drift_model_rows,
+            min_clean_rows=drift.decide_min_clean_rows,
         )
 
 

@@ -95,7 +95,7 @@ def production_model(settings: Settings) -> ProductionModel | None:
     batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
     if not batch_ids:
         raise Conflict(
-            f"production model {settings.model_name} version {version.version} has no "
+            f"production model {settings.mlflow.model_name} version {version.version} has no "
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
     # By version, not alias: the alias may move on while we look.
@@ -132,16 +132,18 @@ def gather_evidence(
     settings: Settings, engine: sa.Engine, batch_id: int, force: bool = False
 ) -> Evidence:
     """Compare a clean batch with the production model's training data (or the baseline batch)."""
-    thresholds = Thresholds.from_settings(settings)
+    thresholds = Thresholds.from_settings(settings.drift)
     batch = _batch_info(engine, batch_id)
     base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}
-    trainable = data.trainable_batch_ids(settings, settings.decide_min_clean_rows, up_to=batch_id)
+    trainable = data.trainable_batch_ids(
+        settings, settings.drift.decide_min_clean_rows, up_to=batch_id
+    )
     if batch_id not in trainable:
         # Judged or made the baseline, a near-empty batch would wedge every later decision.
         if force and not trainable:
             raise BadInput(
                 f"cannot force a retrain on batch {batch_id}: it has {batch.rows_out} clean "
-                f"rows and no batch up to it has the {settings.decide_min_clean_rows} "
+                f"rows and no batch up to it has the {settings.drift.decide_min_clean_rows} "
                 "(TASADOR_DECIDE_MIN_CLEAN_ROWS) a retraining needs: nothing to train on"
             )
         return Evidence(basis="too_few_rows", **base)
@@ -189,7 +191,7 @@ def decide_batch(settings: Settings, batch_id: int, force: bool = False) -> Deci
 
     Deciding again returns the stored decision; ``force`` recomputes the evidence, says retrain
     whatever it shows, and replaces the stored decision (keeping its id)."""
-    engine = db.engine("clean", settings)
+    engine = db.engine("clean", settings.databases)
     if not force:
         stored = decisions_store.get(engine, batch_id)
         if stored is not None:

@@ -34,15 +34,15 @@ def collect(
     """Collect the next batch into RAW; arguments left out come from the settings.
     ``progress`` is told how it goes (bytes received, rows read)."""
     return collect_batch(
-        db.engine("raw", settings),
-        api_url or settings.data_api_url,
-        group or settings.group_number,
-        day or settings.day,
+        db.engine("raw", settings.databases),
+        api_url or settings.data_api.data_api_url,
+        group or settings.data_api.group_number,
+        day or settings.data_api.day,
         inbox=settings.inbox_dir,
-        timeout_s=settings.api_timeout_s,
-        max_retries=settings.api_max_retries,
-        backoff_s=settings.api_backoff_s,
-        max_response_bytes=settings.api_max_response_bytes,
+        timeout_s=settings.data_api.api_timeout_s,
+        max_retries=settings.data_api.api_max_retries,
+        backoff_s=settings.data_api.api_backoff_s,
+        max_response_bytes=settings.data_api.api_max_response_bytes,
         progress=progress,
     )
 
@@ -52,21 +52,21 @@ def recover(
 ) -> RecoverResult:
     """Fill the group's skipped batch numbers by replaying its sequence on the data API."""
     return recover_gaps(
-        db.engine("raw", settings),
-        api_url or settings.data_api_url,
+        db.engine("raw", settings.databases),
+        api_url or settings.data_api.data_api_url,
         group,
         day,
-        timeout_s=settings.api_timeout_s,
-        max_retries=settings.api_max_retries,
-        backoff_s=settings.api_backoff_s,
-        max_response_bytes=settings.api_max_response_bytes,
+        timeout_s=settings.data_api.api_timeout_s,
+        max_retries=settings.data_api.api_max_retries,
+        backoff_s=settings.data_api.api_backoff_s,
+        max_response_bytes=settings.data_api.api_max_response_bytes,
     )
 
 
 def clean(settings: Settings, batch_id: int) -> CleaningReport:
     """Clean a RAW batch into CLEAN and return the cleaning report."""
     cleaned = clean_store.clean_batch(
-        db.engine("raw", settings), db.engine("clean", settings), batch_id
+        db.engine("raw", settings.databases), db.engine("clean", settings.databases), batch_id
     )
     return cleaned.report
 

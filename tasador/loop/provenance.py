@@ -155,7 +155,7 @@ def _study_run_id(
 def _chain(
     settings: Settings, client: MlflowClient, version: ModelVersion, answered: int
 ) -> VersionChain:
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     tags = version.tags
     number = int(version.version)
     decision = None
@@ -169,16 +169,16 @@ def _chain(
                 reason=stored.reason,
                 decided_at=stored.created_at,
             )
-    verdict = promotions.get(clean, settings.model_name, number)
+    verdict = promotions.get(clean, settings.mlflow.model_name, number)
     batches = []
     for batch_id in lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS)):
         row = raw_store.get_batch(raw, batch_id)
         if row is not None:
             batches.append(_batch_link(row))
-    registered = client.get_registered_model(settings.model_name)
+    registered = client.get_registered_model(settings.mlflow.model_name)
     run_id = version.run_id or None
     return VersionChain(
-        model_name=settings.model_name,
+        model_name=settings.mlflow.model_name,
         version=number,
         family=tags.get(registry.FAMILY_TAG),
         aliases=sorted(a for a, v in registered.aliases.items() if int(v) == number),
@@ -195,16 +195,18 @@ def _chain(
 
 def _version(client: MlflowClient, settings: Settings, number: int) -> ModelVersion:
     try:
-        return client.get_model_version(settings.model_name, str(number))
+        return client.get_model_version(settings.mlflow.model_name, str(number))
     except MlflowException as exc:
-        raise NotFound(f"model {settings.model_name} has no version {number}") from exc
+        raise NotFound(f"model {settings.mlflow.model_name} has no version {number}") from exc
 
 
 def version_chain(settings: Settings, number: int) -> VersionChain:
     """`--version V`: the version, its training run and study, decision, verdict and batches."""
     client = registry.connect(settings)
     version = _version(client, settings, number)
-    answered = _requests_answered(db.engine("raw", settings), settings.model_name, [number])
+    answered = _requests_answered(
+        db.engine("raw", settings.databases), settings.mlflow.model_name, [number]
+    )
     return _chain(settings, client, version, answered.get(number, 0))
 
 
@@ -219,13 +221,13 @@ def request_lineage(settings: Settings, request: str) -> RequestLineage:
             where = log.c.request_id == uuid.UUID(request)
         except ValueError as exc:
             raise BadInput(f"{request!r} is neither a request row id nor a request UUID") from exc
-    with db.engine("raw", settings).connect() as conn:
+    with db.engine("raw", settings.databases).connect() as conn:
         rows = conn.execute(sa.select(log).where(where).order_by(log.c.row_index, log.c.id)).all()
     if not rows:
         raise NotFound(f"no logged inference request {request}")
     links = [RequestLink.model_validate(r) for r in rows]
     answered_by = rows[0].model_version
-    if not answered_by or rows[0].model_name != settings.model_name:
+    if not answered_by or rows[0].model_name != settings.mlflow.model_name:
         return RequestLineage(requests=links, version=None)
     return RequestLineage(requests=links, version=version_chain(settings, int(answered_by)))
 
@@ -233,17 +235,19 @@ def request_lineage(settings: Settings, request: str) -> RequestLineage:
 def batch_lineage(settings: Settings, batch_id: int) -> BatchLineage:
     """`--batch B`: which versions learned from batch ``B`` and how many requests they
     answered."""
-    raw = db.engine("raw", settings)
+    raw = db.engine("raw", settings.databases)
     row = raw_store.get_batch(raw, batch_id)
     if row is None:
         raise NotFound(f"no RAW batch with id {batch_id}")
     client = registry.connect(settings)
     learned = [
         v
-        for v in client.search_model_versions(f"name = '{settings.model_name}'")
+        for v in client.search_model_versions(f"name = '{settings.mlflow.model_name}'")
         if batch_id in lineage.decode_batch_ids(v.tags.get(lineage.BATCH_IDS))
     ]
-    answered = _requests_answered(raw, settings.model_name, [int(v.version) for v in learned])
+    answered = _requests_answered(
+        raw, settings.mlflow.model_name, [int(v.version) for v in learned]
+    )
     chains = [
         _chain(settings, client, v, answered.get(int(v.version), 0))
         for v in sorted(learned, key=lambda v: int(v.version))

@@ -27,11 +27,11 @@ def _safe(url: str) -> str:
 
 def batch_status(settings: Settings) -> list[BatchStatus]:
     """Every stored batch, oldest first, with its cleaning figures and retrain decision."""
-    clean_engine = db.engine("clean", settings)
+    clean_engine = db.engine("clean", settings.databases)
     reports = clean_store.cleaning_reports(clean_engine)
     decisions = decisions_store.latest_by_batch(clean_engine)
     rows = []
-    for batch in raw_store.list_batches(db.engine("raw", settings)):
+    for batch in raw_store.list_batches(db.engine("raw", settings.databases)):
         cleaned = reports.get(batch.id)
         report = cleaned.report if cleaned is not None else None
         decision = decisions.get(batch.id)
@@ -70,7 +70,7 @@ def gap_status(settings: Settings) -> list[GapStatus]:
             batch_number=gap.batch_number,
             detected_at=gap.detected_at,
         )
-        for gap in raw_store.open_gaps(db.engine("raw", settings))
+        for gap in raw_store.open_gaps(db.engine("raw", settings.databases))
     ]
 
 
@@ -78,18 +78,19 @@ def model_status(settings: Settings) -> list[VersionStatus]:
     """Every registered version, oldest first, with lineage, holdout metrics and its
     promotion verdict."""
     client = registry.connect(settings)
-    clean_engine = db.engine("clean", settings)
+    clean_engine = db.engine("clean", settings.databases)
     verdicts = {
-        p.challenger_version: p for p in promotions.history(clean_engine, settings.model_name)
+        p.challenger_version: p
+        for p in promotions.history(clean_engine, settings.mlflow.model_name)
     }
-    found = client.search_registered_models(f"name = '{settings.model_name}'")
+    found = client.search_registered_models(f"name = '{settings.mlflow.model_name}'")
     if not found:
         return []
     aliases: dict[int, list[str]] = {}
     for alias, number in found[0].aliases.items():
         aliases.setdefault(int(number), []).append(alias)
     versions = []
-    for version in client.search_model_versions(f"name = '{settings.model_name}'"):
+    for version in client.search_model_versions(f"name = '{settings.mlflow.model_name}'"):
         number = int(version.version)
         run = client.get_run(version.run_id) if version.run_id else None
         promotion = verdicts.get(number)
@@ -97,7 +98,7 @@ def model_status(settings: Settings) -> list[VersionStatus]:
             VersionStatus(
                 version=number,
                 aliases=aliases.get(number, []),
-                production=settings.production_alias in aliases.get(number, []),
+                production=settings.mlflow.production_alias in aliases.get(number, []),
                 batch_ids=lineage.decode_batch_ids(version.tags.get(lineage.BATCH_IDS)),
                 study=version.tags.get(lineage.STUDY_NAME),
                 family=version.tags.get(registry.FAMILY_TAG),
@@ -116,8 +117,8 @@ def model_status(settings: Settings) -> list[VersionStatus]:
 def status(settings: Settings, models: bool = True) -> StatusReport:
     """Batches (and, with ``models``, model versions) as `tasador status` reports them."""
     report = StatusReport(
-        raw_db=_safe(db.database_url("raw", settings)),
-        clean_db=_safe(db.database_url("clean", settings)),
+        raw_db=_safe(db.database_url("raw", settings.databases)),
+        clean_db=_safe(db.database_url("clean", settings.databases)),
         batches=batch_status(settings),
         gaps=gap_status(settings),
     )
@@ -126,8 +127,8 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
     return report.model_copy(
         update={
             "mlflow_tracking_uri": registry.tracking_uri(settings),
-            "optuna_storage": _safe(db.database_url("optuna", settings)),
-            "model_name": settings.model_name,
+            "optuna_storage": _safe(db.database_url("optuna", settings.databases)),
+            "model_name": settings.mlflow.model_name,
             "models": model_status(settings),
             "alias_history": alias_history(settings),
         }
@@ -136,7 +137,9 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
 
 def alias_history(settings: Settings) -> list[AliasMoveStatus]:
     """Every move of the production alias, oldest first (promotions and rollbacks)."""
-    moves = promotions.alias_history(db.engine("clean", settings), settings.model_name)
+    moves = promotions.alias_history(
+        db.engine("clean", settings.databases), settings.mlflow.model_name
+    )
     return [
         AliasMoveStatus(
             moved_at=m.moved_at,
@@ -146,7 +149,7 @@ def alias_history(settings: Settings) -> list[AliasMoveStatus]:
             reason=m.reason,
         )
         for m in moves
-        if m.alias == settings.production_alias
+        if m.alias == settings.mlflow.production_alias
     ]
 
 

@@ -16,13 +16,13 @@ def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
 
     Raises NotFound when none qualifies: a decision's retraining never falls back to training
     on every batch, and a batch too small to judge is never trained on."""
-    minimum = settings.decide_min_clean_rows
+    minimum = settings.drift.decide_min_clean_rows
     if decision_id is None:
         batch_ids = trainable_batch_ids(settings, minimum)
         if not batch_ids:
             raise NotFound(f"CLEAN holds no batch with {minimum} clean rows to train on")
         return batch_ids
-    decision = decisions_store.get_by_id(db.engine("clean", settings), decision_id)
+    decision = decisions_store.get_by_id(db.engine("clean", settings.databases), decision_id)
     if decision is None:
         raise NotFound(f"no retrain decision with id {decision_id}")
     batch_ids = trainable_batch_ids(settings, minimum, up_to=decision.batch_id)

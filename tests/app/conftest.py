@@ -42,7 +42,7 @@ class World:
 def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd.DataFrame) -> None:
     """The SHAP comparison as experiments.champion logs it on the version's run."""
     client = registry.connect(settings)
-    run_id = client.get_model_version(settings.model_name, version).run_id
+    run_id = client.get_model_version(settings.mlflow.model_name, version).run_id
     previous_version = None if previous is None else int(version) - 1
     before = None if previous is None else explain.Explained(previous, None)  # trees: no need
     change = explain.explain_change(
@@ -83,11 +83,11 @@ def world(
         decide.decide_batch(settings, batch_id)
     first = register(settings, xgb_model, clean_sample, family="xgboost", batch_ids=batch_ids[:1])
     second = register(settings, lgbm_model, clean_sample, family="lightgbm", batch_ids=batch_ids)
-    engine = db.engine("clean", settings)
+    engine = db.engine("clean", settings.databases)
     for version, previous in ((first, None), (second, first)):
         promotions.record(
             engine,
-            model_name=settings.model_name,
+            model_name=settings.mlflow.model_name,
             challenger_version=int(version),
             previous_version=None if previous is None else int(previous),
             promoted=True,
@@ -95,7 +95,7 @@ def world(
             previous_rmsle=None if previous is None else 0.5,
             margin=0.01,
             holdout_rows=1_000,
-            study_name=f"{settings.model_name}-batches-1-2",
+            study_name=f"{settings.mlflow.model_name}-batches-1-2",
             retrain_decision_id=None,
             summary=f"Version {version} promoted.",
             move_alias=lambda: None,  # register() moved it already
@@ -113,7 +113,7 @@ def ui_env(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
     """Point `get_settings()` (what the pages read) at the world, optionally changed."""
 
     def apply(**changes: Any) -> None:
-        settings = world.settings.model_copy(update={"serving_api_url": world.api_url, **changes})
+        settings = world.settings.updated(serving_api_url=world.api_url, **changes)
         for key, value in settings_env(settings).items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()

@@ -82,7 +82,7 @@ def test_a_person_predicts_a_price_in_headless_chromium(world: World, tmp_path: 
             f"{CHROMIUM} is missing: `make test` installs Debian's chromium package "
             "(or run `apt-get install -y chromium`)."
         )
-    offered = choices.load(db.engine("clean", world.settings))
+    offered = choices.load(db.engine("clean", world.settings.databases))
     city = offered.cities[STATE][0]
     zip_code = offered.zips[STATE, city][0]
     screenshot = tmp_path / "predict.png"
@@ -121,7 +121,7 @@ def test_a_person_predicts_a_price_in_headless_chromium(world: World, tmp_path: 
     }
     answer = httpx.post(f"{world.api_url}/predict", json=listing, timeout=30).json()
     assert shown == f"${answer['predictions'][0]:,.0f}"
-    assert f"{world.settings.model_name} version {world.versions[1]}" in caption
+    assert f"{world.settings.mlflow.model_name} version {world.versions[1]}" in caption
     assert "(alias production)" in caption
     assert not alerts and not exceptions, alerts
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -143,7 +143,7 @@ PAGES = (  # (URL path, file name, test id of a chart the page must draw)
 def test_every_page_renders_its_charts_in_headless_chromium(world: World, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package.")
-    offered = choices.load(db.engine("clean", world.settings))
+    offered = choices.load(db.engine("clean", world.settings.databases))
     city = offered.cities[STATE][0]
     zip_code = offered.zips[STATE, city][0]
     folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")

@@ -19,8 +19,8 @@ from tasador.loop import dag_defaults
 def live_settings(settings: Settings, mlflow_server: str):
     port = services.free_port()
     # The DAG's tasks read the settings as given: the tracking URI is one (decide asks MLflow).
-    live = settings.model_copy(
-        update={
+    live = settings.updated(
+        **{
             "data_api_url": f"http://127.0.0.1:{port}",
             "mlflow_tracking_uri": mlflow_server,
             "model_name": f"ingestion-{uuid.uuid4().hex[:8]}",  # no production model yet
@@ -31,14 +31,22 @@ def live_settings(settings: Settings, mlflow_server: str):
     )
     env = {**os.environ, "TASADOR_STATE_DIR": str(settings.state_dir)}
     with services.running(
-        command, f"{live.data_api_url}/health", settings.state_dir / "datasource.log", env=env
+        command,
+        f"{live.data_api.data_api_url}/health",
+        settings.state_dir / "datasource.log",
+        env=env,
     ):
-        httpx.get(f"{live.data_api_url}/restart_data_generation", params={"group_number": 1})
+        httpx.get(
+            f"{live.data_api.data_api_url}/restart_data_generation", params={"group_number": 1}
+        )
         yield live
 
 
 def counts(settings: Settings) -> tuple[int, int, int]:
-    with db.engine("raw", settings).connect() as raw, db.engine("clean", settings).connect() as cl:
+    with (
+        db.engine("raw", settings.databases).connect() as raw,
+        db.engine("clean", settings.databases).connect() as cl,
+    ):
         return (
             raw.execute(sa.text("select count(*) from batch_rows")).scalar_one(),
             cl.execute(sa.text("select count(*) from listings")).scalar_one(),
@@ -63,9 +71,9 @@ def test_ingestion_collects_cleans_decides_and_is_idempotent(
     events_before = len(retrain_events(local_airflow_server))
     run_dag(live_settings, "tasador_ingestion")  # baseline: always retrain
     run_dag(live_settings, "tasador_ingestion")  # same distribution: skip
-    batches = raw_store.list_batches(db.engine("raw", live_settings))
+    batches = raw_store.list_batches(db.engine("raw", live_settings.databases))
     assert [b.batch_number for b in batches] == [0, 1]
-    decisions = decisions_store.latest_by_batch(db.engine("clean", live_settings))
+    decisions = decisions_store.latest_by_batch(db.engine("clean", live_settings.databases))
     assert [decisions[b.id].verdict for b in batches] == ["retrain", "skip"]
     events = retrain_events(local_airflow_server)
     assert len(events) == events_before + 1
@@ -74,4 +82,4 @@ def test_ingestion_collects_cleans_decides_and_is_idempotent(
     before = counts(live_settings)
     run_dag(live_settings, "tasador_ingestion", {"batch_id": batches[1].id})
     assert counts(live_settings) == before
-    assert decisions_store.latest_by_batch(db.engine("clean", live_settings)) == decisions
+    assert decisions_store.latest_by_batch(db.engine("clean", live_settings.databases)) == decisions

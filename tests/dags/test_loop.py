@@ -20,35 +20,38 @@ from tests.experiments.conftest import load_batches
 
 
 def raw_store_ids(settings: Settings) -> list[int]:
-    return [b.id for b in raw_store.list_batches(db.engine("raw", settings))]
+    return [b.id for b in raw_store.list_batches(db.engine("raw", settings.databases))]
 
 
 @pytest.fixture
 def loop_settings(settings: Settings, mlflow_server: str, make_database):
     port = services.free_port()
     name = f"realtor-loop-{uuid.uuid4().hex[:6]}"
-    live = settings.model_copy(
-        update={
-            "data_api_url": f"http://127.0.0.1:{port}",
-            "mlflow_tracking_uri": mlflow_server,
-            "optuna_storage_url": SecretStr(make_database("optuna")),
-            "model_name": name,
-            "experiment_name": name,
-            "search_trials": 4,
-            "search_workers": 2,
-            "search_sample_rows": 600,
-            "search_cv_folds": 2,
-            "shap_sample_rows": 40,
-        }
+    live = settings.updated(
+        data_api_url=f"http://127.0.0.1:{port}",
+        mlflow_tracking_uri=mlflow_server,
+        optuna_storage_url=SecretStr(make_database("optuna")),
+        model_name=name,
+        experiment_name=name,
+        search_trials=4,
+        search_workers=2,
+        search_sample_rows=600,
+        search_cv_folds=2,
+        shap_sample_rows=40,
     )
     command = services.tasador_command(
         "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
     )
     env = {**os.environ, "TASADOR_STATE_DIR": str(settings.state_dir)}
     with services.running(
-        command, f"{live.data_api_url}/health", settings.state_dir / "datasource.log", env=env
+        command,
+        f"{live.data_api.data_api_url}/health",
+        settings.state_dir / "datasource.log",
+        env=env,
     ):
-        httpx.get(f"{live.data_api_url}/restart_data_generation", params={"group_number": 1})
+        httpx.get(
+            f"{live.data_api.data_api_url}/restart_data_generation", params={"group_number": 1}
+        )
         yield live
 
 
@@ -76,25 +79,25 @@ def test_ingestion_then_training_registers_and_promotes_a_model(
     ]
     assert start0 < end1 and start1 < end0
     # ...and the study's trials come from both (each trial names its worker).
-    study, _ = load_study(study_name_for(raw_store_ids(s), s.model_name), s)
+    study, _ = load_study(study_name_for(raw_store_ids(s), s.mlflow.model_name), s)
     by_worker = trials_by_worker(study)
     assert set(by_worker) == {"0", "1"}, by_worker
     assert sum(by_worker.values()) == result["trials_finished"]
 
-    client = MlflowClient(s.mlflow_tracking_uri, s.mlflow_tracking_uri)
+    client = MlflowClient(s.mlflow.mlflow_tracking_uri, s.mlflow.mlflow_tracking_uri)
     # The newest candidate is also the challenger, promoted or not.
-    assert client.get_registered_model(s.model_name).aliases == {
+    assert client.get_registered_model(s.mlflow.model_name).aliases == {
         "production": str(result["version"]),
         "challenger": str(result["version"]),
     }
-    version = client.get_model_version(s.model_name, str(result["version"]))
-    batch_id = raw_store.list_batches(db.engine("raw", s))[0].id
+    version = client.get_model_version(s.mlflow.model_name, str(result["version"]))
+    batch_id = raw_store.list_batches(db.engine("raw", s.databases))[0].id
     assert lineage.decode_batch_ids(version.tags[lineage.BATCH_IDS]) == [batch_id]
     assert version.tags[lineage.DECISION_ID] == str(decision["decision_id"])
-    stored = decisions_store.get_by_id(db.engine("clean", s), decision["decision_id"])
+    stored = decisions_store.get_by_id(db.engine("clean", s.databases), decision["decision_id"])
     assert version.tags[lineage.RETRAIN_REASON] == stored.reason
 
-    experiment = client.get_experiment_by_name(s.experiment_name)
+    experiment = client.get_experiment_by_name(s.mlflow.experiment_name)
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [
         r
@@ -119,18 +122,18 @@ def test_ingestion_then_training_registers_and_promotes_a_model(
     # Re-running the training for the same decision registers nothing new.
     again = run_dag(s, "tasador_training", {"decision_id": decision["decision_id"]})
     assert again.returns["champion_challenger"]["version"] == result["version"]
-    assert len(client.search_model_versions(f"name = '{s.model_name}'")) == 1
+    assert len(client.search_model_versions(f"name = '{s.mlflow.model_name}'")) == 1
 
 
 def test_training_dag_holds_the_search_timeout_setting(search_settings, raw_sample, run_dag):
     # TASADOR_SEARCH_TIMEOUT_S reaches the mapped workers: the DAG's timeout_s Param is unset.
-    s = search_settings.model_copy(update={"search_timeout_s": 3.0, "search_trials": 10_000})
+    s = search_settings.updated(search_timeout_s=3.0, search_trials=10_000)
     load_batches(s, raw_sample.iloc[:1400], [700, 700])
     training = run_dag(s, "tasador_training")
     result = training.returns["champion_challenger"]
     assert 1 <= result["trials_finished"] < 10_000
 
-    study_name = study_name_for(raw_store_ids(s), s.model_name)
+    study_name = study_name_for(raw_store_ids(s), s.mlflow.model_name)
     study, _ = load_study(study_name, s)
     first = min(t.datetime_start for t in study.trials)
     assert all((t.datetime_start - first).total_seconds() <= 3.0 for t in study.trials)

@@ -16,5 +16,5 @@ def test_the_rollback_dag_restores_the_previous_version_with_the_reason(
     assert run.task_states == {"target": "success", "roll_back": "success"}
     assert run.returns["roll_back"] == {"version": 1, "previous_version": 2}
     assert c.production() == 1
-    last = promotions.alias_history(c.engine, c.settings.model_name)[-1]
+    last = promotions.alias_history(c.engine, c.settings.mlflow.model_name)[-1]
     assert (last.cause, last.reason) == ("rollback", "v2 misprices condos")

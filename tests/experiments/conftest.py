@@ -55,7 +55,10 @@ def write_spaces(folder: Path, spaces: dict[str, str]) -> Path:
 
 def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) -> list[int]:
     """Store consecutive slices of a raw-text frame as RAW batches and clean them into CLEAN."""
-    raw_engine, clean_engine = db.engine("raw", settings), db.engine("clean", settings)
+    raw_engine, clean_engine = (
+        db.engine("raw", settings.databases),
+        db.engine("clean", settings.databases),
+    )
     ids, start = [], 0
     for number, size in enumerate(sizes):
         part = frame.iloc[start : start + size]
@@ -90,18 +93,16 @@ def search_settings(
     private experiment and model name, tiny search spaces and budgets."""
     tag = uuid.uuid4().hex[:8]
     optuna = make_database("optuna")
-    yield settings.model_copy(
-        update={
-            "optuna_storage_url": SecretStr(optuna),
-            "mlflow_tracking_uri": mlflow_server,
-            "experiment_name": f"test-{tag}",
-            "model_name": f"realtor-test-{tag}",
-            "search_spaces_dir": write_spaces(tmp_path / "spaces", TINY_SPACES),
-            "search_cv_folds": 2,
-            "search_trials": 6,
-            "search_heartbeat_s": 1,
-            "search_grace_s": 2,
-            "shap_sample_rows": 60,
-        }
+    yield settings.updated(
+        optuna_storage_url=SecretStr(optuna),
+        mlflow_tracking_uri=mlflow_server,
+        experiment_name=f"test-{tag}",
+        model_name=f"realtor-test-{tag}",
+        search_spaces_dir=write_spaces(tmp_path / "spaces", TINY_SPACES),
+        search_cv_folds=2,
+        search_trials=6,
+        search_heartbeat_s=1,
+        search_grace_s=2,
+        shap_sample_rows=60,
     )
     disconnect(pg_server_url, optuna)

@@ -24,7 +24,7 @@ params:
 
 
 def _retrain(settings, batch_ids, spaces_dir, reason=None, decision_id=None):
-    staged = settings.model_copy(update={"search_spaces_dir": spaces_dir, "search_trials": 2})
+    staged = settings.updated(search_spaces_dir=spaces_dir, search_trials=2)
     plan = search.prepare_study(staged, batch_ids, reason=reason, decision_id=decision_id)
     search.run_worker(plan.study_name, staged)
     return plan, champion.finish_study(plan.study_name, staged)
@@ -60,7 +60,7 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     bad = write_spaces(tmp_path / "bad", {"ridge": RIDGE.format(low=1e5, high=1e6)})
     boosted = write_spaces(tmp_path / "boosted", {"lightgbm": LIGHTGBM})
     spy = AliasSpy(monkeypatch)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.mlflow_tracking_uri)
 
     plan1, first = _retrain(settings, ids[:2], ridge, "baseline")
     assert first.promoted and first.production is None
@@ -73,22 +73,28 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert spy.calls == [("production", "1")]  # the alias did not move
 
     decision = decisions_store.save(
-        db.engine("clean", settings), ids[3], "retrain", "model error rose", {"checks": []}
+        db.engine("clean", settings.databases),
+        ids[3],
+        "retrain",
+        "model error rose",
+        {"checks": []},
     )
     plan3, better = _retrain(settings, ids, boosted, decision_id=decision.id)
     assert better.promoted and better.production.version == 1
     assert better.challenger.metrics["rmsle"] < 0.99 * better.production.metrics["rmsle"]
     assert spy.calls == [("production", "1"), ("production", "3")]  # one call per promotion
-    assert client.get_model_version_by_alias(settings.model_name, "production").version == "3"
+    assert (
+        client.get_model_version_by_alias(settings.mlflow.model_name, "production").version == "3"
+    )
     # Serving validates a version against its holdout RMSLE as soon as the alias moves.
     assert spy.holdout_rmsle == pytest.approx(
         [first.challenger.metrics["rmsle"], better.challenger.metrics["rmsle"]]
     )
 
     # Every version stays registered, with lineage on the version and metrics on its run.
-    versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    versions = client.search_model_versions(f"name = '{settings.mlflow.model_name}'")
     assert sorted(int(v.version) for v in versions) == [1, 2, 3]
-    v3 = client.get_model_version(settings.model_name, "3")
+    v3 = client.get_model_version(settings.mlflow.model_name, "3")
     assert v3.tags[lineage.BATCH_IDS] == lineage.encode_batch_ids(ids)
     assert v3.tags[lineage.STUDY_NAME] == plan3.study_name
     assert v3.tags[lineage.RETRAIN_REASON] == "model error rose"
@@ -128,7 +134,9 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert "promoted to production" in card and "model error rose" in card
     assert f"{plan3.training_rows:,} training rows" in card and "Top SHAP drivers" in card
     assert "Holdout: RMSLE" in card and "MAE $" in card
-    assert client.get_model_version_by_alias(settings.model_name, "challenger").version == "3"
+    assert (
+        client.get_model_version_by_alias(settings.mlflow.model_name, "challenger").version == "3"
+    )
     assert run.data.tags[leaderboard.CODE_VERSION_TAG] not in ("", "unknown")
     # The SHAP background (training rows) is stored with the version.
     background = registry.load_background(client, v3)
@@ -153,24 +161,24 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert "production version 1" in worse.report and "not promoted" in worse.report
 
     # The audit says which version was production when.
-    history = promotions.history(db.engine("clean", settings), settings.model_name)
+    history = promotions.history(db.engine("clean", settings.databases), settings.mlflow.model_name)
     assert [(h.challenger_version, h.previous_version, h.promoted) for h in history] == [
         (1, None, True),
         (2, 1, False),
         (3, 1, True),
     ]
-    engine = db.engine("clean", settings)
-    assert promotions.production_at(engine, settings.model_name, history[1].decided_at) == 1
-    assert promotions.production_at(engine, settings.model_name, datetime.now(UTC)) == 3
+    engine = db.engine("clean", settings.databases)
+    assert promotions.production_at(engine, settings.mlflow.model_name, history[1].decided_at) == 1
+    assert promotions.production_at(engine, settings.mlflow.model_name, datetime.now(UTC)) == 3
 
     # Finishing a study again decides nothing new and registers nothing new.
-    again = champion.finish_study(
-        plan1.study_name, settings.model_copy(update={"search_spaces_dir": ridge})
-    )
+    again = champion.finish_study(plan1.study_name, settings.updated(search_spaces_dir=ridge))
     assert again.challenger.version == 1 and again.promoted
-    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 3
+    assert len(client.search_model_versions(f"name = '{settings.mlflow.model_name}'")) == 3
     assert len(spy.calls) == 2
-    assert client.get_model_version_by_alias(settings.model_name, "challenger").version == "3"
+    assert (
+        client.get_model_version_by_alias(settings.mlflow.model_name, "challenger").version == "3"
+    )
 
 
 def test_production_model_loads_in_a_fresh_process_from_json_like_fields(
@@ -187,9 +195,9 @@ from experiments import registry
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
 prepare_process()
-uri = {search_settings.mlflow_tracking_uri!r}
+uri = {search_settings.mlflow.mlflow_tracking_uri!r}
 registry.connect(Settings(mlflow_tracking_uri=uri, _env_file=None))
-model = mlflow.pyfunc.load_model("models:/{search_settings.model_name}@production")
+model = mlflow.pyfunc.load_model("models:/{search_settings.mlflow.model_name}@production")
 rows = [{{"status": "for_sale", "bed": 3, "bath": 2, "house_size": 1800, "state": "Texas",
          "city": "Austin", "zip_code": 78701.0, "prev_sold_date": "2019-05-01"}},
         {{"state": "Ohio", "extra": 1}}]

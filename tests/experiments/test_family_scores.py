@@ -21,7 +21,7 @@ def test_every_familys_best_trial_is_scored_on_the_shared_holdout_once(search_se
     study, _ = search.load_study(plan.study_name, settings)
     bests = family_scores.family_bests(study)
     assert len(bests) >= 2  # the plan's seed makes this one-worker study repeat
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.mlflow_tracking_uri)
     scored = {}
     for family, trial in bests.items():
         run = client.get_run(trial.user_attrs[search.RUN_ID_ATTR])

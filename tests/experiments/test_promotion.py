@@ -33,10 +33,10 @@ class Candidates:
         self.settings = settings
         self.ids = load_batches(settings, raw_sample.iloc[: sum(sizes)], sizes)
         self.client = registry.connect(settings)
-        self.engine = db.engine("clean", settings)
+        self.engine = db.engine("clean", settings.databases)
         self.train = data.training_rows(settings, self.ids[:1])
         self.holdout = data.holdout_rows(settings, self.ids[:1])
-        self.experiment = runs.experiment_id(self.client, settings.experiment_name)
+        self.experiment = runs.experiment_id(self.client, settings.mlflow.experiment_name)
 
     def register(self, family: str, params: dict[str, Any] | None = None) -> tuple[int, Any]:
         """Fit (a NaN model when ``family`` is "broken") and register; (version, loaded)."""
@@ -71,7 +71,7 @@ class Candidates:
         return None if found is None else int(found.version)
 
     def audit(self) -> list[promotions.Promotion]:
-        return promotions.history(self.engine, self.settings.model_name)
+        return promotions.history(self.engine, self.settings.mlflow.model_name)
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_a_decision_waits_for_the_promotion_lock_and_compares_with_what_then_ser
         "lightgbm", {"n_estimators": 150, "learning_rate": 0.1, "num_leaves": 16}
     )
     candidates.challenge(bad, bad_model)
-    name = candidates.settings.model_name
+    name = candidates.settings.mlflow.model_name
     with ThreadPoolExecutor(1) as pool, candidates.engine.connect() as other:
         # Another training's decision, holding the lock while it moves the alias to `good`.
         with other.begin():
@@ -154,7 +154,7 @@ def test_a_challenger_with_non_finite_output_is_never_promoted(candidates: Candi
     assert (
         "NaN or infinite" in first.decision.summary and "never promoted" in first.decision.summary
     )
-    stored = promotions.get(candidates.engine, candidates.settings.model_name, broken)
+    stored = promotions.get(candidates.engine, candidates.settings.mlflow.model_name, broken)
     assert stored is not None and math.isnan(stored.challenger_rmsle) and not stored.promoted
 
     good, good_model = candidates.register("ridge", {"alpha": 1.0})
@@ -179,7 +179,7 @@ def test_a_production_model_with_non_finite_output_is_beaten_by_any_finite_one(
     # As a promotion made before this check existed would have left it.
     registry.set_production(candidates.client, candidates.settings, broken)
     weak, weak_model = candidates.register("ridge", {"alpha": 1e6})
-    strict = candidates.settings.model_copy(update={"promotion_margin": 0.9})
+    strict = candidates.settings.updated(promotion_margin=0.9)
     faced = champion.challenge(
         strict,
         candidates.client,

@@ -11,7 +11,7 @@ BASE = "# Model change report\n\n## Champion vs challenger\n\nfigures\n\n## Outc
 
 
 def test_shadow_section_figures_and_rewrite(settings: Settings) -> None:
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     shadow_store.write(engine, rows([1.0, 1.02, 1.5], "Texas") + rows([0.5], "Iowa"))
     found = shadow_store.disagreement(engine, "m", "2", "1")
     section = report.shadow_section(found)

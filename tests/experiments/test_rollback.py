@@ -30,7 +30,7 @@ def promoted_twice(search_settings: Settings, raw_sample: Any) -> Candidates:
 
 
 def moves(candidates: Candidates) -> list[tuple[int, int | None, str]]:
-    history = promotions.alias_history(candidates.engine, candidates.settings.model_name)
+    history = promotions.alias_history(candidates.engine, candidates.settings.mlflow.model_name)
     return [(m.version, m.previous_version, m.cause) for m in history]
 
 
@@ -41,11 +41,11 @@ def test_rollback_restores_the_previous_version_and_records_why(promoted_twice: 
     assert (move.version, move.previous_version, move.cause) == (1, 2, "rollback")
     assert c.production() == 1
     assert moves(c) == [(1, None, "promotion"), (2, 1, "promotion"), (1, 2, "rollback")]
-    assert promotions.alias_history(c.engine, c.settings.model_name)[-1].reason == (
+    assert promotions.alias_history(c.engine, c.settings.mlflow.model_name)[-1].reason == (
         "v2 overprices Florida"
     )
-    last = promotions.alias_history(c.engine, c.settings.model_name)[-1].moved_at
-    assert promotions.production_at(c.engine, c.settings.model_name, last) == 1
+    last = promotions.alias_history(c.engine, c.settings.mlflow.model_name)[-1].moved_at
+    assert promotions.production_at(c.engine, c.settings.mlflow.model_name, last) == 1
 
     # Without --to, a second rollback undoes the first; a retried one with a fixed target
     # finds it done and moves nothing.
@@ -79,7 +79,7 @@ def test_refused_rollbacks_change_nothing(promoted_twice: Candidates):
     with pytest.raises(ConnectionError):
         promotions.roll_back(
             c.engine,
-            model_name=c.settings.model_name,
+            model_name=c.settings.mlflow.model_name,
             alias="production",
             to_version=1,
             reason="registry down",

@@ -21,13 +21,13 @@ def shadow(settings: Settings, n: int, challenger: str = "2", production: str = 
     """``n`` live rows as serving.shadow logs them."""
     request = uuid.uuid4()
     shadow_store.write(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         [
             {
                 "request_id": request,
                 "row_index": i,
                 "requested_at": datetime.now(UTC),
-                "model_name": settings.model_name,
+                "model_name": settings.mlflow.model_name,
                 "production_version": production,
                 "production_prediction": 300_000.0,
                 "challenger_version": challenger,
@@ -42,7 +42,7 @@ def shadow(settings: Settings, n: int, challenger: str = "2", production: str = 
 @pytest.fixture
 def waiting(search_settings: Settings, raw_sample: Any) -> Candidates:
     """Version 1 (a weak ridge) promoted; version 2 (a clearly better booster) waits for 3 rows."""
-    settings = search_settings.model_copy(update={"promotion_min_shadow_rows": 3})
+    settings = search_settings.updated(promotion_min_shadow_rows=3)
     candidates = Candidates(settings, raw_sample, [800, 600])
     weak, weak_model = candidates.register("ridge", {"alpha": 1e6})
     strong, strong_model = candidates.register("lightgbm", LIGHTGBM)
@@ -53,7 +53,7 @@ def waiting(search_settings: Settings, raw_sample: Any) -> Candidates:
     assert "waiting for 3 shadow rows, has 0" in held.summary
     # What leaderboard.record_candidate does after every decision: serving shadows it.
     candidates.client.set_registered_model_alias(
-        settings.model_name, registry.CHALLENGER_ALIAS, str(strong)
+        settings.mlflow.model_name, registry.CHALLENGER_ALIAS, str(strong)
     )
     return candidates
 
@@ -72,22 +72,22 @@ def test_waits_then_promoted_by_the_recheck_once_it_has_the_rows(waiting: Candid
     assert "promoted after shadow traffic" in decision.summary
     assert "3 live rows" in decision.summary and "100.0% priced within ±10%" in decision.summary
     assert [(p.challenger_version, p.promoted) for p in c.audit()] == [(1, True), (2, True)]
-    moves = promotions.alias_history(c.engine, c.settings.model_name)
+    moves = promotions.alias_history(c.engine, c.settings.mlflow.model_name)
     assert [(m.version, m.previous_version, m.cause) for m in moves] == [
         (1, None, "promotion"),
         (2, 1, "promotion"),
     ]
-    tags = c.client.get_model_version(c.settings.model_name, "2").tags
+    tags = c.client.get_model_version(c.settings.mlflow.model_name, "2").tags
     assert tags[registry.PROMOTED_TAG] == "True" and "shadow traffic" in tags["decision"]
     assert shadow_gate.recheck(c.settings).id == decision.id  # again: nothing moves
-    assert len(promotions.alias_history(c.engine, c.settings.model_name)) == 2
+    assert len(promotions.alias_history(c.engine, c.settings.mlflow.model_name)) == 2
 
 
 def test_no_promotion_when_production_moved_meanwhile(waiting: Candidates) -> None:
     c = waiting
     shadow(c.settings, 3)
     weaker, _ = c.register("ridge", {"alpha": 1e7})
-    c.client.set_registered_model_alias(c.settings.model_name, "production", str(weaker))
+    c.client.set_registered_model_alias(c.settings.mlflow.model_name, "production", str(weaker))
     with pytest.raises(Conflict, match=f"version {weaker} serves now"):
         shadow_gate.recheck(c.settings)
     assert c.production() == weaker and not c.audit()[-1].promoted  # nothing changed

@@ -61,7 +61,7 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
             "params:\n  n_estimators: {type: int, low: 600, high: 700}\n"
         },
     )
-    settings = search_settings.model_copy(update={"search_spaces_dir": slow, "search_trials": 2})
+    settings = search_settings.updated(search_spaces_dir=slow, search_trials=2)
     _load(settings, raw_sample)
     plan = search.prepare_study(settings)
 
@@ -79,7 +79,7 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
     worker.join()
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
 
-    time.sleep(settings.search_grace_s + 1)  # the dead worker's heartbeat goes stale
+    time.sleep(settings.search.search_grace_s + 1)  # the dead worker's heartbeat goes stale
     assert search.run_worker(plan.study_name, settings) >= 1
 
     trials = study.get_trials()
@@ -92,14 +92,16 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
     assert len(retries) == 1
     assert retries[0].state in search.COUNTED_STATES
     assert retries[0].params == killed.params
-    lost = MlflowClient(settings.mlflow_tracking_uri).get_run(killed.user_attrs["mlflow_run_id"])
+    lost = MlflowClient(settings.mlflow.mlflow_tracking_uri).get_run(
+        killed.user_attrs["mlflow_run_id"]
+    )
     assert lost.info.status == "FAILED" and lost.data.tags["error"] == "worker lost"
 
 
 def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sample):
     _load(search_settings, raw_sample)
     plan = search.prepare_study(search_settings)
-    with db.engine("clean", search_settings).begin() as conn:
+    with db.engine("clean", search_settings.databases).begin() as conn:
         conn.execute(sa.update(clean_store.listings).values(price=clean_store.listings.c.price + 1))
     with pytest.raises(Conflict, match="changed since"):
         search.run_worker(plan.study_name, search_settings)
@@ -122,8 +124,8 @@ def _slow_spaces(tmp_path, trees: int):
 
 
 def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, raw_sample, tmp_path):
-    settings = search_settings.model_copy(
-        update={
+    settings = search_settings.updated(
+        **{
             "search_spaces_dir": _slow_spaces(tmp_path, 3000),  # minutes per fold
             "search_trials": 2,
             "search_trial_timeout_s": 1.0,
@@ -135,7 +137,7 @@ def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, ra
     assert search.run_worker(plan.study_name, settings) == 2  # stopped trials count as spent
 
     study, _ = search.load_study(plan.study_name, settings)
-    client = MlflowClient(settings.mlflow_tracking_uri)
+    client = MlflowClient(settings.mlflow.mlflow_tracking_uri)
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED
         assert trial.user_attrs[search.STOPPED_ATTR] == search.STOPPED_TIME_LIMIT
@@ -151,13 +153,13 @@ def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, ra
 def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, raw_sample, tmp_path):
     workers = 3
     _load(search_settings, raw_sample)
-    by_trials = search.prepare_study(search_settings.model_copy(update={"search_trials": 5}))
+    by_trials = search.prepare_study(search_settings.updated(search_trials=5))
     search.run_workers(by_trials.study_name, search_settings, workers)
     study, _ = search.load_study(by_trials.study_name, search_settings)
     assert 5 <= search.counted_trials(study) <= 5 + workers - 1
 
-    timed = search_settings.model_copy(
-        update={
+    timed = search_settings.updated(
+        **{
             "model_name": "timed",
             "search_spaces_dir": _slow_spaces(tmp_path, 60),  # about a second a trial
             "search_timeout_s": 4.0,
@@ -174,10 +176,10 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
     assert len(ended_late) <= workers  # at most the trial each worker was running
     assert len({t.user_attrs["worker"] for t in trials}) <= workers
     assert search.run_worker(plan.study_name, timed) == 0  # the budget is spent for everyone
-    line = progress.describe(study, 10_000, timed.search_timeout_s)
+    line = progress.describe(study, 10_000, timed.search.search_timeout_s)
     assert line.startswith(f"trials {len(trials)}/10000, best RMSLE ")
     assert line.endswith(" 0m00s left")
-    assert not progress.describe(study, len(trials), timed.search_timeout_s).endswith("left")
+    assert not progress.describe(study, len(trials), timed.search.search_timeout_s).endswith("left")
     # Each trial names the worker process (0, 1, 2) that ran it.
     by_worker = search.trials_by_worker(study)
     assert set(by_worker) <= {"0", "1", "2"} and sum(by_worker.values()) == len(trials)

@@ -78,12 +78,12 @@ def register(
     ``validation``: rows (with prices) stored as its validation sample; ``holdout_rmsle``: the
     holdout RMSLE on record for it."""
     client = registry.connect(settings)
-    experiment = runs.experiment_id(client, settings.experiment_name)
+    experiment = runs.experiment_id(client, settings.mlflow.experiment_name)
     reason = f"Retrain. test model {family}"
     tags = {
         lineage.BATCH_IDS: lineage.encode_batch_ids(batch_ids),
         lineage.RETRAIN_REASON: reason,
-        lineage.STUDY_NAME: f"{settings.model_name}-batches-1-2",
+        lineage.STUDY_NAME: f"{settings.mlflow.model_name}-batches-1-2",
         "family": family,
     }
     run_id = runs.create_run(client, experiment, f"refit-{family}", tags)
@@ -95,12 +95,17 @@ def register(
     )
     runs.end(client, run_id)
     if promote:
-        client.set_model_version_tag(settings.model_name, version.version, "promoted", "true")
         client.set_model_version_tag(
-            settings.model_name, version.version, "decided_at", "2025-01-02T03:04:05+00:00"
+            settings.mlflow.model_name, version.version, "promoted", "true"
         )
         client.set_model_version_tag(
-            settings.model_name, version.version, "decision", f"Version {version.version} wins."
+            settings.mlflow.model_name, version.version, "decided_at", "2025-01-02T03:04:05+00:00"
+        )
+        client.set_model_version_tag(
+            settings.mlflow.model_name,
+            version.version,
+            "decision",
+            f"Version {version.version} wins.",
         )
         registry.set_production(client, settings, version.version)
     return str(version.version)
@@ -110,15 +115,13 @@ def register(
 def serving_settings(settings: Settings, mlflow_server: str) -> Settings:
     """Fresh RAW database and state, the session MLflow server, a private model name."""
     tag = uuid.uuid4().hex[:8]
-    return settings.model_copy(
-        update={
-            "mlflow_tracking_uri": mlflow_server,
-            "experiment_name": f"serving-{tag}",
-            "model_name": f"serving-test-{tag}",
-            "serving_poll_s": 0.5,
-            "serving_log_flush_s": 0.2,
-            "serving_max_rows": 2_000,
-        }
+    return settings.updated(
+        mlflow_tracking_uri=mlflow_server,
+        experiment_name=f"serving-{tag}",
+        model_name=f"serving-test-{tag}",
+        serving_poll_s=0.5,
+        serving_log_flush_s=0.2,
+        serving_max_rows=2_000,
     )
 
 

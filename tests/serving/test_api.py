@@ -53,7 +53,7 @@ def test_before_any_model_503_then_predicts_once_promoted(
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["model"] == {
-            "name": serving_settings.model_name,
+            "name": serving_settings.mlflow.model_name,
             "version": version,
             "alias": "production",
         }
@@ -64,7 +64,9 @@ def test_before_any_model_503_then_predicts_once_promoted(
 def client(serving_settings: Settings, xgb_model) -> TestClient:
     """The app with a model in place and no background threads (lifespan not run)."""
     app = create_app(serving_settings)
-    app.state.service.watcher.current = in_memory(xgb_model, serving_settings.model_name, "7")
+    app.state.service.watcher.current = in_memory(
+        xgb_model, serving_settings.mlflow.model_name, "7"
+    )
     return TestClient(app)
 
 
@@ -92,7 +94,7 @@ def test_bodies_that_are_no_listing_get_422(client: TestClient, body: bytes) -> 
 
 
 def test_too_many_listings_are_refused(client: TestClient, serving_settings: Settings) -> None:
-    n = serving_settings.serving_max_rows
+    n = serving_settings.serving.serving_max_rows
     assert client.post("/predict", json=[{}] * n).status_code == 200
     over = client.post("/predict", json=[{}] * (n + 1))
     assert over.status_code == 422 and "at most" in over.json()["detail"][0]["msg"]

@@ -20,23 +20,25 @@ KEY = "s3cr3t-" + "ab" * 20
 
 @pytest.fixture
 def keyed(serving_settings: Settings) -> Settings:
-    return serving_settings.model_copy(update={"serving_api_key": SecretStr(KEY)})
+    return serving_settings.updated(serving_api_key=SecretStr(KEY))
 
 
 def test_the_key_is_off_by_default() -> None:
-    assert Settings(_env_file=None).serving_api_key is None
+    assert Settings(_env_file=None).serving.serving_api_key is None
 
 
 def test_the_key_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TASADOR_SERVING_API_KEY", KEY)
-    key = Settings(_env_file=None).serving_api_key
+    key = Settings(_env_file=None).serving.serving_api_key
     assert key is not None and key.get_secret_value() == KEY
     assert KEY not in repr(Settings(_env_file=None))
 
 
 def test_open_without_a_key(serving_settings: Settings, xgb_model: Any) -> None:
     app = create_app(serving_settings)
-    app.state.service.watcher.current = in_memory(xgb_model, serving_settings.model_name, "2")
+    app.state.service.watcher.current = in_memory(
+        xgb_model, serving_settings.mlflow.model_name, "2"
+    )
     client = TestClient(app)
     assert client.post("/predict", json=LISTING).status_code == 200
     assert client.get("/model").status_code == 200
@@ -46,7 +48,7 @@ def test_with_a_key_set_only_callers_sending_it_get_answers(
     keyed: Settings, xgb_model: Any
 ) -> None:
     app = create_app(keyed)
-    app.state.service.watcher.current = in_memory(xgb_model, keyed.model_name, "2")
+    app.state.service.watcher.current = in_memory(xgb_model, keyed.mlflow.model_name, "2")
     client = TestClient(app)
     wrong = [{}, {"X-API-Key": "nope"}, {"Authorization": f"Basic {KEY}"}, {"X-API-Key": KEY[:-1]}]
     for headers in wrong:
@@ -73,8 +75,8 @@ def test_the_ui_client_sends_the_key(keyed: Settings, xgb_model: Any) -> None:
     """Over real HTTP, as the UI calls serving: with the setting's key it prices; without, the
     UI shows a sentence about the key."""
     with running(keyed) as (url, service):
-        service.watcher.current = in_memory(xgb_model, keyed.model_name, "5")
-        key = serving_client.api_key_of(keyed.serving_api_key)
+        service.watcher.current = in_memory(xgb_model, keyed.mlflow.model_name, "5")
+        key = serving_client.api_key_of(keyed.serving.serving_api_key)
         assert key == KEY
         price = serving_client.predict(url, LISTING, key)["predictions"][0]
         assert price > 0

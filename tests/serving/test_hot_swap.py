@@ -41,9 +41,7 @@ def own_mlflow(
 
 @pytest.fixture
 def swap_settings(serving_settings: Settings, own_mlflow: Settings) -> Settings:
-    return serving_settings.model_copy(
-        update={"mlflow_tracking_uri": startup.ensure_server(own_mlflow)}
-    )
+    return serving_settings.updated(mlflow_tracking_uri=startup.ensure_server(own_mlflow))
 
 
 class Load:
@@ -110,7 +108,7 @@ def test_alias_moves_under_load_without_a_failed_request(
     first_new = min(t for t, _, v in answers if v == second)
     print(f"new version answered {first_new - moved_at:.2f}s after the alias moved")
     assert "tasador_model_swaps_total 2.0" in metrics  # the first load, then the move
-    labels = f'alias="production",name="{swap_settings.model_name}",version="{second}"'
+    labels = f'alias="production",name="{swap_settings.mlflow.model_name}",version="{second}"'
     assert f"tasador_model_info{{{labels}}} 1.0" in metrics
 
 
@@ -120,7 +118,7 @@ def test_serving_goes_on_while_mlflow_is_down(
     xgb_model: Any,
     clean_sample: pd.DataFrame,
 ) -> None:
-    settings = swap_settings.model_copy(update={"model_name": f"down-{uuid.uuid4().hex[:6]}"})
+    settings = swap_settings.updated(model_name=f"down-{uuid.uuid4().hex[:6]}")
     version = register(settings, xgb_model, clean_sample, family="xgboost")
     with running(settings) as (url, _):
         wait_until(lambda: ready_version(url) == version, 60, "the model serves")

@@ -79,9 +79,9 @@ def entry(n: int = 1, status: int = 200) -> Entry:
 
 
 def test_rows_hold_inputs_prediction_model_and_time(settings: Settings, xgb_model: Any) -> None:
-    settings = settings.model_copy(update={"serving_log_flush_s": 0.2})
-    url = db.database_url("raw", settings)
-    app_settings = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    settings = settings.updated(serving_log_flush_s=0.2)
+    url = db.database_url("raw", settings.databases)
+    app_settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9")
     with running(app_settings) as (base, service):
         service.watcher.current = in_memory(xgb_model, "realtor-test", "4")
         one = httpx.post(f"{base}/predict", json=LISTING).json()
@@ -105,13 +105,13 @@ def test_rows_hold_inputs_prediction_model_and_time(settings: Settings, xgb_mode
 
 
 def test_writing_the_same_rows_twice_adds_nothing(settings: Settings) -> None:
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     log = InferenceLog(lambda: engine, settings.state_dir / "spool", 100, 60)
     rows = entry(3).to_rows()
     log.flush()
     write_rows(engine, rows)
     write_rows(engine, rows)
-    assert count(db.database_url("raw", settings)) == 3
+    assert count(db.database_url("raw", settings.databases)) == 3
 
 
 def awkward_entries() -> list[Entry]:
@@ -162,14 +162,14 @@ def stored(url: str, request_ids: set[uuid.UUID]) -> dict[tuple[str, int], dict[
 def test_values_needing_escapes_are_stored_exactly(settings: Settings, path: str) -> None:
     """Backslashes, tabs, newlines, a literal \\N, non-ASCII text, NULLs and floats come back as
     sent, through the column-wise COPY of entries and through the rows of a spool file."""
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     entries = awkward_entries()
     sent = [row for e in entries for row in e.to_rows()]
     if path == "entries":
         write_entries(engine, entries)  # what a pass does (no halving to hide a bad value)
     else:
         write_rows(engine, [json.loads(json.dumps(row)) for row in sent])  # as a spool holds it
-    rows = stored(db.database_url("raw", settings), {e.request_id for e in entries})
+    rows = stored(db.database_url("raw", settings.databases), {e.request_id for e in entries})
     assert len(rows) == len(sent)
     for row in sent:
         got = rows[(row["request_id"], row["row_index"])]
@@ -188,13 +188,13 @@ def test_values_needing_escapes_are_stored_exactly(settings: Settings, path: str
 def test_a_refused_row_of_an_entry_is_found_and_the_others_written(settings: Settings) -> None:
     """The column-wise write of a pass is one transaction: a row the database refuses sends
     the pass's rows through the halving, which writes all but it."""
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     log = InferenceLog(lambda: engine, settings.state_dir / "spool", 100, 60)
     good, bad = entry(3), replace(entry(2), status_code=2**40)  # beyond PostgreSQL's integer
     log.record(good)
     log.record(bad)
     assert log.flush()
-    rows = logged(db.database_url("raw", settings))
+    rows = logged(db.database_url("raw", settings.databases))
     assert {(r.request_id, r.row_index) for r in rows} == {(good.request_id, i) for i in range(3)}
     assert log.stats.written_rows == 3 and log.stats.quarantined_rows == 2
     (aside,) = log.spool_dir.glob("*.corrupt")
@@ -207,7 +207,9 @@ def test_a_refused_row_of_an_entry_is_found_and_the_others_written(settings: Set
     log.record(replace(entry(3), predictions=[1.0, 2.0]))
     log.record(later := entry(1))
     assert log.flush() and log.stats.dropped_rows == 3
-    assert later.request_id in {r.request_id for r in logged(db.database_url("raw", settings))}
+    assert later.request_id in {
+        r.request_id for r in logged(db.database_url("raw", settings.databases))
+    }
 
 
 def start_again(pg_dir: Path) -> None:
@@ -235,8 +237,8 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
     settings: Settings, own_postgres: tuple[Path, str], xgb_model: Any
 ) -> None:
     pg_dir, url = own_postgres
-    settings = settings.model_copy(
-        update={
+    settings = settings.updated(
+        **{
             "raw_db_url": SecretStr(url),
             "serving_log_flush_s": 0.2,
             "serving_log_buffer_rows": 100,
@@ -342,8 +344,8 @@ def test_a_full_disk_keeps_rows_in_memory_and_the_writer_recovers(
 
         filler.unlink()  # space again: the next pass spools what memory holds
         wait_until(lambda: log.stats.spooled_rows == 200, 30, "the rows are spooled")
-        database.engine = db.engine("raw", settings)  # and the database answers again
-        url = db.database_url("raw", settings)
+        database.engine = db.engine("raw", settings.databases)  # and the database answers again
+        url = db.database_url("raw", settings.databases)
         wait_until(lambda: count(url) == 200, 30, "every kept row written")
         wait_until(lambda: log.stats.spooled_rows == 0, 30, "the spool emptied")
     finally:
@@ -363,7 +365,7 @@ def spool_file(folder: Path, n: int, text: str) -> Path:
 def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
     settings: Settings,
 ) -> None:
-    app = create_app(settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"}))
+    app = create_app(settings.updated(mlflow_tracking_uri="http://127.0.0.1:9"))
     service = app.state.service
     spool = service.log.spool_dir
     garbage = spool_file(spool, 1, 'not json {"\n\x00\x01\n')
@@ -374,7 +376,9 @@ def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
     mixed = spool_file(spool, 2, "".join(json.dumps(r) + "\n" for r in mixed_rows))
     good_entry = entry(3)
     good = spool_file(spool, 3, "".join(json.dumps(r) + "\n" for r in good_entry.to_rows()))
-    log = InferenceLog(lambda: db.engine("raw", settings), spool, 100, 60)  # finds the spool
+    log = InferenceLog(
+        lambda: db.engine("raw", settings.databases), spool, 100, 60
+    )  # finds the spool
     assert log.stats.spooled_rows == 10
     # A refused body with NUL (which jsonb refuses) must not make its batch unwritable either.
     log.record(
@@ -387,7 +391,7 @@ def test_a_corrupt_spool_file_is_moved_aside_and_later_files_are_written(
         )
     )
     assert log.flush()
-    url = db.database_url("raw", settings)
+    url = db.database_url("raw", settings.databases)
     rows = logged(url)
     written = {(r.request_id, r.row_index) for r in rows if r.status_code == 200}
     assert written == {(mixed_entry.request_id, i) for i in (0, 2, 4)} | {
@@ -430,9 +434,9 @@ def test_the_spool_is_capped_dropping_the_oldest_rows_and_counting_them(
     text = metrics.render().decode()
     assert f"tasador_inference_log_dropped_rows_total {float(log.stats.dropped_rows)}" in text
 
-    database.engine = db.engine("raw", settings)
+    database.engine = db.engine("raw", settings.databases)
     assert log.flush()
-    rows = logged(db.database_url("raw", settings))
+    rows = logged(db.database_url("raw", settings.databases))
     assert len(rows) == log.stats.written_rows == sent - log.stats.dropped_rows
     kept = sorted({int(r.model_version) for r in rows})
     assert kept == list(range(8 - len(kept), 8))  # the newest batches stayed, the oldest went
@@ -471,7 +475,7 @@ def test_the_grace_period_covers_the_shutdown_flush() -> None:
     flush must fit in it."""
     service = compose.load()["services"]["serving"]
     grace = float(service["stop_grace_period"].removesuffix("s"))
-    assert GRACEFUL_SHUTDOWN_S + Settings(_env_file=None).serving_shutdown_s + 2 <= grace
+    assert GRACEFUL_SHUTDOWN_S + Settings(_env_file=None).serving.serving_shutdown_s + 2 <= grace
 
 
 def test_workers_sharing_a_spool_write_every_row_exactly_once(
@@ -490,7 +494,7 @@ def test_workers_sharing_a_spool_write_every_row_exactly_once(
     assert len(list(spool.glob("*.jsonl"))) == 12
     assert not logs[0].flush()  # a pass counts the folder's rows, not only its own
     assert logs[0].stats.spooled_rows == logs[1].stats.spooled_rows == 12 * 100
-    database.engine = db.engine("raw", settings)
+    database.engine = db.engine("raw", settings.databases)
     results: list[bool] = []
     threads = [threading.Thread(target=lambda lg=log: results.append(lg.flush())) for log in logs]
     for thread in threads:
@@ -499,7 +503,7 @@ def test_workers_sharing_a_spool_write_every_row_exactly_once(
         thread.join(60)
     assert results == [True, True]  # neither pass tripped over the other's files
     assert logs[0].flush() and logs[1].flush()
-    rows = logged(db.database_url("raw", settings))
+    rows = logged(db.database_url("raw", settings.databases))
     assert len(rows) == len(sent) * 100
     assert {str(r.request_id) for r in rows} == {str(e.request_id) for e in sent}
     assert not list(spool.glob("*.jsonl"))

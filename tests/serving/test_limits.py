@@ -74,16 +74,14 @@ def api_process(settings: Settings) -> Iterator[tuple[str, psutil.Process]]:
 
 
 def logged_rows(settings: Settings) -> list[sa.Row]:
-    with db.engine("raw", settings).connect() as conn:
+    with db.engine("raw", settings.databases).connect() as conn:
         table = raw_store.inference_requests
         return list(conn.execute(sa.select(table).order_by(table.c.requested_at)))
 
 
 def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Settings) -> None:
-    settings = settings.model_copy(
-        update={"mlflow_tracking_uri": "http://127.0.0.1:9", "serving_log_flush_s": 0.2}
-    )
-    assert settings.serving_max_body_bytes == 8 * MB  # the default is what is measured
+    settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9", serving_log_flush_s=0.2)
+    assert settings.serving.serving_max_body_bytes == 8 * MB  # the default is what is measured
     chunk = b"[" + b" " * (MB - 1)
     with api_process(settings) as (url, server):
         for _ in range(3):  # warm: first requests allocate what every request reuses
@@ -128,9 +126,7 @@ def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Setting
 
 def test_the_413_comes_before_the_body_ends(settings: Settings) -> None:
     """A raw HTTP/1.1 client: the answer arrives while most of the body is still unsent."""
-    settings = settings.model_copy(
-        update={"mlflow_tracking_uri": "http://127.0.0.1:9", "serving_max_body_bytes": MB}
-    )
+    settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9", serving_max_body_bytes=MB)
     with running(settings) as (url, _):
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
@@ -166,7 +162,9 @@ def test_a_declared_length_over_the_limit_is_refused_unread(client: TestClient) 
 @pytest.fixture
 def client(serving_settings: Settings, xgb_model: Any) -> TestClient:
     app = create_app(serving_settings)
-    app.state.service.watcher.current = in_memory(xgb_model, serving_settings.model_name, "7")
+    app.state.service.watcher.current = in_memory(
+        xgb_model, serving_settings.mlflow.model_name, "7"
+    )
     return TestClient(app)
 
 
@@ -207,9 +205,9 @@ def test_the_explainer_is_built_once_per_version(client: TestClient) -> None:
 def test_explanations_over_the_cap_get_429_and_predict_still_answers(
     serving_settings: Settings, xgb_model: Any
 ) -> None:
-    settings = serving_settings.model_copy(update={"serving_max_explains": 1})
+    settings = serving_settings.updated(serving_max_explains=1)
     with running(settings) as (url, service):
-        service.watcher.current = in_memory(xgb_model, settings.model_name, "3")
+        service.watcher.current = in_memory(xgb_model, settings.mlflow.model_name, "3")
         # Slow explanations, so several overlap: each holds its slot for 1.5 s.
         explainers = service.explainers
         real_of = Explainers.of

@@ -88,10 +88,12 @@ def test_rollback_under_load_with_zero_failed_requests(
     last_second = max(t for t, _, v in answers if v == second)
     switched_s = last_second - moved_at
     print(f"every answer from version {first} {switched_s:.2f}s after the rollback")
-    assert switched_s < settings.serving_poll_s + 3.0  # one poll interval, plus slack
+    assert switched_s < settings.serving.serving_poll_s + 3.0  # one poll interval, plus slack
     assert all(s["version"] == first and s["from_memory"] for s in swaps), swaps
     print("swaps from memory (ms):", [s["ms"] for s in swaps])
 
-    history = promotions.alias_history(db.engine("clean", settings), settings.model_name)
+    history = promotions.alias_history(
+        db.engine("clean", settings.databases), settings.mlflow.model_name
+    )
     assert history[-1] == move and move.cause == "rollback" and move.version == int(first)
     assert move.reason == "bad prices on the coast" and move.previous_version == int(second)

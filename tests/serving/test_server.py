@@ -129,7 +129,7 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
             for _ in range(6)
         ]
     # The server has stopped: every worker flushed its log on the way out.
-    with db.engine("raw", serving_settings).connect() as conn:
+    with db.engine("raw", serving_settings.databases).connect() as conn:
         table = raw_store.inference_requests
         rows = conn.execute(
             sa.select(table.c.request_id, table.c.model_version).where(
@@ -140,7 +140,7 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
     assert len(rows) == sent  # exactly once: none lost, none twice
     assert len({r.request_id for r in rows}) == sent
     assert {r.model_version for r in rows} == {second}
-    name = serving_settings.model_name
+    name = serving_settings.mlflow.model_name
     for text in scrapes:
         assert f'tasador_requests_total{{endpoint="predict",status="200"}} {float(sent)}' in text
         assert (

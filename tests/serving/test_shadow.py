@@ -30,17 +30,17 @@ def two_versions(
     serving_settings: Settings, xgb_model: Any, lgbm_model: Any, clean_sample: pd.DataFrame
 ) -> tuple[Settings, str, str]:
     """Production (xgboost) and a challenger not promoted (lightgbm), every request shadowed."""
-    settings = serving_settings.model_copy(update={"serving_shadow_share": 1.0})
+    settings = serving_settings.updated(serving_shadow_share=1.0)
     production = register(settings, xgb_model, clean_sample, family="xgboost")
     challenger = register(settings, lgbm_model, clean_sample, family="lightgbm", promote=False)
     registry.connect(settings).set_registered_model_alias(
-        settings.model_name, registry.CHALLENGER_ALIAS, challenger
+        settings.mlflow.model_name, registry.CHALLENGER_ALIAS, challenger
     )
     return settings, production, challenger
 
 
 def shadow_rows(settings: Settings) -> list[sa.Row[Any]]:
-    with db.engine("raw", settings).connect() as conn:
+    with db.engine("raw", settings.databases).connect() as conn:
         return list(conn.execute(sa.text("SELECT * FROM shadow_predictions")))
 
 
@@ -85,8 +85,8 @@ def test_both_versions_logged_once_per_row_with_two_workers(
     assert ohio.challenger_prediction == pytest.approx(
         float(Scorer(lgbm_model).predict([listing])[0])
     )
-    engine = db.engine("raw", settings)
-    assert shadow_store.count(engine, settings.model_name, challenger, None) == expected
+    engine = db.engine("raw", settings.databases)
+    assert shadow_store.count(engine, settings.mlflow.model_name, challenger, None) == expected
 
 
 class Stuck(Scorer):

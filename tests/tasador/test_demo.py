@@ -48,11 +48,8 @@ def still_running(seen: dict[int, float]) -> list[str]:
 def test_sigterm_ends_the_demo_and_everything_it_started(
     settings: Settings, make_database, mlflow_server
 ):
-    given = settings.model_copy(
-        update={
-            "optuna_storage_url": SecretStr(make_database("optuna")),
-            "mlflow_tracking_uri": mlflow_server,
-        }
+    given = settings.updated(
+        optuna_storage_url=SecretStr(make_database("optuna")), mlflow_tracking_uri=mlflow_server
     )
     demo = subprocess.Popen(
         services.tasador_command("demo", "--scale", "0.005", "--trials", "2"),

@@ -21,14 +21,14 @@ def test_configured_tracking_uri_wins(tmp_path):
     uri = "http://mlflow:5000"
     settings = Settings(state_dir=tmp_path, mlflow_tracking_uri=uri, _env_file=None)
     assert registry.tracking_uri(settings) == "http://mlflow:5000"
-    assert startup.resolve(settings, databases=(), mlflow=True).mlflow_tracking_uri == uri
+    assert startup.resolve(settings, databases=(), mlflow=True).mlflow.mlflow_tracking_uri == uri
     assert not (tmp_path / "mlflow").exists()  # nothing started
 
 
 def test_library_lookups_never_start_a_server(tmp_path):
     bare = Settings(state_dir=tmp_path, _env_file=None)
     with pytest.raises(NotConfigured, match="TASADOR_RAW_DB_URL"):
-        db.database_url("raw", bare)
+        db.database_url("raw", bare.databases)
     with pytest.raises(NotConfigured, match="TASADOR_MLFLOW_TRACKING_URI"):
         registry.tracking_uri(bare)
     assert not list(tmp_path.iterdir())  # no embedded PostgreSQL, no MLflow state
@@ -41,7 +41,7 @@ def test_resolve_starts_only_what_the_command_uses(tmp_path):
     )  # fmt: skip
     resolved = startup.resolve(given, databases=("raw",), mlflow=True)
     assert resolved == given  # serving's case: RAW and MLflow given, nothing else wanted
-    assert resolved.clean_db_url is None and not (tmp_path / "postgres").exists()
+    assert resolved.databases.clean_db_url is None and not (tmp_path / "postgres").exists()
 
 
 def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_server, tmp_path):
@@ -70,7 +70,7 @@ def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database
         assert record["uri"] == uri and str(record["pid"]) and backend not in json.dumps(record)
         assert startup.ensure_server(settings) == uri  # reused: same port, no second server
 
-        registry.connect(settings.model_copy(update={"mlflow_tracking_uri": uri}))
+        registry.connect(settings.updated(mlflow_tracking_uri=uri))
         mlflow.set_experiment(f"tracking-{tmp_path.name}")  # not the one another test left active
         with mlflow.start_run() as run:
             mlflow.log_text("local", "where.txt")

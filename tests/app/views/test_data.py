@@ -30,9 +30,9 @@ def counts(engine: sa.Engine, table: sa.Table) -> dict[int, int]:
 def test_batches_with_row_counts_cleaning_and_decisions(world: World, ui_env: Callable) -> None:
     at = page()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    clean = db.engine("clean", world.settings)
+    clean = db.engine("clean", world.settings.databases)
     clean_rows = counts(clean, clean_store.listings)
-    raw_rows = counts(db.engine("raw", world.settings), raw_store.batch_rows)
+    raw_rows = counts(db.engine("raw", world.settings.databases), raw_store.batch_rows)
     decisions = decisions_store.latest_by_batch(clean)
     reports = clean_store.cleaning_reports(clean)
 

@@ -27,9 +27,9 @@ def page() -> AppTest:
 
 def run_of(world: World, version: str) -> tuple[str, str]:
     """(experiment id, run id) of a registered version, read from MLflow itself."""
-    uri = world.settings.mlflow_tracking_uri
+    uri = world.settings.mlflow.mlflow_tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    run_id = client.get_model_version(world.settings.model_name, version).run_id
+    run_id = client.get_model_version(world.settings.mlflow.model_name, version).run_id
     return client.get_run(run_id).info.experiment_id, run_id
 
 
@@ -46,7 +46,7 @@ def test_every_version_is_listed_with_lineage_metrics_and_promotion(
 ) -> None:
     at = page()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert world.settings.model_name in at.caption[0].value
+    assert world.settings.mlflow.model_name in at.caption[0].value
     first, second = world.versions
     table = at.dataframe[0].value.set_index("version")
     assert list(table.index) == [int(second), int(first)]  # newest first
@@ -71,7 +71,7 @@ def test_links_point_at_each_version_run_and_the_study(world: World, ui_env: Cal
     ui_env(mlflow_public_url="https://mlflow.example/", optuna_dashboard_url="http://optuna.ex")
     at = page()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    name = world.settings.model_name
+    name = world.settings.mlflow.model_name
     for expander, version in zip(at.expander, reversed(world.versions), strict=True):
         experiment, run_id = run_of(world, version)
         found = links(expander)
@@ -88,11 +88,12 @@ def test_without_public_urls_links_use_the_tracking_uri(world: World, ui_env: Ca
     at = page()
     experiment, run_id = run_of(world, world.versions[1])
     found = links(at.expander[0])
-    uri = world.settings.mlflow_tracking_uri
+    uri = world.settings.mlflow.mlflow_tracking_uri
     assert found["training run"] == f"{uri}/#/experiments/{experiment}/runs/{run_id}"
     assert not any(label.startswith("Optuna study") for label in found)  # no dashboard set
     assert any(
-        f"study `{world.settings.model_name}-batches-1-2`" in m for m in texts(at.expander[0])
+        f"study `{world.settings.mlflow.model_name}-batches-1-2`" in m
+        for m in texts(at.expander[0])
     )
 
 
@@ -178,7 +179,9 @@ def test_an_operator_rolls_back_to_the_previous_version(world: World, ui_env: Ca
         assert registry.production_version(client, settings).version == first
         assert at.success[0].value.startswith(f"Version {first} is production again")
         audit = at.dataframe[1].value.iloc[0]  # under the versions table
-        move = promotions.alias_history(db.engine("clean", settings), settings.model_name)[-1]
+        move = promotions.alias_history(
+            db.engine("clean", settings.databases), settings.mlflow.model_name
+        )[-1]
         assert audit["id"] == move.id and audit["reason"] == "prices off in Texas"
         assert (audit["cause"], audit["version"], audit["previous_version"]) == (
             "rollback",
@@ -206,12 +209,12 @@ def test_challenger_disagreement_on_live_traffic(world: World, ui_env: Callable)
     assert "No challenger other than the version serving" in " ".join(c.value for c in at.caption)
     settings = world.settings
     client = registry.connect(settings)
-    client.set_registered_model_alias(settings.model_name, registry.CHALLENGER_ALIAS, first)
+    client.set_registered_model_alias(settings.mlflow.model_name, registry.CHALLENGER_ALIAS, first)
     shadowed = rows([1.0, 1.05, 1.3], "Texas") + rows([0.5], "Ohio")
     for row in shadowed:
-        row.update(model_name=settings.model_name, challenger_version=first)
+        row.update(model_name=settings.mlflow.model_name, challenger_version=first)
         row["production_version"] = second
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     try:
         shadow_store.write(engine, shadowed)
         at = page()
@@ -223,6 +226,6 @@ def test_challenger_disagreement_on_live_traffic(world: World, ui_env: Callable)
         assert states["state"].tolist() == ["Ohio", "Texas"]  # largest disagreement first
         assert len(at.get("vega_lite_chart")) == 1  # the histogram
     finally:
-        client.delete_registered_model_alias(settings.model_name, registry.CHALLENGER_ALIAS)
+        client.delete_registered_model_alias(settings.mlflow.model_name, registry.CHALLENGER_ALIAS)
         with engine.begin() as conn:
             conn.execute(shadow_predictions.delete())

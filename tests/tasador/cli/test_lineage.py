@@ -10,7 +10,7 @@ from tests.tasador.loop.test_provenance import serve_one_request
 
 
 def test_lineage_of_a_request_a_version_and_a_batch(search_settings, raw_sample, cli_env):
-    served = serve_one_request(search_settings.model_copy(update={"search_trials": 2}), raw_sample)
+    served = serve_one_request(search_settings.updated(search_trials=2), raw_sample)
     cli_env(served.settings)
     runner = CliRunner()
 
@@ -18,7 +18,9 @@ def test_lineage_of_a_request_a_version_and_a_batch(search_settings, raw_sample,
     assert out.exit_code == 0, out.output
     assert "version 1 @challenger, @production" in out.output and "state drifted" in out.output
     for batch_id in served.trained:
-        sha = raw_store.get_batch(db.engine("raw", served.settings), batch_id).payload_sha256
+        sha = raw_store.get_batch(
+            db.engine("raw", served.settings.databases), batch_id
+        ).payload_sha256
         assert f"batch {batch_id} " in out.output and sha in out.output
 
     out = runner.invoke(app, ["lineage", "--batch", str(served.later)])

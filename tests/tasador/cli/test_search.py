@@ -32,7 +32,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
     assert len(trials) >= 6
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # both processes ran trials
 
-    client = MlflowClient(search_settings.mlflow_tracking_uri)
+    client = MlflowClient(search_settings.mlflow.mlflow_tracking_uri)
     by_parent = f"tags.mlflow.parentRunId = '{plan.parent_run_id}'"
     children = {r.info.run_id: r for r in client.search_runs([plan.experiment_id], by_parent)}
     trial_runs = {t.user_attrs[search.RUN_ID_ATTR] for t in study.trials}
@@ -65,7 +65,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
 
 def test_search_reports_a_malformed_space_clearly(settings, cli_env, tmp_path: Path):
     (tmp_path / "xgboost.yaml").write_text("family: xgboost\nparams:\n  max_depth: {type: int}\n")
-    cli_env(settings.model_copy(update={"search_spaces_dir": tmp_path}))
+    cli_env(settings.updated(search_spaces_dir=tmp_path))
     out = CliRunner().invoke(app, ["search", "--batches", "1"])
     assert out.exit_code == BadInput.exit_code
     assert f"{tmp_path / 'xgboost.yaml'}: params.max_depth.low: Field required" in out.output

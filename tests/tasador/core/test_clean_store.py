@@ -22,7 +22,7 @@ def sample_rows(listings_csv, n):
 
 def store(settings, rows, number=0, sha=None):
     return raw_store.store_batch(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         group_number=1,
         day=None,
         batch_number=number,
@@ -33,7 +33,7 @@ def store(settings, rows, number=0, sha=None):
 
 
 def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, listings_csv):
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     batch = store(settings, sample_rows(listings_csv, 400))
     first = clean_store.clean_batch(raw, clean, batch.id).report
     again = clean_store.clean_batch(raw, clean, batch.id).report
@@ -50,7 +50,7 @@ def test_clean_batch_types_rows_keeps_lineage_and_is_idempotent(settings, listin
 
 
 def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, listings_csv):
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     rows = sample_rows(listings_csv, 300)
     first = store(settings, rows[:200], number=0)
     second = store(settings, rows[100:], number=1)
@@ -62,7 +62,7 @@ def test_rows_already_stored_by_an_earlier_batch_are_not_stored_twice(settings, 
 
 
 def test_holdout_is_stable_for_the_same_content(settings, listings_csv):
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     rows = sample_rows(listings_csv, 300)
     batch = store(settings, rows)
     clean_store.clean_batch(raw, clean, batch.id)
@@ -77,11 +77,13 @@ def test_holdout_is_stable_for_the_same_content(settings, listings_csv):
 
 def test_cleaning_an_unknown_batch_is_a_clear_error(settings):
     with pytest.raises(LookupError, match="999"):
-        clean_store.clean_batch(db.engine("raw", settings), db.engine("clean", settings), 999)
+        clean_store.clean_batch(
+            db.engine("raw", settings.databases), db.engine("clean", settings.databases), 999
+        )
 
 
 def test_two_cleanings_of_one_batch_at_once_both_record_the_right_counts(settings, listings_csv):
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     batch = store(settings, sample_rows(listings_csv, 400))
     start = threading.Barrier(2)
 
@@ -127,7 +129,7 @@ def test_clean_rows_are_exactly_what_the_cleaning_rules_make(settings):
     rows = [
         tuple(None if pd.isna(v) else v for v in r) for r in generated.itertuples(index=False)
     ] + ODD_ROWS
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     batch = store(settings, rows)
     report = clean_store.clean_batch(raw, clean, batch.id).report
 
@@ -175,7 +177,7 @@ def test_a_database_lost_mid_write_keeps_clean_as_it_was(settings, listings_csv,
     """The cleaning's connection is killed inside its write transaction (first cleaning: while
     it inserts its listings; re-cleaning: while it replaces the old ones). CLEAN keeps what it
     had, and cleaning again stores the batch in full."""
-    raw, clean = db.engine("raw", settings), db.engine("clean", settings)
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
     batch = store(settings, sample_rows(listings_csv, 300))
     before = clean_store.clean_batch(raw, clean, batch.id).report if earlier else None
     listings_before = clean_store.load_listings(clean)

@@ -140,12 +140,12 @@ def data_api(tmp_path) -> Iterator[str]:
 def collect(settings, api, engine=None, **kw):
     kw = {"timeout_s": 2.0, "max_retries": 3, "backoff_s": 0.01, **kw}
     url = api if isinstance(api, str) else api.url
-    engine = engine or db.engine("raw", settings)
+    engine = engine or db.engine("raw", settings.databases)
     return collect_batch(engine, url, 1, inbox=settings.inbox_dir, **kw)
 
 
 def stored_batches(settings):
-    return raw_store.list_batches(db.engine("raw", settings))
+    return raw_store.list_batches(db.engine("raw", settings.databases))
 
 
 def stored_rows(settings) -> int:
@@ -226,13 +226,15 @@ def test_a_row_that_cannot_be_stored_is_kept_in_rejected_rows(settings, api, bad
     api.script = [batch(rows=[ROW, bad_row, ROW])]
     result = collect(settings, api)
     assert (result.outcome, result.row_count, result.rejected_count) == ("stored", 2, 1)
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     assert list(raw_store.read_batch_rows(engine, result.batch_id).index) == [0, 2]
     [rejected] = raw_store.read_rejected_rows(engine, result.batch_id)
     assert rejected.row_index == 1 and json.loads(rejected.content) == bad_row
     assert re.search(reason, rejected.reason)
     assert stored_rows(settings) == 3  # lost: 0
-    report = clean_store.clean_batch(engine, db.engine("clean", settings), result.batch_id)
+    report = clean_store.clean_batch(
+        engine, db.engine("clean", settings.databases), result.batch_id
+    )
     assert report.report.rows_in == 2
     batch_row = status(settings, models=False).batches[0]
     assert (batch_row.rows_received, batch_row.rows_rejected) == (3, 1)
@@ -241,7 +243,7 @@ def test_a_row_that_cannot_be_stored_is_kept_in_rejected_rows(settings, api, bad
 def test_rows_as_lists_in_column_order_are_accepted(settings, api):
     api.script = [batch(rows=[[ROW[c] for c in RAW_COLUMNS]])]
     result = collect(settings, api)
-    rows = raw_store.read_batch_rows(db.engine("raw", settings), result.batch_id)
+    rows = raw_store.read_batch_rows(db.engine("raw", settings.databases), result.batch_id)
     assert rows.iloc[0]["city"] == "Graham" and rows.iloc[0]["zip_code"] == "27253.0"
 
 
@@ -302,7 +304,7 @@ def test_raw_down_after_the_answer_keeps_the_body_for_the_next_collect(settings,
     sizes = served_sizes(data_api)
     assert [b.batch_number for b in stored_batches(settings)] == [0, 1]  # no hole, no repeat
     assert stored_rows(settings) == sizes[0] + sizes[1]  # lost: 0, duplicated: 0
-    assert raw_store.open_gaps(db.engine("raw", settings)) == []
+    assert raw_store.open_gaps(db.engine("raw", settings.databases)) == []
 
 
 def test_a_skipped_batch_is_a_gap_in_status_that_recover_fills(settings, data_api):
@@ -317,7 +319,7 @@ def test_a_skipped_batch_is_a_gap_in_status_that_recover_fills(settings, data_ap
         report.gaps
     )
 
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     recovered = recover_gaps(engine, data_api, 1, timeout_s=5.0, backoff_s=0.01)
     assert [r.batch_number for r in recovered.stored] == [0] and recovered.still_missing == ()
     assert raw_store.open_gaps(engine) == [] and status(settings, models=False).gaps == []

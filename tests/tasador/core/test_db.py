@@ -4,9 +4,9 @@ from tasador.core import db
 
 
 def test_configured_url_is_used_and_engine_connects(settings):
-    url = db.database_url("raw", settings)
-    assert url == settings.raw_db_url.get_secret_value()
-    with db.engine("raw", settings).connect() as conn:
+    url = db.database_url("raw", settings.databases)
+    assert url == settings.databases.raw_db_url.get_secret_value()
+    with db.engine("raw", settings.databases).connect() as conn:
         assert conn.execute(sa.text("select 1")).scalar() == 1
 
 

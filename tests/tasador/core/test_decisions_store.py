@@ -13,7 +13,7 @@ from tasador.core.config import Settings
 
 @pytest.fixture
 def engine(settings: Settings) -> sa.Engine:
-    return db.engine("clean", settings)
+    return db.engine("clean", settings.databases)
 
 
 EVIDENCE = {"basis": "compared", "features": [{"column": "bed", "psi": 0.31, "moved": True}]}

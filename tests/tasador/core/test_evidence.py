@@ -15,7 +15,7 @@ from tasador.core import (
 from tasador.core.config import Settings
 
 STATES = ("Texas", "Ohio", "Florida", "California", "Utah")
-THRESHOLDS = ev.Thresholds.from_settings(Settings(_env_file=None))
+THRESHOLDS = ev.Thresholds.from_settings(Settings(_env_file=None).drift)
 
 
 def listings(

@@ -34,7 +34,7 @@ def store(engine, sha="a" * 64, rows=(ROW, ROW)):
 
 
 def test_rows_are_stored_as_received(settings):
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     stored = store(engine)
     assert stored.created and stored.row_count == 2
     rows = raw_store.read_batch_rows(engine, stored.id)
@@ -45,7 +45,7 @@ def test_rows_are_stored_as_received(settings):
 
 
 def test_storing_the_same_batch_three_times_keeps_one_copy(settings):
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     ids = {store(engine).id for _ in range(3)}
     assert len(ids) == 1
     with engine.connect() as conn:
@@ -54,14 +54,14 @@ def test_storing_the_same_batch_three_times_keeps_one_copy(settings):
 
 
 def test_a_different_payload_for_the_same_batch_number_is_kept_apart(settings):
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     first, second = store(engine, "a" * 64), store(engine, "b" * 64, rows=(ROW,))
     assert first.id != second.id and second.created
     assert [b.row_count for b in raw_store.list_batches(engine)] == [2, 1]
 
 
 def test_a_failed_row_copy_leaves_no_batch_behind(settings):
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     bad_rows = [ROW, ROW[:5]]  # too short: COPY fails mid-way
     with pytest.raises(psycopg.Error):
         store(engine, rows=bad_rows)

@@ -35,7 +35,7 @@ def rows(
 
 
 def test_written_once_counted_and_summarized(settings: Settings) -> None:
-    engine = db.engine("raw", settings)
+    engine = db.engine("raw", settings.databases)
     texas = rows([1.0, 1.05, 0.95, 1.2], "Texas")  # 3 of 4 within ±10%
     ohio = rows([2.0, 2.0], "Ohio")  # the challenger doubles: far off
     broken = rows([float("nan")], "Utah")  # no finite challenger price: not compared
@@ -63,7 +63,7 @@ def test_written_once_counted_and_summarized(settings: Settings) -> None:
 
 
 def test_no_rows_is_said(settings: Settings) -> None:
-    found = shadow_store.disagreement(db.engine("raw", settings), "m", "5", "4")
+    found = shadow_store.disagreement(db.engine("raw", settings.databases), "m", "5", "4")
     assert found.rows == 0 and found.within is None and found.by_state.empty
     assert int(found.histogram["rows"].sum()) == 0
     assert found.sentence().endswith("no shadow rows compared yet.")

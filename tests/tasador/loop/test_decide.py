@@ -154,7 +154,7 @@ def test_zoo_dirty_batch_is_judged_on_the_rows_that_survived_cleaning(
 ) -> None:
     settings, ids = drift_zoo
     decision, evidence = decided(settings, ids["dirty"])
-    clean_rows = clean_store.load_listings(db.engine("clean", settings), [ids["dirty"]])
+    clean_rows = clean_store.load_listings(db.engine("clean", settings.databases), [ids["dirty"]])
     assert evidence.batch.rows_out == len(clean_rows) < evidence.batch.rows_in
     # What survived is the baseline's kind of listing with more blanks: no reason to retrain.
     assert decision.verdict == "skip", decision.reason
@@ -182,7 +182,7 @@ def test_deciding_again_returns_the_stored_decision(
     forced = decide.decide_batch(settings, ids["same-distribution"], force=True)
     assert forced.id == first.id and forced.verdict == "retrain"
     assert forced.reason.startswith("Retrain (forced by the operator).")
-    stored = decisions_store.latest_by_batch(db.engine("clean", settings))
+    stored = decisions_store.latest_by_batch(db.engine("clean", settings.databases))
     assert stored[ids["same-distribution"]] == forced
 
 
@@ -221,7 +221,7 @@ def store_generated(settings: Settings, batch_number: int, n: int, **knobs: obje
     frame = generate_listings(n, seed=(7, batch_number), **knobs)
     rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
     stored = raw_store.store_batch(
-        db.engine("raw", settings),
+        db.engine("raw", settings.databases),
         group_number=1,
         day=None,
         batch_number=batch_number,
@@ -269,39 +269,44 @@ def with_model(
         "same": store_generated(settings, 1, 1_500),
         "pricier": store_generated(settings, 2, 1_500, price_multiplier=2.5),
     }
-    rows = clean_store.load_listings(db.engine("clean", settings), [ids["train"]])
+    rows = clean_store.load_listings(db.engine("clean", settings.databases), [ids["train"]])
     train, holdout = rows[~rows["is_holdout"]], rows[rows["is_holdout"]]
     model = tiny_model().fit(train.loc[:, list(ev.FEATURE_COLUMNS)], train["price"])
     holdout_rmsle = rmsle(holdout["price"], model.predict(holdout.loc[:, list(ev.FEATURE_COLUMNS)]))
 
     mlflow.set_tracking_uri(mlflow_server)
-    mlflow.set_experiment(settings.model_name)
+    mlflow.set_experiment(settings.mlflow.model_name)
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
         mlflow.log_metric(names.HOLDOUT_PRIMARY, holdout_rmsle)
         logged = mlflow.sklearn.log_model(
             model,
             name="model",
-            registered_model_name=settings.model_name,
+            registered_model_name=settings.mlflow.model_name,
             skops_trusted_types=["numpy.dtype"],
             pip_requirements=["scikit-learn"],
         )
     version = str(logged.registered_model_version)
     client.set_model_version_tag(
-        settings.model_name, version, lineage.BATCH_IDS, lineage.encode_batch_ids([ids["train"]])
+        settings.mlflow.model_name,
+        version,
+        lineage.BATCH_IDS,
+        lineage.encode_batch_ids([ids["train"]]),
     )
-    client.set_registered_model_alias(settings.model_name, settings.production_alias, version)
+    client.set_registered_model_alias(
+        settings.mlflow.model_name, settings.mlflow.production_alias, version
+    )
     # A second version of the same model whose run logged no holdout metric.
     with mlflow.start_run() as bare_run:
         pass
     bare = client.create_model_version(
-        settings.model_name,
+        settings.mlflow.model_name,
         logged.model_uri,
         run_id=bare_run.info.run_id,
         model_id=logged.model_id,
     )
     client.set_model_version_tag(
-        settings.model_name, bare.version, lineage.BATCH_IDS, str(ids["train"])
+        settings.mlflow.model_name, bare.version, lineage.BATCH_IDS, str(ids["train"])
     )
     ids["version"], ids["bare_version"] = int(version), int(bare.version)
     assert run.info.run_id != bare_run.info.run_id
@@ -346,9 +351,9 @@ def test_without_a_logged_holdout_metric_the_holdout_rows_are_scored(
 ) -> None:
     settings, ids = with_model
     first = ev.Evidence.model_validate(decide.decide_batch(settings, ids["same"]).evidence)
-    client = mlflow.MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=settings.mlflow.mlflow_tracking_uri)
     client.set_registered_model_alias(
-        settings.model_name, settings.production_alias, str(ids["bare_version"])
+        settings.mlflow.model_name, settings.mlflow.production_alias, str(ids["bare_version"])
     )
     try:
         again = ev.Evidence.model_validate(
@@ -356,7 +361,7 @@ def test_without_a_logged_holdout_metric_the_holdout_rows_are_scored(
         )
     finally:
         client.set_registered_model_alias(
-            settings.model_name, settings.production_alias, str(ids["version"])
+            settings.mlflow.model_name, settings.mlflow.production_alias, str(ids["version"])
         )
     assert first.model is not None and again.model is not None
     assert again.model.holdout_source == "reference_holdout"
@@ -378,7 +383,7 @@ def test_the_decide_command(
         missing = runner.invoke(app, ["decide", "--batch", "999"])
     finally:
         get_settings.cache_clear()
-    stored = decisions_store.get(db.engine("clean", settings), ids["new-states"])
+    stored = decisions_store.get(db.engine("clean", settings.databases), ids["new-states"])
     assert shown.exit_code == 0, shown.output
     assert stored is not None
     assert shown.output.startswith(f"batch {ids['new-states']}: retrain (decision {stored.id})")

@@ -41,10 +41,10 @@ class Served:
 def serve_one_request(settings: Settings, raw_sample) -> Served:
     """Train, promote and answer one /predict through the real API (its log flushed on exit)."""
     ids = load_batches(settings, raw_sample.iloc[:1500], [600, 600, 300])
-    clean = db.engine("clean", settings)
+    clean = db.engine("clean", settings.databases)
     decision = decisions_store.save(clean, ids[1], "retrain", "state drifted", {"checks": []})
     plan = search.prepare_study(settings, ids[:2], decision_id=decision.id)
-    search.run_worker(plan.study_name, settings.model_copy(update={"search_trials": 2}))
+    search.run_worker(plan.study_name, settings.updated(search_trials=2))
     assert champion.finish_study(plan.study_name, settings).promoted
     with TestClient(create_app(settings)) as api:
         deadline = time.monotonic() + 60
@@ -60,7 +60,7 @@ def serve_one_request(settings: Settings, raw_sample) -> Served:
 
 @pytest.fixture
 def served(search_settings, raw_sample) -> Served:  # noqa: F811
-    return serve_one_request(search_settings.model_copy(update={"search_trials": 2}), raw_sample)
+    return serve_one_request(search_settings.updated(search_trials=2), raw_sample)
 
 
 def test_a_request_leads_to_its_version_decision_study_and_batch_hashes(served):
@@ -76,7 +76,7 @@ def test_a_request_leads_to_its_version_decision_study_and_batch_hashes(served):
     assert chain.decision is not None and chain.decision.decision_id == served.decision_id
     assert chain.decision.reason == "state drifted"
     assert chain.promotion is not None and chain.promotion.promoted
-    raw = db.engine("raw", served.settings)
+    raw = db.engine("raw", served.settings.databases)
     assert [(b.batch_id, b.payload_sha256) for b in chain.batches] == [
         (b, raw_store.get_batch(raw, b).payload_sha256) for b in served.trained
     ]

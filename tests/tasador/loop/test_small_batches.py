@@ -28,13 +28,11 @@ def batches(
     raw_sample: pd.DataFrame,
 ) -> tuple[Settings, list[int]]:
     """CLEAN batches: one whose every row cleaning drops, two normal ones, one of ten rows."""
-    tuned = settings.model_copy(
-        update={
-            "mlflow_tracking_uri": mlflow_server,
-            "model_name": f"small-{uuid.uuid4().hex[:8]}",
-            "experiment_name": f"small-{uuid.uuid4().hex[:8]}",
-            "optuna_storage_url": SecretStr(make_database("optuna")),
-        }
+    tuned = settings.updated(
+        mlflow_tracking_uri=mlflow_server,
+        model_name=f"small-{uuid.uuid4().hex[:8]}",
+        experiment_name=f"small-{uuid.uuid4().hex[:8]}",
+        optuna_storage_url=SecretStr(make_database("optuna")),
     )
     dropped = raw_sample.iloc[:300].assign(price="1")  # below the price floor: every row goes
     frame = pd.concat([dropped, raw_sample.iloc[300:1510]], ignore_index=True)
