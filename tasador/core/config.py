@@ -184,7 +184,7 @@ class UiSettings(_Group):
     optuna_dashboard_url: str | None = None
 
 
-# Each group's attribute on Settings. The order is the order of .env.example.
+# Each group's attribute on Settings, in the order .env.example lists them.
 GROUPS: dict[str, type[_Group]] = {
     "databases": DatabaseSettings,
     "mlflow": MlflowSettings,
@@ -213,6 +213,8 @@ _ENVIRONMENT = SettingsConfigDict(
 
 
 class _FlatBase(BaseSettings):
+    """Reads like Settings; _FlatNames below gives it one field per variable."""
+
     model_config = _ENVIRONMENT
 
 
@@ -272,16 +274,23 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _route_flat_names(cls, data: Any) -> Any:
-        """Move each flat name (from the environment, .env or a keyword) into its group."""
+        """Move each flat name (from the environment, .env or a keyword) into its group.
+
+        A group given whole keeps the values it was given, over flat names; its defaults give
+        way to them (``Settings(search=SearchSettings(search_trials=2))`` still reads
+        TASADOR_SEARCH_WORKERS)."""
         if not isinstance(data, dict):
             return data
         routed = {key: value for key, value in data.items() if key not in GROUP_OF}
+        flat: dict[str, dict[str, Any]] = {}
         for key, value in data.items():
-            if (group := GROUP_OF.get(key)) is None:
-                continue
+            if (group := GROUP_OF.get(key)) is not None:
+                flat.setdefault(group, {})[key] = value
+        for group, values in flat.items():
             given = routed.get(group)
-            values = dict(given) if isinstance(given, BaseModel | dict) else {}
-            routed[group] = {**values, key: value}
+            if isinstance(given, BaseModel):
+                given = {name: getattr(given, name) for name in given.model_fields_set}
+            routed[group] = {**values, **(given if isinstance(given, dict) else {})}
         return routed
 
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tasador.core.config import GROUPS, Settings, settings_env
+from tasador.core.config import GROUPS, SearchSettings, Settings, settings_env
 
 # Every variable Tasador reads (as .env.example and docker-compose.yml set them), a value other
 # than its default, and the group it lands in (None: Settings itself).
@@ -146,6 +146,15 @@ def test_flat_keywords_build_settings_and_beat_the_environment(
     )
     assert settings.state_dir == tmp_path
     assert settings.databases.raw_db_url == SecretStr("postgresql://x/raw")
+    assert (settings.search.search_trials, settings.search.search_workers) == (2, 3)
+
+
+def test_a_group_given_whole_keeps_its_values_over_the_environment(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("TASADOR_SEARCH_TRIALS", "9")
+    clean_env.setenv("TASADOR_SEARCH_WORKERS", "3")
+    settings = Settings(search=SearchSettings(search_trials=2), _env_file=None)
     assert (settings.search.search_trials, settings.search.search_workers) == (2, 3)
 
 
