@@ -75,8 +75,8 @@ class PriceFit:
     price: dict[str, Any]  # the linear fit: intercept, betas, centre, status, state, size slopes
     acre_unbuilt: np.ndarray  # land's extra lot-size slopes below and above the knee
     unbuilt_location: float  # the share of the state level land carries
-    land_state: pd.Series  # land's own level by state
     kind_stats: pd.DataFrame  # by kind: n, mean (price offset), noise_sd, noise_df
+    land_state: pd.Series  # land's own level by state
     nonlinear: dict[str, Any]  # world.NONLINEAR_TERMS' knees and coefficients, residual tree
     city_stats: pd.DataFrame  # by "state|city": shrunk mean and posterior sd of its effect
     tau2: float  # variance of city effects
@@ -138,8 +138,8 @@ def fit_prices(sample: pd.DataFrame, complete: pd.DataFrame) -> PriceFit:
         price=price,
         acre_unbuilt=acre_unbuilt,
         unbuilt_location=unbuilt_location,
-        land_state=land_state["mean"],
         kind_stats=kind_stats,
+        land_state=land_state["mean"],
         nonlinear=nonlinear,
         city_stats=city_stats,
         tau2=tau2,
