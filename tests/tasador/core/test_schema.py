@@ -26,15 +26,9 @@ MakeMigrated = Callable[[migrations.Database], str]
 
 def differences(url: str, metadata: sa.MetaData) -> list[Any]:
     """What autogenerate would change in the database at ``url`` to match ``metadata``."""
-    engine = sa.create_engine(db.sqlalchemy_url(url), poolclass=sa.NullPool)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(
-                conn, opts={"compare_type": True, "compare_server_default": True}
-            )
-            return list(compare_metadata(context, metadata))
-    finally:
-        engine.dispose()
+    with db.engine_for(url).connect() as conn:  # disposed of by the test's owner (conftest)
+        options = {"compare_type": True, "compare_server_default": True}
+        return list(compare_metadata(MigrationContext.configure(conn, opts=options), metadata))
 
 
 @pytest.mark.parametrize("database", ["raw", "clean"])
@@ -47,22 +41,15 @@ def test_migrated_schema_is_the_declared_one(
 
 def unchecked_by_autogenerate(url: str) -> dict[str, Any]:
     """Per table: each column's type as PostgreSQL names it and its identity, and the checks."""
-    engine = sa.create_engine(db.sqlalchemy_url(url), poolclass=sa.NullPool)
-    try:
-        inspector = sa.inspect(engine)
-        return {
-            table: (
-                [
-                    (c["name"], str(c["type"]), c.get("identity"))
-                    for c in inspector.get_columns(table)
-                ],
-                sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)),
-            )
-            for table in inspector.get_table_names()
-            if table != "alembic_version"
-        }
-    finally:
-        engine.dispose()
+    inspector = sa.inspect(db.engine_for(url))
+    return {
+        table: (
+            [(c["name"], str(c["type"]), c.get("identity")) for c in inspector.get_columns(table)],
+            sorted((c["name"], c["sqltext"]) for c in inspector.get_check_constraints(table)),
+        )
+        for table in inspector.get_table_names()
+        if table != "alembic_version"
+    }
 
 
 @pytest.mark.parametrize("database", ["raw", "clean"])
@@ -72,12 +59,8 @@ def test_declared_tables_create_the_migrated_types_and_checks(
     database: migrations.Database,
 ) -> None:
     declared = make_database(f"declared_{database}")
-    engine = sa.create_engine(db.sqlalchemy_url(declared), poolclass=sa.NullPool)
-    try:
-        with engine.begin() as conn:
-            DECLARED[database].create_all(conn)
-    finally:
-        engine.dispose()
+    with db.engine_for(declared).begin() as conn:
+        DECLARED[database].create_all(conn)
     migrated = make_migrated_database(database)
     assert unchecked_by_autogenerate(declared) == unchecked_by_autogenerate(migrated)
 
