@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from experiments import champion, explain, leaderboard, promotions, registry
-from experiments import study as search
+from experiments import champion, explain, leaderboard, promotions, registry, search_worker
 from tasador.core import db, decisions_store, lineage, names
+from tasador.loop import training
 from tests.experiments.conftest import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
@@ -25,8 +25,8 @@ params:
 
 def _retrain(settings, batch_ids, spaces_dir, reason=None, decision_id=None):
     staged = settings.model_copy(update={"search_spaces_dir": spaces_dir, "search_trials": 2})
-    plan = search.prepare_study(staged, batch_ids, reason=reason, decision_id=decision_id)
-    search.run_worker(plan.study_name, staged)
+    plan = training.plan_retraining(staged, decision_id, batch_ids=batch_ids, reason=reason)
+    search_worker.run_worker(plan.study_name, staged)
     return plan, champion.finish_study(plan.study_name, staged)
 
 
