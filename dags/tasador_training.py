@@ -87,7 +87,7 @@ def tasador_training() -> None:
         assert params is not None  # Airflow injects the run's params
         get_current_context()["worker_label"] = str(worker)  # type: ignore[typeddict-unknown-key]
         finished = run_search_worker(
-            planned["study_name"], get_settings(), timeout_s=params["timeout_s"], worker=worker
+            planned["study_name"], get_settings(), worker, params["timeout_s"]
         )
         print(f"worker {worker} finished {finished} trials of {planned['study_name']}")
         return finished

@@ -94,14 +94,11 @@ def worker_count(settings: Settings, workers: int | None) -> int:
 
 
 def run_search_worker(
-    study_name: str,
-    settings: Settings,
-    *,
-    timeout_s: float | None = None,
-    worker: int | None = None,
+    study_name: str, settings: Settings, worker: int, timeout_s: float | None
 ) -> int:
-    """One search worker on the planned study (an Airflow mapped task); the trials it finished.
-    See experiments.search_worker.run_worker."""
+    """Search worker number ``worker`` of the planned study (the training DAG's mapped task):
+    trials until the study's budgets are spent; how many it finished. ``timeout_s`` None: the
+    setting. See experiments.search_worker.run_worker."""
     return run_worker(study_name, settings, timeout_s=timeout_s, worker=worker)
 
 
