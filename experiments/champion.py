@@ -184,48 +184,7 @@ def challenge(
     concurrent challenges are decided one at a time against the production each one really
     faced. A version already decided keeps its stored verdict."""
     challenger = score("challenger", version, family, model, holdout)
-    loaded: dict[int, tuple[Scored, Any]] = {}
-
-    def production_of(number: int) -> tuple[Scored, Any]:
-        if number not in loaded:
-            found = mlflow_client.get_model_version(settings.model_name, str(number))
-            previous_model = registry.load_version(settings, number)
-            tag = found.tags.get(registry.FAMILY_TAG, "?")
-            loaded[number] = (
-                score("production", number, tag, previous_model, holdout),
-                previous_model,
-            )
-        return loaded[number]
-
-    def judge() -> promotions.Judgement:
-        current = registry.production_version(mlflow_client, settings)
-        production = (
-            production_of(int(current.version))[0]
-            if current is not None and int(current.version) != version
-            else None
-        )
-        promoted = promotions.wins(
-            challenger.metrics[PRIMARY],
-            production.metrics[PRIMARY] if production else None,
-            settings.promotion_margin,
-        )
-        summary = summarize(challenger, production, promoted, settings.promotion_margin)
-        # Winning on the holdout may not be enough: live traffic may be required too.
-        waiting = (
-            shadow_gate.waiting(settings, version, production.version)
-            if (promoted and production is not None)
-            else None
-        )
-        if waiting is not None:
-            promoted, summary = False, shadow_gate.waiting_summary(summary, waiting)
-        return promotions.Judgement(
-            previous_version=production.version if production else None,
-            promoted=promoted,
-            challenger_rmsle=challenger.metrics[PRIMARY],
-            previous_rmsle=production.metrics[PRIMARY] if production else None,
-            summary=summary,
-        )
-
+    productions = _Productions(settings, mlflow_client, holdout)
     decision = promotions.get(engine, settings.model_name, version) or promotions.decide(
         engine,
         model_name=settings.model_name,
@@ -234,15 +193,74 @@ def challenge(
         holdout_rows=len(holdout),
         study_name=study_name,
         retrain_decision_id=retrain_decision_id,
-        judge=judge,
+        judge=lambda: _judge(settings, mlflow_client, challenger, productions),
         move_alias=lambda: _promote(mlflow_client, settings, version, challenger),
         alias=settings.production_alias,
     )
     previous = decision.previous_version
     if previous is None or previous == version:
         return Challenge(decision, challenger, None, None)
-    production, previous_model = production_of(previous)
+    production, previous_model = productions(previous)
     return Challenge(decision, challenger, production, previous_model)
+
+
+class _Productions:
+    """Production versions scored on the holdout, each loaded once: the judge scores the one
+    it finds under the lock, and the challenge reports that one again afterwards."""
+
+    def __init__(
+        self, settings: Settings, mlflow_client: MlflowClient, holdout: pd.DataFrame
+    ) -> None:
+        self.settings = settings
+        self.mlflow_client = mlflow_client
+        self.holdout = holdout
+        self.loaded: dict[int, tuple[Scored, Any]] = {}
+
+    def __call__(self, number: int) -> tuple[Scored, Any]:
+        """Version ``number``'s holdout scores and its loaded model."""
+        if number not in self.loaded:
+            found = self.mlflow_client.get_model_version(self.settings.model_name, str(number))
+            model = registry.load_version(self.settings, number)
+            family = found.tags.get(registry.FAMILY_TAG, "?")
+            self.loaded[number] = (score("production", number, family, model, self.holdout), model)
+        return self.loaded[number]
+
+
+def _judge(
+    settings: Settings,
+    mlflow_client: MlflowClient,
+    challenger: Scored,
+    productions: _Productions,
+) -> promotions.Judgement:
+    """The verdict on ``challenger`` against the production version of this moment (called
+    under the promotion lock)."""
+    current = registry.production_version(mlflow_client, settings)
+    production = (
+        productions(int(current.version))[0]
+        if current is not None and int(current.version) != challenger.version
+        else None
+    )
+    promoted = promotions.wins(
+        challenger.metrics[PRIMARY],
+        production.metrics[PRIMARY] if production else None,
+        settings.promotion_margin,
+    )
+    summary = summarize(challenger, production, promoted, settings.promotion_margin)
+    # Winning on the holdout may not be enough: live traffic may be required too.
+    waiting = (
+        shadow_gate.waiting(settings, challenger.version, production.version)
+        if (promoted and production is not None)
+        else None
+    )
+    if waiting is not None:
+        promoted, summary = False, shadow_gate.waiting_summary(summary, waiting)
+    return promotions.Judgement(
+        previous_version=production.version if production else None,
+        promoted=promoted,
+        challenger_rmsle=challenger.metrics[PRIMARY],
+        previous_rmsle=production.metrics[PRIMARY] if production else None,
+        summary=summary,
+    )
 
 
 def _promote(
@@ -260,7 +278,8 @@ def _promote(
 @timings.step("champion_challenger")  # benchmarks/loop.py times it
 def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     """Refit, register, compare with production on the shared holdout, maybe promote; then
-    score every family's best trial, explain the change and report it (a function a step)."""
+    score every family's best trial, explain the change and report it: the steps of the
+    module's docstring, in order."""
     study, plan = load_study(study_name, settings)
     mlflow_client = registry.connect(settings)
     best = refit.best_trial(study)
@@ -294,7 +313,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         drivers=None if explanation is None else explanation.diff,
     )
     if explanation is None:
-        return result  # no SHAP, no report: the verdict says why the challenger lost
+        return result  # output not finite: no SHAP, no report; the verdict says why
     result = dataclasses.replace(result, shap_sentence=explanation.sentence)
     text = report.log_report(mlflow_client, settings, engine, result, plan, study, explanation)
     return dataclasses.replace(result, report=text)
