@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 # the steps pull in pandas, MLflow and the model libraries.
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import RETRAIN_ASSET_URI, dag_args
+from tasador.loop.dag_defaults import RETRAIN_ASSET_URI, dag_args, optional_param
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
 prepare_process()  # this file is the entry point of every task process that runs it
@@ -27,10 +27,8 @@ prepare_process()  # this file is the entry point of every task process that run
     schedule=get_settings().ingest_schedule,
     **dag_args(),
     params={
-        "batch_id": Param(
-            None,
-            type=["null", "integer"],
-            description="Re-process a stored RAW batch instead of collecting one.",
+        "batch_id": optional_param(
+            "integer", "Re-process a stored RAW batch instead of collecting one."
         ),
         "force_retrain": Param(
             False, type="boolean", description="Retrain whatever the evidence says."

@@ -13,7 +13,7 @@ from airflow.sdk import Param, dag, task
 
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import dag_args
+from tasador.loop.dag_defaults import dag_args, optional_param
 
 prepare_process()  # this file is the entry point of every task process that runs it
 
@@ -23,11 +23,10 @@ prepare_process()  # this file is the entry point of every task process that run
     schedule=None,
     **dag_args(),
     params={
-        "to_version": Param(
-            None,
-            type=["null", "integer"],
+        "to_version": optional_param(
+            "integer",
+            "Version to restore (default: the one before the current production).",
             minimum=1,
-            description="Version to restore (default: the one before the current production).",
         ),
         "reason": Param(
             "rolled back by an operator (Airflow)",
