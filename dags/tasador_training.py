@@ -17,6 +17,7 @@ from airflow.sdk import Asset, dag, task
 
 # Tasks import the loop's steps when they run: the DAG processor parses this file often, and
 # the steps pull in pandas, MLflow and the model libraries.
+from tasador.core import db
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
 from tasador.loop.dag_defaults import (
@@ -28,6 +29,8 @@ from tasador.loop.dag_defaults import (
 )
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
+# A task that reaches a database owns the engines its step makes: @db.owning_engines() disposes
+# of them when the task ends, so a worker process that runs many tasks keeps no idle pools.
 prepare_process()  # this file is the entry point of every task process that runs it
 
 
@@ -54,6 +57,7 @@ def tasador_training() -> None:
     """Plan a study, run the mapped search workers, then champion/challenger."""
 
     @task
+    @db.owning_engines()
     def plan(
         params: dict[str, Any] | None = None, triggering_asset_events: Any = None
     ) -> dict[str, Any]:
@@ -79,6 +83,7 @@ def tasador_training() -> None:
         queue=SEARCH_QUEUE,
         map_index_template="worker {{ worker_label }}",  # the mapped instance's name in the UI
     )
+    @db.owning_engines()
     def search(worker: int, planned: dict[str, Any], params: dict[str, Any] | None = None) -> int:
         from airflow.sdk import get_current_context
 
@@ -94,6 +99,7 @@ def tasador_training() -> None:
 
     # Once every worker is done, if at least one succeeded: the study holds its trials either way.
     @task(trigger_rule="all_done_min_one_success")
+    @db.owning_engines()
     def champion_challenger(planned: dict[str, Any], finished: list[int]) -> dict[str, Any]:
         from tasador.loop.training import finish_retraining
 
