@@ -53,7 +53,8 @@ from pydantic import SecretStr
 from experiments import data, registry
 from experiments.champion import finish_study
 from experiments.features import ListingFrame, model_input
-from experiments.study import COUNTED_STATES, load_study, prepare_study, run_workers
+from experiments.search_worker import run_workers
+from experiments.study import COUNTED_STATES, load_study
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.cleaning import clean_frame
@@ -62,6 +63,7 @@ from tasador.core.config import Settings
 from tasador.core.metrics import rmsle
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
+from tasador.loop.training import plan_retraining
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "realtor-sample-5k.csv"
 
@@ -123,7 +125,7 @@ def run_ours(
     families: list[str] | None = None,
 ) -> Outcome:
     settings = settings.updated(model_name=f"bench-{arm}", search_sampler=sampler)
-    plan = prepare_study(settings, n_trials=1_000_000, families=families)  # the budget is the clock
+    plan = plan_retraining(settings, trials=1_000_000, families=families)  # the budget is the clock
     started = time.monotonic()
     run_workers(plan.study_name, settings, workers, timeout_s=budget)
     wall = time.monotonic() - started

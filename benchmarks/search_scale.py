@@ -39,9 +39,10 @@ import psutil
 from pydantic import SecretStr
 
 from datasource.generator import generate_listings
-from experiments import champion, data, explain, registry, report, spaces
+from experiments import champion, data, explain, refit, registry, report, spaces
 from experiments.families import build_model
-from experiments.study import COUNTED_STATES, load_study, prepare_study, run_workers
+from experiments.search_worker import run_workers
+from experiments.study import COUNTED_STATES, load_study
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.columns import RAW_COLUMNS, TARGET
@@ -49,6 +50,7 @@ from tasador.core.config import Settings
 from tasador.core.metrics import rmsle
 from tasador.core.process import prepare_process
 from tasador.loop import ingest
+from tasador.loop.training import plan_retraining
 
 TIMES: dict[str, float] = defaultdict(float)
 
@@ -118,7 +120,7 @@ def store(settings: Settings, number: int, rows: int) -> float:
 def retrain(settings: Settings) -> tuple[dict[str, float], str]:
     TIMES.clear()
     started = time.monotonic()
-    plan = prepare_study(settings)
+    plan = plan_retraining(settings)
     TIMES["plan"] = time.monotonic() - started
     started = time.monotonic()
     run_workers(plan.study_name, settings, settings.search.search_workers)
@@ -149,8 +151,8 @@ def retrain(settings: Settings) -> tuple[dict[str, float], str]:
 
 def refit_curve(settings: Settings, sizes: list[int]) -> None:
     ids = data.clean_batch_ids(settings)
-    study, plan = load_study(prepare_study(settings).study_name, settings)
-    best = champion.best_trial(study)
+    study, plan = load_study(plan_retraining(settings).study_name, settings)
+    best = refit.best_trial(study)
     family = best.params[spaces.FAMILY_PARAM]
     params, smoothing = plan.search_spaces()[family].from_trial(best.params)
     train, holdout = data.training_rows(settings, ids), data.holdout_rows(settings, ids)
@@ -175,7 +177,7 @@ def main() -> None:
     batches = [int(b) for b in args.batches.split(",")]
     studies = {int(s) for s in args.studies.split(",")}
 
-    timed(champion, "_challenger", "challenger")
+    timed(refit, "refit_and_register", "challenger")
     timed(champion, "challenge", "holdout")
     timed(registry, "log_and_register", "register")
     timed(registry, "load_version", "load")

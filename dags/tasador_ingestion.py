@@ -14,11 +14,14 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 # Tasks import the loop's steps when they run: the DAG processor parses this file often, and
 # the steps pull in pandas, MLflow and the model libraries.
+from tasador.core import db
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import RETRAIN_ASSET_URI, dag_args
+from tasador.loop.dag_defaults import RETRAIN_ASSET_URI, dag_args, optional_param
 
 RETRAIN = Asset(RETRAIN_ASSET_URI)
+# A task that reaches a database owns the engines its step makes: @db.owning_engines() disposes
+# of them when the task ends, so a worker process that runs many tasks keeps no idle pools.
 prepare_process()  # this file is the entry point of every task process that runs it
 
 
@@ -27,10 +30,8 @@ prepare_process()  # this file is the entry point of every task process that run
     schedule=get_settings().data_api.ingest_schedule,
     **dag_args(),
     params={
-        "batch_id": Param(
-            None,
-            type=["null", "integer"],
-            description="Re-process a stored RAW batch instead of collecting one.",
+        "batch_id": optional_param(
+            "integer", "Re-process a stored RAW batch instead of collecting one."
         ),
         "force_retrain": Param(
             False, type="boolean", description="Retrain whatever the evidence says."
@@ -41,6 +42,7 @@ def tasador_ingestion() -> None:
     """Collect the next batch, clean it, decide, and request a retraining if needed."""
 
     @task
+    @db.owning_engines()
     def collect(params: dict[str, Any] | None = None) -> int:
         assert params is not None  # Airflow injects the run's params
         if params["batch_id"] is not None:
@@ -54,6 +56,7 @@ def tasador_ingestion() -> None:
         return int(result.batch_id)
 
     @task
+    @db.owning_engines()
     def clean(batch_id: int) -> int:
         from tasador.loop import ingest
 
@@ -61,6 +64,7 @@ def tasador_ingestion() -> None:
         return batch_id
 
     @task
+    @db.owning_engines()
     def decide(batch_id: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from tasador.loop.decide import decide_batch
 

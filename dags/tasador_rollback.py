@@ -11,10 +11,13 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
+from tasador.core import db
 from tasador.core.config import get_settings
 from tasador.core.process import prepare_process
-from tasador.loop.dag_defaults import dag_args
+from tasador.loop.dag_defaults import dag_args, optional_param
 
+# A task that reaches a database owns the engines its step makes: @db.owning_engines() disposes
+# of them when the task ends, so a worker process that runs many tasks keeps no idle pools.
 prepare_process()  # this file is the entry point of every task process that runs it
 
 
@@ -23,11 +26,10 @@ prepare_process()  # this file is the entry point of every task process that run
     schedule=None,
     **dag_args(),
     params={
-        "to_version": Param(
-            None,
-            type=["null", "integer"],
+        "to_version": optional_param(
+            "integer",
+            "Version to restore (default: the one before the current production).",
             minimum=1,
-            description="Version to restore (default: the one before the current production).",
         ),
         "reason": Param(
             "rolled back by an operator (Airflow)",
@@ -41,6 +43,7 @@ def tasador_rollback() -> None:
     # Two tasks: the target is fixed once, so a retried move restores the same version and
     # finds it done, instead of undoing itself.
     @task
+    @db.owning_engines()
     def target(params: dict[str, Any] | None = None) -> int:
         from experiments.rollback import rollback_target  # at run time: MLflow is slow to load
 
@@ -48,6 +51,7 @@ def tasador_rollback() -> None:
         return int(params["to_version"] or rollback_target(get_settings()))
 
     @task
+    @db.owning_engines()
     def roll_back(version: int, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from experiments.rollback import rollback
 

@@ -156,15 +156,7 @@ def _batch_json(group: int, day: str | None, number: int, frame: pd.DataFrame, f
     return f'{head[:-1]}, "data": {rows}}}'
 
 
-def serve(
-    port: int,
-    host: str = "127.0.0.1",
-    scenario: str | Path = "course",
-    scale: float = DEFAULT_SCALE,
-    csv: Path | None = None,
-    state_dir: Path | None = None,
-    seed: int = DEFAULT_SEED,
-) -> None:
-    """Run the data API with uvicorn until interrupted."""
-    app = create_app(scenario=scenario, scale=scale, csv=csv, state_dir=state_dir, seed=seed)
+def serve(app: FastAPI, port: int, host: str = "127.0.0.1") -> None:
+    """Run a data API app (made by :func:`create_app`, so a CSV is split before the server
+    listens) with uvicorn until interrupted."""
     uvicorn.run(app, host=host, port=port, log_level="info")

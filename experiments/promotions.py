@@ -21,54 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 from tasador.core.errors import BadInput, Conflict, NotFound
-
-metadata = sa.MetaData()
-
-model_promotions = sa.Table(
-    "model_promotions",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column(
-        "decided_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.Column("model_name", sa.Text, nullable=False),
-    sa.Column("challenger_version", sa.Integer, nullable=False),
-    sa.Column("previous_version", sa.Integer),  # production before the decision (None: none)
-    sa.Column("promoted", sa.Boolean, nullable=False),
-    sa.Column("challenger_rmsle", sa.Float(53), nullable=False),
-    sa.Column("previous_rmsle", sa.Float(53)),
-    sa.Column("margin", sa.Float(53), nullable=False),
-    sa.Column("holdout_rows", sa.Integer, nullable=False),
-    sa.Column("study_name", sa.Text, nullable=False),
-    sa.Column("retrain_decision_id", sa.BigInteger),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.UniqueConstraint("model_name", "challenger_version", name="one_decision_per_version"),
-)
-
-# Every move of the alias (CLEAN 0003): the alias history MLflow does not keep.
-alias_moves = sa.Table(
-    "alias_moves",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("model_name", sa.Text, nullable=False),
-    sa.Column("alias", sa.Text, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("previous_version", sa.Integer),
-    sa.Column("cause", sa.Text, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("promotion_id", sa.BigInteger),
-    sa.CheckConstraint("cause IN ('promotion', 'rollback')", name="alias_moves_cause"),
-    sa.Index("alias_moves_by_model", "model_name", "moved_at"),
-)
+from tasador.core.tables.clean import alias_moves, model_promotions
 
 # The advisory lock's first key: a constant naming "promotion decisions", so the lock cannot
 # collide with another use of advisory locks keyed by hashtext of the same text.
@@ -159,59 +119,36 @@ def record(
     *,
     model_name: str,
     challenger_version: int,
-    previous_version: int | None,
-    promoted: bool,
-    challenger_rmsle: float,
-    previous_rmsle: float | None,
     margin: float,
     holdout_rows: int,
     study_name: str,
     retrain_decision_id: int | None,
-    summary: str,
     move_alias: Callable[[], None],
+    previous_version: int | None,
+    promoted: bool,
+    challenger_rmsle: float,
+    previous_rmsle: float | None,
+    summary: str,
     alias: str = "production",
 ) -> Promotion:
-    """Store the decision and, when promoted, call ``move_alias`` inside the same transaction.
+    """Store a verdict already reached: :func:`decide` with this verdict as the judgement, so
+    when promoted ``move_alias`` runs inside the same transaction.
 
     A decision already stored for this version wins: it is returned and nothing moves.
     """
-    with engine.begin() as conn:
-        inserted = conn.execute(
-            postgresql.insert(model_promotions)
-            .values(
-                model_name=model_name,
-                challenger_version=challenger_version,
-                previous_version=previous_version,
-                promoted=promoted,
-                challenger_rmsle=challenger_rmsle,
-                previous_rmsle=previous_rmsle,
-                margin=margin,
-                holdout_rows=holdout_rows,
-                study_name=study_name,
-                retrain_decision_id=retrain_decision_id,
-                summary=summary,
-            )
-            .on_conflict_do_nothing(constraint="one_decision_per_version")
-            .returning(*model_promotions.c)
-        ).one_or_none()
-        if inserted is not None and promoted:
-            _record_move(
-                conn,
-                model_name=model_name,
-                alias=alias,
-                version=challenger_version,
-                previous_version=previous_version,
-                cause="promotion",
-                reason=summary,
-                promotion_id=inserted.id,
-            )
-            move_alias()
-    if inserted is not None:
-        return _promotion(inserted)
-    stored = get(engine, model_name, challenger_version)
-    if stored is None:
-        raise Conflict(f"decision on {model_name} v{challenger_version} vanished")
-    return stored
+    verdict = Judgement(previous_version, promoted, challenger_rmsle, previous_rmsle, summary)
+    return decide(
+        engine,
+        model_name=model_name,
+        challenger_version=challenger_version,
+        margin=margin,
+        holdout_rows=holdout_rows,
+        study_name=study_name,
+        retrain_decision_id=retrain_decision_id,
+        judge=lambda: verdict,
+        move_alias=move_alias,
+        alias=alias,
+    )
 
 
 def decide(
@@ -245,30 +182,16 @@ def decide(
             .values(
                 model_name=model_name,
                 challenger_version=challenger_version,
-                previous_version=verdict.previous_version,
-                promoted=verdict.promoted,
-                challenger_rmsle=verdict.challenger_rmsle,
-                previous_rmsle=verdict.previous_rmsle,
+                **asdict(verdict),  # previous version, promoted, both RMSLEs, summary
                 margin=margin,
                 holdout_rows=holdout_rows,
                 study_name=study_name,
                 retrain_decision_id=retrain_decision_id,
-                summary=verdict.summary,
             )
             .returning(*model_promotions.c)
         ).one()
         if verdict.promoted:
-            _record_move(
-                conn,
-                model_name=model_name,
-                alias=alias,
-                version=challenger_version,
-                previous_version=verdict.previous_version,
-                cause="promotion",
-                reason=verdict.summary,
-                promotion_id=inserted.id,
-            )
-            move_alias()
+            _promote(conn, inserted, alias, move_alias)
     return _promotion(inserted)
 
 
@@ -306,23 +229,31 @@ def confirm(
             .values(promoted=True, summary=summary, decided_at=sa.func.now())
             .returning(*model_promotions.c)
         ).one()
-        _record_move(
-            conn,
-            model_name=model_name,
-            alias=alias,
-            version=challenger_version,
-            previous_version=stored.previous_version,
-            cause="promotion",
-            reason=summary,
-            promotion_id=stored.id,
-        )
-        move_alias()
+        _promote(conn, updated, alias, move_alias)
     return _promotion(updated)
 
 
 def _lock(conn: sa.Connection, model_name: str) -> None:
     """Serialize every alias decision of ``model_name`` until the transaction ends."""
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(LOCK_CLASS, sa.func.hashtext(model_name))))
+
+
+def _promote(
+    conn: sa.Connection, promotion: sa.Row[Any], alias: str, move_alias: Callable[[], None]
+) -> None:
+    """Record the alias move a promoting verdict (a ``model_promotions`` row) makes, then move
+    the alias: both inside the caller's transaction, so a failed move rolls the row back."""
+    _record_move(
+        conn,
+        model_name=promotion.model_name,
+        alias=alias,
+        version=promotion.challenger_version,
+        previous_version=promotion.previous_version,
+        cause="promotion",
+        reason=promotion.summary,
+        promotion_id=promotion.id,
+    )
+    move_alias()
 
 
 def _record_move(conn: sa.Connection, **values: Any) -> AliasMove:

@@ -18,14 +18,18 @@ import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy as sa
 from matplotlib.figure import Figure  # no pyplot: no global state
+from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments import spaces
 from experiments.explain import Explanation
+from tasador.core import db, decisions_store, shadow_store
+from tasador.core.config import Settings
 from tasador.core.decisions_store import Decision
 from tasador.core.metrics import PRIMARY
-from tasador.core.names import SHAP_DIR, SHAP_PLOT
+from tasador.core.names import REPORT_FILE, SHAP_DIR, SHAP_PLOT
 from tasador.core.shadow_store import WITHIN, Disagreement
 
 
@@ -314,3 +318,43 @@ def log_study_figures(mlflow_client: Any, run_ids: Sequence[str], study: optuna.
             (Path(folder) / name).write_bytes(png)
         for run_id in run_ids:
             mlflow_client.log_artifacts(run_id, folder, STUDY_DIR)
+
+
+def log_report(
+    mlflow_client: MlflowClient,
+    settings: Settings,
+    engine: sa.Engine,
+    result: Any,  # experiments.champion.RetrainingResult (not imported: no cycle)
+    plan: Any,  # experiments.study.StudyPlan
+    study: optuna.Study,
+    explanation: Explanation,
+) -> str:
+    """The report step of champion/challenger: the model-change report (Markdown), logged with
+    the study's figures on the version's run and the study's run."""
+    decision = (
+        decisions_store.get_by_id(engine, plan.decision_id)
+        if plan.decision_id is not None
+        else None
+    )
+    production = result.production
+    text = model_change_report(
+        model_name=settings.mlflow.model_name,
+        result=result,
+        plan=plan,
+        study=study,
+        explanation=explanation,
+        decision=decision,
+        shadow=shadow_store.disagreement(
+            db.engine("raw", settings.databases),
+            settings.mlflow.model_name,
+            str(result.challenger.version),
+            str(production.version),
+        )
+        # Without a RAW database (a library caller) the report just has no live-traffic part.
+        if production is not None and settings.databases.raw_db_url is not None
+        else None,
+    )
+    log_study_figures(mlflow_client, (result.run_id, result.parent_run_id), study)
+    for run in (result.run_id, result.parent_run_id):
+        mlflow_client.log_text(run, text, REPORT_FILE)
+    return text

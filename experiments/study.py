@@ -3,28 +3,15 @@
 **Lifecycle.** :func:`prepare_study` creates the study on the RDB storage (PostgreSQL), named
 after the batch range, with ``load_if_exists`` so re-running it is harmless; it opens the
 study's MLflow parent run and stores a :class:`StudyPlan` (batches, data hash, budget, search
-spaces, parent run, retrain decision) in the study itself. :func:`run_worker` is what each
-worker runs, a local process (``tasador search --workers N``) or an Airflow mapped task: it
-needs only the study name, reads the plan back, checks that CLEAN still holds the very rows the
-plan was made from, and runs trials until the study's trial budget is spent. The spaces travel
-inside the plan, so every worker searches the same space even if a YAML file changes meanwhile.
+spaces, parent run, retrain decision) in the study itself. Which batches a retraining uses, and
+what its decision says, is chosen above it (tasador.loop.training); the study takes them as
+given. Each worker (experiments.search_worker) needs only the study name and reads the plan
+back with :func:`load_study`. The spaces travel inside the plan, so every worker searches the
+same space even if a YAML file changes meanwhile.
 
-**Trials.** A trial samples a family (``family`` is a categorical of the study), then that
-family's hyperparameters, and scores the model with K-fold cross-validation on the training
-rows (a reproducible subset of at most ``search_sample_rows``). After each fold it reports the
-running out-of-fold RMSLE; the ``MedianPruner`` stops trials whose partial score is worse than
-the median of earlier trials at the same fold, so weak configurations (often a whole family)
-cost one fold instead of K. Folds rather than boosting rounds are the pruning steps because
-they exist for every family. The sampler is TPE with ``multivariate`` and ``group`` (a
-conditional space: each family's parameters only exist in its trials) and the constant liar,
-so concurrent workers do not all propose the same point.
-
-**Budgets.** A study stops at ``n_trials`` finished trials or when its wall-clock budget
-(``search_timeout_s``, or the caller's) has passed since its first trial, whichever comes first,
-counted over every worker; a worker starts no trial past either, so each overruns by at most the
-trial each worker is running. A trial's fits run in a child process (experiments.trial_process)
-killed at ``search_trial_timeout_s``: the trial is recorded PRUNED with the user attribute
-``stopped: time limit`` (it spent budget) and its MLflow run ends KILLED with the same tag.
+**Sampling.** The sampler is TPE with ``multivariate`` and ``group`` (a conditional space: each
+family's parameters only exist in its trials) and the constant liar, so concurrent workers do
+not all propose the same point; the ``MedianPruner`` stops weak trials after a fold.
 
 **Workers that die.** Heartbeats (``search_heartbeat_s``) mark running trials alive; a trial
 silent for ``search_grace_s`` is failed by the next worker that starts a trial, and
@@ -41,9 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import os
-import socket
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -52,32 +36,25 @@ from typing import Any, Literal
 
 import numpy as np
 import optuna
-import pandas as pd
+from mlflow import MlflowClient
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.model_selection import KFold
 
-from experiments import data, registry, runs, spaces, trial_process
+from experiments import data, registry, runs, spaces
 from experiments.spaces import SearchSpace
-from tasador.core import db, decisions_store, lineage, process, timings
-from tasador.core.columns import TARGET
+from tasador.core import db, lineage, process
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
-from tasador.core.metrics import PRIMARY, regression_metrics, rmsle
 
 PLAN_ATTR = "tasador_plan"
 RUN_ID_ATTR = "mlflow_run_id"
-STOPPED_ATTR = "stopped"  # user attr (and MLflow tag) of a trial stopped at its time limit
-STOPPED_TIME_LIMIT = "time limit"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # Metric names: one quantity, one name on every kind of run. ``cv_*`` is the out-of-fold score
 # of the whole cross-validation (trials; the refit run carries its best trial's), ``holdout_*``
-# the shared holdout's (refit and study runs, logged models), and the running out-of-fold RMSLE
-# after each fold, what pruning looks at, has a name of its own.
-RUNNING_CV = f"cv_{PRIMARY}_running"
-WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial (user attr "worker")
+# the shared holdout's (refit and study runs, logged models); the running score after each
+# fold has its own (experiments.search_worker.RUNNING_CV).
+WORKER_ATTR = "worker"  # which process ran a trial (``host:pid``)
 WORKER_INDEX_ATTR = "worker_index"  # which of the retraining's workers (its Airflow map index)
 
 
@@ -207,47 +184,25 @@ def _pruner() -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
 
 
-def _decision(settings: Settings, decision_id: int) -> decisions_store.Decision:
-    decision = decisions_store.get_by_id(db.engine("clean", settings.databases), decision_id)
-    if decision is None:
-        raise NotFound(f"no retrain decision with id {decision_id} in CLEAN")
-    return decision
-
-
-def _reason(settings: Settings, decision_id: int | None, reason: str | None) -> str | None:
-    if reason is not None or decision_id is None:
-        return reason
-    return _decision(settings, decision_id).reason
-
-
 def prepare_study(
     settings: Settings,
-    batch_ids: Sequence[int] | None = None,
+    batch_ids: Sequence[int],
     *,
     n_trials: int | None = None,
     decision_id: int | None = None,
     reason: str | None = None,
     families: Sequence[str] | None = None,
 ) -> StudyPlan:
-    """Create (or find) the study of a retraining on ``batch_ids``.
+    """Create (or find) the study of a retraining on ``batch_ids``, recording ``decision_id``
+    and ``reason`` as its lineage.
 
-    Without ``batch_ids``: every CLEAN batch with at least ``decide_min_clean_rows`` rows, up to
-    the decision's batch when ``decision_id`` is given; NotFound when none qualifies (never
-    "every batch" instead). An empty ``batch_ids`` is BadInput. Idempotent: calling it again for
-    the same batches returns the stored plan unchanged.
+    An empty ``batch_ids`` is BadInput. Idempotent: calling it again for the same batches
+    returns the stored plan unchanged.
     """
     search_spaces = spaces.load_spaces(settings.search.search_spaces_dir, families)  # fail fast
-    if batch_ids is not None:
-        ids = sorted(set(batch_ids))
-        if not ids:
-            raise BadInput("a retraining needs at least one batch id")
-    else:
-        up_to = _decision(settings, decision_id).batch_id if decision_id is not None else None
-        minimum = settings.drift.decide_min_clean_rows
-        ids = data.trainable_batch_ids(settings, minimum, up_to=up_to)
-        if not ids:
-            scope = "" if up_to is None else f" up to batch {up_to} (decision {decision_id})"
-            raise NotFound(f"CLEAN holds no batch{scope} with {minimum} clean rows to train on")
+    ids = sorted(set(batch_ids))
+    if not ids:
+        raise BadInput("a retraining needs at least one batch id")
     name = study_name_for(ids, settings.mlflow.model_name)
     study = optuna.create_study(
         storage=storage(settings), study_name=name, direction="minimize", load_if_exists=True
@@ -271,19 +226,27 @@ def prepare_study(
         sampler=settings.search.search_sampler,
         spaces=spaces.spaces_to_json(search_spaces),
         decision_id=decision_id,
-        reason=_reason(settings, decision_id, reason),
+        reason=reason,
     )
+    plan = plan.model_copy(update={"parent_run_id": _open_parent_run(mlflow_client, plan)})
+    study.set_user_attr(PLAN_ATTR, plan.model_dump(mode="json"))
+    _enqueue_champion(study, settings, mlflow_client, search_spaces)
+    return plan
+
+
+def _open_parent_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str:
+    """The study's MLflow run, parent of its trial and refit runs, with the plan logged on it."""
     parent = runs.create_run(
         mlflow_client,
         plan.experiment_id,
-        name,
+        plan.study_name,
         {**plan.lineage_tags(), runs.KIND_TAG: "study"},
     )
     runs.log(
         mlflow_client,
         parent,
         params={
-            "families": ",".join(search_spaces),
+            "families": ",".join(plan.spaces),
             "n_trials": plan.n_trials,
             "cv_folds": plan.cv_folds,
             "training_rows": plan.training_rows,
@@ -291,10 +254,7 @@ def prepare_study(
         },
     )
     mlflow_client.log_dict(parent, plan.spaces, "search_spaces.json")
-    plan = plan.model_copy(update={"parent_run_id": parent})
-    study.set_user_attr(PLAN_ATTR, plan.model_dump(mode="json"))
-    _enqueue_champion(study, settings, mlflow_client, search_spaces)
-    return plan
+    return parent
 
 
 def _enqueue_champion(
@@ -310,106 +270,6 @@ def _enqueue_champion(
         study.enqueue_trial(params, user_attrs={"warm_start": f"production v{version.version}"})
 
 
-class _Objective:
-    """Cross-validates one sampled configuration, logging it as a child run of the study."""
-
-    def __init__(
-        self, plan: StudyPlan, rows: pd.DataFrame, settings: Settings, worker: int | None
-    ) -> None:
-        self.plan = plan
-        self.worker = worker
-        self.spaces = plan.search_spaces()
-        self.X = rows.drop(columns=[TARGET])
-        self.y = data.target(rows)
-        self.folds = list(KFold(plan.cv_folds, shuffle=True, random_state=plan.seed).split(self.X))
-        self.n_jobs = settings.search.search_threads
-        self.trial_limit_s = settings.search.search_trial_timeout_s
-        self.client = registry.connect(settings)
-        self.finished = 0
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        family, params, smoothing = spaces.suggest(trial, self.spaces)
-        run_id = runs.create_run(
-            self.client,
-            self.plan.experiment_id,
-            f"trial-{trial.number:03d}-{family}",
-            {
-                **self.plan.lineage_tags(),
-                runs.KIND_TAG: "trial",
-                runs.TRIAL_TAG: str(trial.number),
-                registry.FAMILY_TAG: family,
-            },
-            parent_run_id=self.plan.parent_run_id,
-        )
-        trial.set_user_attr(RUN_ID_ATTR, run_id)
-        trial.set_user_attr("worker", WORKER)
-        if self.worker is not None:
-            trial.set_user_attr(WORKER_INDEX_ATTR, self.worker)
-        logged = {spaces.FAMILY_PARAM: family, **params}
-        if smoothing is not None:
-            logged["smoothing"] = smoothing
-        runs.log(self.client, run_id, params=logged)
-        try:
-            value = self._cross_validate(trial, run_id, family, params, smoothing)
-        except trial_process.TrialTimeLimit as exc:
-            # Counted like a pruned trial: it spent budget, and its finished folds still inform
-            # the sampler; the attribute and the run's tags say why it stopped.
-            trial.set_user_attr(STOPPED_ATTR, STOPPED_TIME_LIMIT)
-            tags = {runs.STATE_TAG: "PRUNED", STOPPED_ATTR: STOPPED_TIME_LIMIT}
-            runs.log(self.client, run_id, tags={**tags, "error": str(exc)})
-            runs.end(self.client, run_id, "KILLED")
-            self.finished += 1
-            raise optuna.TrialPruned(str(exc)) from None
-        except optuna.TrialPruned:
-            runs.log(self.client, run_id, tags={runs.STATE_TAG: "PRUNED"})
-            runs.end(self.client, run_id, "KILLED")
-            self.finished += 1
-            raise
-        except Exception as exc:
-            runs.log(self.client, run_id, tags={runs.STATE_TAG: "FAIL", "error": repr(exc)[:500]})
-            runs.end(self.client, run_id, "FAILED")
-            raise
-        runs.log(self.client, run_id, tags={runs.STATE_TAG: "COMPLETE"})
-        runs.end(self.client, run_id)
-        self.finished += 1
-        return value
-
-    def _cross_validate(
-        self,
-        trial: optuna.Trial,
-        run_id: str,
-        family: str,
-        params: dict[str, Any],
-        smoothing: float | None,
-    ) -> float:
-        work = trial_process.FoldWork(
-            family=family,
-            params=params,
-            extra={} if smoothing is None else {"smoothing": smoothing},
-            n_jobs=self.n_jobs,
-            seed=self.plan.seed,
-            X=self.X,
-            y=self.y,
-            folds=self.folds,
-        )
-        predicted = np.full(len(self.y), np.nan)
-        folds = trial_process.fold_predictions(work, self.trial_limit_s)
-        try:
-            for step, fold_predicted in folds:
-                predicted[self.folds[step][1]] = fold_predicted
-                seen = ~np.isnan(predicted)
-                partial = rmsle(self.y[seen], predicted[seen])
-                runs.log(self.client, run_id, metrics={RUNNING_CV: partial}, step=step)
-                trial.report(partial, step)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"fold {step + 1}: {PRIMARY} {partial:.4f}")
-        finally:
-            folds.close()  # a pruned or failed trial's child process is killed now
-        metrics = regression_metrics(self.y, predicted)
-        runs.log(self.client, run_id, metrics={f"cv_{k}": v for k, v in metrics.items()})
-        return metrics[PRIMARY]
-
-
 def counted_trials(study: optuna.Study) -> int:
     """How many trials count toward the budget (completed or pruned)."""
     return len(study.get_trials(deepcopy=False, states=COUNTED_STATES))
@@ -420,7 +280,9 @@ def trials_by_worker(study: optuna.Study) -> dict[str, int]:
     process (``host:pid``) for a trial run without one."""
     counts: dict[str, int] = {}
     for trial in study.get_trials(deepcopy=False, states=COUNTED_STATES):
-        worker = str(trial.user_attrs.get(WORKER_INDEX_ATTR, trial.user_attrs.get("worker", "?")))
+        worker = str(
+            trial.user_attrs.get(WORKER_INDEX_ATTR, trial.user_attrs.get(WORKER_ATTR, "?"))
+        )
         counts[worker] = counts.get(worker, 0) + 1
     return counts
 
@@ -437,92 +299,9 @@ def seconds_left(study: optuna.Study, timeout_s: float | None) -> float | None:
     return timeout_s - (datetime.now() - min(starts)).total_seconds()
 
 
-@timings.step("study")  # benchmarks/loop.py times it
-def run_worker(
-    study_name: str,
-    settings: Settings,
-    *,
-    timeout_s: float | None = None,
-    worker: int | None = None,
-) -> int:
-    """Run trials of ``study_name`` until its trial budget or its wall-clock budget is spent.
-
-    The wall-clock budget is ``timeout_s`` (None: ``settings.search.search_timeout_s``) counted
-    from the study's first trial, shared by every worker; a worker starts no trial past it, so
-    the study overruns it by at most the trial each worker is running (bounded by the per-trial
-    limit, ``search_trial_timeout_s``). The trial budget overruns by at most one trial per worker
-    too.
-    Returns how many trials this worker finished (completed, pruned or stopped); each trial it
-    runs carries ``worker`` (its index among the retraining's workers) as a user attribute.
-    Safe to run in any number of processes or machines at once; this is what Airflow's mapped
-    tasks call.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, plan = load_study(study_name, settings, worker)
-    if counted_trials(study) >= plan.n_trials:
-        return 0
-    budget_s = settings.search.search_timeout_s if timeout_s is None else timeout_s
-    left = seconds_left(study, budget_s)
-    if left is not None and left <= 0:
-        return 0
-    rows = data.training_rows(settings, plan.batch_ids)
-    found = data.data_hash(rows)
-    if found != plan.data_hash:
-        raise Conflict(
-            f"CLEAN rows of batches {plan.batch_ids} changed since study {study_name} was "
-            f"planned (data hash {found[:12]} != {plan.data_hash[:12]}); plan a new study"
-        )
-    objective = _Objective(plan, data.sample(rows, plan.sample_rows, plan.seed), settings, worker)
-    del rows  # the worker keeps only the search sample
-    trial_process.warm_up()
-    study.optimize(
-        objective,
-        timeout=seconds_left(study, budget_s),  # reading the rows took some of it
-        callbacks=[MaxTrialsCallback(plan.n_trials, states=COUNTED_STATES)],
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
-    return objective.finished
-
-
 def log_to_file(path: Path) -> None:
     """Library output of a search process to ``path`` (see ``tasador.core.process``), with
     Optuna's own handler, installed on first use, switched off first."""
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     process.log_to_file(path)
-
-
-def _worker_process(
-    study_name: str, settings: Settings, timeout_s: float | None, log_file: Path | None, index: int
-) -> None:
-    if log_file is not None:
-        log_to_file(log_file)
-    run_worker(study_name, settings, timeout_s=timeout_s, worker=index)
-
-
-def run_workers(
-    study_name: str,
-    settings: Settings,
-    workers: int,
-    timeout_s: float | None = None,
-    log_file: Path | None = None,
-) -> None:
-    """Run ``workers`` worker processes on the study and wait for them all (their library
-    output goes to ``log_file`` when given)."""
-    context = multiprocessing.get_context("spawn")  # no inherited threads, sockets or run ids
-    processes = [
-        context.Process(
-            target=_worker_process,
-            args=(study_name, settings, timeout_s, log_file, i),
-            name=f"search-worker-{i}",
-        )
-        for i in range(workers)
-    ]
-    for worker in processes:
-        worker.start()
-    for worker in processes:
-        worker.join()
-    failed = [p.name for p in processes if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"search workers failed: {', '.join(failed)}")

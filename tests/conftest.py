@@ -20,7 +20,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from tasador import startup
-from tasador.core import migrations
+from tasador.core import db, migrations
 from tasador.core.cleaning import clean_frame
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process
@@ -80,13 +80,28 @@ def make_migrated_database(
     return make
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_engines() -> Iterator[None]:
+    """The session owns the engines its session-wide fixtures make (disposed of at its end)."""
+    with db.owning_engines():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def test_engines() -> Iterator[None]:
+    """Each test owns the engines made while it runs (its fixtures' included): every test's
+    databases are new URLs, and engines left open would fill the server's connection slots over
+    a session ("too many clients")."""
+    with db.owning_engines():
+        yield
+
+
 def disconnect(server_url: str, *urls: str) -> None:
     """End every session still connected to the databases at ``urls``.
 
-    Every test's databases are new URLs: ``db.engine_for`` keeps the last 16 engines and drops
-    older ones without disposing of them, and Optuna's storages make engines of their own, so
-    their pooled connections stay open until garbage collection; over a session of hundreds of
-    tests they can fill the server's connection slots ("too many clients")."""
+    For connections that no engine of ``tasador.core.db`` holds, so no owner disposes of them:
+    Optuna's storages (``experiments.study.storage``) make engines of their own, whose pooled
+    connections close only when the storage is garbage-collected."""
     names = [make_url(url).database for url in urls]
     with psycopg.connect(_plain(server_url), autocommit=True) as conn:
         conn.execute(
@@ -98,23 +113,20 @@ def disconnect(server_url: str, *urls: str) -> None:
 
 @pytest.fixture
 def settings(
-    tmp_path: Path,
-    pg_server_url: str,
-    make_migrated_database: Callable[[migrations.Database], str],
+    tmp_path: Path, make_migrated_database: Callable[[migrations.Database], str]
 ) -> Iterator[Settings]:
     """Settings pointing at fresh RAW and CLEAN databases (newest schema) and a private state
     folder.
 
     A command run with them starts an embedded PostgreSQL (for the URLs left unset) or MLflow
-    server under that folder; both outlive the command, so they are stopped here, and what the
-    test left connected to its databases is closed.
+    server under that folder; both outlive the command, so they are stopped here. The engines
+    the test made are disposed of by its owner (``test_engines``).
     """
     raw, clean = make_migrated_database("raw"), make_migrated_database("clean")
     with stopping_embedded(
         Settings(state_dir=tmp_path / "state", raw_db_url=raw, clean_db_url=clean, _env_file=None)
     ) as fresh:
         yield fresh
-    disconnect(pg_server_url, raw, clean)
 
 
 @pytest.fixture(scope="session")

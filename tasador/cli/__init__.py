@@ -19,7 +19,8 @@ from tasador.cli.rollback import rollback_command
 from tasador.cli.search import search_command
 from tasador.cli.serve import serve_command
 from tasador.cli.ui import ui_command
-from tasador.core.config import get_settings
+from tasador.core import db
+from tasador.core.config import Settings, get_settings
 from tasador.core.db import DatabaseKind
 from tasador.core.errors import Conflict
 from tasador.core.process import prepare_process
@@ -40,9 +41,19 @@ def command(name: str) -> Callable[[F], F]:
 
 
 @app.callback()
-def main() -> None:
+def main(ctx: typer.Context) -> None:
     """The `tasador` command: the user's single entry point."""
     prepare_process()
+    # The command owns the engines it makes: disposed of when it ends, however it ends.
+    ctx.with_resource(db.owning_engines())
+
+
+def _clean_and_report(settings: Settings, batch_id: int) -> None:
+    """Clean a stored RAW batch into CLEAN and say how many rows it kept."""
+    from tasador.loop import ingest
+
+    report = ingest.clean(settings, batch_id)
+    typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
 
 
 @command("collect")
@@ -76,8 +87,7 @@ def collect_command(
             f"`tasador recover --group {group or settings.data_api.group_number}`"
         )
     if clean and result.batch_id is not None:
-        report = ingest.clean(settings, result.batch_id)
-        typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+        _clean_and_report(settings, result.batch_id)
 
 
 @command("recover")
@@ -101,8 +111,7 @@ def recover_command(
             f"{batch.row_count} rows recovered"
         )
         if clean and batch.batch_id is not None:
-            report = ingest.clean(settings, batch.batch_id)
-            typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
+            _clean_and_report(settings, batch.batch_id)
     if result.still_missing:
         raise Conflict(
             f"the replay did not serve batch numbers {', '.join(map(str, result.still_missing))}"
@@ -157,18 +166,17 @@ def datasource_command(
     seed: Annotated[int | None, typer.Option(help="Seed of the generator.")] = None,
 ) -> None:
     """Serve listings in batches, compatible with the course data API."""
-    from datasource.api import serve  # imported when used, so other commands start fast
+    from datasource.api import create_app, serve  # imported when used: other commands start fast
 
     settings = get_settings()
-    serve(
-        port=port,
-        host=host,
+    app = create_app(
         scenario=scenario or settings.datasource.datasource_scenario,
         scale=scale or settings.datasource.datasource_scale,
         csv=csv or settings.datasource.datasource_csv,
         state_dir=settings.state_dir / "datasource",
         seed=settings.datasource.datasource_seed if seed is None else seed,
     )
+    serve(app, port=port, host=host)
 
 
 @command("demo")

@@ -33,13 +33,12 @@ def search_command(
 ) -> None:
     """Search model families with N workers, refit the best, promote it if it wins."""
     # Heavy (MLflow, SHAP, boosters): imported when used, so other commands start fast.
-    from experiments import study as search
-    from experiments.retrain import retrain
     from tasador.core.names import REPORT_FILE  # numpy, through the metric's definition
+    from tasador.loop.training import retrain
 
     settings = resolved_settings(("raw", "clean", "optuna"))  # RAW: shadow rows (report, gate)
+    # Library noise goes to the file; the terminal gets progress and the outcome.
     log_file = settings.state_dir / "logs" / "search.log"
-    search.log_to_file(log_file)  # library noise; the terminal gets progress and the outcome
     typer.echo(f"library output: {log_file}", err=True)
     result = retrain(
         settings,

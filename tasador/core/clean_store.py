@@ -23,49 +23,16 @@ from tasador.core.cleaning import CleaningReport, clean_frame
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.errors import NotFound
 from tasador.core.holdout import is_holdout, row_hashes
-from tasador.core.timings import step
+from tasador.core.tables.clean import LISTING_TYPES
 
-metadata = sa.MetaData()
+# The tables this store writes, declared in tasador.core.tables.clean; named here too for the
+# readers that query them through the store (the decision, the search's data, the UI).
+from tasador.core.tables.clean import cleaned_batches as cleaned_batches
+from tasador.core.tables.clean import listings as listings
+from tasador.core.timings import step
 
 # Namespace of the advisory locks serializing the cleaning of one batch (second key: its id).
 _CLEANING_LOCK = 73_052_182
-
-cleaned_batches = sa.Table(
-    "cleaned_batches",
-    metadata,
-    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),  # the RAW batch id
-    sa.Column("group_number", sa.Integer, nullable=False),
-    sa.Column("day", sa.Text, nullable=False),
-    sa.Column("batch_number", sa.Integer, nullable=False),
-    sa.Column("payload_sha256", sa.CHAR(64), nullable=False),
-    sa.Column("rows_in", sa.Integer, nullable=False),
-    sa.Column("rows_out", sa.Integer, nullable=False),
-    sa.Column("report", postgresql.JSONB, nullable=False),
-    sa.Column(
-        "cleaned_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-)
-
-_TYPES: dict[str, sa.types.TypeEngine[Any]] = {
-    "price": sa.Float(53),
-    "bed": sa.Float(53),
-    "bath": sa.Float(53),
-    "acre_lot": sa.Float(53),
-    "house_size": sa.Float(53),
-    "prev_sold_date": sa.Date(),
-}
-
-listings = sa.Table(
-    "listings",
-    metadata,
-    # No foreign key to cleaned_batches (CLEAN migration 0004): checked by a trigger per row, it
-    # cost a third of the INSERT. A batch's row and its listings are written in one transaction.
-    sa.Column("batch_id", sa.BigInteger, primary_key=True),
-    sa.Column("row_index", sa.Integer, primary_key=True),
-    sa.Column("row_hash", sa.BigInteger, nullable=False, unique=True),
-    sa.Column("is_holdout", sa.Boolean, nullable=False),
-    *(sa.Column(c, _TYPES.get(c, sa.Text()), nullable=(c != "price")) for c in RAW_COLUMNS),
-)
 
 _LISTING_COLUMNS = ("batch_id", "row_index", "row_hash", "is_holdout", *RAW_COLUMNS)
 
@@ -171,8 +138,8 @@ def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
 def load_listings(
     engine: sa.Engine, batch_ids: Sequence[int] | None = None, holdout: bool | None = None
 ) -> pd.DataFrame:
-    """Clean listings (see docs in tasador/columns.py), optionally of some batches or one side
-    of the holdout, ordered by (batch_id, row_index)."""
+    """Clean listings (columns: ``tasador.core.tables.clean.listings``), optionally of some
+    batches or one side of the holdout, ordered by (batch_id, row_index)."""
     where = []
     if batch_ids is not None:
         ids = ",".join(str(int(b)) for b in batch_ids) or "NULL"
@@ -183,12 +150,12 @@ def load_listings(
     columns = ", ".join(("batch_id", "row_index", "is_holdout", *RAW_COLUMNS))
     query = f"SELECT {columns} FROM listings {clause} ORDER BY batch_id, row_index"
     buffer = db.copy_out_csv(engine, query)
-    text_cols = {c: "string" for c in RAW_COLUMNS if c not in _TYPES}
+    text_cols = {c: "string" for c in RAW_COLUMNS if c not in LISTING_TYPES}
     frame = pd.read_csv(
         buffer,
         dtype={
             **text_cols,
-            **{c: "float64" for c in _TYPES if c != "prev_sold_date"},
+            **{c: "float64" for c in LISTING_TYPES if c != "prev_sold_date"},
             "batch_id": "int64",
             "row_index": "int64",
         },

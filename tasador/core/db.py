@@ -2,13 +2,20 @@
 
 A URL left unset is an error here: entry points fill unset URLs with databases of the embedded
 PostgreSQL (``tasador.startup.resolve``) before any library code runs.
+
+Engines have an owner. :func:`engine_for` keeps one pooled engine per URL for the whole process
+(library code asks for it wherever it needs one) and never drops one by itself: a dropped engine
+keeps its pooled connections open until garbage collection. The entry point that runs the work
+(a command, a server, a DAG task, a test) wraps it in :func:`owning_engines`, which disposes of
+every engine made inside it when the work ends; :func:`dispose_engines` disposes of them all.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -52,10 +59,46 @@ def sqlalchemy_url(url: str, driver: str = "psycopg") -> str:
     return url
 
 
-@lru_cache(maxsize=16)
+_ENGINES: dict[str, sa.Engine] = {}
+_ENGINES_LOCK = threading.Lock()  # serving's threads ask for engines concurrently
+
+
 def engine_for(url: str) -> sa.Engine:
-    """One pooled engine per URL and process."""
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+    """The pooled engine of ``url`` in this process: made at the first request, kept until its
+    owner disposes of it (:func:`owning_engines`, :func:`dispose_engines`)."""
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)
+        return engine
+
+
+def dispose_engines(urls: Iterable[str] | None = None) -> None:
+    """Close the pooled connections of the engines of ``urls`` (default: every engine made so
+    far) and forget those engines; a later :func:`engine_for` makes a new one.
+
+    A connection checked out at that moment is closed when it is returned, not cut off."""
+    with _ENGINES_LOCK:
+        chosen = list(_ENGINES) if urls is None else [u for u in urls if u in _ENGINES]
+        engines = [_ENGINES.pop(url) for url in chosen]
+    for engine in engines:
+        engine.dispose()
+
+
+@contextmanager
+def owning_engines() -> Iterator[None]:
+    """Own the engines made inside the block: leaving it (however) disposes of each of them.
+
+    Engines that existed on entry belong to an enclosing owner and are left alone, so owners
+    nest: a test session, then each test."""
+    with _ENGINES_LOCK:
+        before = set(_ENGINES)
+    try:
+        yield
+    finally:
+        with _ENGINES_LOCK:
+            made = [url for url in _ENGINES if url not in before]
+        dispose_engines(made)
 
 
 def engine(kind: DatabaseKind, databases: DatabaseSettings) -> sa.Engine:

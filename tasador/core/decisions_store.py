@@ -15,24 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from tasador.core.errors import BadInput
+from tasador.core.tables.clean import decisions
 
 Verdict = Literal["retrain", "skip"]
-
-metadata = sa.MetaData()
-
-decisions = sa.Table(
-    "decisions",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("batch_id", sa.BigInteger, nullable=False, unique=True),
-    sa.Column("verdict", sa.Text, nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("evidence", postgresql.JSONB, nullable=False),
-    sa.Column(
-        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.CheckConstraint("verdict IN ('retrain', 'skip')", name="decisions_verdict"),
-)
 
 
 @dataclass(frozen=True)
@@ -102,11 +87,5 @@ def latest_by_batch(engine: sa.Engine) -> dict[int, Decision]:
 
 
 def _decision(row: sa.Row[Any]) -> Decision:
-    return Decision(
-        id=row.id,
-        batch_id=row.batch_id,
-        verdict=row.verdict,
-        reason=row.reason,
-        evidence=row.evidence,
-        created_at=row.created_at,
-    )
+    # The dataclass's fields are the table's columns, by name.
+    return Decision(**row._mapping)

@@ -1,9 +1,9 @@
 """Shadow prices in RAW: how the @challenger would have priced the rows production served.
 
-Serving (serving.shadow) writes :data:`raw_store.shadow_predictions` rows with :func:`write`;
-the promotion gate counts them (:func:`count`) and the model-change report and the Models page
-read one summary of how the two versions disagree (:func:`disagreement`), computed in SQL so it
-costs the same memory for a thousand rows as for ten million.
+Serving (serving.shadow) writes rows of :data:`tasador.core.tables.raw.shadow_predictions`
+with :func:`write`; the promotion gate counts them (:func:`count`) and the model-change report
+and the Models page read one summary of how the two versions disagree (:func:`disagreement`),
+computed in SQL so it costs the same memory for a thousand rows as for ten million.
 
 Disagreement is measured as ``log(challenger / production)`` per row: 0 is agreement, +0.1 a
 challenger about 10% higher; "within ±10%" is a challenger price between 0.9 and 1.1 times
@@ -21,7 +21,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tasador.core import db
-from tasador.core.raw_store import shadow_predictions
+from tasador.core.tables.raw import shadow_predictions
 
 HISTOGRAM_BINS = 40
 HISTOGRAM_LIMIT = 1.0  # log ratios beyond ±1 (a factor e) land in the outermost bins

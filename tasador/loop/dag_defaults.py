@@ -1,4 +1,4 @@
-"""What the Airflow DAGs share: the retrain Asset and the task defaults.
+"""What the Airflow DAGs share: the retrain Asset, the task defaults and the Params' shape.
 
 The DAG files in ``dags/`` stay thin; every step they call is a tested function of
 ``tasador.loop`` or ``experiments``.
@@ -7,7 +7,10 @@ The DAG files in ``dags/`` stay thin; every step they call is a tested function 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from airflow.sdk import Param
 
 # The ingestion DAG updates this Asset when a batch calls for retraining; the training DAG is
 # scheduled on it (data-aware scheduling). The event's extra carries the decision id.
@@ -40,3 +43,12 @@ def dag_args() -> dict[str, Any]:
         "default_args": DEFAULT_ARGS,
         "tags": ["tasador"],
     }
+
+
+def optional_param(kind: Literal["integer", "number"], description: str, **bounds: Any) -> Param:
+    """A run's Param that may stay empty (None: the task picks the default ``description``
+    names), with JSON-schema ``bounds`` (``minimum``, ``maximum``, ``exclusiveMinimum``)."""
+    # Imported here: tasador.local_airflow reads this module's names without loading Airflow's SDK.
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", kind], description=description, **bounds)

@@ -181,8 +181,9 @@ def test_csv_mode_serves_the_files_rows(tmp_path: Path) -> None:
 def _server(state_dir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     code = (
-        "from pathlib import Path; from datasource.api import serve; "
-        f"serve(port={port}, scale={SCALE}, state_dir=Path({str(state_dir)!r}), seed=5)"
+        "from pathlib import Path; from datasource.api import create_app, serve; "
+        f"serve(create_app(scale={SCALE}, state_dir=Path({str(state_dir)!r}), seed=5), "
+        f"port={port})"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     url = f"http://127.0.0.1:{port}"

@@ -6,16 +6,9 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeRegressor
 
-from datasource.calibrate import (
-    TREE_LEAVES,
-    TREE_MIN_LEAF,
-    US_STATES,
-    _residual_tree,
-    calibrate,
-    dump,
-    main,
-)
+from datasource.calibrate import calibrate, dump, main
 from datasource.generator import generate_listings
+from datasource.price_fit import TREE_LEAVES, TREE_MIN_LEAF, US_STATES, residual_tree
 from datasource.world import CALIBRATION_PATH, MISSING, eval_tree
 from tests.listings import write_realtor_csv
 
@@ -88,7 +81,7 @@ def test_the_stored_residual_tree_predicts_as_the_fitted_one() -> None:
     X[rng.random(3_000) < 0.2, 1] = MISSING
     step = np.where(X[:, 0] > 0.5, 1.0, 0.0) * np.where(X[:, 1] < 0, 1, -1)
     resid = step + rng.normal(size=3_000)
-    stored = _residual_tree(X, resid)
+    stored = residual_tree(X, resid)
     sk = DecisionTreeRegressor(
         max_leaf_nodes=TREE_LEAVES, min_samples_leaf=TREE_MIN_LEAF, random_state=0
     ).fit(X, resid - resid.mean())

@@ -8,9 +8,21 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from experiments import champion, explain, leaderboard, promotions, registry
+from experiments import (
+    champion,
+    data,
+    explain,
+    leaderboard,
+    promotions,
+    refit,
+    registry,
+    runs,
+    search_worker,
+)
 from experiments import study as search
+from experiments.features import model_input
 from tasador.core import db, decisions_store, lineage, names
+from tasador.loop import training
 from tests.experiments.conftest import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
@@ -25,8 +37,8 @@ params:
 
 def _retrain(settings, batch_ids, spaces_dir, reason=None, decision_id=None):
     staged = settings.updated(search_spaces_dir=spaces_dir, search_trials=2)
-    plan = search.prepare_study(staged, batch_ids, reason=reason, decision_id=decision_id)
-    search.run_worker(plan.study_name, staged)
+    plan = training.plan_retraining(staged, decision_id, batch_ids=batch_ids, reason=reason)
+    search_worker.run_worker(plan.study_name, staged)
     return plan, champion.finish_study(plan.study_name, staged)
 
 
@@ -211,3 +223,34 @@ print(type(model.get_raw_model()).__name__)
     prices = json.loads(out[-2])
     assert len(prices) == 2 and all(10_000 < p < 10_000_000 for p in prices)
     assert out[-1] == "TransformedTargetRegressor"
+
+
+def test_the_refit_step_alone_registers_the_best_trial_once(search_settings, raw_sample):
+    settings = search_settings.updated(search_trials=2)
+    ids = load_batches(settings, raw_sample.iloc[:1200], [600, 600])
+    plan = search.prepare_study(settings, ids)
+    search_worker.run_worker(plan.study_name, settings)
+    study, _ = search.load_study(plan.study_name, settings)
+    best = refit.best_trial(study)
+    holdout = data.holdout_rows(settings, ids)
+    client = registry.connect(settings)
+
+    first = refit.refit_and_register(settings, client, plan, best, holdout)
+    assert first.version == 1 and first.family == best.params["family"]
+    assert len(first.model.predict(model_input(holdout.head(3)))) == 3
+    version = client.get_model_version(settings.mlflow.model_name, "1")
+    assert version.run_id == first.run_id
+    assert version.tags[lineage.STUDY_NAME] == plan.study_name
+    assert json.loads(version.tags[registry.PARAMS_TAG]) == best.params
+    run = client.get_run(first.run_id)
+    assert run.data.tags[runs.KIND_TAG] == "refit"
+    assert run.data.tags["mlflow.parentRunId"] == plan.parent_run_id
+    assert run.data.metrics["cv_rmsle"] == pytest.approx(best.value)
+    # The step alone decides nothing: no verdict on the version, no production alias.
+    assert registry.PROMOTED_TAG not in version.tags
+    assert registry.production_version(client, settings) is None
+
+    # Called again, it loads the version it registered instead of fitting another.
+    again = refit.refit_and_register(settings, client, plan, best, holdout)
+    assert (again.version, again.run_id) == (1, first.run_id)
+    assert len(client.search_model_versions(f"name = '{settings.mlflow.model_name}'")) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from experiments import champion, family_scores
+from experiments import champion, family_scores, search_worker
 from experiments import study as search
 from tasador.core.names import HOLDOUT_PRIMARY
 from tests.experiments.conftest import load_batches
@@ -15,7 +15,7 @@ def test_every_familys_best_trial_is_scored_on_the_shared_holdout_once(search_se
     settings = search_settings
     ids = load_batches(settings, raw_sample.iloc[:1400], [800, 600])
     plan = search.prepare_study(settings, ids)
-    search.run_worker(plan.study_name, settings)
+    search_worker.run_worker(plan.study_name, settings)
     result = champion.finish_study(plan.study_name, settings)
 
     study, _ = search.load_study(plan.study_name, settings)

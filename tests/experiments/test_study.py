@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from experiments import progress
+from experiments import progress, search_worker
 from experiments import study as search
 from tasador.core import clean_store, db
 from tasador.core.errors import Conflict
@@ -62,25 +62,24 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
         },
     )
     settings = search_settings.updated(search_spaces_dir=slow, search_trials=2)
-    _load(settings, raw_sample)
-    plan = search.prepare_study(settings)
+    plan = search.prepare_study(settings, _load(settings, raw_sample))
 
-    worker = multiprocessing.get_context("spawn").Process(
-        target=search.run_worker, args=(plan.study_name, settings)
+    process = multiprocessing.get_context("spawn").Process(
+        target=search_worker.run_worker, args=(plan.study_name, settings)
     )
-    worker.start()
+    process.start()
     study, _ = search.load_study(plan.study_name, settings)
     deadline = time.monotonic() + 120
     # Mid-trial: its parameters are sampled and its MLflow run exists.
     while not [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.user_attrs]:
-        assert time.monotonic() < deadline and worker.is_alive(), "no trial started"
+        assert time.monotonic() < deadline and process.is_alive(), "no trial started"
         time.sleep(0.1)
-    worker.kill()
-    worker.join()
+    process.kill()
+    process.join()
     (killed,) = study.get_trials(states=(TrialState.RUNNING,))
 
     time.sleep(settings.search.search_grace_s + 1)  # the dead worker's heartbeat goes stale
-    assert search.run_worker(plan.study_name, settings) >= 1
+    assert search_worker.run_worker(plan.study_name, settings) >= 1
 
     trials = study.get_trials()
     assert trials[killed.number].state == TrialState.FAIL
@@ -99,12 +98,11 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
 
 
 def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sample):
-    _load(search_settings, raw_sample)
-    plan = search.prepare_study(search_settings)
+    plan = search.prepare_study(search_settings, _load(search_settings, raw_sample))
     with db.engine("clean", search_settings.databases).begin() as conn:
         conn.execute(sa.update(clean_store.listings).values(price=clean_store.listings.c.price + 1))
     with pytest.raises(Conflict, match="changed since"):
-        search.run_worker(plan.study_name, search_settings)
+        search_worker.run_worker(plan.study_name, search_settings)
     assert (
         optuna.load_study(
             study_name=plan.study_name, storage=search.storage(search_settings)
@@ -131,19 +129,18 @@ def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, ra
             "search_trial_timeout_s": 1.0,
         }
     )
-    _load(settings, raw_sample)
-    plan = search.prepare_study(settings)
+    plan = search.prepare_study(settings, _load(settings, raw_sample))
 
-    assert search.run_worker(plan.study_name, settings) == 2  # stopped trials count as spent
+    assert search_worker.run_worker(plan.study_name, settings) == 2  # stopped trials count as spent
 
     study, _ = search.load_study(plan.study_name, settings)
     client = MlflowClient(settings.mlflow.mlflow_tracking_uri)
     for trial in study.trials:
         assert trial.state == TrialState.PRUNED
-        assert trial.user_attrs[search.STOPPED_ATTR] == search.STOPPED_TIME_LIMIT
+        assert trial.user_attrs[search_worker.STOPPED_ATTR] == search_worker.STOPPED_TIME_LIMIT
         run = client.get_run(trial.user_attrs[search.RUN_ID_ATTR])
         assert run.info.status == "KILLED"
-        assert run.data.tags[search.STOPPED_ATTR] == search.STOPPED_TIME_LIMIT
+        assert run.data.tags[search_worker.STOPPED_ATTR] == search_worker.STOPPED_TIME_LIMIT
         assert run.data.tags["optuna.trial_state"] == "PRUNED"
     # The stopped fits were killed, not left running: no process below the forkserver.
     servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
@@ -152,9 +149,9 @@ def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, ra
 
 def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, raw_sample, tmp_path):
     workers = 3
-    _load(search_settings, raw_sample)
-    by_trials = search.prepare_study(search_settings.updated(search_trials=5))
-    search.run_workers(by_trials.study_name, search_settings, workers)
+    ids = _load(search_settings, raw_sample)
+    by_trials = search.prepare_study(search_settings.updated(search_trials=5), ids)
+    search_worker.run_workers(by_trials.study_name, search_settings, workers)
     study, _ = search.load_study(by_trials.study_name, search_settings)
     assert 5 <= search.counted_trials(study) <= 5 + workers - 1
 
@@ -165,8 +162,8 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
             "search_timeout_s": 4.0,
         }
     )
-    plan = search.prepare_study(timed, n_trials=10_000)
-    search.run_workers(plan.study_name, timed, workers)  # the budget comes from the setting
+    plan = search.prepare_study(timed, ids, n_trials=10_000)
+    search_worker.run_workers(plan.study_name, timed, workers)  # the budget comes from the setting
     study, _ = search.load_study(plan.study_name, timed)
     trials = study.get_trials(states=search.COUNTED_STATES)
     first = min(t.datetime_start for t in trials)
@@ -175,7 +172,7 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
     ended_late = [t for t in trials if (t.datetime_complete - first).total_seconds() > 4.0]
     assert len(ended_late) <= workers  # at most the trial each worker was running
     assert len({t.user_attrs["worker"] for t in trials}) <= workers
-    assert search.run_worker(plan.study_name, timed) == 0  # the budget is spent for everyone
+    assert search_worker.run_worker(plan.study_name, timed) == 0  # the budget is spent for everyone
     line = progress.describe(study, 10_000, timed.search.search_timeout_s)
     assert line.startswith(f"trials {len(trials)}/10000, best RMSLE ")
     assert line.endswith(" 0m00s left")

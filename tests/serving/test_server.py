@@ -40,7 +40,7 @@ FORBIDDEN = (
     "tasador.startup",
     "experiments.study",
     "experiments.families",
-    "experiments.retrain",
+    "experiments.search_worker",
     "experiments.champion",
     "experiments.spaces",
     "experiments.data",

@@ -96,12 +96,19 @@ def pre_migration_revision(conn: sa.Connection, database: Database) -> str | Non
     return "0001"
 
 
-def run_environment() -> None:
-    """The body of each tree's ``env.py``: migrate on the connection :func:`upgrade` passes."""
+def run_environment(target_metadata: sa.MetaData) -> None:
+    """The body of each tree's ``env.py``: migrate on the connection :func:`upgrade` passes.
+
+    ``target_metadata`` is the database's declared tables (``tasador.core.tables``), what
+    Alembic's autogenerate compares a migrated database with (``tests/tasador/core/test_schema``
+    does, so declarations and migrations cannot drift apart).
+    """
     connection = context.config.attributes.get("connection")
     if connection is None:
         raise BadInput("migrations run through tasador.core.migrations.upgrade (no offline SQL)")
-    context.configure(connection=connection, transactional_ddl=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, transactional_ddl=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -5,10 +5,12 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from experiments import search_worker
 from experiments import study as search
 from tasador.cli import app
 from tasador.core import lineage
 from tasador.core.errors import BadInput
+from tasador.loop import training
 from tests.experiments.conftest import load_batches
 
 
@@ -21,7 +23,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
     assert out.exit_code == 0, out.output
     assert "promoted: no production model yet" in out.output
 
-    plan = search.prepare_study(search_settings)  # idempotent: returns the stored plan
+    plan = training.plan_retraining(search_settings)  # idempotent: returns the stored plan
     assert plan.batch_ids == ids and plan.n_trials == 6
     # Progress and the outcome in the terminal; library noise in the log file.
     assert f"study {plan.study_name}: " in out.output and "refitting the best trial" in out.output
@@ -43,7 +45,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
         assert run.data.params["family"] == t.params["family"]
         assert run.data.tags[lineage.STUDY_NAME] == plan.study_name
         assert run.data.tags[lineage.RETRAIN_REASON] == "test"
-        history = client.get_metric_history(run.info.run_id, search.RUNNING_CV)
+        history = client.get_metric_history(run.info.run_id, search_worker.RUNNING_CV)
         assert [m.step for m in history] == sorted(t.intermediate_values)
         if t.state == TrialState.COMPLETE:
             assert run.data.metrics["cv_rmsle"] == pytest.approx(t.value)

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 import pytest
 from fastapi.testclient import TestClient
 
-from experiments import champion
-from experiments import study as search
+from experiments import champion, search_worker
 from serving.api import REQUEST_ID_HEADER, create_app
 from tasador.core import db, decisions_store, raw_store
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, NotFound
-from tasador.loop import provenance
+from tasador.loop import provenance, training
 from tests.experiments.conftest import (
     load_batches,
     search_settings,  # noqa: F401  (a fixture)
@@ -43,8 +42,8 @@ def serve_one_request(settings: Settings, raw_sample) -> Served:
     ids = load_batches(settings, raw_sample.iloc[:1500], [600, 600, 300])
     clean = db.engine("clean", settings.databases)
     decision = decisions_store.save(clean, ids[1], "retrain", "state drifted", {"checks": []})
-    plan = search.prepare_study(settings, ids[:2], decision_id=decision.id)
-    search.run_worker(plan.study_name, settings.updated(search_trials=2))
+    plan = training.plan_retraining(settings, decision.id, batch_ids=ids[:2])
+    search_worker.run_worker(plan.study_name, settings.updated(search_trials=2))
     assert champion.finish_study(plan.study_name, settings).promoted
     with TestClient(create_app(settings)) as api:
         deadline = time.monotonic() + 60

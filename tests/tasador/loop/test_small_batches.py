@@ -111,6 +111,6 @@ def test_a_retraining_never_falls_back_to_every_batch(
     settings, (empty, *_) = batches
     skipped = decide.decide_batch(settings, empty)
     with pytest.raises(NotFound, match=f"up to batch {empty}"):
-        search.prepare_study(settings, decision_id=skipped.id)
+        training.plan_retraining(settings, skipped.id)
     with pytest.raises(BadInput, match="at least one batch"):
         search.prepare_study(settings, [])
