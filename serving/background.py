@@ -21,35 +21,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class PeriodicLoop:
     """A named daemon thread calling ``tick`` every ``interval_s`` until :meth:`stop`."""
 
-    def __init__(
-        self,
-        name: str,
-        tick: Callable[[], object],
-        interval_s: float,
-        *,
-        final: Callable[[], object] | None = None,
-        stop_timeout_s: float = 5.0,
-        tick_first: bool = False,
-        backoff_s: float = 0.0,
-    ) -> None:
-        self.name = name
-        self.interval_s = interval_s
-        self.stop_timeout_s = stop_timeout_s
-        self.tick_first = tick_first
-        self.backoff_s = backoff_s
-        self._tick = tick
-        self._final = final
-        # One wake for the loop's life: a wake() before start() still shortens the first wait.
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+    name: str
+    tick: Callable[[], object]
+    interval_s: float
+    _: KW_ONLY
+    final: Callable[[], object] | None = None
+    stop_timeout_s: float = 5.0
+    tick_first: bool = False
+    backoff_s: float = 0.0
+    # One wake for the loop's life: a wake() before start() still shortens the first wait.
+    _wake: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
     @property
     def started(self) -> bool:
@@ -88,12 +80,12 @@ class PeriodicLoop:
     def _run(self, stopping: threading.Event) -> None:
         stopped = not self.tick_first and self._pause(self.interval_s, stopping)
         while not stopped:
-            done = self._guarded(self._tick, "tick")
+            done = self._guarded(self.tick, "tick")
             if done is False and self.backoff_s > 0 and self._pause(self.backoff_s, stopping):
                 break
             stopped = self._pause(self.interval_s, stopping)
-        if self._final is not None:
-            self._guarded(self._final, "final pass")
+        if self.final is not None:
+            self._guarded(self.final, "final pass")
 
     def _pause(self, seconds: float, stopping: threading.Event) -> bool:
         """Wait ``seconds``, less when woken or stopped; True when the loop is to end."""
