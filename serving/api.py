@@ -27,6 +27,7 @@ from serving.answers import REQUEST_ID_HEADER, RequestRefused
 from serving.openapi import describe_bodies
 from serving.routes import explain, model, predict, probes
 from serving.service import Service
+from tasador.core import db
 from tasador.core.config import Settings, get_settings
 
 # Importers of the API find here what they name with it (tests, `tasador lineage`'s header).
@@ -46,11 +47,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        service.start()
-        try:
-            yield
-        finally:
-            service.stop()
+        # The server owns the engines its service makes: disposed once the log's last flush
+        # and the shadow's last write are done.
+        with db.owning_engines():
+            service.start()
+            try:
+                yield
+            finally:
+                service.stop()
 
     app = FastAPI(
         title="Tasador prediction API",
