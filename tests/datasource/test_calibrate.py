@@ -17,7 +17,7 @@ from datasource.calibrate import (
 )
 from datasource.generator import generate_listings
 from datasource.world import CALIBRATION_PATH, MISSING, eval_tree
-from tests.listings import write_realtor_csv
+from tests.helpers.listings import write_realtor_csv
 
 
 @pytest.fixture(scope="module")

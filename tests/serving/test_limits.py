@@ -28,17 +28,12 @@ from serving.api import create_app
 from serving.explanations import Explainers
 from tasador.core import db, raw_store
 from tasador.core.config import Settings, settings_env
-from tests.serving.broken_models import NaNRegressor
-from tests.serving.conftest import in_memory, ready_version, register, running, wait_until
-from tests.serving.test_api import LISTING
+from tasador.core.services import free_port
+from tests.helpers.broken_models import NaNRegressor
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
 
 MB = 1024**2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from tasador import startup
 from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
-from tests.conftest import MLFLOW_TEST_BUCKET
-from tests.processes import stopping_embedded
+from tests.helpers.mlflow import MLFLOW_TEST_BUCKET
+from tests.helpers.processes import stopping_embedded
 
 
 def test_configured_tracking_uri_wins(tmp_path):

@@ -9,7 +9,7 @@ from experiments import study as search
 from tasador.cli import app
 from tasador.core import lineage
 from tasador.core.errors import BadInput
-from tests.experiments.conftest import load_batches
+from tests.helpers.search import load_batches
 
 
 def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
