@@ -18,6 +18,8 @@ from tasador.core import db, services
 from tasador.core.config import settings_env
 from tests.helpers.ui import World
 
+pytestmark = pytest.mark.browser  # drives Chromium (and the world's servers)
+
 # The system browser (Playwright's own browser download needs a network this machine lacks);
 # `make test CHROMIUM=...` names another Chrome or Chromium.
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))

@@ -77,6 +77,7 @@ def entry(n: int = 1, status: int = 200) -> Entry:
     )
 
 
+@pytest.mark.server
 def test_rows_hold_inputs_prediction_model_and_time(settings: Settings, xgb_model: Any) -> None:
     settings = settings.model_copy(update={"serving_log_flush_s": 0.2})
     url = db.database_url("raw", settings)
@@ -230,6 +231,7 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+@pytest.mark.server
 def test_requests_keep_being_answered_and_logged_across_a_database_restart(
     settings: Settings, own_postgres: tuple[Path, str], xgb_model: Any
 ) -> None:

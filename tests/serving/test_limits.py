@@ -74,6 +74,7 @@ def logged_rows(settings: Settings) -> list[sa.Row]:
         return list(conn.execute(sa.select(table).order_by(table.c.requested_at)))
 
 
+@pytest.mark.server
 def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Settings) -> None:
     settings = settings.model_copy(
         update={"mlflow_tracking_uri": "http://127.0.0.1:9", "serving_log_flush_s": 0.2}
@@ -121,6 +122,7 @@ def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Setting
     assert len(refused.inputs["body"]) <= 2_000  # a prefix, not 8 MB
 
 
+@pytest.mark.server
 def test_the_413_comes_before_the_body_ends(settings: Settings) -> None:
     """A raw HTTP/1.1 client: the answer arrives while most of the body is still unsent."""
     settings = settings.model_copy(
@@ -199,6 +201,7 @@ def test_the_explainer_is_built_once_per_version(client: TestClient) -> None:
     assert service.explainers.builds == 1
 
 
+@pytest.mark.server
 def test_explanations_over_the_cap_get_429_and_predict_still_answers(
     serving_settings: Settings, xgb_model: Any
 ) -> None:

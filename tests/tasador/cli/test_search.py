@@ -63,6 +63,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
     assert parent.data.tags[lineage.BATCH_IDS] == lineage.encode_batch_ids(ids)
 
 
+@pytest.mark.server
 def test_search_reports_a_malformed_space_clearly(settings, cli_env, tmp_path: Path):
     (tmp_path / "xgboost.yaml").write_text("family: xgboost\nparams:\n  max_depth: {type: int}\n")
     cli_env(settings.model_copy(update={"search_spaces_dir": tmp_path}))
