@@ -41,10 +41,10 @@ COV_OPTIONS := $(addprefix --cov=,$(COV_PACKAGES)) --cov-report=term:skip-covere
 test: lint $(CHROMIUM)
 	CHROMIUM=$(CHROMIUM) $(PY_RUN) pytest $(COV_OPTIONS)
 
-# Everything but the tests that start servers, run Airflow or drive the browser (markers given
-# in tests/conftest.py): a few minutes, for the edit-and-run loop.
+# Everything but the tests that start servers, run Airflow, drive the browser or run whole
+# processes for seconds (markers: pyproject.toml, tests/conftest.py): for the edit-and-run loop.
 test-fast: install
-	$(PY_RUN) pytest -m "not server and not airflow and not browser"
+	$(PY_RUN) pytest -m "not server and not airflow and not browser and not slow"
 
 demo: install
 	$(PY_RUN) tasador demo

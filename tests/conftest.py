@@ -3,7 +3,8 @@ once), the markers given by what a test starts, and a guard that no server outli
 
 Markers (``make test-fast`` leaves these out; ``make test`` runs everything):
 ``server`` starts a server (MLflow, moto, the prediction API on uvicorn, the data API);
-``airflow`` runs Airflow; ``browser`` drives Chromium.
+``airflow`` runs Airflow; ``browser`` drives Chromium; ``slow`` runs whole Python processes for
+seconds (the CLI, a script).
 """
 
 from __future__ import annotations

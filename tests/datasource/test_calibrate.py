@@ -27,6 +27,7 @@ def generated_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_realtor_csv(generate_listings(20_000, seed=2), path)
 
 
+@pytest.mark.slow
 def test_the_script_writes_what_calibrate_derives_and_is_deterministic(
     generated_csv: Path, tmp_path: Path
 ) -> None:

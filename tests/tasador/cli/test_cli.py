@@ -15,6 +15,8 @@ from tasador.core import services
 from tasador.core.config import Settings, settings_env
 from tasador.core.errors import ServiceUnavailable
 
+pytestmark = pytest.mark.slow  # every test runs the real `tasador` command as a process
+
 
 @pytest.fixture
 def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
