@@ -1,7 +1,7 @@
 """docker-compose.yml with .env.example: valid Compose, only published images, the deployment rules.
 
 The Compose CLI is not installed here (and CI's `compose-config` job runs the real
-`docker compose config`), so the file is interpolated as Compose does (tests/deploy/compose.py)
+`docker compose config`), so the file is interpolated as Compose does (tests/helpers/compose.py)
 and parsed by `compose_spec`, a strict implementation of the Compose specification.
 """
 

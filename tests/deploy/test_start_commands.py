@@ -2,7 +2,7 @@
 
 The command line is the Dockerfile's CMD and the probe is its HEALTHCHECK, both parsed from the
 Dockerfile; the environment is the one docker-compose.yml gives the service (with .env.example),
-localized as tests/deploy/local_run.py explains. Each image then does one thing it exists for.
+localized as tests/helpers/local_run.py explains. Each image then does one thing it exists for.
 """
 
 from __future__ import annotations
