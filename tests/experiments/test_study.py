@@ -13,7 +13,7 @@ from experiments import progress, search_worker
 from experiments import study as search
 from tasador.core import clean_store, db
 from tasador.core.errors import Conflict
-from tests.experiments.conftest import write_spaces
+from tests.helpers.search import write_spaces
 
 
 def test_study_name_follows_the_batch_range():
@@ -47,7 +47,7 @@ def test_the_sampler_is_seeded_by_the_plan_worker_and_restart(sampler):
 
 
 def _load(settings, raw_sample):
-    from tests.experiments.conftest import load_batches
+    from tests.helpers.search import load_batches
 
     return load_batches(settings, raw_sample.iloc[:1400], [700, 700])
 

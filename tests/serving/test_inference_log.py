@@ -38,9 +38,8 @@ from serving.server import GRACEFUL_SHUTDOWN_S
 from tasador import startup
 from tasador.core import db, migrations, raw_store
 from tasador.core.config import Settings
-from tests.deploy import compose
-from tests.serving.conftest import in_memory, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers import compose
+from tests.helpers.serving import LISTING, in_memory, running, wait_until
 
 
 def logged(url: str) -> list[sa.Row]:
@@ -78,6 +77,7 @@ def entry(n: int = 1, status: int = 200) -> Entry:
     )
 
 
+@pytest.mark.server
 def test_rows_hold_inputs_prediction_model_and_time(settings: Settings, xgb_model: Any) -> None:
     settings = settings.model_copy(update={"serving_log_flush_s": 0.2})
     url = db.database_url("raw", settings)
@@ -231,6 +231,7 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+@pytest.mark.server
 def test_requests_keep_being_answered_and_logged_across_a_database_restart(
     settings: Settings, own_postgres: tuple[Path, str], xgb_model: Any
 ) -> None:

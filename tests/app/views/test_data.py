@@ -10,8 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from tasador.core import clean_store, db, decisions_store, raw_store
 from tasador.core.services import free_port
-from tests.app.conftest import World
-from tests.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.ui import World
 
 PAGE = str(REPO / "app" / "views" / "data.py")
 
