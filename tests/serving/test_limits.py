@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.explanations import Explainers
-from tasador.core import db, raw_store
+from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
 from tasador.core.services import free_port
 from tests.helpers.broken_models import NaNRegressor
@@ -70,7 +70,7 @@ def api_process(settings: Settings) -> Iterator[tuple[str, psutil.Process]]:
 
 def logged_rows(settings: Settings) -> list[sa.Row]:
     with db.engine("raw", settings).connect() as conn:
-        table = raw_store.inference_requests
+        table = tables.raw.inference_requests
         return list(conn.execute(sa.select(table).order_by(table.c.requested_at)))
 
 

@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 import sqlalchemy as sa
 
-from tasador.core import db, raw_store
+from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
 from tests.helpers.mlflow import register
 from tests.helpers.serving import LISTING, wait_until
@@ -86,7 +86,7 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
         ]
     # The server has stopped: every worker flushed its log on the way out.
     with db.engine("raw", serving_settings).connect() as conn:
-        table = raw_store.inference_requests
+        table = tables.raw.inference_requests
         rows = conn.execute(
             sa.select(table.c.request_id, table.c.model_version).where(
                 table.c.endpoint == "predict"

@@ -11,8 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from experiments import promotions, registry
 from tasador.core import db, shadow_store
-from tasador.core.raw_store import shadow_predictions
 from tasador.core.services import free_port
+from tasador.core.tables.raw import shadow_predictions
 from tests.helpers import REPO
 from tests.helpers.shadow import rows
 from tests.helpers.ui import World
