@@ -54,19 +54,22 @@ def world(
     second = register(settings, lgbm_model, clean_sample, family="lightgbm", batch_ids=batch_ids)
     engine = db.engine("clean", settings)
     for version, previous in ((first, None), (second, first)):
-        promotions.record(
-            engine,
-            model_name=settings.model_name,
-            challenger_version=int(version),
+        verdict = promotions.Judgement(
             previous_version=None if previous is None else int(previous),
             promoted=True,
             challenger_rmsle=0.5 if previous is None else 0.45,
             previous_rmsle=None if previous is None else 0.5,
+            summary=f"Version {version} promoted.",
+        )
+        promotions.decide(
+            engine,
+            model_name=settings.model_name,
+            challenger_version=int(version),
             margin=0.01,
             holdout_rows=1_000,
             study_name=f"{settings.model_name}-batches-1-2",
             retrain_decision_id=None,
-            summary=f"Version {version} promoted.",
+            judge=lambda verdict=verdict: verdict,
             move_alias=lambda: None,  # register() moved it already
         )
     rows = clean_sample.sample(80, random_state=0)
