@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from tasador.core import clean_store
+from tasador.core import tables
 
 TOP_CITIES = 300  # per state, most listed first
 TOP_ZIPS = 50  # per city
@@ -24,7 +24,7 @@ class Choices:
 
 def load(engine: sa.Engine) -> Choices:
     """Read once per cache period; the CLEAN data changes batch by batch."""
-    listings = clean_store.listings
+    listings = tables.clean.listings
     with engine.connect() as conn:
         places = conn.execute(
             sa.select(listings.c.state, listings.c.city, listings.c.zip_code, sa.func.count())

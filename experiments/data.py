@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from tasador.core import clean_store, db
+from tasador.core import clean_store, db, tables
 from tasador.core.columns import RAW_COLUMNS, TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, NotFound
@@ -28,7 +28,7 @@ def clean_batch_ids(settings: Settings) -> list[int]:
     engine = db.engine("clean", settings.databases)
     with engine.connect() as conn:
         ids = conn.execute(
-            sa.select(clean_store.listings.c.batch_id).distinct().order_by("batch_id")
+            sa.select(tables.clean.listings.c.batch_id).distinct().order_by("batch_id")
         )
         return [int(i) for i in ids.scalars()]
 
@@ -36,7 +36,7 @@ def clean_batch_ids(settings: Settings) -> list[int]:
 def trainable_batch_ids(settings: Settings, min_rows: int, up_to: int | None = None) -> list[int]:
     """Batch ids (ascending, at most ``up_to``) a retraining can use: at least ``min_rows`` clean
     rows, with both training and holdout rows (every batch of a study must have both)."""
-    rows = clean_store.listings
+    rows = tables.clean.listings
     query = (
         sa.select(rows.c.batch_id)
         .group_by(rows.c.batch_id)

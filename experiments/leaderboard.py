@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, Metric
 
 from experiments import registry
-from tasador.core import clean_store
+from tasador.core import tables
 from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
 from tasador.core.names import HOLDOUT_PREFIX
@@ -92,7 +92,7 @@ def dataset(name: str, data_hash: str, rows: int, batch_ids: Sequence[int]) -> D
 
 def data_dates(engine: sa.Engine, batch_ids: Sequence[int]) -> tuple[str, str] | None:
     """The first and last day the batches were cleaned (their data's arrival dates)."""
-    batches = clean_store.cleaned_batches
+    batches = tables.clean.cleaned_batches
     with engine.connect() as conn:
         first, last = conn.execute(
             sa.select(sa.func.min(batches.c.cleaned_at), sa.func.max(batches.c.cleaned_at)).where(

@@ -114,43 +114,6 @@ def _stored(conn: sa.Connection, model_name: str, challenger_version: int) -> sa
     ).one_or_none()
 
 
-def record(
-    engine: sa.Engine,
-    *,
-    model_name: str,
-    challenger_version: int,
-    margin: float,
-    holdout_rows: int,
-    study_name: str,
-    retrain_decision_id: int | None,
-    move_alias: Callable[[], None],
-    previous_version: int | None,
-    promoted: bool,
-    challenger_rmsle: float,
-    previous_rmsle: float | None,
-    summary: str,
-    alias: str = "production",
-) -> Promotion:
-    """Store a verdict already reached: :func:`decide` with this verdict as the judgement, so
-    when promoted ``move_alias`` runs inside the same transaction.
-
-    A decision already stored for this version wins: it is returned and nothing moves.
-    """
-    verdict = Judgement(previous_version, promoted, challenger_rmsle, previous_rmsle, summary)
-    return decide(
-        engine,
-        model_name=model_name,
-        challenger_version=challenger_version,
-        margin=margin,
-        holdout_rows=holdout_rows,
-        study_name=study_name,
-        retrain_decision_id=retrain_decision_id,
-        judge=lambda: verdict,
-        move_alias=move_alias,
-        alias=alias,
-    )
-
-
 def decide(
     engine: sa.Engine,
     *,

@@ -40,7 +40,6 @@ import fcntl
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -53,8 +52,10 @@ from mlflow.entities.model_registry import ModelVersion
 
 from experiments import registry
 from serving import models, validation
+from serving.background import PeriodicLoop
 from serving.models import ServedModel
 from tasador.core.config import Settings
+from tasador.core.errors import summary
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +148,6 @@ class SharedDecision:
             return None  # not written yet (or by an incompatible version): wait for the next
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
 class ModelWatcher:
     """Polls the registry in a thread and swaps in the version the production alias names."""
 
@@ -168,34 +164,23 @@ class ModelWatcher:
         self._load = load
         self._on_swap = on_swap
         self._client: MlflowClient | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Reads the shared decision four times per poll interval: a follower takes over the
+        # leader lock of a worker that died within a quarter of it (see the module doc).
+        self._loop = PeriodicLoop(
+            "model-watcher", self.tick, settings.serving.serving_poll_s / 4, tick_first=True
+        )
         self.shared = SharedDecision(settings.state_dir / "serving")
         self._started_at = time.time()
         self._next_poll = 0.0  # time.monotonic() of the leader's next registry poll
         self._refused: dict[str, Refusal] = {}  # by version: not loaded again
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="model-watcher", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._loop.stop(timeout_s)
         self.shared.release()
         self.status.leader = False
-
-    def _run(self) -> None:
-        while True:
-            try:
-                self.tick()
-            except Exception:  # a bug must not end watching: log it, retry at the next tick
-                logger.exception("model watcher tick failed")
-            if self._stop.wait(self.settings.serving.serving_poll_s / 4):
-                return
 
     def tick(self) -> None:
         """Lead (poll the registry when due) or follow (read the leader's decision)."""
@@ -239,7 +224,7 @@ class ModelWatcher:
                 )
             )
         except Exception as exc:
-            self.status.error = f"model registry unreachable: {_short(exc)}"
+            self.status.error = f"model registry unreachable: {summary(exc)}"
             return
         self._act(decision.version, version)
 
@@ -263,7 +248,7 @@ class ModelWatcher:
             if self.status.reachable is not False:  # once per outage, not per poll
                 logger.warning("model registry unreachable, serving on: %s", exc)
             self.status.reachable = False
-            self.status.error = f"model registry unreachable: {_short(exc)}"
+            self.status.error = f"model registry unreachable: {summary(exc)}"
             self._share(False, None, self.status.error)
             return
         if self.status.reachable is False:
@@ -329,7 +314,7 @@ class ModelWatcher:
             serving = self.current.info.version if self.current else None
             logger.error("%s; still serving version %s", refusal.reason, serving)
         except Exception as exc:
-            self.status.error = f"version {version.version} failed to load: {_short(exc)}"
+            self.status.error = f"version {version.version} failed to load: {summary(exc)}"
             logger.exception(
                 "loading %s version %s", self.settings.mlflow.model_name, version.version
             )

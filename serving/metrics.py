@@ -18,19 +18,17 @@ each worker, so a scrape also shows the other workers' state as of at most that 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from serving.background import PeriodicLoop
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
 from serving.server import MULTIPROCESS_ENV
 from serving.shadow import ShadowStats
-
-logger = logging.getLogger(__name__)
 
 PUBLISH_S = 1.0  # how stale another worker's gauges may be in a scrape
 
@@ -146,8 +144,7 @@ class ServingMetrics:
         # Totals already added to the counters that copy a worker's own counts.
         self._published: dict[str, int] = {}
         self._publishing = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._publisher = PeriodicLoop("metrics", self.publish, PUBLISH_S, stop_timeout_s=5.0)
 
     def publish(self) -> None:
         """Copy this worker's watcher and log state into the metrics."""
@@ -185,24 +182,12 @@ class ServingMetrics:
         """In multiprocess mode, publish every ``PUBLISH_S`` (other workers' scrapes read it)."""
         if self.multiprocess_dir is None:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(PUBLISH_S):
-            try:
-                self.publish()
-            except Exception:  # a bug here must not end publishing for good
-                logger.exception("publishing the serving metrics failed")
+        self._publisher.start()
 
     def stop(self) -> None:
         """Stop publishing (once more: the log's last flush); this worker's per-worker gauges
         leave the scrapes."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._publisher.stop()
         if self.multiprocess_dir is not None:
             self.publish()
             mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]

@@ -41,12 +41,14 @@ from mlflow.entities.model_registry import ModelVersion
 
 from experiments import registry
 from serving import models
+from serving.background import PeriodicLoop
 from serving.batch import ListingColumns
 from serving.hot_swap import Decision, SharedDecision
 from serving.inference_log import Entry
 from serving.models import ServedModel
 from tasador.core import shadow_store
 from tasador.core.config import Settings
+from tasador.core.errors import summary
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +67,6 @@ def _joined(parts: list[ListingColumns]) -> ListingColumns:
         {f: [v for part in parts for v in part.columns[f]] for f in fields},
         sum(len(part) for part in parts),
     )
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 class ChallengerWatcher:
@@ -100,7 +98,7 @@ class ChallengerWatcher:
             try:
                 found = registry.aliased_version(self._connect(), self.settings, self._alias)
             except Exception as exc:
-                self.error = f"model registry unreachable: {_short(exc)}"
+                self.error = f"model registry unreachable: {summary(exc)}"
                 return
             named = None if found is None else str(found.version)
             self.shared.write(
@@ -138,7 +136,7 @@ class ChallengerWatcher:
             logger.info("shadow scoring with challenger version %s", named)
         except Exception as exc:  # production keeps serving; the shadow waits for a loadable one
             self.current = None
-            self.error = f"challenger version {named} failed to load: {_short(exc)}"
+            self.error = f"challenger version {named} failed to load: {summary(exc)}"
             logger.exception("loading challenger version %s", named)
 
     def stop(self) -> None:
@@ -177,8 +175,20 @@ class Shadow:
         self._queue: deque[tuple[Entry, ServedModel]] = deque()
         self._pending: list[dict[str, Any]] = []  # scored, not written yet
         self._lock = threading.Lock()  # guards _queue and stats.queued_rows
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._loops = [
+            # Follows the @challenger alias like production's watcher does (serving.hot_swap).
+            PeriodicLoop("challenger-watcher", self.watcher.tick, self.poll_s / 4, tick_first=True),
+            # Passes every PASS_S, not one per request: requests are scored together, and a
+            # busy server is not interrupted for each one. The last pass of a shutdown writes
+            # what is scored, without scoring more.
+            PeriodicLoop(
+                "shadow-scorer",
+                self.drain,
+                PASS_S,
+                final=lambda: self.drain(score=False),
+                backoff_s=RETRY_S,
+            ),
+        ]
         self._random = random.Random()
 
     # --- request path -------------------------------------------------------------------------
@@ -200,22 +210,15 @@ class Shadow:
     # --- background -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._stop.clear()
         if self.share <= 0:
             return  # off: no thread, no registry polls
-        self._threads = [
-            threading.Thread(target=self._watch, name="challenger-watcher", daemon=True),
-            threading.Thread(target=self._run, name="shadow-scorer", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        for loop in self._loops:
+            loop.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Write what is scored (within ``timeout_s``); what is still queued is dropped, counted."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s)
-        self._threads = []
+        for loop in self._loops:
+            loop.stop(timeout_s)
         self.watcher.stop()
         with self._lock:
             left = sum(entry.rows for entry, _ in self._queue) + len(self._pending)
@@ -223,28 +226,6 @@ class Shadow:
             self._pending = []
             self.stats.dropped_rows += left
             self.stats.queued_rows = 0
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.watcher.tick()
-            except Exception:  # a bug must not end watching: log it, retry at the next tick
-                logger.exception("challenger watcher tick failed")
-            self._stop.wait(self.poll_s / 4)
-
-    def _run(self) -> None:
-        # Passes every PASS_S, not one per request: requests are scored together, and a busy
-        # server is not interrupted for each one.
-        while not self._stop.wait(PASS_S):
-            try:
-                if not self.drain():
-                    self._stop.wait(RETRY_S)
-            except Exception:  # a bug must not end shadowing: log it, retry next pass
-                logger.exception("shadow pass failed")
-        try:
-            self.drain(score=False)  # the last write of a shutdown
-        except Exception:
-            logger.exception("shadow: last write failed")
 
     def drain(self, score: bool = True) -> bool:
         """Score what is queued (up to ``WRITE_ROWS`` rows, in one call per challenger version),
@@ -267,7 +248,7 @@ class Shadow:
         try:
             written = shadow_store.write(self._engine(), self._pending)
         except Exception as exc:
-            self.stats.last_error = _short(exc)
+            self.stats.last_error = summary(exc)
             logger.warning("shadow rows not written, will retry: %s", exc)
             return False
         with self._lock:
@@ -289,7 +270,7 @@ class Shadow:
             with self._lock:
                 self.stats.failed_rows += len(listings)
                 self.stats.queued_rows -= len(listings)
-                self.stats.last_error = _short(exc)
+                self.stats.last_error = summary(exc)
             return []
         self.stats.scored_rows += len(listings)
         rows: list[dict[str, Any]] = []

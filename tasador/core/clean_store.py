@@ -23,12 +23,7 @@ from tasador.core.cleaning import CleaningReport, clean_frame
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.errors import NotFound
 from tasador.core.holdout import is_holdout, row_hashes
-from tasador.core.tables.clean import LISTING_TYPES
-
-# The tables this store writes, declared in tasador.core.tables.clean; named here too for the
-# readers that query them through the store (the decision, the search's data, the UI).
-from tasador.core.tables.clean import cleaned_batches as cleaned_batches
-from tasador.core.tables.clean import listings as listings
+from tasador.core.tables.clean import LISTING_TYPES, cleaned_batches, listings
 from tasador.core.timings import step
 
 # Namespace of the advisory locks serializing the cleaning of one batch (second key: its id).

@@ -41,3 +41,10 @@ class Conflict(TasadorError):
     """The operation contradicts stored state (another writer, a changed plan, a finished run)."""
 
     exit_code = 6
+
+
+def summary(exc: BaseException, limit: int = 300) -> str:
+    """An error in one line for a status field or a log: ``Type: first line of the message``,
+    at most ``limit`` characters (tracebacks and multi-line driver messages stay in the log)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:limit]

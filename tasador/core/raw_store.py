@@ -27,11 +27,6 @@ from tasador.core import db
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.tables.raw import batch_gaps, batches, rejected_rows
 
-# RAW's other tables, for the readers that reach them through the store (the inference log's
-# provenance, tests); they are declared in tasador.core.tables.raw like the rest.
-from tasador.core.tables.raw import batch_rows as batch_rows
-from tasador.core.tables.raw import inference_requests as inference_requests
-
 # Namespace of the advisory locks that order batch stores of one group and day (gap detection
 # reads the last stored number, so two stores of one sequence must not interleave).
 _SEQUENCE_LOCK = 73_052_181

@@ -54,7 +54,7 @@ from typing import Literal, TypedDict
 import sqlalchemy as sa
 
 from experiments import data, registry
-from tasador.core import clean_store, db, decisions_store, lineage
+from tasador.core import clean_store, db, decisions_store, lineage, tables
 from tasador.core.config import Settings
 from tasador.core.decisions_store import Decision
 from tasador.core.errors import BadInput, Conflict, NotFound
@@ -112,8 +112,8 @@ def _batch_info(engine: sa.Engine, batch_id: int) -> BatchInfo:
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(
-                clean_store.cleaned_batches.c.rows_in, clean_store.cleaned_batches.c.rows_out
-            ).where(clean_store.cleaned_batches.c.id == batch_id)
+                tables.clean.cleaned_batches.c.rows_in, tables.clean.cleaned_batches.c.rows_out
+            ).where(tables.clean.cleaned_batches.c.id == batch_id)
         ).one_or_none()
     if row is None:
         raise NotFound(f"batch {batch_id} is not in the CLEAN database: clean it first")

@@ -24,7 +24,7 @@ from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
 from experiments import promotions, registry, runs
-from tasador.core import db, decisions_store, lineage, raw_store
+from tasador.core import db, decisions_store, lineage, raw_store, tables
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, NotFound
 
@@ -123,7 +123,7 @@ def _batch_link(row: sa.Row[Any]) -> BatchLink:
 
 def _requests_answered(raw: sa.Engine, model_name: str, versions: list[int]) -> dict[int, int]:
     """Successful prediction rows per version of ``model_name`` in the inference log."""
-    log = raw_store.inference_requests
+    log = tables.raw.inference_requests
     with raw.connect() as conn:
         counted = conn.execute(
             sa.select(log.c.model_version, sa.func.count())
@@ -213,7 +213,7 @@ def version_chain(settings: Settings, number: int) -> VersionChain:
 def request_lineage(settings: Settings, request: str) -> RequestLineage:
     """`--request ID`: ``ID`` is the row id of ``inference_requests`` or the request's UUID
     (the ``request_id`` a response carries, which covers every row of a batch request)."""
-    log = raw_store.inference_requests
+    log = tables.raw.inference_requests
     if request.isdigit():
         where = log.c.id == int(request)
     else:

@@ -3,58 +3,27 @@ one after the other with their SHAP comparison, and the prediction API serving t
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from experiments import explain, promotions, registry
-from experiments.report import SHAP_DIR
+from experiments import promotions
 from tasador.core import db
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.loop import decide
-from tests.experiments.conftest import load_batches
-from tests.processes import stopping_embedded
-from tests.serving.conftest import (  # noqa: F401  (fixtures shared with the serving tests)
-    fail_fast_mlflow,
-    lgbm_model,
-    ready_version,
-    register,
-    running,
-    wait_until,
-    xgb_model,
-)
+from tests.helpers.mlflow import register
+from tests.helpers.processes import stopping_embedded
+from tests.helpers.search import load_batches
+from tests.helpers.serving import ready_version, running, wait_until
+from tests.helpers.ui import World, log_shap
 
 
-@dataclass(frozen=True)
-class World:
-    settings: Settings
-    api_url: str
-    versions: tuple[str, str]
-    batch_ids: list[int]
-
-
-def log_shap(settings: Settings, version: str, new: Any, previous: Any, rows: pd.DataFrame) -> None:
-    """The SHAP comparison as experiments.champion logs it on the version's run."""
-    client = registry.connect(settings)
-    run_id = client.get_model_version(settings.mlflow.model_name, version).run_id
-    previous_version = None if previous is None else int(version) - 1
-    before = None if previous is None else explain.Explained(previous, None)  # trees: no need
-    change = explain.explain_change(
-        explain.Explained(new, None), before, rows, previous_version, f"v{version}"
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / SHAP_DIR
-        out.mkdir()
-        change.diff.to_csv(out / "importance.csv", index=False)
-        (out / "importance.png").write_bytes(change.png)
-        (out / "summary.txt").write_text(change.sentence + "\n")
-        client.log_artifacts(run_id, str(out), SHAP_DIR)
+@pytest.fixture(autouse=True)
+def _serving_fails_fast(fail_fast_mlflow: None) -> None:
+    """The UI's API polls the registry as `tasador serve` does."""
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +32,8 @@ def world(
     mlflow_server: str,
     raw_sample: pd.DataFrame,
     clean_sample: pd.DataFrame,
-    xgb_model: Any,  # noqa: F811
-    lgbm_model: Any,  # noqa: F811
+    xgb_model: Any,
+    lgbm_model: Any,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[World]:
     tag = uuid.uuid4().hex[:8]
@@ -85,19 +54,22 @@ def world(
     second = register(settings, lgbm_model, clean_sample, family="lightgbm", batch_ids=batch_ids)
     engine = db.engine("clean", settings.databases)
     for version, previous in ((first, None), (second, first)):
-        promotions.record(
-            engine,
-            model_name=settings.mlflow.model_name,
-            challenger_version=int(version),
+        verdict = promotions.Judgement(
             previous_version=None if previous is None else int(previous),
             promoted=True,
             challenger_rmsle=0.5 if previous is None else 0.45,
             previous_rmsle=None if previous is None else 0.5,
+            summary=f"Version {version} promoted.",
+        )
+        promotions.decide(
+            engine,
+            model_name=settings.mlflow.model_name,
+            challenger_version=int(version),
             margin=0.01,
             holdout_rows=1_000,
             study_name=f"{settings.mlflow.model_name}-batches-1-2",
             retrain_decision_id=None,
-            summary=f"Version {version} promoted.",
+            judge=lambda verdict=verdict: verdict,
             move_alias=lambda: None,  # register() moved it already
         )
     rows = clean_sample.sample(80, random_state=0)

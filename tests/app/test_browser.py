@@ -16,7 +16,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 from app import choices
 from tasador.core import db, services
 from tasador.core.config import settings_env
-from tests.app.conftest import World
+from tests.helpers.ui import World
+
+pytestmark = pytest.mark.browser  # drives Chromium (and the world's servers)
 
 # The system browser (Playwright's own browser download needs a network this machine lacks);
 # `make test CHROMIUM=...` names another Chrome or Chromium.

@@ -7,7 +7,6 @@ import pytest
 
 from tasador import local_airflow
 from tasador.core.config import Settings
-from tests.experiments.conftest import search_settings  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from experiments.study import load_study, study_name_for, trials_by_worker
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
-from tests.experiments.conftest import load_batches
+from tests.helpers.search import load_batches
 
 
 def raw_store_ids(settings: Settings) -> list[int]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from experiments import promotions
-from tests.experiments.conftest import search_settings  # noqa: F401  (a fixture)
-from tests.experiments.test_rollback import promoted_twice  # noqa: F401  (a fixture)
 
 
 def test_the_rollback_dag_restores_the_previous_version_with_the_reason(
-    promoted_twice,  # noqa: F811
+    promoted_twice,
     run_dag,
 ):
     c = promoted_twice

@@ -205,6 +205,7 @@ def _server(state_dir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
         proc.wait(timeout=30)
 
 
+@pytest.mark.server
 def test_cursor_survives_a_restart_of_the_real_service(tmp_path: Path) -> None:
     expected = _sequence(TestClient(create_app(scale=SCALE, state_dir=tmp_path / "ref", seed=5)), 6)
     with _server(tmp_path / "live") as (url, proc):

@@ -10,7 +10,7 @@ from datasource.calibrate import calibrate, dump, main
 from datasource.generator import generate_listings
 from datasource.price_fit import TREE_LEAVES, TREE_MIN_LEAF, US_STATES, residual_tree
 from datasource.world import CALIBRATION_PATH, MISSING, eval_tree
-from tests.listings import write_realtor_csv
+from tests.helpers.listings import write_realtor_csv
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,7 @@ def generated_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_realtor_csv(generate_listings(20_000, seed=2), path)
 
 
+@pytest.mark.slow
 def test_the_script_writes_what_calibrate_derives_and_is_deterministic(
     generated_csv: Path, tmp_path: Path
 ) -> None:

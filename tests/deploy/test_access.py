@@ -9,14 +9,12 @@ gives serving and the UI least-privilege database roles, and puts no password on
 from __future__ import annotations
 
 import configparser
-import importlib.util
 import re
 import stat
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -28,9 +26,10 @@ from sqlalchemy.engine import make_url
 from serving.inference_log import Entry, write_rows
 from tasador.core import migrations, shadow_store
 from tasador.core.db import sqlalchemy_url
-from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, final_stage, start_command
-from tests.tasador.core.test_shadow_store import rows as shadow_rows
+from tests.helpers import compose
+from tests.helpers.docker_scripts import AIRFLOW_INIT, MLFLOW_INIT, MLFLOW_START
+from tests.helpers.dockerfile import DOCKER_DIR, final_stage, start_command
+from tests.helpers.shadow import rows as shadow_rows
 
 ENV = compose.env_file()
 RAW = compose.load()
@@ -39,19 +38,6 @@ SERVICES: dict[str, dict[str, Any]] = MODEL["services"]
 PUBLISH = "${PUBLISH_ADDRESS:-127.0.0.1}:"
 AIRFLOW = sorted(n for n in SERVICES if n.startswith("airflow-"))
 READERS = {"serving": "MLFLOW_SERVING", "app": "MLFLOW_UI"}
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-AIRFLOW_INIT = _load(DOCKER_DIR / "airflow" / "init.py", "airflow_init")
-MLFLOW_START = _load(DOCKER_DIR / "mlflow" / "start.py", "mlflow_start")
-MLFLOW_INIT = _load(DOCKER_DIR / "mlflow" / "init.py", "mlflow_init")
 
 
 # --- Published ports -----------------------------------------------------------------------------

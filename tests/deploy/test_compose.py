@@ -1,7 +1,7 @@
 """docker-compose.yml with .env.example: valid Compose, only published images, the deployment rules.
 
 The Compose CLI is not installed here (and CI's `compose-config` job runs the real
-`docker compose config`), so the file is interpolated as Compose does (tests/deploy/compose.py)
+`docker compose config`), so the file is interpolated as Compose does (tests/helpers/compose.py)
 and parsed by `compose_spec`, a strict implementation of the Compose specification.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from compose_spec import PyCompose
 
-from tests.deploy import compose
-from tests.deploy.dockerfile import final_stage, image_names
-from tests.deploy.workflows import matrix_images
+from tests.helpers import compose
+from tests.helpers.dockerfile import final_stage, image_names
+from tests.helpers.workflows import matrix_images
 
 ENV = compose.env_file()
 MODEL, USED = compose.resolved(ENV)

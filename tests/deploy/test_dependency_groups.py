@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.local_run import installed_packages
+from tests.helpers.local_run import installed_packages
 
 # What each service must not carry (the issue: serving shipped Airflow, Celery, Streamlit...).
 NOT_IN = {

@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from tests.deploy.dockerfile import (
+from tests.helpers.dockerfile import (
     DOCKER_DIR,
     DOCKERFILE,
     REPO,
@@ -26,7 +26,7 @@ from tests.deploy.dockerfile import (
     stages,
     start_command,
 )
-from tests.deploy.tools import tool
+from tests.helpers.tools import tool
 
 IMAGES = image_names()
 LOCK = tomllib.loads((REPO / "uv.lock").read_text())

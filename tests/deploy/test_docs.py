@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, REPO
+from tests.helpers import compose
+from tests.helpers.dockerfile import DOCKER_DIR, REPO
 
 DOC = (REPO / "docs" / "deployment.md").read_text()
 ENV = compose.env_file()

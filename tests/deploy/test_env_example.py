@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tasador.core.config import Settings
-from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, env_vars, final_stage
+from tests.helpers import compose
+from tests.helpers.dockerfile import DOCKER_DIR, env_vars, final_stage
 
 FIELDS = {f"TASADOR_{name.upper()}": info for name, info in Settings.flat_fields().items()}
 DOCUMENTED = compose.documented_values()

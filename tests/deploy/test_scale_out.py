@@ -7,8 +7,8 @@ import re
 import yaml
 
 from tasador.loop.dag_defaults import SEARCH_QUEUE
-from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, REPO
+from tests.helpers import compose
+from tests.helpers.dockerfile import DOCKER_DIR, REPO
 
 VALUES = yaml.safe_load((DOCKER_DIR / "helm" / "airflow-values.yaml").read_text())
 FLEET = yaml.safe_load((DOCKER_DIR / "helm" / "search-workers.yaml").read_text())

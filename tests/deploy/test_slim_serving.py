@@ -6,8 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tasador.loop import dag_defaults
-from tests.deploy.test_access import AIRFLOW_INIT
+from tests.helpers.docker_scripts import AIRFLOW_INIT
 
 HEAVY = ("airflow", "streamlit", "optuna", "optuna_dashboard", "celery", "flaml")
 PROBE = """
@@ -17,6 +19,7 @@ print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
 """
 
 
+@pytest.mark.slow
 def test_importing_the_serving_app_loads_no_training_airflow_or_ui_package() -> None:
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300

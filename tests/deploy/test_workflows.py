@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.deploy import compose
-from tests.deploy.dockerfile import DOCKER_DIR, REPO, image_names
-from tests.deploy.tools import search_path, tool
-from tests.deploy.workflows import matrix_images, step_using, steps, workflow, workflow_files
+from tests.helpers import compose
+from tests.helpers.dockerfile import DOCKER_DIR, REPO, image_names
+from tests.helpers.tools import search_path, tool
+from tests.helpers.workflows import matrix_images, step_using, steps, workflow, workflow_files
 
 
 def test_every_workflow_passes_actionlint() -> None:

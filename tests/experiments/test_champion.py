@@ -23,7 +23,7 @@ from experiments import study as search
 from experiments.features import model_input
 from tasador.core import db, decisions_store, lineage, names
 from tasador.loop import training
-from tests.experiments.conftest import load_batches, write_spaces
+from tests.helpers.search import load_batches, write_spaces
 
 RIDGE = "family: ridge\nparams:\n  alpha: {{type: float, low: {low}, high: {high}, log: true}}\n"
 LIGHTGBM = """\

@@ -17,7 +17,7 @@ from experiments.explain import (
 )
 from experiments.families import FAMILIES, build_model
 from experiments.features import INPUT_COLUMNS
-from tests.experiments.test_features import SMALL
+from tests.helpers.models import SMALL
 
 SEARCHED = spaces.load_spaces()  # the repository's search_spaces/: every family it defines
 

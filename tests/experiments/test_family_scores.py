@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from experiments import champion, family_scores, search_worker
 from experiments import study as search
 from tasador.core.names import HOLDOUT_PRIMARY
-from tests.experiments.conftest import load_batches
+from tests.helpers.search import load_batches
 
 
 def test_every_familys_best_trial_is_scored_on_the_shared_holdout_once(search_settings, raw_sample):

@@ -11,6 +11,7 @@ from experiments.features import (
     feature_source,
 )
 from tasador.core.metrics import rmsle
+from tests.helpers.models import SMALL
 
 
 def test_listing_frame_takes_fields_as_they_arrive():
@@ -77,14 +78,6 @@ def test_feature_source_maps_encoded_names_to_raw_columns():
     assert feature_source("numeric__missingindicator_prev_sold_year") == "prev_sold_date"
     with pytest.raises(ValueError, match="street"):
         feature_source("numeric__street")
-
-
-SMALL = {
-    "xgboost": {"n_estimators": 60, "max_depth": 4},
-    "lightgbm": {"n_estimators": 60, "num_leaves": 15},
-    "random_forest": {"n_estimators": 20, "min_samples_leaf": 3},
-    "ridge": {"alpha": 1.0},
-}
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -15,63 +15,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from experiments import champion, data, promotions, registry, runs
-from experiments.families import build_model
-from tasador.core import db, lineage
+from experiments import champion, promotions, registry
 from tasador.core import evidence as ev
-from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.loop import decide
-from tests.experiments.broken_models import NaNPrices
-from tests.experiments.conftest import load_batches
-
-
-class Candidates:
-    """Batches in CLEAN and a helper registering fitted models as versions of the test model."""
-
-    def __init__(self, settings: Settings, raw_sample: Any, sizes: list[int]) -> None:
-        self.settings = settings
-        self.ids = load_batches(settings, raw_sample.iloc[: sum(sizes)], sizes)
-        self.client = registry.connect(settings)
-        self.engine = db.engine("clean", settings.databases)
-        self.train = data.training_rows(settings, self.ids[:1])
-        self.holdout = data.holdout_rows(settings, self.ids[:1])
-        self.experiment = runs.experiment_id(self.client, settings.mlflow.experiment_name)
-
-    def register(self, family: str, params: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """Fit (a NaN model when ``family`` is "broken") and register; (version, loaded)."""
-        X, y = self.train.drop(columns=[TARGET]), data.target(self.train)
-        model = NaNPrices() if family == "broken" else build_model(family, params or {})
-        model.fit(X, y)
-        run_id = runs.create_run(self.client, self.experiment, f"candidate-{family}", {})
-        tags = {
-            registry.FAMILY_TAG: family,
-            lineage.BATCH_IDS: lineage.encode_batch_ids(self.ids[:1]),
-        }
-        version = registry.log_and_register(model, X.head(5), self.settings, run_id, tags)
-        runs.end(self.client, run_id)
-        return int(version.version), registry.load_version(self.settings, version.version)
-
-    def challenge(self, version: int, model: Any, family: str = "ridge") -> champion.Challenge:
-        """The champion/challenger step of ``finish_study`` for an already registered version."""
-        return champion.challenge(
-            self.settings,
-            registry.connect(self.settings),
-            self.engine,
-            version=version,
-            family=family,
-            model=model,
-            holdout=self.holdout,
-            study_name=f"test-v{version}",
-            retrain_decision_id=None,
-        )
-
-    def production(self) -> int | None:
-        found = registry.production_version(self.client, self.settings)
-        return None if found is None else int(found.version)
-
-    def audit(self) -> list[promotions.Promotion]:
-        return promotions.history(self.engine, self.settings.mlflow.model_name)
+from tests.helpers.candidates import Candidates
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from experiments import report
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings
-from tests.tasador.core.test_shadow_store import rows
+from tests.helpers.shadow import rows
 
 BASE = "# Model change report\n\n## Champion vs challenger\n\nfigures\n\n## Outcome\n\nkept\n"
 

@@ -12,21 +12,7 @@ from experiments import promotions
 from experiments.rollback import rollback, rollback_target
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
-from tests.experiments.test_promotion import Candidates
-
-LIGHTGBM = {"n_estimators": 150, "learning_rate": 0.1, "num_leaves": 16}
-
-
-@pytest.fixture
-def promoted_twice(search_settings: Settings, raw_sample: Any) -> Candidates:
-    """Version 1 (a weak ridge) promoted, then version 2 (a clearly better booster)."""
-    candidates = Candidates(search_settings, raw_sample, [800, 600])
-    weak, weak_model = candidates.register("ridge", {"alpha": 1e6})
-    strong, strong_model = candidates.register("lightgbm", LIGHTGBM)
-    assert candidates.challenge(weak, weak_model).decision.promoted
-    assert candidates.challenge(strong, strong_model, "lightgbm").decision.promoted
-    assert candidates.production() == strong == 2
-    return candidates
+from tests.helpers.candidates import Candidates
 
 
 def moves(candidates: Candidates) -> list[tuple[int, int | None, str]]:

@@ -3,59 +3,12 @@ and is promoted by the re-check once serving has scored enough rows next to prod
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
-from typing import Any
-
 import pytest
 
 from experiments import promotions, registry, shadow_gate
-from tasador.core import db, shadow_store
-from tasador.core.config import Settings
 from tasador.core.errors import Conflict
-from tests.experiments.test_promotion import Candidates
-from tests.experiments.test_rollback import LIGHTGBM
-
-
-def shadow(settings: Settings, n: int, challenger: str = "2", production: str = "1") -> None:
-    """``n`` live rows as serving.shadow logs them."""
-    request = uuid.uuid4()
-    shadow_store.write(
-        db.engine("raw", settings.databases),
-        [
-            {
-                "request_id": request,
-                "row_index": i,
-                "requested_at": datetime.now(UTC),
-                "model_name": settings.mlflow.model_name,
-                "production_version": production,
-                "production_prediction": 300_000.0,
-                "challenger_version": challenger,
-                "challenger_prediction": 310_000.0,
-                "state": "Texas",
-            }
-            for i in range(n)
-        ],
-    )
-
-
-@pytest.fixture
-def waiting(search_settings: Settings, raw_sample: Any) -> Candidates:
-    """Version 1 (a weak ridge) promoted; version 2 (a clearly better booster) waits for 3 rows."""
-    settings = search_settings.updated(promotion_min_shadow_rows=3)
-    candidates = Candidates(settings, raw_sample, [800, 600])
-    weak, weak_model = candidates.register("ridge", {"alpha": 1e6})
-    strong, strong_model = candidates.register("lightgbm", LIGHTGBM)
-    assert candidates.challenge(weak, weak_model).decision.promoted  # nothing served: no gate
-    held = candidates.challenge(strong, strong_model, "lightgbm").decision
-    assert not held.promoted and candidates.production() == 1
-    assert "not promoted yet" in held.summary
-    assert "waiting for 3 shadow rows, has 0" in held.summary
-    # What leaderboard.record_candidate does after every decision: serving shadows it.
-    candidates.client.set_registered_model_alias(
-        settings.mlflow.model_name, registry.CHALLENGER_ALIAS, str(strong)
-    )
-    return candidates
+from tests.helpers.candidates import Candidates
+from tests.helpers.shadow import shadow
 
 
 def test_waits_then_promoted_by_the_recheck_once_it_has_the_rows(waiting: Candidates) -> None:

@@ -11,9 +11,9 @@ from optuna.trial import TrialState
 
 from experiments import progress, search_worker
 from experiments import study as search
-from tasador.core import clean_store, db
+from tasador.core import db, tables
 from tasador.core.errors import Conflict
-from tests.experiments.conftest import write_spaces
+from tests.helpers.search import write_spaces
 
 
 def test_study_name_follows_the_batch_range():
@@ -47,7 +47,7 @@ def test_the_sampler_is_seeded_by_the_plan_worker_and_restart(sampler):
 
 
 def _load(settings, raw_sample):
-    from tests.experiments.conftest import load_batches
+    from tests.helpers.search import load_batches
 
     return load_batches(settings, raw_sample.iloc[:1400], [700, 700])
 
@@ -100,7 +100,9 @@ def test_a_killed_workers_trial_is_retried(search_settings, raw_sample, tmp_path
 def test_worker_refuses_rows_that_changed_since_the_plan(search_settings, raw_sample):
     plan = search.prepare_study(search_settings, _load(search_settings, raw_sample))
     with db.engine("clean", search_settings.databases).begin() as conn:
-        conn.execute(sa.update(clean_store.listings).values(price=clean_store.listings.c.price + 1))
+        conn.execute(
+            sa.update(tables.clean.listings).values(price=tables.clean.listings.c.price + 1)
+        )
     with pytest.raises(Conflict, match="changed since"):
         search_worker.run_worker(plan.study_name, search_settings)
     assert (

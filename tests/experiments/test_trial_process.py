@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # A main script that cannot run twice, like the `airflow` script in an Airflow task process
@@ -24,6 +26,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_a_trial_child_does_not_run_the_parents_main_script(tmp_path):
     script = tmp_path / "main.py"
     script.write_text(MAIN.format(repo=str(REPO)))

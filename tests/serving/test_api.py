@@ -15,21 +15,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from serving.api import create_app
 from tasador.core.config import Settings
-from tests.serving.conftest import in_memory, ready_version, register, running, wait_until
-
-LISTING = {
-    "brokered_by": 40618.0,
-    "status": "for_sale",
-    "bed": 3,
-    "bath": 2,
-    "acre_lot": 0.25,
-    "street": 1758218.0,
-    "city": "Austin",
-    "state": "Texas",
-    "zip_code": 78701.0,
-    "house_size": 1800.0,
-    "prev_sold_date": "2015-06-01",
-}
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
 
 
 def test_before_any_model_503_then_predicts_once_promoted(

@@ -12,8 +12,7 @@ from pydantic import SecretStr
 from app import serving_client
 from serving.api import create_app
 from tasador.core.config import Settings
-from tests.serving.conftest import in_memory, running
-from tests.serving.test_api import LISTING
+from tests.helpers.serving import LISTING, in_memory, running
 
 KEY = "s3cr3t-" + "ab" * 20
 

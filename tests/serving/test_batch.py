@@ -17,7 +17,7 @@ from serving.inference_log import Entry
 from serving.schema import Listing, listings_adapter
 from tasador.core import cleaning
 from tasador.core.columns import STATUSES
-from tests.serving.test_api import LISTING
+from tests.helpers.serving import LISTING
 
 MAX_ROWS = 8
 PARSER = BatchParser(MAX_ROWS)

@@ -15,39 +15,10 @@ from hypothesis import strategies as st
 from experiments.features import ListingFrame
 from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing
-from tasador.core.cleaning import clean_frame
 from tasador.core.columns import STATUSES, TARGET
-from tests.listings import generate_listings
-from tests.serving.conftest import (
-    FAMILY_NAMES,
-    fit,
-    ready_version,
-    register,
-    running,
-    small_model,
-    wait_until,
-)
-
-
-def listings_of(frame: pd.DataFrame) -> list[Listing]:
-    """Rows as the API receives them (JSON-like values, blanks left out)."""
-    rows = frame.drop(columns=[TARGET]).astype(object).where(frame.notna(), None)
-    listings = []
-    for row in rows.to_dict("records"):
-        if row["prev_sold_date"] is not None:
-            row["prev_sold_date"] = row["prev_sold_date"].date()
-        for column in ("brokered_by", "street"):  # CLEAN keeps ids as digit strings
-            if row[column] is not None:
-                row[column] = int(row[column])
-        listings.append(Listing.model_validate({k: v for k, v in row.items() if v is not None}))
-    return listings
-
-
-@pytest.fixture(scope="module")
-def unseen_listings() -> list[Listing]:
-    """A few hundred generated listings the models were not trained on (another seed)."""
-    frame, _ = clean_frame(generate_listings(400, seed=77))
-    return listings_of(frame.reset_index(drop=True))
+from tests.helpers.mlflow import register
+from tests.helpers.models import FAMILY_NAMES, fit, small_model
+from tests.helpers.serving import ready_version, running, wait_until
 
 
 @pytest.fixture(scope="module", params=FAMILY_NAMES)

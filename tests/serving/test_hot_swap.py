@@ -6,7 +6,6 @@ the other tests never see the outage.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,8 +17,8 @@ import pytest
 
 from tasador import startup
 from tasador.core.config import Settings
-from tests.serving.conftest import ready_version, register, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, Load, ready_version, running, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -42,42 +41,6 @@ def own_mlflow(
 @pytest.fixture
 def swap_settings(serving_settings: Settings, own_mlflow: Settings) -> Settings:
     return serving_settings.updated(mlflow_tracking_uri=startup.ensure_server(own_mlflow))
-
-
-class Load:
-    """Threads sending single-listing requests until stopped; every answer is kept."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.answers: list[list[tuple[float, int, str | None]]] = [[] for _ in range(threads)]
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._send, args=(i,), daemon=True) for i in range(threads)
-        ]
-
-    def _send(self, i: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.post("/predict", json={**LISTING, "bed": i % 6})
-                except httpx.TransportError:
-                    self.answers[i].append((time.monotonic(), 0, None))
-                    continue
-                version = response.json()["model"]["version"] if response.is_success else None
-                self.answers[i].append((time.monotonic(), response.status_code, version))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def all(self) -> list[tuple[float, int, str | None]]:
-        return [a for answers in self.answers for a in answers]
 
 
 def test_alias_moves_under_load_without_a_failed_request(

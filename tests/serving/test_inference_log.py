@@ -36,11 +36,10 @@ from serving.metrics import ServingMetrics
 from serving.schema import Listing
 from serving.server import GRACEFUL_SHUTDOWN_S
 from tasador import startup
-from tasador.core import db, migrations, raw_store
+from tasador.core import db, migrations, tables
 from tasador.core.config import Settings
-from tests.deploy import compose
-from tests.serving.conftest import in_memory, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers import compose
+from tests.helpers.serving import LISTING, in_memory, running, wait_until
 
 
 def logged(url: str) -> list[sa.Row]:
@@ -48,9 +47,9 @@ def logged(url: str) -> list[sa.Row]:
     with engine.connect() as conn:
         return list(
             conn.execute(
-                sa.select(raw_store.inference_requests).order_by(
-                    raw_store.inference_requests.c.requested_at,
-                    raw_store.inference_requests.c.row_index,
+                sa.select(tables.raw.inference_requests).order_by(
+                    tables.raw.inference_requests.c.requested_at,
+                    tables.raw.inference_requests.c.row_index,
                 )
             )
         )
@@ -78,6 +77,7 @@ def entry(n: int = 1, status: int = 200) -> Entry:
     )
 
 
+@pytest.mark.server
 def test_rows_hold_inputs_prediction_model_and_time(settings: Settings, xgb_model: Any) -> None:
     settings = settings.updated(serving_log_flush_s=0.2)
     url = db.database_url("raw", settings.databases)
@@ -148,7 +148,7 @@ def awkward_entries() -> list[Entry]:
 
 def stored(url: str, request_ids: set[uuid.UUID]) -> dict[tuple[str, int], dict[str, Any]]:
     """The rows of ``request_ids`` as stored, inputs as the text PostgreSQL kept."""
-    table = raw_store.inference_requests
+    table = tables.raw.inference_requests
     query = sa.select(*table.c, sa.cast(table.c.inputs, sa.Text).label("inputs_text")).where(
         table.c.request_id.in_(request_ids)
     )
@@ -233,6 +233,7 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(pg_dir, ignore_errors=True)
 
 
+@pytest.mark.server
 def test_requests_keep_being_answered_and_logged_across_a_database_restart(
     settings: Settings, own_postgres: tuple[Path, str], xgb_model: Any
 ) -> None:

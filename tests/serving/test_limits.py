@@ -26,19 +26,14 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.explanations import Explainers
-from tasador.core import db, raw_store
+from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
-from tests.serving.broken_models import NaNRegressor
-from tests.serving.conftest import in_memory, ready_version, register, running, wait_until
-from tests.serving.test_api import LISTING
+from tasador.core.services import free_port
+from tests.helpers.broken_models import NaNRegressor
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
 
 MB = 1024**2
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -75,10 +70,11 @@ def api_process(settings: Settings) -> Iterator[tuple[str, psutil.Process]]:
 
 def logged_rows(settings: Settings) -> list[sa.Row]:
     with db.engine("raw", settings.databases).connect() as conn:
-        table = raw_store.inference_requests
+        table = tables.raw.inference_requests
         return list(conn.execute(sa.select(table).order_by(table.c.requested_at)))
 
 
+@pytest.mark.server
 def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Settings) -> None:
     settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9", serving_log_flush_s=0.2)
     assert settings.serving.serving_max_body_bytes == 8 * MB  # the default is what is measured
@@ -124,6 +120,7 @@ def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Setting
     assert len(refused.inputs["body"]) <= 2_000  # a prefix, not 8 MB
 
 
+@pytest.mark.server
 def test_the_413_comes_before_the_body_ends(settings: Settings) -> None:
     """A raw HTTP/1.1 client: the answer arrives while most of the body is still unsent."""
     settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9", serving_max_body_bytes=MB)
@@ -202,6 +199,7 @@ def test_the_explainer_is_built_once_per_version(client: TestClient) -> None:
     assert service.explainers.builds == 1
 
 
+@pytest.mark.server
 def test_explanations_over_the_cap_get_429_and_predict_still_answers(
     serving_settings: Settings, xgb_model: Any
 ) -> None:

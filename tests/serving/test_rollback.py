@@ -17,9 +17,9 @@ from serving.hot_swap import ModelWatcher
 from serving.models import ServedModel
 from tasador.core import db
 from tasador.core.config import Settings
-from tests.serving.conftest import register, wait_until
-from tests.serving.test_hot_swap import Load
-from tests.serving.test_server import tasador_serve, versions, workers_serving
+from tests.helpers.mlflow import register
+from tests.helpers.serving import Load, wait_until
+from tests.helpers.serving_workers import tasador_serve, versions, workers_serving
 
 
 def test_the_previous_version_comes_back_from_memory(

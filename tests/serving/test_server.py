@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pandas as pd
 import sqlalchemy as sa
 
-from tasador.core import db, raw_store
+from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
-from tasador.core.services import free_port, tasador_command
-from tests.serving.conftest import register, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, wait_until
+from tests.helpers.serving_workers import tasador_serve, versions, workers_serving
 
 # Modules of the search, training, the loop, the CLI and Airflow: none may be in a worker.
 FORBIDDEN = (
@@ -46,47 +43,6 @@ FORBIDDEN = (
     "experiments.data",
     "shap",  # only once /explain is asked
 )
-
-
-@contextmanager
-def tasador_serve(settings: Settings, workers: int) -> Iterator[str]:
-    """`tasador serve --workers N` as a subprocess; SIGTERM (and a wait) when the block ends."""
-    port = free_port()
-    env = {**os.environ, **settings_env(settings)}
-    command = tasador_command("serve", "--port", str(port), "--workers", str(workers))
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-def ready(url: str) -> dict[str, Any] | None:
-    """/ready on a fresh connection (so the kernel may hand it to any worker)."""
-    try:
-        response = httpx.get(f"{url}/ready", timeout=5, headers={"Connection": "close"})
-    except httpx.TransportError:
-        return None
-    return response.json() if response.status_code in (200, 503) else None
-
-
-def workers_serving(url: str, tries: int = 60) -> dict[int, dict[str, Any]]:
-    """Each worker's latest /ready answer, by pid, from ``tries`` fresh connections."""
-    seen: dict[int, dict[str, Any]] = {}
-    for _ in range(tries):
-        body = ready(url)
-        if body is not None:
-            seen[body["worker"]["pid"]] = body
-    return seen
-
-
-def versions(seen: dict[int, dict[str, Any]]) -> set[str | None]:
-    return {(body["model"] or {}).get("version") for body in seen.values()}
 
 
 def test_workers_follow_one_decision_and_log_each_request_exactly_once(
@@ -130,7 +86,7 @@ def test_workers_follow_one_decision_and_log_each_request_exactly_once(
         ]
     # The server has stopped: every worker flushed its log on the way out.
     with db.engine("raw", serving_settings.databases).connect() as conn:
-        table = raw_store.inference_requests
+        table = tables.raw.inference_requests
         rows = conn.execute(
             sa.select(table.c.request_id, table.c.model_version).where(
                 table.c.endpoint == "predict"

@@ -21,8 +21,8 @@ from serving.models import Scorer
 from serving.schema import Listing
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings
-from tests.serving.conftest import ready_version, register, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, ready_version, running, wait_until
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from sklearn.ensemble import RandomForestRegressor
 from serving import fast_path, tree_walk
 from serving.fast_path import WALK_MAX_ROWS, FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing
-from tests.serving.conftest import FAMILY_NAMES, small_model
-from tests.serving.test_fast_path import unseen_listings  # noqa: F401  (a fixture)
+from tests.helpers.models import FAMILY_NAMES, small_model
 
 ENSEMBLES = [f for f in FAMILY_NAMES if f != "ridge"]
 CODES = 12  # categories of the synthetic categorical column
@@ -34,7 +33,7 @@ def ensemble_model(request: pytest.FixtureRequest, clean_sample: pd.DataFrame) -
 
 def test_the_walk_gives_every_ensembles_own_scores(
     ensemble_model: Any,
-    unseen_listings: list[Listing],  # noqa: F811
+    unseen_listings: list[Listing],
 ) -> None:
     scorer = FastScorer(ensemble_model)
     matrix = scorer.features(unseen_listings)
@@ -47,7 +46,7 @@ def test_the_walk_gives_every_ensembles_own_scores(
 
 def test_small_requests_are_walked_and_priced_as_the_pipeline_prices(
     ensemble_model: Any,
-    unseen_listings: list[Listing],  # noqa: F811
+    unseen_listings: list[Listing],
 ) -> None:
     scorer, how = compile_fast_path(ensemble_model)
     assert scorer is not None and f"trees walked for up to {WALK_MAX_ROWS} listings" in how, how
@@ -59,7 +58,7 @@ def test_small_requests_are_walked_and_priced_as_the_pipeline_prices(
 def test_a_walk_that_disagrees_is_not_used(
     monkeypatch: pytest.MonkeyPatch,
     ensemble_model: Any,
-    unseen_listings: list[Listing],  # noqa: F811
+    unseen_listings: list[Listing],
 ) -> None:
     """Fault injection: the flattened trees are off (as a misread library format would be); the
     check at load time refuses the walk and small requests keep the library's prices."""

@@ -18,9 +18,9 @@ from serving.validation import sample_listings, validate
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.metrics import rmsle
-from tests.serving.broken_models import NaNRegressor
-from tests.serving.conftest import ready_version, register, running, wait_until
-from tests.serving.test_api import LISTING
+from tests.helpers.broken_models import NaNRegressor
+from tests.helpers.mlflow import register
+from tests.helpers.serving import LISTING, ready_version, running, wait_until
 
 
 def sample_rmsle(model: Any, rows: pd.DataFrame) -> float:

@@ -9,10 +9,13 @@ import subprocess
 import time
 
 import psutil
+import pytest
 from pydantic import SecretStr
 
 from tasador.core import services
 from tasador.core.config import Settings, settings_env
+
+pytestmark = pytest.mark.airflow  # the demo runs its DAGs through Airflow
 
 START_S = 900.0  # to the first DAG run: minutes on a busy 2-core machine
 

@@ -13,8 +13,8 @@ from tasador import startup
 from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.errors import NotConfigured
-from tests.conftest import MLFLOW_TEST_BUCKET
-from tests.processes import stopping_embedded
+from tests.helpers.mlflow import MLFLOW_TEST_BUCKET
+from tests.helpers.processes import stopping_embedded
 
 
 def test_configured_tracking_uri_wins(tmp_path):
@@ -61,6 +61,7 @@ def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_se
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.server
 def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database):
     backend = make_database("mlflow")
     settings = Settings(state_dir=tmp_path / "state", mlflow_backend_url=backend, _env_file=None)

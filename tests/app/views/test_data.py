@@ -8,10 +8,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from tasador.core import clean_store, db, decisions_store, raw_store
+from tasador.core import clean_store, db, decisions_store, tables
 from tasador.core.services import free_port
-from tests.app.conftest import World
-from tests.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.ui import World
 
 PAGE = str(REPO / "app" / "views" / "data.py")
 
@@ -31,8 +31,8 @@ def test_batches_with_row_counts_cleaning_and_decisions(world: World, ui_env: Ca
     at = page()
     assert not at.exception and not at.error, [e.value for e in at.error]
     clean = db.engine("clean", world.settings.databases)
-    clean_rows = counts(clean, clean_store.listings)
-    raw_rows = counts(db.engine("raw", world.settings.databases), raw_store.batch_rows)
+    clean_rows = counts(clean, tables.clean.listings)
+    raw_rows = counts(db.engine("raw", world.settings.databases), tables.raw.batch_rows)
     decisions = decisions_store.latest_by_batch(clean)
     reports = clean_store.cleaning_reports(clean)
 

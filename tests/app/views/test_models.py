@@ -11,11 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from experiments import promotions, registry
 from tasador.core import db, shadow_store
-from tasador.core.raw_store import shadow_predictions
 from tasador.core.services import free_port
-from tests.app.conftest import World
-from tests.conftest import REPO
-from tests.tasador.core.test_shadow_store import rows
+from tasador.core.tables.raw import shadow_predictions
+from tests.helpers import REPO
+from tests.helpers.shadow import rows
+from tests.helpers.ui import World
 
 PAGE = str(REPO / "app" / "views" / "models.py")
 LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")

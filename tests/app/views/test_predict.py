@@ -7,8 +7,8 @@ from collections.abc import Callable
 import httpx
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import World
-from tests.conftest import REPO
+from tests.helpers import REPO
+from tests.helpers.ui import World
 
 PAGE = str(REPO / "app" / "views" / "predict.py")
 

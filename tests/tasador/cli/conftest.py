@@ -3,7 +3,6 @@
 import pytest
 
 from tasador.core import config
-from tests.experiments.conftest import search_settings  # noqa: F401  (a fixture)
 
 
 @pytest.fixture

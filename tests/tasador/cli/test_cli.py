@@ -15,6 +15,8 @@ from tasador.core import services
 from tasador.core.config import Settings, settings_env
 from tasador.core.errors import ServiceUnavailable
 
+pytestmark = pytest.mark.slow  # every test runs the real `tasador` command as a process
+
 
 @pytest.fixture
 def cli_env(settings: Settings) -> Iterator[dict[str, str]]:
@@ -36,6 +38,7 @@ def tasador(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.server
 def test_collect_then_status_just_works(cli_env):
     first = tasador(cli_env, "collect")
     assert first.returncode == 0, first.stderr
@@ -49,6 +52,7 @@ def test_collect_then_status_just_works(cli_env):
     assert table.splitlines()[0].split()[:3] == ["batch", "group", "number"]
 
 
+@pytest.mark.server
 def test_a_skipped_batch_shows_in_status_and_recover_fills_it(cli_env):
     api = cli_env["TASADOR_DATA_API_URL"]
     lost = httpx.get(f"{api}/data", params={"group_number": 1}, timeout=60)  # never stored

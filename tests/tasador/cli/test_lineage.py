@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from tasador.cli import app
 from tasador.core import db, raw_store
-from tests.tasador.loop.test_provenance import serve_one_request
+from tests.helpers.provenance import serve_one_request
 
 
 def test_lineage_of_a_request_a_version_and_a_batch(search_settings, raw_sample, cli_env):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from tasador.cli import app
-from tests.experiments.test_shadow_gate import shadow, waiting  # noqa: F401  (a fixture)
+from tests.helpers.shadow import shadow
 
 
-def test_promote_challenger_waits_then_promotes(waiting, cli_env):  # noqa: F811
+def test_promote_challenger_waits_then_promotes(waiting, cli_env):
     c = waiting
     cli_env(c.settings)
     runner = CliRunner()

@@ -7,10 +7,9 @@ import json
 from typer.testing import CliRunner
 
 from tasador.cli import app
-from tests.experiments.test_rollback import promoted_twice  # noqa: F401  (a fixture)
 
 
-def test_rollback_then_status_shows_the_history(promoted_twice, cli_env):  # noqa: F811
+def test_rollback_then_status_shows_the_history(promoted_twice, cli_env):
     c = promoted_twice
     cli_env(c.settings)
     runner = CliRunner()

@@ -11,7 +11,7 @@ from tasador.cli import app
 from tasador.core import lineage
 from tasador.core.errors import BadInput
 from tasador.loop import training
-from tests.experiments.conftest import load_batches
+from tests.helpers.search import load_batches
 
 
 def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
@@ -65,6 +65,7 @@ def test_search_runs_two_workers_on_one_study_every_trial_a_child_run(
     assert parent.data.tags[lineage.BATCH_IDS] == lineage.encode_batch_ids(ids)
 
 
+@pytest.mark.server
 def test_search_reports_a_malformed_space_clearly(settings, cli_env, tmp_path: Path):
     (tmp_path / "xgboost.yaml").write_text("family: xgboost\nparams:\n  max_depth: {type: int}\n")
     cli_env(settings.updated(search_spaces_dir=tmp_path))

@@ -289,6 +289,7 @@ def test_a_streamed_body_over_the_cap_stops_the_read(settings, stalling):
     assert pending_bodies(settings.inbox_dir) == []
 
 
+@pytest.mark.server
 def test_raw_down_after_the_answer_keeps_the_body_for_the_next_collect(settings, data_api):
     closed = f"postgresql+psycopg://tasador:x@127.0.0.1:{free_port()}/raw"
     with pytest.raises(CollectError, match="the next collect stores it first"):
@@ -307,6 +308,7 @@ def test_raw_down_after_the_answer_keeps_the_body_for_the_next_collect(settings,
     assert raw_store.open_gaps(db.engine("raw", settings.databases)) == []
 
 
+@pytest.mark.server
 def test_a_skipped_batch_is_a_gap_in_status_that_recover_fills(settings, data_api):
     lost = httpx.get(data_api + "/data", params={"group_number": 1})  # served, never stored
     assert lost.json()["batch_number"] == 0

@@ -188,6 +188,7 @@ UPGRADE = (
 
 
 @pytest.mark.parametrize("old", [False, True])
+@pytest.mark.slow
 def test_concurrent_upgrades_both_succeed(make_database: MakeDatabase, old: bool) -> None:
     """Separate processes (as two services starting at once), started together."""
     urls = {

@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import math
-import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings
-
-
-def rows(
-    ratios: list[float], state: str, challenger: str = "2", production: str = "1"
-) -> list[dict[str, Any]]:
-    """One request whose rows the challenger priced ``ratio`` times production's 100k."""
-    request = uuid.uuid4()
-    return [
-        {
-            "request_id": request,
-            "row_index": i,
-            "requested_at": datetime.now(UTC),
-            "model_name": "m",
-            "production_version": production,
-            "production_prediction": 100_000.0,
-            "challenger_version": challenger,
-            "challenger_prediction": None if math.isnan(r) else 100_000.0 * r,
-            "state": state,
-        }
-        for i, r in enumerate(ratios)
-    ]
+from tests.helpers.shadow import rows
 
 
 def test_written_once_counted_and_summarized(settings: Settings) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,7 +11,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import uvicorn
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
@@ -38,27 +35,16 @@ from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import NotFound
 from tasador.core.metrics import rmsle
 from tasador.loop import decide, ingest
-from tests.processes import stopping_embedded
+from tests.helpers.processes import stopping_embedded
+from tests.helpers.serving import serve_in_thread
 
 
 @contextmanager
 def data_api(scenario: str, state_dir: Path) -> Iterator[str]:
     """The real data API app, served by uvicorn on a free port in a background thread."""
     app = create_app(scenario=scenario, scale=0.01, state_dir=state_dir, seed=42)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the data API did not start")
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve_in_thread(app, "the data API") as url:
+        yield url
 
 
 def fresh_settings(

@@ -17,7 +17,7 @@ from tasador.core import evidence as ev
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import BadInput, NotFound
 from tasador.loop import decide, training
-from tests.experiments.conftest import load_batches
+from tests.helpers.search import load_batches
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.dockerfile import REPO
+from tests.helpers.dockerfile import REPO
 
 WORKFLOWS_DIR = REPO / ".github" / "workflows"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.dockerfile import REPO
+from tests.helpers.dockerfile import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-from tests.deploy.dockerfile import REPO, Stage, context_files
+from tests.helpers.dockerfile import REPO, Stage, context_files
 
 VENV_BIN = Path(sys.executable).parent
 _URL = re.compile(

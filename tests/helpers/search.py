@@ -1,20 +1,16 @@
-"""Fixtures of the experiments tests: search spaces, stored batches, search settings."""
+"""Searches under test: tiny search spaces, and batches stored in RAW and cleaned into CLEAN."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from pydantic import SecretStr
 
 from tasador.core import clean_store, db, raw_store
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.config import Settings
-from tests.conftest import disconnect
 
 TINY_SPACES = {
     "xgboost": """\
@@ -79,30 +75,3 @@ def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) 
         clean_store.clean_batch(raw_engine, clean_engine, stored.id)
         ids.append(stored.id)
     return ids
-
-
-@pytest.fixture
-def search_settings(
-    settings: Settings,
-    pg_server_url: str,
-    make_database: Callable[[str], str],
-    mlflow_server: str,
-    tmp_path: Path,
-) -> Iterator[Settings]:
-    """Settings for a search: fresh Optuna and CLEAN databases, the session MLflow server, a
-    private experiment and model name, tiny search spaces and budgets."""
-    tag = uuid.uuid4().hex[:8]
-    optuna = make_database("optuna")
-    yield settings.updated(
-        optuna_storage_url=SecretStr(optuna),
-        mlflow_tracking_uri=mlflow_server,
-        experiment_name=f"test-{tag}",
-        model_name=f"realtor-test-{tag}",
-        search_spaces_dir=write_spaces(tmp_path / "spaces", TINY_SPACES),
-        search_cv_folds=2,
-        search_trials=6,
-        search_heartbeat_s=1,
-        search_grace_s=2,
-        shap_sample_rows=60,
-    )
-    disconnect(pg_server_url, optuna)

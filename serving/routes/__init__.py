@@ -1,0 +1,1 @@
+"""The prediction API's routes, one router per concern (serving.api includes them all)."""

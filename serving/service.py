@@ -1,0 +1,151 @@
+"""What the prediction API's routes share: the model watcher, the inference log, the shadow, the
+metrics; and :meth:`Service.finish`, where every logged request ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from fastapi.responses import Response
+
+from serving.answers import LOGGED_BODY_BYTES, REQUEST_ID_HEADER, LoggedRequest, RequestRefused
+from serving.bodies import Bodies
+from serving.hot_swap import ModelWatcher
+from serving.inference_log import Entry, InferenceLog
+from serving.metrics import ServingMetrics
+from serving.models import ServedModel
+from serving.schema import Explanation, Listing
+from serving.shadow import Shadow
+from tasador.core import db
+from tasador.core.config import Settings
+
+if TYPE_CHECKING:
+    from serving.explanations import Explainers
+
+logger = logging.getLogger(__name__)
+
+
+class Service:
+    """State shared by the endpoints: the model watcher, the inference log, the metrics."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.watcher = ModelWatcher(settings, on_swap=self._swapped)
+        self.log = InferenceLog(
+            lambda: db.engine("raw", settings.databases),
+            settings.state_dir / "serving" / "spool",
+            settings.serving.serving_log_buffer_rows,
+            settings.serving.serving_log_flush_s,
+            max_spool_bytes=settings.serving.serving_log_spool_max_bytes,
+            shutdown_s=settings.serving.serving_shutdown_s,
+        )
+        # The @challenger prices a sample of /predict rows in the background (serving.shadow).
+        self.shadow = Shadow(
+            settings, lambda: self.watcher.current, lambda: db.engine("raw", settings.databases)
+        )
+        self.metrics = ServingMetrics(self.watcher, self.log, self.shadow.stats)
+        self.bodies = Bodies(
+            settings.serving.serving_max_body_bytes, settings.serving.serving_max_rows
+        )
+        self.explaining = 0  # explanations running; only the event loop changes it
+        key = settings.serving.serving_api_key
+        self.api_key = key.get_secret_value().encode() if key is not None else None
+
+    def start(self) -> None:
+        """Start the background work (the app's lifespan)."""
+        self.log.start()
+        self.watcher.start()
+        self.shadow.start()
+        self.metrics.start()
+
+    def stop(self) -> None:
+        """Stop it: the shadow and the watcher first, then the log's last flush (bounded by
+        ``serving_shutdown_s``), then the metrics' last publication."""
+        self.shadow.stop()
+        self.watcher.stop()
+        self.log.stop()
+        self.metrics.stop()
+
+    @cached_property
+    def explainers(self) -> Explainers:
+        """SHAP's explainers, imported at the first /explain: SHAP (and matplotlib) cost each
+        worker ~5 s of start-up and ~100 MB that /predict never needs."""
+        from serving.explanations import Explainers
+
+        return Explainers()
+
+    def explain(self, served: ServedModel, listing: Listing, price: float) -> Explanation:
+        """One explanation (in a worker thread: the first one imports SHAP)."""
+        from serving.explanations import explain_listing
+
+        return explain_listing(served, listing, self.explainers, price)
+
+    def _swapped(self, served: ServedModel) -> None:
+        info = served.info
+        self.metrics.model_swapped(info.name, info.version, info.alias)
+
+    def unavailable(self) -> RequestRefused:
+        """The 503 of a request that came before any model was loaded (the reason is told)."""
+        return RequestRefused(503, self.watcher.unavailable_reason())
+
+    def not_finite(
+        self, served: ServedModel, rows: list[int], listings: Sequence[Listing]
+    ) -> RequestRefused:
+        """The 503 of a model that predicted NaN or infinity: such a price is never served."""
+        info = served.info
+        shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
+        logger.error("%s version %s predicted non-finite prices", info.name, info.version)
+        self.metrics.non_finite.inc(len(rows))
+        return RequestRefused(
+            503,
+            f"{info.name} version {info.version} predicted no finite price for "
+            f"listing {shown} (of this request): not served",
+            listings=listings,
+            served=served,
+        )
+
+    def refused(self, refusal: RequestRefused, logged: LoggedRequest | None) -> Response:
+        """The response of a refusal; ended like any logged request when ``logged``."""
+        response = refusal.response()
+        if logged is None:  # /model: a lookup, not an inference: no log row, no request id
+            return response
+        return self.finish(logged, response, refusal.listings, None, refusal.served)
+
+    def finish(
+        self,
+        logged: LoggedRequest,
+        response: Response,
+        listings: Sequence[Listing] | None = None,
+        predictions: list[float] | None = None,
+        served: ServedModel | None = None,
+    ) -> Response:
+        """End a logged request: its latency in the metrics, its entry in the inference log
+        (the body when refused before its listings, else the listings and prices), the shadow
+        offered what /predict priced, and the ``X-Request-ID`` it is logged under."""
+        seconds = time.perf_counter() - logged.started
+        self.metrics.observe(logged.endpoint, response.status_code, seconds)
+        refused = listings is None
+        body = logged.body
+        if refused:  # only a prefix: a refused body may be as large as the limit allows
+            body = body[:LOGGED_BODY_BYTES]
+        entry = Entry(
+            endpoint=logged.endpoint,
+            status_code=response.status_code,
+            requested_at=logged.requested_at,
+            latency_ms=seconds * 1000.0,
+            listings=listings or (),
+            predictions=predictions,
+            model_name=served.info.name if served else None,
+            model_version=served.info.version if served else None,
+            body=body.decode("utf-8", "replace") if refused else None,
+        )
+        self.log.record(entry)
+        if logged.endpoint == "predict" and predictions is not None:
+            self.shadow.offer(entry)
+        # The id under which the request is logged: what `tasador lineage --request` takes.
+        response.headers[REQUEST_ID_HEADER] = str(entry.request_id)
+        return response
