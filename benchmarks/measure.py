@@ -33,7 +33,7 @@ def private_mlflow(prefix: str, **settings: Any) -> Iterator[Any]:
     base = Settings(state_dir=state, _env_file=None)
     try:
         uri = startup.ensure_server(base)
-        yield base.updated(mlflow_tracking_uri=uri, **settings)
+        yield base.updated(**{"mlflow_tracking_uri": uri, **settings})
     finally:
         startup.stop_server(base)
         startup.stop(base.pg_dir)

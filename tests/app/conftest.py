@@ -85,7 +85,7 @@ def ui_env(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[.
     """Point `get_settings()` (what the pages read) at the world, optionally changed."""
 
     def apply(**changes: Any) -> None:
-        settings = world.settings.updated(serving_api_url=world.api_url, **changes)
+        settings = world.settings.updated(**{"serving_api_url": world.api_url, **changes})
         for key, value in settings_env(settings).items():
             monkeypatch.setenv(key, value)
         get_settings.cache_clear()
