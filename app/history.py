@@ -39,7 +39,7 @@ class VersionEntry:
 def versions(settings: Settings) -> list[VersionEntry]:
     """Every version (newest first) with lineage, metrics, promotion and its run's links."""
     client = registry.connect(settings)
-    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings.mlflow)).rstrip("/")
     entries = []
     for version in model_status(settings):
         run_url = None
@@ -93,7 +93,7 @@ def live_disagreement(settings: Settings) -> shadow_store.Disagreement | None:
     """How ``@challenger`` disagrees with ``@production`` on the live rows serving shadowed;
     None when there is no challenger other than the version serving."""
     client = registry.connect(settings)
-    challenger = registry.aliased_version(client, settings, registry.CHALLENGER_ALIAS)
+    challenger = registry.aliased_version(client, settings.mlflow, registry.CHALLENGER_ALIAS)
     production = registry.production_version(client, settings)
     if challenger is None or production is None or challenger.version == production.version:
         return None

@@ -243,7 +243,7 @@ def run_csv(path: Path, budget: float, workers: int) -> None:
         )
         ours = run_ours(settings, "tasador", workers, "tpe", budget)
         arm_settings = settings.updated(model_name="bench-tasador")  # run_ours'
-        model = registry.load_version(arm_settings, ours.version)
+        model = registry.load_version(arm_settings.mlflow, ours.version)
         results = [
             accuracy(
                 "tasador",

@@ -222,7 +222,7 @@ class _Productions:
             found = self.mlflow_client.get_model_version(
                 self.settings.mlflow.model_name, str(number)
             )
-            model = registry.load_version(self.settings, number)
+            model = registry.load_version(self.settings.mlflow, number)
             family = found.tags.get(registry.FAMILY_TAG, "?")
             self.loaded[number] = (score("production", number, family, model, self.holdout), model)
         return self.loaded[number]
@@ -274,7 +274,7 @@ def _promote(
     if found.run_id:
         metric = {HOLDOUT_PRIMARY: challenger.metrics[PRIMARY]}
         runs.log(mlflow_client, found.run_id, metrics=metric)
-    registry.set_production(mlflow_client, settings, version)
+    registry.set_production(mlflow_client, settings.mlflow, version)
 
 
 @timings.step("champion_challenger")  # benchmarks/loop.py times it

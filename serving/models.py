@@ -133,7 +133,7 @@ def describe(
 def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> ServedModel:
     """Download, prepare and validate ``version`` (by number: the alias may move meanwhile);
     raises :class:`serving.validation.Refused` when it fails validation."""
-    pyfunc = registry.load_version(settings, version.version)
+    pyfunc = registry.load_version(settings.mlflow, version.version)
     try:
         raw = pyfunc.get_raw_model()
     except NotImplementedError:

@@ -99,7 +99,7 @@ def production_model(settings: Settings) -> ProductionModel | None:
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
     # By version, not alias: the alias may move on while we look.
-    model = registry.load_version(settings, version.version)
+    model = registry.load_version(settings.mlflow, version.version)
     return ProductionModel(
         version=str(version.version),
         batch_ids=batch_ids,

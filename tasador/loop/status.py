@@ -126,7 +126,7 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
         return report
     return report.model_copy(
         update={
-            "mlflow_tracking_uri": registry.tracking_uri(settings),
+            "mlflow_tracking_uri": registry.tracking_uri(settings.mlflow),
             "optuna_storage": _safe(db.database_url("optuna", settings.databases)),
             "model_name": settings.mlflow.model_name,
             "models": model_status(settings),
