@@ -179,8 +179,8 @@ def fit_flaml(train: pd.DataFrame, budget: float, learners: list[str]) -> Any:  
 
 
 def run_flaml(settings: Settings, budget: float) -> Outcome:
-    train = data.training_rows(settings, data.clean_batch_ids(settings))
-    holdout = data.holdout_rows(settings, data.clean_batch_ids(settings))
+    train = data.training_rows(settings, data.clean_batch_ids(settings.databases))
+    holdout = data.holdout_rows(settings, data.clean_batch_ids(settings.databases))
     started = time.monotonic()
     automl = fit_flaml(train, budget, ["lgbm", "rf"])
     wall = time.monotonic() - started
@@ -234,7 +234,7 @@ def run_csv(path: Path, budget: float, workers: int) -> None:
     state = Path(tempfile.mkdtemp(prefix="tasador-bench-csv-"))
     try:
         settings = setup(state, train_raw)
-        ids = data.clean_batch_ids(settings)
+        ids = data.clean_batch_ids(settings.databases)
         print(
             f"{path.name}: {len(train_raw)} rows to train on, {len(score)} complete rows of the "
             f"other half to score; {budget:.0f} s of search each; load average before "
@@ -312,7 +312,7 @@ def main() -> None:
     try:
         frame = listings(args.data, args.rows)
         settings = setup(state, frame)
-        holdout = len(data.holdout_rows(settings, data.clean_batch_ids(settings)))
+        holdout = len(data.holdout_rows(settings, data.clean_batch_ids(settings.databases)))
         print(
             f"{args.data} data: {len(frame)} rows ({holdout} in the holdout); "
             f"budget {args.budget:.0f} s per arm; load average before {os.getloadavg()[0]:.1f} "

@@ -136,7 +136,7 @@ def gather_evidence(
     batch = _batch_info(engine, batch_id)
     base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}
     trainable = data.trainable_batch_ids(
-        settings, settings.drift.decide_min_clean_rows, up_to=batch_id
+        settings.databases, settings.drift.decide_min_clean_rows, up_to=batch_id
     )
     if batch_id not in trainable:
         # Judged or made the baseline, a near-empty batch would wedge every later decision.

@@ -38,11 +38,11 @@ def _trainable(settings: Settings, decision: decisions_store.Decision | None) ->
     never trained on."""
     minimum = settings.drift.decide_min_clean_rows
     if decision is None:
-        batch_ids = trainable_batch_ids(settings, minimum)
+        batch_ids = trainable_batch_ids(settings.databases, minimum)
         if not batch_ids:
             raise NotFound(f"CLEAN holds no batch with {minimum} clean rows to train on")
         return batch_ids
-    batch_ids = trainable_batch_ids(settings, minimum, up_to=decision.batch_id)
+    batch_ids = trainable_batch_ids(settings.databases, minimum, up_to=decision.batch_id)
     if not batch_ids:
         raise NotFound(
             f"decision {decision.id} (batch {decision.batch_id}) has nothing to train on: no "
