@@ -12,7 +12,7 @@ import pandas as pd
 from experiments import registry
 from experiments.report import STUDY_DIR, STUDY_FIGURES
 from tasador.core import db, shadow_store
-from tasador.core.config import Settings
+from tasador.core.config import Settings, UiSettings
 from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
 from tasador.core.records import VersionStatus
 from tasador.loop.status import model_status
@@ -79,14 +79,10 @@ def study_pictures(settings: Settings, run_id: str) -> dict[str, bytes]:
         return {n: (local / n).read_bytes() for n in STUDY_FIGURES if (local / n).exists()}
 
 
-def study_url(settings: Settings) -> str | None:
+def study_url(ui: UiSettings) -> str | None:
     """optuna-dashboard's study list (it addresses studies by storage id, which the UI does
     not read), or None when no dashboard is configured."""
-    return (
-        settings.ui.optuna_dashboard_url.rstrip("/") + "/dashboard"
-        if settings.ui.optuna_dashboard_url
-        else None
-    )
+    return ui.optuna_dashboard_url.rstrip("/") + "/dashboard" if ui.optuna_dashboard_url else None
 
 
 def live_disagreement(settings: Settings) -> shadow_store.Disagreement | None:

@@ -111,7 +111,7 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
         payload_sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
         source="benchmark",
     )
-    ingest.clean(settings, stored.id)
+    ingest.clean(settings.databases, stored.id)
     uri = startup.ensure_server(settings)
     return settings.updated(mlflow_tracking_uri=uri)
 
