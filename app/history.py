@@ -12,7 +12,7 @@ import pandas as pd
 from experiments import registry
 from experiments.report import STUDY_DIR, STUDY_FIGURES
 from tasador.core import db, shadow_store
-from tasador.core.config import Settings
+from tasador.core.config import Settings, UiSettings
 from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
 from tasador.core.records import VersionStatus
 from tasador.loop.status import model_status
@@ -39,7 +39,7 @@ class VersionEntry:
 def versions(settings: Settings) -> list[VersionEntry]:
     """Every version (newest first) with lineage, metrics, promotion and its run's links."""
     client = registry.connect(settings)
-    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings.mlflow)).rstrip("/")
     entries = []
     for version in model_status(settings):
         run_url = None
@@ -79,21 +79,17 @@ def study_pictures(settings: Settings, run_id: str) -> dict[str, bytes]:
         return {n: (local / n).read_bytes() for n in STUDY_FIGURES if (local / n).exists()}
 
 
-def study_url(settings: Settings) -> str | None:
+def study_url(ui: UiSettings) -> str | None:
     """optuna-dashboard's study list (it addresses studies by storage id, which the UI does
     not read), or None when no dashboard is configured."""
-    return (
-        settings.ui.optuna_dashboard_url.rstrip("/") + "/dashboard"
-        if settings.ui.optuna_dashboard_url
-        else None
-    )
+    return ui.optuna_dashboard_url.rstrip("/") + "/dashboard" if ui.optuna_dashboard_url else None
 
 
 def live_disagreement(settings: Settings) -> shadow_store.Disagreement | None:
     """How ``@challenger`` disagrees with ``@production`` on the live rows serving shadowed;
     None when there is no challenger other than the version serving."""
     client = registry.connect(settings)
-    challenger = registry.aliased_version(client, settings, registry.CHALLENGER_ALIAS)
+    challenger = registry.aliased_version(client, settings.mlflow, registry.CHALLENGER_ALIAS)
     production = registry.production_version(client, settings)
     if challenger is None or production is None or challenger.version == production.version:
         return None

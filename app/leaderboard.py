@@ -66,7 +66,7 @@ def best_trials(client: MlflowClient, experiment_id: str) -> pd.DataFrame:
 def board(settings: Settings) -> dict[str, Any]:
     """``retrains`` (one row per study, newest first) and ``trials`` (best per family)."""
     client = registry.connect(settings)
-    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings)).rstrip("/")
+    public = (settings.ui.mlflow_public_url or registry.tracking_uri(settings.mlflow)).rstrip("/")
     experiment = client.get_experiment_by_name(settings.mlflow.experiment_name)
     decisions = promotions.history(
         db.engine("clean", settings.databases), settings.mlflow.model_name

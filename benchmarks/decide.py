@@ -53,7 +53,7 @@ def store(settings: Settings, number: int, rows: int, **knobs: object) -> int:
         payload_sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
         source="benchmark",
     )
-    ingest.clean(settings, stored.id)
+    ingest.clean(settings.databases, stored.id)
     return stored.id
 
 

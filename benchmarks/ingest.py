@@ -179,7 +179,7 @@ def _collect_plan(settings: Settings, timings_path: Path) -> list[list[str]]:
         collected = ingest.collect(settings)
         if collected.batch_id is None:
             break
-        report = ingest.clean(settings, collected.batch_id)
+        report = ingest.clean(settings.databases, collected.batch_id)
         front = time.perf_counter() - started
         decision = decide.decide_batch(settings, collected.batch_id)
         records = timings.read(timings_path)[seen:]

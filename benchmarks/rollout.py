@@ -69,7 +69,7 @@ def main() -> None:
             poll("cold", cold)
         for _ in range(args.rounds):
             for version in versions:  # back to the previous one, then forward again
-                registry.set_production(client, settings, version)
+                registry.set_production(client, settings.mlflow, version)
                 poll("from memory", warm)
         current = watcher.current
         assert current is not None

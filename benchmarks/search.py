@@ -111,7 +111,7 @@ def setup(state: Path, frame: pd.DataFrame) -> Settings:
         payload_sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
         source="benchmark",
     )
-    ingest.clean(settings, stored.id)
+    ingest.clean(settings.databases, stored.id)
     uri = startup.ensure_server(settings)
     return settings.updated(mlflow_tracking_uri=uri)
 
@@ -179,8 +179,8 @@ def fit_flaml(train: pd.DataFrame, budget: float, learners: list[str]) -> Any:  
 
 
 def run_flaml(settings: Settings, budget: float) -> Outcome:
-    train = data.training_rows(settings, data.clean_batch_ids(settings))
-    holdout = data.holdout_rows(settings, data.clean_batch_ids(settings))
+    train = data.training_rows(settings, data.clean_batch_ids(settings.databases))
+    holdout = data.holdout_rows(settings, data.clean_batch_ids(settings.databases))
     started = time.monotonic()
     automl = fit_flaml(train, budget, ["lgbm", "rf"])
     wall = time.monotonic() - started
@@ -234,7 +234,7 @@ def run_csv(path: Path, budget: float, workers: int) -> None:
     state = Path(tempfile.mkdtemp(prefix="tasador-bench-csv-"))
     try:
         settings = setup(state, train_raw)
-        ids = data.clean_batch_ids(settings)
+        ids = data.clean_batch_ids(settings.databases)
         print(
             f"{path.name}: {len(train_raw)} rows to train on, {len(score)} complete rows of the "
             f"other half to score; {budget:.0f} s of search each; load average before "
@@ -243,7 +243,7 @@ def run_csv(path: Path, budget: float, workers: int) -> None:
         )
         ours = run_ours(settings, "tasador", workers, "tpe", budget)
         arm_settings = settings.updated(model_name="bench-tasador")  # run_ours'
-        model = registry.load_version(arm_settings, ours.version)
+        model = registry.load_version(arm_settings.mlflow, ours.version)
         results = [
             accuracy(
                 "tasador",
@@ -312,7 +312,7 @@ def main() -> None:
     try:
         frame = listings(args.data, args.rows)
         settings = setup(state, frame)
-        holdout = len(data.holdout_rows(settings, data.clean_batch_ids(settings)))
+        holdout = len(data.holdout_rows(settings, data.clean_batch_ids(settings.databases)))
         print(
             f"{args.data} data: {len(frame)} rows ({holdout} in the holdout); "
             f"budget {args.budget:.0f} s per arm; load average before {os.getloadavg()[0]:.1f} "

@@ -113,7 +113,7 @@ def store(settings: Settings, number: int, rows: int) -> float:
         payload_sha256=hashlib.sha256(uuid.uuid4().bytes).hexdigest(),
         source="benchmark",
     )
-    ingest.clean(settings, stored.id)
+    ingest.clean(settings.databases, stored.id)
     return time.monotonic() - started
 
 
@@ -150,7 +150,7 @@ def retrain(settings: Settings) -> tuple[dict[str, float], str]:
 
 
 def refit_curve(settings: Settings, sizes: list[int]) -> None:
-    ids = data.clean_batch_ids(settings)
+    ids = data.clean_batch_ids(settings.databases)
     study, plan = load_study(plan_retraining(settings).study_name, settings)
     best = refit.best_trial(study)
     family = best.params[spaces.FAMILY_PARAM]

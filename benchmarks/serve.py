@@ -388,11 +388,11 @@ def register_model(
     example = frame.drop(columns=[TARGET]).head(3)
     validation = frame.sample(validation_rows, random_state=0) if validation_rows else None
     version = registry.log_and_register(
-        model, example, settings, run_id, tags, validation=validation
+        model, example, settings.mlflow, run_id, tags, validation=validation
     )
     runs.end(client, run_id)
     if promote:
-        registry.set_production(client, settings, version.version)
+        registry.set_production(client, settings.mlflow, version.version)
     return str(version.version), model
 
 

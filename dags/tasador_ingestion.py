@@ -60,7 +60,7 @@ def tasador_ingestion() -> None:
     def clean(batch_id: int) -> int:
         from tasador.loop import ingest
 
-        ingest.clean(get_settings(), batch_id)
+        ingest.clean(get_settings().databases, batch_id)
         return batch_id
 
     @task

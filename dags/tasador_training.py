@@ -70,7 +70,7 @@ def tasador_training() -> None:
             decision_id = events[-1].extra.get("decision_id") if events else None
         settings = get_settings()
         planned = training.plan_retraining(settings, decision_id, params["trials"])
-        workers = training.worker_count(settings, params["workers"])
+        workers = training.worker_count(settings.search, params["workers"])
         return {"study_name": planned.study_name, "workers": list(range(workers))}
 
     @task

@@ -60,7 +60,7 @@ from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, timings
 from tasador.core.columns import TARGET
-from tasador.core.config import Settings
+from tasador.core.config import MlflowSettings, Settings
 from tasador.core.metrics import PRIMARY, regression_metrics
 from tasador.core.names import (
     COMPARISON_FILE,
@@ -194,7 +194,7 @@ def challenge(
         study_name=study_name,
         retrain_decision_id=retrain_decision_id,
         judge=lambda: _judge(settings, mlflow_client, challenger, productions),
-        move_alias=lambda: _promote(mlflow_client, settings, version, challenger),
+        move_alias=lambda: _promote(mlflow_client, settings.mlflow, version, challenger),
         alias=settings.mlflow.production_alias,
     )
     previous = decision.previous_version
@@ -222,7 +222,7 @@ class _Productions:
             found = self.mlflow_client.get_model_version(
                 self.settings.mlflow.model_name, str(number)
             )
-            model = registry.load_version(self.settings, number)
+            model = registry.load_version(self.settings.mlflow, number)
             family = found.tags.get(registry.FAMILY_TAG, "?")
             self.loaded[number] = (score("production", number, family, model, self.holdout), model)
         return self.loaded[number]
@@ -266,15 +266,15 @@ def _judge(
 
 
 def _promote(
-    mlflow_client: MlflowClient, settings: Settings, version: int, challenger: Scored
+    mlflow_client: MlflowClient, mlflow: MlflowSettings, version: int, challenger: Scored
 ) -> None:
     """Log the challenger's holdout RMSLE on its run, then point the alias at it: serving
     validates a version against that figure as soon as it sees the alias move."""
-    found = mlflow_client.get_model_version(settings.mlflow.model_name, str(version))
+    found = mlflow_client.get_model_version(mlflow.model_name, str(version))
     if found.run_id:
         metric = {HOLDOUT_PRIMARY: challenger.metrics[PRIMARY]}
         runs.log(mlflow_client, found.run_id, metrics=metric)
-    registry.set_production(mlflow_client, settings, version)
+    registry.set_production(mlflow_client, mlflow, version)
 
 
 @timings.step("champion_challenger")  # benchmarks/loop.py times it
@@ -299,7 +299,9 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
         study_name=plan.study_name,
         retrain_decision_id=plan.decision_id,
     )
-    result = record_outcome(mlflow_client, settings, plan, registered.run_id, faced, len(holdout))
+    result = record_outcome(
+        mlflow_client, settings.mlflow, plan, registered.run_id, faced, len(holdout)
+    )
     # Every family's best trial on the same holdout, for the leaderboard across retrains.
     family_scores.score_family_bests(
         settings, mlflow_client, study, plan, holdout, best.number, result.challenger.metrics
@@ -307,7 +309,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     explanation = explain_challenger(mlflow_client, settings, plan, registered, faced, holdout)
     leaderboard.record_candidate(  # the MLflow leaderboard and model card
         mlflow_client,
-        settings,
+        settings.mlflow,
         engine,
         result=result,
         plan=plan,
@@ -323,7 +325,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
 
 def record_outcome(
     mlflow_client: MlflowClient,
-    settings: Settings,
+    mlflow: MlflowSettings,
     plan: StudyPlan,
     run_id: str,
     faced: Challenge,
@@ -333,7 +335,7 @@ def record_outcome(
     its run (``run_id``) and the study's, the verdict as version tags; both runs end."""
     result = RetrainingResult(
         study_name=plan.study_name,
-        model_name=settings.mlflow.model_name,
+        model_name=mlflow.model_name,
         challenger=faced.challenger,
         production=faced.production,
         promoted=faced.decision.promoted,
@@ -353,7 +355,7 @@ def record_outcome(
         registry.DECIDED_AT_TAG: faced.decision.decided_at.isoformat(),
         registry.PROMOTION_VERDICT_TAG: result.summary,
     }.items():
-        mlflow_client.set_model_version_tag(settings.mlflow.model_name, version, key, str(value))
+        mlflow_client.set_model_version_tag(mlflow.model_name, version, key, str(value))
     runs.log(
         mlflow_client,
         plan.parent_run_id,
@@ -386,10 +388,10 @@ def explain_challenger(
         else None
     )
     explanation = explain.explain_change(
-        _explained(mlflow_client, settings, registered.model, registered.version),
+        _explained(mlflow_client, settings.mlflow, registered.model, registered.version),
         None
         if previous is None
-        else _explained(mlflow_client, settings, faced.production_model, previous.version),
+        else _explained(mlflow_client, settings.mlflow, faced.production_model, previous.version),
         data.sample(holdout, settings.search.shap_sample_rows, plan.seed),
         None if previous is None else previous.version,
         title=f"{settings.mlflow.model_name} v{registered.version}: mean |SHAP| per input column",
@@ -411,8 +413,8 @@ def explain_challenger(
 
 
 def _explained(
-    mlflow_client: MlflowClient, settings: Settings, model: Any, version: int
+    mlflow_client: MlflowClient, mlflow: MlflowSettings, model: Any, version: int
 ) -> explain.Explained:
     """A registered version with the SHAP background stored with it."""
-    found = mlflow_client.get_model_version(settings.mlflow.model_name, str(version))
+    found = mlflow_client.get_model_version(mlflow.model_name, str(version))
     return explain.Explained(model, registry.load_background(mlflow_client, found))

@@ -18,14 +18,14 @@ import sqlalchemy as sa
 
 from tasador.core import clean_store, db, tables
 from tasador.core.columns import RAW_COLUMNS, TARGET
-from tasador.core.config import Settings
+from tasador.core.config import DatabaseSettings, Settings
 from tasador.core.errors import BadInput, NotFound
 from tasador.core.sampling import at_most
 
 
-def clean_batch_ids(settings: Settings) -> list[int]:
+def clean_batch_ids(databases: DatabaseSettings) -> list[int]:
     """Every batch id with rows in CLEAN, ascending."""
-    engine = db.engine("clean", settings.databases)
+    engine = db.engine("clean", databases)
     with engine.connect() as conn:
         ids = conn.execute(
             sa.select(tables.clean.listings.c.batch_id).distinct().order_by("batch_id")
@@ -33,7 +33,9 @@ def clean_batch_ids(settings: Settings) -> list[int]:
         return [int(i) for i in ids.scalars()]
 
 
-def trainable_batch_ids(settings: Settings, min_rows: int, up_to: int | None = None) -> list[int]:
+def trainable_batch_ids(
+    databases: DatabaseSettings, min_rows: int, up_to: int | None = None
+) -> list[int]:
     """Batch ids (ascending, at most ``up_to``) a retraining can use: at least ``min_rows`` clean
     rows, with both training and holdout rows (every batch of a study must have both)."""
     rows = tables.clean.listings
@@ -49,16 +51,14 @@ def trainable_batch_ids(settings: Settings, min_rows: int, up_to: int | None = N
     )
     if up_to is not None:
         query = query.where(rows.c.batch_id <= up_to)
-    with db.engine("clean", settings.databases).connect() as conn:
+    with db.engine("clean", databases).connect() as conn:
         return [int(i) for i in conn.execute(query).scalars()]
 
 
-def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
+def _rows(databases: DatabaseSettings, batch_ids: Sequence[int], holdout: bool) -> pd.DataFrame:
     if not batch_ids:
         raise BadInput("no batch ids given")
-    frame = clean_store.load_listings(
-        db.engine("clean", settings.databases), list(batch_ids), holdout
-    )
+    frame = clean_store.load_listings(db.engine("clean", databases), list(batch_ids), holdout)
     side = "holdout" if holdout else "training"
     if frame.empty:
         raise NotFound(f"no {side} rows in CLEAN for batches {sorted(batch_ids)}")
@@ -70,12 +70,12 @@ def _rows(settings: Settings, batch_ids: Sequence[int], holdout: bool) -> pd.Dat
 
 def training_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
     """The clean non-holdout rows of the batches; raises NotFound if a batch has none."""
-    return _rows(settings, batch_ids, holdout=False)
+    return _rows(settings.databases, batch_ids, holdout=False)
 
 
 def holdout_rows(settings: Settings, batch_ids: Sequence[int]) -> pd.DataFrame:
     """The clean holdout rows of the batches; raises NotFound if a batch has none."""
-    return _rows(settings, batch_ids, holdout=True)
+    return _rows(settings.databases, batch_ids, holdout=True)
 
 
 def data_hash(frame: pd.DataFrame) -> str:

@@ -30,7 +30,7 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelInput, M
 
 from experiments import registry
 from tasador.core import tables
-from tasador.core.config import Settings
+from tasador.core.config import MlflowSettings
 from tasador.core.metrics import PRIMARY
 from tasador.core.names import HOLDOUT_PREFIX
 
@@ -139,7 +139,7 @@ def model_card(
 
 def record_candidate(
     mlflow_client: MlflowClient,
-    settings: Settings,
+    mlflow: MlflowSettings,
     engine: sa.Engine,
     *,
     result: Any,
@@ -148,7 +148,7 @@ def record_candidate(
     drivers: pd.DataFrame | None,
 ) -> None:
     """Datasets, model-linked holdout metrics, model card, ``challenger`` alias, code version."""
-    name, number = settings.mlflow.model_name, str(result.challenger.version)
+    name, number = mlflow.model_name, str(result.challenger.version)
     version = mlflow_client.get_model_version(name, number)
     model_id = registry.model_id_of(version)
     training = dataset("training", plan.data_hash, plan.training_rows, plan.batch_ids)

@@ -71,10 +71,10 @@ def refit_and_register(
     family = best.params[spaces.FAMILY_PARAM]
     run_id = _refit_run(mlflow_client, plan)
     if run_id is not None:
-        existing = registry.versions_of_run(mlflow_client, settings, run_id)
+        existing = registry.versions_of_run(mlflow_client, settings.mlflow, run_id)
         if existing:
             version = int(existing[0].version)
-            return Refit(registry.load_version(settings, version), version, run_id, family)
+            return Refit(registry.load_version(settings.mlflow, version), version, run_id, family)
         runs.end(mlflow_client, run_id, "FAILED")  # a refit that died before registering
 
     params, smoothing = plan.search_spaces()[family].from_trial(best.params)
@@ -110,7 +110,7 @@ def refit_and_register(
     # Serving scores these before the version answers (serving.validation).
     validation = data.sample(holdout, registry.VALIDATION_ROWS, plan.seed)
     registered = registry.log_and_register(
-        model, example, settings, run_id, version_tags, background, validation
+        model, example, settings.mlflow, run_id, version_tags, background, validation
     )
     version = int(registered.version)
-    return Refit(registry.load_version(settings, version), version, run_id, family)
+    return Refit(registry.load_version(settings.mlflow, version), version, run_id, family)

@@ -48,7 +48,7 @@ from sklearn.base import RegressorMixin
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.core import timings
 from tasador.core.columns import TARGET
-from tasador.core.config import Settings
+from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import NotConfigured
 
 # Tags on model versions (besides the lineage tags of tasador.core.lineage).
@@ -70,20 +70,20 @@ VALIDATION_FILE = "validation_sample.json"  # there too: holdout listings and th
 VALIDATION_ROWS = 256
 
 
-def tracking_uri(settings: Settings) -> str:
+def tracking_uri(mlflow_settings: MlflowSettings) -> str:
     """The MLflow tracking server's URI (entry points fill it in when it is unset)."""
-    if settings.mlflow.mlflow_tracking_uri is None:
+    if mlflow_settings.mlflow_tracking_uri is None:
         raise NotConfigured(
             "TASADOR_MLFLOW_TRACKING_URI is not set (the `tasador` commands start an embedded "
             "MLflow server for it; library code does not)"
         )
-    return settings.mlflow.mlflow_tracking_uri
+    return mlflow_settings.mlflow_tracking_uri
 
 
 def connect(settings: Settings) -> MlflowClient:
     """A client of the tracking server and registry; also points MLflow's fluent API (used to
     log models) at the same server."""
-    uri = tracking_uri(settings)
+    uri = tracking_uri(settings.mlflow)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -106,7 +106,7 @@ def requirements() -> list[str]:
 def log_and_register(
     model: RegressorMixin,
     example: pd.DataFrame,
-    settings: Settings,
+    mlflow_settings: MlflowSettings,
     run_id: str,
     tags: Mapping[str, str],
     background: pd.DataFrame | None = None,
@@ -129,7 +129,7 @@ def log_and_register(
             signature=signature(),
             input_example=model_input(example),
             pip_requirements=requirements(),
-            registered_model_name=settings.mlflow.model_name,
+            registered_model_name=mlflow_settings.model_name,
         )
     number = str(info.registered_model_version)
     rows = model_input(example if background is None else background)
@@ -139,8 +139,8 @@ def log_and_register(
     if validation is not None:
         _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(validation_sample(validation)))
     for key, value in tags.items():
-        client.set_model_version_tag(settings.mlflow.model_name, number, key, str(value))
-    return client.get_model_version(settings.mlflow.model_name, number)
+        client.set_model_version_tag(mlflow_settings.model_name, number, key, str(value))
+    return client.get_model_version(mlflow_settings.model_name, number)
 
 
 def _log_text(client: MlflowClient, model_id: str, name: str, text: str) -> None:
@@ -218,45 +218,47 @@ def load_validation(
 
 
 def versions_of_run(
-    mlflow_client: MlflowClient, settings: Settings, run_id: str
+    mlflow_client: MlflowClient, mlflow_settings: MlflowSettings, run_id: str
 ) -> list[ModelVersion]:
     """The versions of the configured model registered from run ``run_id``."""
     return [
         v
         for v in mlflow_client.search_model_versions(f"run_id = '{run_id}'")
-        if v.name == settings.mlflow.model_name
+        if v.name == mlflow_settings.model_name
     ]
 
 
 def production_version(mlflow_client: MlflowClient, settings: Settings) -> ModelVersion | None:
     """The version the production alias points at; None before the first promotion."""
-    return aliased_version(mlflow_client, settings, settings.mlflow.production_alias)
+    return aliased_version(mlflow_client, settings.mlflow, settings.mlflow.production_alias)
 
 
 def aliased_version(
-    mlflow_client: MlflowClient, settings: Settings, alias: str
+    mlflow_client: MlflowClient, mlflow_settings: MlflowSettings, alias: str
 ) -> ModelVersion | None:
     """The version ``alias`` points at; None when the alias (or the model) does not exist."""
     try:
-        return mlflow_client.get_model_version_by_alias(settings.mlflow.model_name, alias)
+        return mlflow_client.get_model_version_by_alias(mlflow_settings.model_name, alias)
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
-def load_version(settings: Settings, version: str | int) -> PyFuncModel:
+def load_version(mlflow_settings: MlflowSettings, version: str | int) -> PyFuncModel:
     """A registered version by number (not alias, which may move while we use it).
 
     ``.predict`` takes :func:`model_input` frames; ``.get_raw_model()`` is the sklearn model.
     """
     return cast(
-        PyFuncModel, mlflow.pyfunc.load_model(f"models:/{settings.mlflow.model_name}/{version}")
+        PyFuncModel, mlflow.pyfunc.load_model(f"models:/{mlflow_settings.model_name}/{version}")
     )
 
 
-def set_production(mlflow_client: MlflowClient, settings: Settings, version: str | int) -> None:
+def set_production(
+    mlflow_client: MlflowClient, mlflow_settings: MlflowSettings, version: str | int
+) -> None:
     """Point the production alias at ``version``: one call, so serving sees old or new."""
     mlflow_client.set_registered_model_alias(
-        settings.mlflow.model_name, settings.mlflow.production_alias, str(version)
+        mlflow_settings.model_name, mlflow_settings.production_alias, str(version)
     )

@@ -41,7 +41,7 @@ def rollback(
         reason=reason,
         current=current,
         exists=exists,
-        move_alias=lambda version: registry.set_production(client, settings, version),
+        move_alias=lambda version: registry.set_production(client, settings.mlflow, version),
         repeat_ok=repeat_ok,
     )
 

@@ -61,7 +61,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
     Raises Conflict (nothing changes) when it still waits, lost on the holdout, or production
     moved since its verdict; NotFound when there is no challenger or no verdict yet."""
     client = registry.connect(settings)
-    found = registry.aliased_version(client, settings, registry.CHALLENGER_ALIAS)
+    found = registry.aliased_version(client, settings.mlflow, registry.CHALLENGER_ALIAS)
     if found is None:
         raise NotFound(f"{settings.mlflow.model_name}@{registry.CHALLENGER_ALIAS} names no version")
     version = int(found.version)
@@ -102,7 +102,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
         challenger_version=version,
         current=current,
         check=check,
-        move_alias=lambda: registry.set_production(client, settings, version),
+        move_alias=lambda: registry.set_production(client, settings.mlflow, version),
         alias=settings.mlflow.production_alias,
     )
     _rewrite_report(client, settings, found, str(decision.previous_version))

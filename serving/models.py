@@ -23,7 +23,7 @@ from serving import validation
 from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
 from serving.schema import Listing, ModelRef
 from tasador.core import lineage
-from tasador.core.config import Settings
+from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import BadInput
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _timestamp(text: str | None) -> datetime | None:
 
 
 def describe(
-    client: MlflowClient, settings: Settings, version: ModelVersion, scoring: str
+    client: MlflowClient, mlflow: MlflowSettings, version: ModelVersion, scoring: str
 ) -> ModelInfo:
     """The registry's account of ``version`` (version tags win over its run's tags)."""
     run = None
@@ -110,9 +110,9 @@ def describe(
     batch_ids = lineage.decode_batch_ids(tags.get(lineage.BATCH_IDS))
     promoted = tags.get(registry.PROMOTED_TAG, "").lower() == "true"
     return ModelInfo(
-        name=settings.mlflow.model_name,
+        name=mlflow.model_name,
         version=str(version.version),
-        alias=settings.mlflow.production_alias,
+        alias=mlflow.production_alias,
         run_id=version.run_id or None,
         family=tags.get(registry.FAMILY_TAG),
         registered_at=datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
@@ -133,7 +133,7 @@ def describe(
 def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> ServedModel:
     """Download, prepare and validate ``version`` (by number: the alias may move meanwhile);
     raises :class:`serving.validation.Refused` when it fails validation."""
-    pyfunc = registry.load_version(settings, version.version)
+    pyfunc = registry.load_version(settings.mlflow, version.version)
     try:
         raw = pyfunc.get_raw_model()
     except NotImplementedError:
@@ -141,7 +141,7 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
             f"{settings.mlflow.model_name} version {version.version} is not a scikit-learn model"
         ) from None
     scorer = Scorer(raw)
-    info = describe(client, settings, version, scorer.how)
+    info = describe(client, settings.mlflow, version, scorer.how)
     verdict = validation.validate(
         scorer.predict,
         registry.load_validation(client, version),

@@ -96,7 +96,7 @@ class ChallengerWatcher:
                 return
             self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
             try:
-                found = registry.aliased_version(self._connect(), self.settings, self._alias)
+                found = registry.aliased_version(self._connect(), self.settings.mlflow, self._alias)
             except Exception as exc:
                 self.error = f"model registry unreachable: {summary(exc)}"
                 return

@@ -146,7 +146,7 @@ def summary_table(
     settings: Settings, results: list[tuple[dict[str, Any], dict[str, Any] | None]]
 ) -> str:
     """A table of each batch's rows, decision and training outcome, then each decision's reason."""
-    batches = {b.batch_id: b for b in batch_status(settings)}
+    batches = {b.batch_id: b for b in batch_status(settings.databases)}
     # Batch ids (what decisions and lineage tags name) first; the data API's number beside it.
     lines = [
         (

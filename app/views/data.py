@@ -15,7 +15,7 @@ st.title("Data")
 with st.spinner("Reading the batches and their decisions..."):
     batches = ui.read_or_stop(
         "The RAW and CLEAN databases cannot be read",
-        lambda: batch_status(settings),
+        lambda: batch_status(settings.databases),
         "No batch collected yet: `tasador collect` or the ingestion DAG stores them.",
     )
     try:  # the evidence each decision rests on, for the charts

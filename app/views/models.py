@@ -111,7 +111,7 @@ if live is not None:
         st.markdown("**Largest disagreements by state**")
         st.dataframe(live.by_state, hide_index=True)
 
-dashboard = history.study_url(settings)
+dashboard = history.study_url(settings.ui)
 for entry in versions:
     v = entry.status
     title = f"Version {v.version}" + (" — serving now" if v.production else "")

@@ -52,7 +52,7 @@ def _clean_and_report(settings: Settings, batch_id: int) -> None:
     """Clean a stored RAW batch into CLEAN and say how many rows it kept."""
     from tasador.loop import ingest
 
-    report = ingest.clean(settings, batch_id)
+    report = ingest.clean(settings.databases, batch_id)
     typer.echo(f"cleaned: {report.rows_out} of {report.rows_in} rows kept")
 
 
@@ -124,7 +124,7 @@ def clean_command(batch: Annotated[int, typer.Option(help="RAW batch id.")]) -> 
     """Clean (again) one stored RAW batch into CLEAN."""
     from tasador.loop import ingest
 
-    report = ingest.clean(resolved_settings(("raw", "clean"), mlflow=False), batch)
+    report = ingest.clean(resolved_settings(("raw", "clean"), mlflow=False).databases, batch)
     typer.echo(json.dumps(report.as_dict(), indent=2))
 
 

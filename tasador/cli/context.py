@@ -12,7 +12,7 @@ import typer
 
 from tasador import startup
 from tasador.core import db, migrations
-from tasador.core.config import Settings, get_settings, settings_env
+from tasador.core.config import DatabaseSettings, Settings, get_settings, settings_env
 from tasador.core.db import DatabaseKind
 from tasador.core.errors import TasadorError
 
@@ -30,19 +30,20 @@ def resolved_settings(
     databases = tuple(databases)
     settings = startup.resolve(get_settings(), databases, mlflow)
     if migrate:
-        upgrade_databases(settings, [d for d in databases if d in ("raw", "clean")])
+        upgrade_databases(settings.databases, [d for d in databases if d in ("raw", "clean")])
     return settings
 
 
 def upgrade_databases(
-    settings: Settings, databases: Iterable[migrations.Database] = ("raw", "clean")
+    database_settings: DatabaseSettings,
+    databases: Iterable[migrations.Database] = ("raw", "clean"),
 ) -> dict[migrations.Database, str]:
     """Upgrade RAW and CLEAN to the newest revision; return each one's revision.
 
     Every command runs it (it is quick when there is nothing to do), so the stores, which no
     longer create tables, always find the schema they expect."""
     return {
-        database: migrations.upgrade(db.database_url(database, settings.databases), database)
+        database: migrations.upgrade(db.database_url(database, database_settings), database)
         for database in databases
     }
 

@@ -13,6 +13,7 @@ db_app = typer.Typer(no_args_is_help=True, help=__doc__)
 @friendly_errors
 def upgrade_command() -> None:
     """Upgrade RAW and CLEAN to the newest schema (adopting databases made before migrations)."""
-    revisions = upgrade_databases(resolved_settings(("raw", "clean"), mlflow=False, migrate=False))
+    settings = resolved_settings(("raw", "clean"), mlflow=False, migrate=False)
+    revisions = upgrade_databases(settings.databases)
     for database, revision in revisions.items():
         typer.echo(f"{database}: at revision {revision}")

@@ -99,7 +99,7 @@ def production_model(settings: Settings) -> ProductionModel | None:
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
     # By version, not alias: the alias may move on while we look.
-    model = registry.load_version(settings, version.version)
+    model = registry.load_version(settings.mlflow, version.version)
     return ProductionModel(
         version=str(version.version),
         batch_ids=batch_ids,
@@ -136,7 +136,7 @@ def gather_evidence(
     batch = _batch_info(engine, batch_id)
     base: _EvidenceBase = {"batch": batch, "thresholds": thresholds, "forced": force}
     trainable = data.trainable_batch_ids(
-        settings, settings.drift.decide_min_clean_rows, up_to=batch_id
+        settings.databases, settings.drift.decide_min_clean_rows, up_to=batch_id
     )
     if batch_id not in trainable:
         # Judged or made the baseline, a near-empty batch would wedge every later decision.

@@ -13,7 +13,7 @@ from tasador.core.collector import (
     collect_batch,
     recover_gaps,
 )
-from tasador.core.config import Settings
+from tasador.core.config import DatabaseSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ def recover(
     )
 
 
-def clean(settings: Settings, batch_id: int) -> CleaningReport:
+def clean(databases: DatabaseSettings, batch_id: int) -> CleaningReport:
     """Clean a RAW batch into CLEAN and return the cleaning report."""
     cleaned = clean_store.clean_batch(
-        db.engine("raw", settings.databases), db.engine("clean", settings.databases), batch_id
+        db.engine("raw", databases), db.engine("clean", databases), batch_id
     )
     return cleaned.report
 
@@ -78,4 +78,4 @@ def collect_and_clean(
     collected = collect(settings, api_url, group, day)
     if collected.batch_id is None:
         return IngestResult(collected=collected, report=None)
-    return IngestResult(collected=collected, report=clean(settings, collected.batch_id))
+    return IngestResult(collected=collected, report=clean(settings.databases, collected.batch_id))

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from experiments import promotions, registry, runs
 from tasador.core import db, decisions_store, lineage, raw_store, tables
-from tasador.core.config import Settings
+from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import BadInput, NotFound
 
 
@@ -193,17 +193,17 @@ def _chain(
     )
 
 
-def _version(client: MlflowClient, settings: Settings, number: int) -> ModelVersion:
+def _version(client: MlflowClient, mlflow: MlflowSettings, number: int) -> ModelVersion:
     try:
-        return client.get_model_version(settings.mlflow.model_name, str(number))
+        return client.get_model_version(mlflow.model_name, str(number))
     except MlflowException as exc:
-        raise NotFound(f"model {settings.mlflow.model_name} has no version {number}") from exc
+        raise NotFound(f"model {mlflow.model_name} has no version {number}") from exc
 
 
 def version_chain(settings: Settings, number: int) -> VersionChain:
     """`--version V`: the version, its training run and study, decision, verdict and batches."""
     client = registry.connect(settings)
-    version = _version(client, settings, number)
+    version = _version(client, settings.mlflow, number)
     answered = _requests_answered(
         db.engine("raw", settings.databases), settings.mlflow.model_name, [number]
     )

@@ -9,7 +9,7 @@ from sqlalchemy.engine import make_url
 
 from experiments import promotions, registry
 from tasador.core import clean_store, db, decisions_store, lineage, names, raw_store
-from tasador.core.config import Settings
+from tasador.core.config import DatabaseSettings, Settings
 from tasador.core.metrics import PRIMARY
 from tasador.core.records import (
     AliasMoveStatus,
@@ -25,13 +25,13 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def batch_status(settings: Settings) -> list[BatchStatus]:
+def batch_status(databases: DatabaseSettings) -> list[BatchStatus]:
     """Every stored batch, oldest first, with its cleaning figures and retrain decision."""
-    clean_engine = db.engine("clean", settings.databases)
+    clean_engine = db.engine("clean", databases)
     reports = clean_store.cleaning_reports(clean_engine)
     decisions = decisions_store.latest_by_batch(clean_engine)
     rows = []
-    for batch in raw_store.list_batches(db.engine("raw", settings.databases)):
+    for batch in raw_store.list_batches(db.engine("raw", databases)):
         cleaned = reports.get(batch.id)
         report = cleaned.report if cleaned is not None else None
         decision = decisions.get(batch.id)
@@ -61,7 +61,7 @@ def batch_status(settings: Settings) -> list[BatchStatus]:
     return rows
 
 
-def gap_status(settings: Settings) -> list[GapStatus]:
+def gap_status(databases: DatabaseSettings) -> list[GapStatus]:
     """Every batch number the data API skipped and no replay has filled yet."""
     return [
         GapStatus(
@@ -70,7 +70,7 @@ def gap_status(settings: Settings) -> list[GapStatus]:
             batch_number=gap.batch_number,
             detected_at=gap.detected_at,
         )
-        for gap in raw_store.open_gaps(db.engine("raw", settings.databases))
+        for gap in raw_store.open_gaps(db.engine("raw", databases))
     ]
 
 
@@ -119,14 +119,14 @@ def status(settings: Settings, models: bool = True) -> StatusReport:
     report = StatusReport(
         raw_db=_safe(db.database_url("raw", settings.databases)),
         clean_db=_safe(db.database_url("clean", settings.databases)),
-        batches=batch_status(settings),
-        gaps=gap_status(settings),
+        batches=batch_status(settings.databases),
+        gaps=gap_status(settings.databases),
     )
     if not models:
         return report
     return report.model_copy(
         update={
-            "mlflow_tracking_uri": registry.tracking_uri(settings),
+            "mlflow_tracking_uri": registry.tracking_uri(settings.mlflow),
             "optuna_storage": _safe(db.database_url("optuna", settings.databases)),
             "model_name": settings.mlflow.model_name,
             "models": model_status(settings),

@@ -21,12 +21,12 @@ from experiments.data import trainable_batch_ids
 from experiments.search_worker import run_worker, run_workers
 from experiments.study import StudyPlan, log_to_file, prepare_study
 from tasador.core import db, decisions_store
-from tasador.core.config import Settings
+from tasador.core.config import DatabaseSettings, SearchSettings, Settings
 from tasador.core.errors import NotFound
 
 
-def _decision(settings: Settings, decision_id: int) -> decisions_store.Decision:
-    decision = decisions_store.get_by_id(db.engine("clean", settings.databases), decision_id)
+def _decision(databases: DatabaseSettings, decision_id: int) -> decisions_store.Decision:
+    decision = decisions_store.get_by_id(db.engine("clean", databases), decision_id)
     if decision is None:
         raise NotFound(f"no retrain decision with id {decision_id} in CLEAN")
     return decision
@@ -38,11 +38,11 @@ def _trainable(settings: Settings, decision: decisions_store.Decision | None) ->
     never trained on."""
     minimum = settings.drift.decide_min_clean_rows
     if decision is None:
-        batch_ids = trainable_batch_ids(settings, minimum)
+        batch_ids = trainable_batch_ids(settings.databases, minimum)
         if not batch_ids:
             raise NotFound(f"CLEAN holds no batch with {minimum} clean rows to train on")
         return batch_ids
-    batch_ids = trainable_batch_ids(settings, minimum, up_to=decision.batch_id)
+    batch_ids = trainable_batch_ids(settings.databases, minimum, up_to=decision.batch_id)
     if not batch_ids:
         raise NotFound(
             f"decision {decision.id} (batch {decision.batch_id}) has nothing to train on: no "
@@ -56,7 +56,9 @@ def training_batches(settings: Settings, decision_id: int | None) -> list[int]:
     """CLEAN batch ids the retraining of ``decision_id`` uses: those with at least
     ``decide_min_clean_rows`` clean rows, up to the decision's batch (all of them, without a
     decision). Raises NotFound when none qualifies, or the decision does not exist."""
-    return _trainable(settings, None if decision_id is None else _decision(settings, decision_id))
+    return _trainable(
+        settings, None if decision_id is None else _decision(settings.databases, decision_id)
+    )
 
 
 def plan_retraining(
@@ -73,7 +75,7 @@ def plan_retraining(
     decision = None
     # Read only for what it gives: the batches up to its own, and its reason.
     if decision_id is not None and (batch_ids is None or reason is None):
-        decision = _decision(settings, decision_id)
+        decision = _decision(settings.databases, decision_id)
     if batch_ids is None:
         batch_ids = _trainable(settings, decision)
     if reason is None and decision is not None:
@@ -88,9 +90,9 @@ def plan_retraining(
     )
 
 
-def worker_count(settings: Settings, workers: int | None) -> int:
+def worker_count(search: SearchSettings, workers: int | None) -> int:
     """How many search workers a retraining runs: the caller's number, else the setting."""
-    return workers or settings.search.search_workers
+    return workers or search.search_workers
 
 
 def run_search_worker(
@@ -129,7 +131,7 @@ def retrain(
     plan = plan_retraining(
         settings, decision_id, n_trials, batch_ids=batch_ids, reason=reason, families=families
     )
-    count = worker_count(settings, workers)
+    count = worker_count(settings.search, workers)
     if echo is None:
         run_workers(plan.study_name, settings, count, timeout_s, log_file)
     else:

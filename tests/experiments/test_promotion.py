@@ -87,7 +87,7 @@ def test_a_decision_waits_for_the_promotion_lock_and_compares_with_what_then_ser
             time.sleep(2.0)
             assert not waiting.done()  # blocked on the lock: nothing read, nothing written
             assert promotions.get(candidates.engine, name, medium) is None
-            registry.set_production(candidates.client, candidates.settings, good)
+            registry.set_production(candidates.client, candidates.settings.mlflow, good)
         faced = waiting.result(timeout=300)
     # Without the lock it would have compared with `bad`, won, and replaced `good`.
     assert faced.decision.previous_version == good and not faced.decision.promoted
@@ -125,7 +125,7 @@ def test_a_production_model_with_non_finite_output_is_beaten_by_any_finite_one(
 ) -> None:
     broken, _ = candidates.register("broken")
     # As a promotion made before this check existed would have left it.
-    registry.set_production(candidates.client, candidates.settings, broken)
+    registry.set_production(candidates.client, candidates.settings.mlflow, broken)
     weak, weak_model = candidates.register("ridge", {"alpha": 1e6})
     strict = candidates.settings.updated(promotion_margin=0.9)
     faced = champion.challenge(
@@ -149,7 +149,7 @@ def test_a_production_model_with_non_finite_output_fires_the_model_check(
     candidates: Candidates,
 ) -> None:
     broken, _ = candidates.register("broken")
-    registry.set_production(candidates.client, candidates.settings, broken)
+    registry.set_production(candidates.client, candidates.settings.mlflow, broken)
     decision = decide.decide_batch(candidates.settings, candidates.ids[1])
     evidence = ev.Evidence.model_validate(decision.evidence)
     model = evidence.model

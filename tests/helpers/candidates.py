@@ -38,9 +38,9 @@ class Candidates:
             registry.FAMILY_TAG: family,
             lineage.BATCH_IDS: lineage.encode_batch_ids(self.ids[:1]),
         }
-        version = registry.log_and_register(model, X.head(5), self.settings, run_id, tags)
+        version = registry.log_and_register(model, X.head(5), self.settings.mlflow, run_id, tags)
         runs.end(self.client, run_id)
-        return int(version.version), registry.load_version(self.settings, version.version)
+        return int(version.version), registry.load_version(self.settings.mlflow, version.version)
 
     def challenge(self, version: int, model: Any, family: str = "ridge") -> champion.Challenge:
         """The champion/challenger step of ``finish_study`` for an already registered version."""

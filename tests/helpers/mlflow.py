@@ -43,7 +43,7 @@ def register(
     example_rows = example.drop(columns=[TARGET]).head(3)
     background = example.drop(columns=[TARGET]).head(200)  # training rows: the SHAP reference
     version = registry.log_and_register(
-        model, example_rows, settings, run_id, tags, background, validation
+        model, example_rows, settings.mlflow, run_id, tags, background, validation
     )
     runs.end(client, run_id)
     if promote:
@@ -59,5 +59,5 @@ def register(
             "decision",
             f"Version {version.version} wins.",
         )
-        registry.set_production(client, settings, version.version)
+        registry.set_production(client, settings.mlflow, version.version)
     return str(version.version)

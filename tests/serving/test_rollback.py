@@ -42,7 +42,7 @@ def test_the_previous_version_comes_back_from_memory(
     assert watcher.previous is first_served
 
     client = registry.connect(serving_settings)
-    registry.set_production(client, serving_settings, first)
+    registry.set_production(client, serving_settings.mlflow, first)
     watcher.check()
     assert watcher.current is first_served  # the very object: nothing downloaded
     assert watcher.previous is second_served
@@ -50,7 +50,7 @@ def test_the_previous_version_comes_back_from_memory(
     assert swap is not None and swap.version == first and swap.from_memory
     print(f"swap from memory: {swap.seconds * 1000:.2f} ms")
 
-    registry.set_production(client, serving_settings, second)  # and forth again
+    registry.set_production(client, serving_settings.mlflow, second)  # and forth again
     watcher.check()
     assert watcher.current is second_served
     assert loads == [first, second]  # each version loaded once

@@ -20,7 +20,7 @@ from tests.helpers.processes import stopping_embedded
 def test_configured_tracking_uri_wins(tmp_path):
     uri = "http://mlflow:5000"
     settings = Settings(state_dir=tmp_path, mlflow_tracking_uri=uri, _env_file=None)
-    assert registry.tracking_uri(settings) == "http://mlflow:5000"
+    assert registry.tracking_uri(settings.mlflow) == "http://mlflow:5000"
     assert startup.resolve(settings, databases=(), mlflow=True).mlflow.mlflow_tracking_uri == uri
     assert not (tmp_path / "mlflow").exists()  # nothing started
 
@@ -30,7 +30,7 @@ def test_library_lookups_never_start_a_server(tmp_path):
     with pytest.raises(NotConfigured, match="TASADOR_RAW_DB_URL"):
         db.database_url("raw", bare.databases)
     with pytest.raises(NotConfigured, match="TASADOR_MLFLOW_TRACKING_URI"):
-        registry.tracking_uri(bare)
+        registry.tracking_uri(bare.mlflow)
     assert not list(tmp_path.iterdir())  # no embedded PostgreSQL, no MLflow state
 
 

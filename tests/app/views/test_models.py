@@ -191,7 +191,7 @@ def test_an_operator_rolls_back_to_the_previous_version(world: World, ui_env: Ca
         table = at.dataframe[0].value.set_index("version")  # re-run: the table shows it
         assert table.loc[int(first), "serving"] == "yes"
     finally:
-        registry.set_production(client, settings, second)  # the world is shared
+        registry.set_production(client, settings.mlflow, second)  # the world is shared
 
 
 def test_a_rollback_without_a_reason_is_refused(world: World, ui_env: Callable) -> None:

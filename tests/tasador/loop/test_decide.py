@@ -215,7 +215,7 @@ def store_generated(settings: Settings, batch_number: int, n: int, **knobs: obje
         payload_sha256=f"{batch_number:064d}",
         source="test",
     )
-    ingest.clean(settings, stored.id)
+    ingest.clean(settings.databases, stored.id)
     return stored.id
 
 
