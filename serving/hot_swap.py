@@ -18,6 +18,11 @@ decisions written before it started (a file left by an earlier run). The lock is
 the operating system when its holder exits, and every follower tries to take it at each of its
 reads, so a worker that dies hands leadership on within a quarter of the poll interval.
 
+A decision names what it was made for: the tracking URI (without credentials), the model and
+the alias. A follower acts only on a decision made for its own; one made for another registry or
+model (a leftover `tasador serve` configured with another MLflow address holding the lock) is
+ignored, and ``status.ignored_decision`` says so in words (``/ready``).
+
 Failures never take the served model away: an unreachable registry, a version that fails to
 load, or an alias that disappears leave the current model serving, and :class:`RegistryStatus`
 says what happened (``GET /ready``). Before any version was loaded, requests get a 503 whose
@@ -46,6 +51,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -93,6 +99,43 @@ class RegistryStatus:
     refused: Refusal | None = None  # the version the alias names, when it failed validation
     refusals: int = 0  # versions refused since start
     last_swap: Swap | None = None
+    # Why the shared decision is not followed: it was made for another registry or model.
+    ignored_decision: str | None = None
+
+
+def registry_address(uri: str) -> str:
+    """``uri`` as a decision names it: comparable, and safe to write to a shared file.
+
+    No user or password (a shared file is no place for secrets, and the same server reached
+    with other credentials is the same registry), no query or fragment (they may carry a
+    token), scheme and host in lower case (urlsplit lowers the host), no trailing slash.
+    """
+    parts = urlsplit(uri.strip())
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address keeps its brackets
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True)
+class MadeFor:
+    """The registry, model and alias a decision is about."""
+
+    tracking_uri: str | None  # as :func:`registry_address` writes it
+    model_name: str | None
+    alias: str | None
+
+    @classmethod
+    def of(cls, settings: Settings, alias: str) -> MadeFor:
+        uri = settings.mlflow.mlflow_tracking_uri
+        return cls(uri and registry_address(uri), settings.mlflow.model_name, alias)
+
+    def __str__(self) -> str:
+        if self.tracking_uri is None and self.model_name is None:
+            return "an unnamed registry (a decision written by an older tasador)"
+        return f"{self.tracking_uri} {self.model_name}@{self.alias}"
 
 
 @dataclass(frozen=True)
@@ -104,15 +147,25 @@ class Decision:
     error: str | None  # the registry's problem, when there is one
     checked_at: str  # ISO time of the poll
     written_at: float  # time.time() of the write
+    # What it was made for (see MadeFor); None in a file written before decisions named it.
+    tracking_uri: str | None = None
+    model_name: str | None = None
+    alias: str | None = None
+
+    @property
+    def made_for(self) -> MadeFor:
+        return MadeFor(self.tracking_uri, self.model_name, self.alias)
 
 
 class SharedDecision:
     """The leader lock and the decision file of the watchers of one state folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, made_for: MadeFor) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
         self.lock_path = folder / "watcher.lock"
         self.path = folder / "alias.json"
+        self.made_for = made_for
         self._lock: IO[bytes] | None = None
 
     @property
@@ -136,10 +189,22 @@ class SharedDecision:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
 
-    def write(self, decision: Decision) -> None:
+    def write(self, reachable: bool, version: str | None, error: str | None) -> None:
+        """Share what the registry said, stamped with the time and what it was made for."""
+        now, made_for = datetime.now(UTC).isoformat(), asdict(self.made_for)
+        decision = Decision(reachable, version, error, now, time.time(), **made_for)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temporary.write_text(json.dumps(asdict(decision)))
         os.replace(temporary, self.path)
+
+    def foreign(self, decision: Decision) -> str | None:
+        """Why ``decision`` is not for this server (None: it is), in words for ``/ready``."""
+        if decision.made_for == self.made_for:
+            return None
+        return (
+            f"the alias decision in {self.folder} was made for {decision.made_for}, "
+            f"not this server's {self.made_for}"
+        )
 
     def read(self) -> Decision | None:
         try:
@@ -169,7 +234,9 @@ class ModelWatcher:
         self._loop = PeriodicLoop(
             "model-watcher", self.tick, settings.serving.serving_poll_s / 4, tick_first=True
         )
-        self.shared = SharedDecision(settings.state_dir / "serving")
+        self.shared = SharedDecision(
+            settings.state_dir / "serving", MadeFor.of(settings, settings.mlflow.production_alias)
+        )
         self._started_at = time.time()
         self._next_poll = 0.0  # time.monotonic() of the leader's next registry poll
         self._refused: dict[str, Refusal] = {}  # by version: not loaded again
@@ -188,11 +255,15 @@ class ModelWatcher:
             if not self.status.leader:
                 logger.info("this worker (pid %d) polls the model registry", os.getpid())
                 self.status.leader = True
-            if time.monotonic() >= self._next_poll:
-                self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
-                self.check()
+            self.status.ignored_decision = None
+            self._poll_when_due()
         else:
             self.follow()
+
+    def _poll_when_due(self) -> None:
+        if time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
+            self.check()
 
     def check(self) -> None:
         """One poll of the registry: share what it says, load and swap if the alias moved."""
@@ -204,9 +275,26 @@ class ModelWatcher:
     def follow(self) -> None:
         """Act on the leader's latest decision (none yet, or an old one: wait)."""
         decision = self.shared.read()
-        self.status.polls += 1
         if decision is None or decision.written_at < self._started_at:
+            self.status.polls += 1
             return
+        ignored = self.shared.foreign(decision)
+        if ignored is not None:
+            # The leader serves another registry or model: its version numbers and its errors
+            # are not this server's. This worker cannot lead while that process holds the
+            # lock (it may run for days), and waiting would leave it unready or stale for as
+            # long, so it polls its own registry itself, as a lone server would: one poll per
+            # worker per interval instead of one per server, but every version it serves is
+            # one its own registry's alias names. It writes nothing (the file is the lock
+            # holder's); once it can take the lock, or the file names its registry again, it
+            # leads or follows as usual.
+            if ignored != self.status.ignored_decision:
+                logger.warning("%s: this worker polls its registry itself", ignored)
+            self.status.ignored_decision = ignored
+            self._poll_when_due()
+            return
+        self.status.ignored_decision = None
+        self.status.polls += 1
         if not decision.reachable:
             self.status.reachable = False
             self.status.error = decision.error
@@ -232,10 +320,10 @@ class ModelWatcher:
         return self.current is not None and self.current.info.version == version
 
     def _share(self, reachable: bool, version: str | None, error: str | None) -> None:
+        if not self.shared.leading:  # polling alone beside another registry's leader
+            return
         try:
-            self.shared.write(
-                Decision(reachable, version, error, datetime.now(UTC).isoformat(), time.time())
-            )
+            self.shared.write(reachable, version, error)
         except OSError as exc:  # the followers keep the last decision; this worker goes on
             logger.warning("could not share the alias decision: %s", exc)
 
@@ -342,9 +430,13 @@ class ModelWatcher:
         status = self.status
         name = f"{self.settings.mlflow.model_name}@{self.settings.mlflow.production_alias}"
         if status.reachable is None:
-            return f"no model loaded yet: looking up {name} in the model registry"
-        if status.refused:
-            return f"no model to serve: {status.refused.reason}"
-        if status.error:
-            return f"no model to serve: {status.error}"
-        return f"no model loaded yet: loading {name} version {status.alias_version}"
+            reason = f"no model loaded yet: looking up {name} in the model registry"
+        elif status.refused:
+            reason = f"no model to serve: {status.refused.reason}"
+        elif status.error:
+            reason = f"no model to serve: {status.error}"
+        else:
+            reason = f"no model loaded yet: loading {name} version {status.alias_version}"
+        if status.ignored_decision:
+            reason += f" ({status.ignored_decision}: ignored)"
+        return reason

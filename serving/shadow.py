@@ -32,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,7 +42,7 @@ from experiments import registry
 from serving import models
 from serving.background import PeriodicLoop
 from serving.batch import ListingColumns
-from serving.hot_swap import Decision, SharedDecision
+from serving.hot_swap import MadeFor, SharedDecision
 from serving.inference_log import Entry
 from serving.models import ServedModel
 from tasador.core import shadow_store
@@ -85,13 +84,22 @@ class ChallengerWatcher:
         self._production = production
         self._load = load
         self._client: MlflowClient | None = None
-        self.shared = SharedDecision(settings.state_dir / "serving" / "challenger")
+        self.shared = SharedDecision(
+            settings.state_dir / "serving" / "challenger",
+            MadeFor.of(settings, registry.CHALLENGER_ALIAS),
+        )
         self._started_at = time.time()
         self._next_poll = 0.0
 
     def tick(self) -> None:
         """Lead (poll the registry when due) or follow the leader's file; then act on it."""
-        if self.shared.try_lead():
+        leading = self.shared.try_lead()
+        decision = None if leading else self.shared.read()
+        if decision is not None and decision.written_at < self._started_at:
+            return
+        # A decision made for another registry or model is ignored; this worker then polls
+        # its own registry itself, as the production watcher does (serving.hot_swap).
+        if leading or (decision is not None and self.shared.foreign(decision)):
             if time.monotonic() < self._next_poll:
                 return
             self._next_poll = time.monotonic() + self.settings.serving.serving_poll_s
@@ -101,13 +109,11 @@ class ChallengerWatcher:
                 self.error = f"model registry unreachable: {summary(exc)}"
                 return
             named = None if found is None else str(found.version)
-            self.shared.write(
-                Decision(True, named, None, datetime.now(UTC).isoformat(), time.time())
-            )
+            if leading:
+                self.shared.write(True, named, None)
+        elif decision is None or not decision.reachable:
+            return
         else:
-            decision = self.shared.read()
-            if decision is None or decision.written_at < self._started_at or not decision.reachable:
-                return
             named = decision.version
         self._act(named)
 

@@ -35,6 +35,8 @@ def ready(service: ServiceDep) -> Any:
             "checked_at": status.checked_at.isoformat() if status.checked_at else None,
             "alias_version": status.alias_version,
             "error": status.error,
+            # A shared decision made for another registry or model, and so not followed.
+            "ignored_decision": status.ignored_decision,
         },
         # Validated swap and instant rollback (serving.hot_swap).
         "refused": service.watcher.refused_json(),
