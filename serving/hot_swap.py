@@ -41,17 +41,12 @@ download or a new validation (it passed when first loaded); ``status.last_swap``
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import IO
-from urllib.parse import urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -59,6 +54,7 @@ from mlflow.entities.model_registry import ModelVersion
 from experiments import registry
 from serving import models, validation
 from serving.background import PeriodicLoop
+from serving.decision_file import MadeFor, SharedDecision, without_secrets
 from serving.models import ServedModel
 from tasador.core.config import Settings
 from tasador.core.errors import summary
@@ -101,116 +97,6 @@ class RegistryStatus:
     last_swap: Swap | None = None
     # Why the shared decision is not followed: it was made for another registry or model.
     ignored_decision: str | None = None
-
-
-def registry_address(uri: str) -> str:
-    """``uri`` as a decision names it: comparable, and safe to write to a shared file.
-
-    No user or password (a shared file is no place for secrets, and the same server reached
-    with other credentials is the same registry), no query or fragment (they may carry a
-    token), scheme and host in lower case (urlsplit lowers the host), no trailing slash.
-    """
-    parts = urlsplit(uri.strip())
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address keeps its brackets
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/"), "", ""))
-
-
-@dataclass(frozen=True)
-class MadeFor:
-    """The registry, model and alias a decision is about."""
-
-    tracking_uri: str | None  # as :func:`registry_address` writes it
-    model_name: str | None
-    alias: str | None
-
-    @classmethod
-    def of(cls, settings: Settings, alias: str) -> MadeFor:
-        uri = settings.mlflow.mlflow_tracking_uri
-        return cls(uri and registry_address(uri), settings.mlflow.model_name, alias)
-
-    def __str__(self) -> str:
-        if self.tracking_uri is None and self.model_name is None:
-            return "an unnamed registry (a decision written by an older tasador)"
-        return f"{self.tracking_uri} {self.model_name}@{self.alias}"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the leader found in the registry, as every worker reads it from the shared file."""
-
-    reachable: bool
-    version: str | None  # what the alias names (None: no such alias, or not reachable)
-    error: str | None  # the registry's problem, when there is one
-    checked_at: str  # ISO time of the poll
-    written_at: float  # time.time() of the write
-    # What it was made for (see MadeFor); None in a file written before decisions named it.
-    tracking_uri: str | None = None
-    model_name: str | None = None
-    alias: str | None = None
-
-    @property
-    def made_for(self) -> MadeFor:
-        return MadeFor(self.tracking_uri, self.model_name, self.alias)
-
-
-class SharedDecision:
-    """The leader lock and the decision file of the watchers of one state folder."""
-
-    def __init__(self, folder: Path, made_for: MadeFor) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.lock_path = folder / "watcher.lock"
-        self.path = folder / "alias.json"
-        self.made_for = made_for
-        self._lock: IO[bytes] | None = None
-
-    @property
-    def leading(self) -> bool:
-        return self._lock is not None
-
-    def try_lead(self) -> bool:
-        """Take the leader lock if no other watcher holds it; True while this one holds it."""
-        if self._lock is None:
-            handle = self.lock_path.open("ab")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return False
-            self._lock = handle
-        return True
-
-    def release(self) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing the file releases the lock
-            self._lock = None
-
-    def write(self, reachable: bool, version: str | None, error: str | None) -> None:
-        """Share what the registry said, stamped with the time and what it was made for."""
-        now, made_for = datetime.now(UTC).isoformat(), asdict(self.made_for)
-        decision = Decision(reachable, version, error, now, time.time(), **made_for)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(asdict(decision)))
-        os.replace(temporary, self.path)
-
-    def foreign(self, decision: Decision) -> str | None:
-        """Why ``decision`` is not for this server (None: it is), in words for ``/ready``."""
-        if decision.made_for == self.made_for:
-            return None
-        return (
-            f"the alias decision in {self.folder} was made for {decision.made_for}, "
-            f"not this server's {self.made_for}"
-        )
-
-    def read(self) -> Decision | None:
-        try:
-            return Decision(**json.loads(self.path.read_text()))
-        except (OSError, ValueError, TypeError):
-            return None  # not written yet (or by an incompatible version): wait for the next
 
 
 class ModelWatcher:
@@ -312,9 +198,13 @@ class ModelWatcher:
                 )
             )
         except Exception as exc:
-            self.status.error = f"model registry unreachable: {summary(exc)}"
+            self.status.error = f"model registry unreachable: {self._said(exc)}"
             return
         self._act(decision.version, version)
+
+    def _said(self, exc: Exception) -> str:
+        """What ``exc`` says, for /ready and the shared file: no credentials of the registry."""
+        return without_secrets(summary(exc), self.settings.mlflow.mlflow_tracking_uri)
 
     def _serving(self, version: str) -> bool:
         return self.current is not None and self.current.info.version == version
@@ -333,10 +223,10 @@ class ModelWatcher:
                 self._client = registry.connect(self.settings)
             version = registry.production_version(self._client, self.settings)
         except Exception as exc:
+            self.status.error = f"model registry unreachable: {self._said(exc)}"
             if self.status.reachable is not False:  # once per outage, not per poll
-                logger.warning("model registry unreachable, serving on: %s", exc)
+                logger.warning("%s; serving on", self.status.error)
             self.status.reachable = False
-            self.status.error = f"model registry unreachable: {summary(exc)}"
             self._share(False, None, self.status.error)
             return
         if self.status.reachable is False:
@@ -402,7 +292,7 @@ class ModelWatcher:
             serving = self.current.info.version if self.current else None
             logger.error("%s; still serving version %s", refusal.reason, serving)
         except Exception as exc:
-            self.status.error = f"version {version.version} failed to load: {summary(exc)}"
+            self.status.error = f"version {version.version} failed to load: {self._said(exc)}"
             logger.exception(
                 "loading %s version %s", self.settings.mlflow.model_name, version.version
             )

@@ -42,7 +42,7 @@ from experiments import registry
 from serving import models
 from serving.background import PeriodicLoop
 from serving.batch import ListingColumns
-from serving.hot_swap import MadeFor, SharedDecision
+from serving.decision_file import MadeFor, SharedDecision
 from serving.inference_log import Entry
 from serving.models import ServedModel
 from tasador.core import shadow_store
