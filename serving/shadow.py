@@ -42,7 +42,7 @@ from experiments import registry
 from serving import models
 from serving.background import PeriodicLoop
 from serving.batch import ListingColumns
-from serving.decision_file import MadeFor, SharedDecision
+from serving.decision_file import MadeFor, SharedDecision, without_secrets
 from serving.inference_log import Entry
 from serving.models import ServedModel
 from tasador.core import shadow_store
@@ -106,7 +106,8 @@ class ChallengerWatcher:
             try:
                 found = registry.aliased_version(self._connect(), self.settings.mlflow, self._alias)
             except Exception as exc:
-                self.error = f"model registry unreachable: {summary(exc)}"
+                said = without_secrets(summary(exc), self.settings.mlflow.mlflow_tracking_uri)
+                self.error = f"model registry unreachable: {said}"
                 return
             named = None if found is None else str(found.version)
             if leading:

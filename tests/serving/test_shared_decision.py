@@ -46,6 +46,20 @@ def other_leader(
         shared.release()
 
 
+def serving_beside(
+    settings: Settings, leader: MadeFor, decided: str | None, error: str | None, serves: str
+) -> tuple[dict[str, Any], bool]:
+    """A server on ``settings`` beside another process's leader writing a decision for
+    ``leader``: its ``/ready`` once version ``serves`` answers, and whether it ever led."""
+    with (
+        other_leader(settings, leader, decided, error),
+        running(settings) as (url, service),
+    ):
+        wait_until(lambda: ready_version(url) == serves, 60, f"version {serves} serves")
+        ready: dict[str, Any] = httpx.get(f"{url}/ready").json()
+        return ready, service.watcher.status.leader
+
+
 def test_a_decision_made_for_another_registry_is_ignored_and_said(
     serving_settings: Settings, xgb_model: Any, clean_sample: pd.DataFrame
 ) -> None:
@@ -54,16 +68,12 @@ def test_a_decision_made_for_another_registry_is_ignored_and_said(
         mlflow_tracking_uri="http://other-mlflow.example:5000", model_name="another-model"
     )
     outage = "model registry unreachable: the other server's registry is down"
-    with (
-        other_leader(serving_settings, MadeFor.of(other, "production"), None, outage),
-        running(serving_settings) as (url, service),
-    ):
-        # Following the other leader would leave this server unready ("registry unreachable").
-        wait_until(lambda: ready_version(url) == served, 60, "this registry's version serves")
-        ready = httpx.get(f"{url}/ready").json()
-        watcher = service.watcher
+    # Following the other leader would leave this server unready ("registry unreachable").
+    ready, led = serving_beside(
+        serving_settings, MadeFor.of(other, "production"), None, outage, serves=served
+    )
 
-    assert not watcher.status.leader  # the other server holds the lock throughout
+    assert not led  # the other server holds the lock throughout
     ours = registry_address(serving_settings.mlflow.mlflow_tracking_uri or "")
     said = ready["registry"]["ignored_decision"]
     assert said == (
@@ -84,16 +94,12 @@ def test_a_decision_for_this_registry_is_followed(
     # The same registry written another way: compared in a normal form.
     uri = serving_settings.mlflow.mlflow_tracking_uri or ""
     same = serving_settings.updated(mlflow_tracking_uri=f"HTTP{uri.removeprefix('http')}/")
-    with (
-        other_leader(serving_settings, MadeFor.of(same, "production"), decided, None),
-        running(serving_settings) as (url, service),
-    ):
-        # The decision, not this worker's own look at the alias: it follows the leader.
-        wait_until(lambda: ready_version(url) == decided, 60, "the decided version serves")
-        ready = httpx.get(f"{url}/ready").json()
-        watcher = service.watcher
+    # The decision, not this worker's own look at the alias (the newer version): it follows.
+    ready, led = serving_beside(
+        serving_settings, MadeFor.of(same, "production"), decided, None, serves=decided
+    )
 
-    assert not watcher.status.leader
+    assert not led
     assert ready["registry"]["ignored_decision"] is None
     assert ready["registry"]["alias_version"] == decided
 
