@@ -44,6 +44,7 @@ class _Build:
     refusal of a model SHAP cannot explain."""
 
     served: ServedModel
+    at_load: bool  # started by the version's load (else by an /explain, which waits for it)
     done: threading.Event = field(default_factory=threading.Event)
     explainer: RowExplainer | None = None
     refusal: str | None = None  # why SHAP cannot explain it (a new BadInput per request)
@@ -73,16 +74,18 @@ class Explainers:
                 for key, build in self._builds.items()
                 if any(build.served is model for model in loaded)
             }
-        build, mine = self._claim(served)
+        build, mine = self._claim(served, at_load=True)
         if mine:
             name = f"explainer-{served.info.version}"
             threading.Thread(target=self._run, args=(build,), name=name, daemon=True).start()
 
     def building(self, served: ServedModel) -> bool:
-        """Whether ``served``'s explainer is being built right now."""
+        """Whether ``served``'s explainer is being built by its load right now."""
         with self._lock:
             build = self._builds.get(_key(served))
-        return build is not None and build.served is served and not build.done.is_set()
+        if build is None or build.served is not served:
+            return False
+        return build.at_load and not build.done.is_set()
 
     def kept(self) -> list[str]:
         """The versions whose explainer is kept (built or being built)."""
@@ -94,7 +97,7 @@ class Explainers:
 
         Built here (in the caller's thread) when no load prepared it, e.g. a model set in
         place; waits for a build already under way."""
-        build, mine = self._claim(served, keep=KEPT_VERSIONS)
+        build, mine = self._claim(served, at_load=False)
         if mine:
             self._run(build)
         build.done.wait()
@@ -105,17 +108,20 @@ class Explainers:
         assert build.explainer is not None  # done, neither refused nor failed
         return build.explainer
 
-    def _claim(self, served: ServedModel, keep: int | None = None) -> tuple[_Build, bool]:
-        """``served``'s build, and whether the caller is the one to run it (a new one)."""
+    def _claim(self, served: ServedModel, at_load: bool) -> tuple[_Build, bool]:
+        """``served``'s build, and whether the caller is the one to run it (a new one).
+
+        Built on demand, only the newest KEPT_VERSIONS are kept; at load, those of the loaded
+        versions (:meth:`prepare` dropped the others)."""
         key = _key(served)
         with self._lock:
             found = self._builds.get(key)
             if found is not None and found.served is served:
                 return found, False
-            build = _Build(served)
+            build = _Build(served, at_load)
             kept = list(self._builds.items())
-            if keep is not None:
-                kept = kept[-(keep - 1) :]
+            if not at_load:
+                kept = kept[-(KEPT_VERSIONS - 1) :]
             self._builds = {**dict(kept), key: build}
             return build, True
 
