@@ -129,7 +129,8 @@ class Explainers:
         served = build.served
         try:
             build.explainer = _build_explainer(served)
-            self.builds += 1
+            with self._lock:  # builds of two versions may end together
+                self.builds += 1
         except BadInput as exc:
             build.refusal = str(exc)
         except Exception as exc:  # logged, and forgotten: the next /explain builds it again
