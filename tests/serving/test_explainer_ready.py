@@ -19,6 +19,8 @@ import pytest
 
 from serving import explanations
 from tasador.core.config import Settings
+from tasador.core.errors import BadInput
+from tests.helpers.broken_models import NaNRegressor
 from tests.helpers.mlflow import register
 from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
 
@@ -106,3 +108,22 @@ def test_explain_answers_503_being_built_without_taking_a_slot(
                 assert http.post(f"{url}/explain", json=LISTING).status_code == 200
         finally:
             release.set()
+
+
+@pytest.mark.server
+def test_a_model_shap_cannot_explain_gets_the_same_503_as_on_demand(
+    serving_settings: Settings,
+) -> None:
+    model = NaNRegressor(only_for={"bed": -1.0}).fit(None, None)  # finite prices, no pipeline
+    with running(serving_settings) as (url, service):
+        served = in_memory(model, serving_settings.mlflow.model_name, "5")
+        service.watcher.current = served
+        service.explainers.prepare(served, [served])  # what a load does
+        wait_until(lambda: not service.explainers.building(served), 60, "the build ends")
+        answer = httpx.post(f"{url}/explain", json=LISTING, timeout=30)
+        with pytest.raises(BadInput) as on_demand:  # how the first /explain built it before
+            explanations.Explainers().of(served)
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == str(on_demand.value)
+    assert str(on_demand.value).startswith("version 5 cannot be explained: ")
+    assert service.explainers.builds == 0
