@@ -60,7 +60,7 @@ def test_the_explainer_is_built_at_load_and_a_flood_gets_explanations(
         statuses = flood(url)
         print(f"{FLOOD_CLIENTS} clients for {FLOOD_S:.0f}s, cap 2: {dict(statuses)}")
         assert set(statuses) <= {200, 429}, statuses  # never "being built" once built
-        assert statuses[200] >= 10, statuses  # not every call refused
+        assert statuses[200] >= 5, statuses  # not every call refused (26 of 1,546 measured)
         assert service.explainers.builds == 1  # built once, not per request
 
         # A swap builds the new version's explainer; the previous version stays loaded (for an
