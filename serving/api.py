@@ -11,8 +11,9 @@ How a request goes: its dependencies (serving.deps) check the API key, read and 
 
 Bounded by construction (docs/reliability.md): a body is refused (413) as soon as it passes
 ``serving_max_body_bytes``; at most ``serving_max_explains`` explanations run at once (more get
-429 with ``Retry-After``), so SHAP cannot take the CPU ``/predict`` needs; a non-finite price is
-never served (503). With ``serving_api_key`` set, /predict, /explain and /model need that key.
+429 with ``Retry-After``; 503 while the version's explainer, built when it loads, is not yet),
+so SHAP cannot take the CPU ``/predict`` needs; a non-finite price is never served (503). With
+``serving_api_key`` set, /predict, /explain and /model need that key.
 """
 
 from __future__ import annotations

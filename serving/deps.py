@@ -29,6 +29,7 @@ from serving.service import Service
 from tasador.core.config import Settings
 
 RETRY_AFTER_S = 1  # what a 429 asks: one explanation takes well under a second
+BUILDING_RETRY_AFTER_S = 2  # what a 503 "being built" asks: a build takes seconds, SHAP's import
 
 
 def service_of(request: Request) -> Service:
@@ -122,6 +123,22 @@ async def current_model(service: ServiceDep) -> ServedModel:
 
 
 CurrentModel = Annotated[ServedModel, Depends(current_model)]
+
+
+async def explainer_built(service: ServiceDep) -> None:
+    """503 with ``Retry-After`` while the serving version's explainer is being built (it is,
+    from the moment the version loads: serving.explanations), before any slot is taken: the
+    wait is the build's, not other explanations'."""
+    served = service.watcher.current
+    if served is not None and service.explainers.building(served):
+        raise RequestRefused(
+            503,
+            f"explainer for version {served.info.version} is being built: retry later",
+            headers={"Retry-After": str(BUILDING_RETRY_AFTER_S)},
+        )
+
+
+ExplainerBuilt = Depends(explainer_built)
 
 
 async def explain_slot(service: ServiceDep, settings: SettingsDep) -> AsyncIterator[None]:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from functools import cached_property
-from typing import TYPE_CHECKING
 
 from fastapi.responses import Response
 
 from serving.answers import LOGGED_BODY_BYTES, REQUEST_ID_HEADER, LoggedRequest, RequestRefused
 from serving.bodies import Bodies
+from serving.explanations import Explainers, explain_listing
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog
 from serving.metrics import ServingMetrics
@@ -22,9 +21,6 @@ from serving.schema import Explanation, Listing
 from serving.shadow import Shadow
 from tasador.core import db
 from tasador.core.config import Settings
-
-if TYPE_CHECKING:
-    from serving.explanations import Explainers
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +48,7 @@ class Service:
             settings.serving.serving_max_body_bytes, settings.serving.serving_max_rows
         )
         self.explaining = 0  # explanations running; only the event loop changes it
+        self.explainers = Explainers()  # built per version as it loads (see _swapped)
         key = settings.serving.serving_api_key
         self.api_key = key.get_secret_value().encode() if key is not None else None
 
@@ -70,23 +67,20 @@ class Service:
         self.log.stop()
         self.metrics.stop()
 
-    @cached_property
-    def explainers(self) -> Explainers:
-        """SHAP's explainers, imported at the first /explain: SHAP (and matplotlib) cost each
-        worker ~5 s of start-up and ~100 MB that /predict never needs."""
-        from serving.explanations import Explainers
-
-        return Explainers()
-
     def explain(self, served: ServedModel, listing: Listing, price: float) -> Explanation:
-        """One explanation (in a worker thread: the first one imports SHAP)."""
-        from serving.explanations import explain_listing
-
+        """One explanation (in a worker thread: it may wait for the version's explainer)."""
         return explain_listing(served, listing, self.explainers, price)
 
     def _swapped(self, served: ServedModel) -> None:
         info = served.info
         self.metrics.model_swapped(info.name, info.version, info.alias)
+        # The explainer is built now, in its own thread (neither the watcher's, which keeps
+        # polling, nor the event loop), so SHAP's import (~5 s, ~100 MB per worker) is paid at
+        # the first load rather than at the first /explain: there it held the first
+        # explanations' slots for seconds while every other was refused. /ready does not wait
+        # for it: /predict never needs SHAP.
+        loaded = [m for m in (self.watcher.current, self.watcher.previous) if m is not None]
+        self.explainers.prepare(served, loaded)
 
     def unavailable(self) -> RequestRefused:
         """The 503 of a request that came before any model was loaded (the reason is told)."""

@@ -12,6 +12,7 @@ from serving.answers import RequestRefused
 from serving.deps import (
     ApiKey,
     CurrentModel,
+    ExplainerBuilt,
     ExplainSlot,
     Logged,
     OneListing,
@@ -29,8 +30,8 @@ router = APIRouter()
     "/explain",
     response_model=Explanation,
     responses={**NOT_READY, **UNAUTHORIZED, **LISTING_REFUSALS, **BUSY},
-    # In this order: the clock, the key, a free slot, and only then the body.
-    dependencies=[logged_as("explain"), ApiKey, ExplainSlot],
+    # In this order: the clock, the key, the explainer built, a free slot, and only then the body.
+    dependencies=[logged_as("explain"), ApiKey, ExplainerBuilt, ExplainSlot],
 )
 async def explain(
     logged: Logged, listings: OneListing, served: CurrentModel, service: ServiceDep
