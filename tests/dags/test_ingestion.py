@@ -3,16 +3,15 @@ data API."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from tasador.core import db, decisions_store, raw_store, services
 from tasador.core.config import Settings
 from tasador.loop import dag_defaults
+from tests.helpers.data_api import drift_zoo_api
 
 
 @pytest.fixture
@@ -20,25 +19,11 @@ def live_settings(settings: Settings, mlflow_server: str):
     port = services.free_port()
     # The DAG's tasks read the settings as given: the tracking URI is one (decide asks MLflow).
     live = settings.updated(
-        **{
-            "data_api_url": f"http://127.0.0.1:{port}",
-            "mlflow_tracking_uri": mlflow_server,
-            "model_name": f"ingestion-{uuid.uuid4().hex[:8]}",  # no production model yet
-        }
+        data_api_url=f"http://127.0.0.1:{port}",
+        mlflow_tracking_uri=mlflow_server,
+        model_name=f"ingestion-{uuid.uuid4().hex[:8]}",  # no production model yet
     )
-    command = services.tasador_command(
-        "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
-    )
-    env = {**os.environ, "TASADOR_STATE_DIR": str(settings.state_dir)}
-    with services.running(
-        command,
-        f"{live.data_api.data_api_url}/health",
-        settings.state_dir / "datasource.log",
-        env=env,
-    ):
-        httpx.get(
-            f"{live.data_api.data_api_url}/restart_data_generation", params={"group_number": 1}
-        )
+    with drift_zoo_api(live):
         yield live
 
 

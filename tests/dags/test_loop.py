@@ -3,12 +3,10 @@ PostgreSQL (RAW, CLEAN, Optuna storage) and a real MLflow server with S3 artifac
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from mlflow import MlflowClient
 from pydantic import SecretStr
@@ -16,6 +14,7 @@ from pydantic import SecretStr
 from experiments.study import load_study, study_name_for, trials_by_worker
 from tasador.core import db, decisions_store, lineage, names, raw_store, services
 from tasador.core.config import Settings
+from tests.helpers.data_api import drift_zoo_api
 from tests.helpers.search import load_batches
 
 
@@ -39,19 +38,7 @@ def loop_settings(settings: Settings, mlflow_server: str, make_database):
         search_cv_folds=2,
         shap_sample_rows=40,
     )
-    command = services.tasador_command(
-        "datasource", "--port", str(port), "--scenario", "drift-zoo", "--scale", "0.005"
-    )
-    env = {**os.environ, "TASADOR_STATE_DIR": str(settings.state_dir)}
-    with services.running(
-        command,
-        f"{live.data_api.data_api_url}/health",
-        settings.state_dir / "datasource.log",
-        env=env,
-    ):
-        httpx.get(
-            f"{live.data_api.data_api_url}/restart_data_generation", params={"group_number": 1}
-        )
+    with drift_zoo_api(live):
         yield live
 
 

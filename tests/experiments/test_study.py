@@ -125,11 +125,9 @@ def _slow_spaces(tmp_path, trees: int):
 
 def test_a_trial_past_its_time_limit_is_stopped_and_recorded(search_settings, raw_sample, tmp_path):
     settings = search_settings.updated(
-        **{
-            "search_spaces_dir": _slow_spaces(tmp_path, 3000),  # minutes per fold
-            "search_trials": 2,
-            "search_trial_timeout_s": 1.0,
-        }
+        search_spaces_dir=_slow_spaces(tmp_path, 3000),  # minutes per fold
+        search_trials=2,
+        search_trial_timeout_s=1.0,
     )
     plan = search.prepare_study(settings, _load(settings, raw_sample))
 
@@ -158,11 +156,9 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
     assert 5 <= search.counted_trials(study) <= 5 + workers - 1
 
     timed = search_settings.updated(
-        **{
-            "model_name": "timed",
-            "search_spaces_dir": _slow_spaces(tmp_path, 60),  # about a second a trial
-            "search_timeout_s": 4.0,
-        }
+        model_name="timed",
+        search_spaces_dir=_slow_spaces(tmp_path, 60),  # about a second a trial
+        search_timeout_s=4.0,
     )
     plan = search.prepare_study(timed, ids, n_trials=10_000)
     search_worker.run_workers(plan.study_name, timed, workers)  # the budget comes from the setting

@@ -239,12 +239,10 @@ def test_requests_keep_being_answered_and_logged_across_a_database_restart(
 ) -> None:
     pg_dir, url = own_postgres
     settings = settings.updated(
-        **{
-            "raw_db_url": SecretStr(url),
-            "serving_log_flush_s": 0.2,
-            "serving_log_buffer_rows": 100,
-            "mlflow_tracking_uri": "http://127.0.0.1:9",  # no registry: the model is in place
-        }
+        raw_db_url=SecretStr(url),
+        serving_log_flush_s=0.2,
+        serving_log_buffer_rows=100,
+        mlflow_tracking_uri="http://127.0.0.1:9",  # no registry: the model is in place
     )
     spool = settings.state_dir / "serving" / "spool"
 
