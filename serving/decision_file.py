@@ -19,6 +19,7 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from tasador.core.config import Settings
+from tasador.core.errors import summary
 
 
 def registry_address(uri: str) -> str:
@@ -48,6 +49,12 @@ def without_secrets(text: str, uri: str | None) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def registry_error(exc: BaseException, settings: Settings) -> str:
+    """What ``exc`` (from the registry, or a model's download from it) says, for /ready, /model
+    and the shared file: its :func:`summary` without the registry's credentials."""
+    return without_secrets(summary(exc), settings.mlflow.mlflow_tracking_uri)
 
 
 @dataclass(frozen=True)

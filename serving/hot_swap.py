@@ -54,10 +54,9 @@ from mlflow.entities.model_registry import ModelVersion
 from experiments import registry
 from serving import models, validation
 from serving.background import PeriodicLoop
-from serving.decision_file import MadeFor, SharedDecision, without_secrets
+from serving.decision_file import MadeFor, SharedDecision, registry_error
 from serving.models import ServedModel
 from tasador.core.config import Settings
-from tasador.core.errors import summary
 
 logger = logging.getLogger(__name__)
 
@@ -198,13 +197,9 @@ class ModelWatcher:
                 )
             )
         except Exception as exc:
-            self.status.error = f"model registry unreachable: {self._said(exc)}"
+            self.status.error = f"model registry unreachable: {registry_error(exc, self.settings)}"
             return
         self._act(decision.version, version)
-
-    def _said(self, exc: Exception) -> str:
-        """What ``exc`` says, for /ready and the shared file: no credentials of the registry."""
-        return without_secrets(summary(exc), self.settings.mlflow.mlflow_tracking_uri)
 
     def _serving(self, version: str) -> bool:
         return self.current is not None and self.current.info.version == version
@@ -223,7 +218,7 @@ class ModelWatcher:
                 self._client = registry.connect(self.settings)
             version = registry.production_version(self._client, self.settings)
         except Exception as exc:
-            self.status.error = f"model registry unreachable: {self._said(exc)}"
+            self.status.error = f"model registry unreachable: {registry_error(exc, self.settings)}"
             if self.status.reachable is not False:  # once per outage, not per poll
                 logger.warning("%s; serving on", self.status.error)
             self.status.reachable = False
@@ -292,7 +287,9 @@ class ModelWatcher:
             serving = self.current.info.version if self.current else None
             logger.error("%s; still serving version %s", refusal.reason, serving)
         except Exception as exc:
-            self.status.error = f"version {version.version} failed to load: {self._said(exc)}"
+            self.status.error = (
+                f"version {version.version} failed to load: {registry_error(exc, self.settings)}"
+            )
             logger.exception(
                 "loading %s version %s", self.settings.mlflow.model_name, version.version
             )

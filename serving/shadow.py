@@ -42,7 +42,7 @@ from experiments import registry
 from serving import models
 from serving.background import PeriodicLoop
 from serving.batch import ListingColumns
-from serving.decision_file import MadeFor, SharedDecision, without_secrets
+from serving.decision_file import MadeFor, SharedDecision, registry_error
 from serving.inference_log import Entry
 from serving.models import ServedModel
 from tasador.core import shadow_store
@@ -106,8 +106,7 @@ class ChallengerWatcher:
             try:
                 found = registry.aliased_version(self._connect(), self.settings.mlflow, self._alias)
             except Exception as exc:
-                said = without_secrets(summary(exc), self.settings.mlflow.mlflow_tracking_uri)
-                self.error = f"model registry unreachable: {said}"
+                self.error = f"model registry unreachable: {registry_error(exc, self.settings)}"
                 return
             named = None if found is None else str(found.version)
             if leading:
@@ -143,7 +142,9 @@ class ChallengerWatcher:
             logger.info("shadow scoring with challenger version %s", named)
         except Exception as exc:  # production keeps serving; the shadow waits for a loadable one
             self.current = None
-            self.error = f"challenger version {named} failed to load: {summary(exc)}"
+            self.error = (
+                f"challenger version {named} failed to load: {registry_error(exc, self.settings)}"
+            )
             logger.exception("loading challenger version %s", named)
 
     def stop(self) -> None:
