@@ -165,8 +165,15 @@ def test_trial_and_time_budgets_hold_across_worker_processes(search_settings, ra
     study, _ = search.load_study(plan.study_name, timed)
     trials = study.get_trials(states=search.COUNTED_STATES)
     first = min(t.datetime_start for t in trials)
-    late = [t for t in trials if (t.datetime_start - first).total_seconds() > 4.0]
-    assert not late  # no worker started a trial past the shared deadline
+    # A worker checks the shared deadline, then asks for a trial, whose start the storage records
+    # a database round trip later (longer on a loaded machine): that much is not a late start.
+    recorded_within_s = 1.0
+    late = {
+        t.number: round((t.datetime_start - first).total_seconds() - 4.0, 3)
+        for t in trials
+        if (t.datetime_start - first).total_seconds() > 4.0 + recorded_within_s
+    }
+    assert not late, f"trials started past the shared deadline (seconds late): {late}"
     ended_late = [t for t in trials if (t.datetime_complete - first).total_seconds() > 4.0]
     assert len(ended_late) <= workers  # at most the trial each worker was running
     assert len({t.user_attrs["worker"] for t in trials}) <= workers
