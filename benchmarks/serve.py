@@ -24,8 +24,11 @@ realtor sample, registers it (``experiments.registry.log_and_register``) and poi
 
 It ends with one line per family (the table that goes into the README): how the version is
 scored (fast path or pipeline), start-up and memory, single-row requests/s and p50/p99 at each
-level, 1,000-row batches in rows/s, mlflow's single-row requests/s and the ratio, wrk's figures,
-and the goals (>= 50x mlflow single-row, p99 < 10 ms at 4 connections, >= 100k rows/s batched).
+level, 1,000-row batches in rows/s, mlflow's single-row requests/s and the ratio, wrk's p50/p99
+at each level, and the goals (>= 50x mlflow single-row, p99 < 10 ms at 4 connections, >= 100k
+rows/s batched; with wrk, p99 <= 10 ms at 4 connections and <= 25 ms at 16). wrk is open-loop
+where this script's client is closed-loop: a server that stalls for 200 ms shows it in wrk's
+p99 (every request that would have arrived meanwhile counts as waiting) and barely in ours.
 
 Bodies are real listings of the sample (without their price), each in the form its server
 accepts: our API takes the raw JSON fields, MLflow's signature wants ids as text and sizes as
@@ -97,6 +100,8 @@ FAMILY_PARAMS: dict[str, dict[str, Any]] = {  # mid-range of search_spaces/*.yam
     "lightgbm": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31},
 }  # fmt: skip
 GOAL_RATIO, GOAL_P99_MS, GOAL_BATCH_ROWS_S = 50.0, 10.0, 100_000.0
+# wrk's single-row p99 (issue 28: an open-loop client sees the stalls a closed-loop one hides).
+GOAL_WRK_P99_MS = {4: 10.0, 16: 25.0}
 
 
 # --- the load generator (runs in spawned processes: stdlib, numpy, psutil only) ----------
@@ -646,7 +651,9 @@ class WrkFigures:
     connections: int
     per_s: float
     p50_ms: float
+    p90_ms: float
     p99_ms: float
+    max_ms: float
     errors: int  # non-2xx answers and socket errors
 
 
@@ -686,21 +693,24 @@ def wrk(port: int, path: str, bodies: list[bytes], connections: int, args: argpa
             print(f"  wrk did not run: {(done.stdout + done.stderr)[-500:]}", flush=True)
     finally:
         script.unlink(missing_ok=True)
-    per_s, p50, p99, errors = float("nan"), float("nan"), float("nan"), 0
+    per_s, errors = float("nan"), 0
+    at = {"50%": float("nan"), "90%": float("nan"), "99%": float("nan"), "max": float("nan")}
     for line in out.splitlines():
         parts = line.split()
         if line.startswith("Requests/sec:"):
             per_s = float(parts[1])
-        elif parts[:1] == ["50%"]:
-            p50 = _milliseconds(parts[1])
-        elif parts[:1] == ["99%"]:
-            p99 = _milliseconds(parts[1])
+        elif parts[:1] and parts[0] in at:
+            at[parts[0]] = _milliseconds(parts[1])
+        elif parts[:1] == ["Latency"] and len(parts) >= 4:  # avg, stdev, max
+            at["max"] = _milliseconds(parts[3])
         elif "Non-2xx" in line or line.strip().startswith("Socket errors"):
             errors += sum(int(x.strip(",")) for x in parts if x.strip(",").isdigit())
-    figures = WrkFigures(connections, per_s, p50, p99, errors)
+    p50, p90, p99, top = at["50%"], at["90%"], at["99%"], at["max"]
+    figures = WrkFigures(connections, per_s, p50, p90, p99, top, errors)
     print(
-        f"  wrk, 1 row x {connections}: {per_s:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-        f"{errors} errors (load average {os.getloadavg()[0]:.1f})",
+        f"  wrk, 1 row x {connections}: {per_s:,.0f} req/s, p50 {p50:.2f} ms, p90 {p90:.2f} ms, "
+        f"p99 {p99:.2f} ms, max {top:.1f} ms, {errors} errors "
+        f"(load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
     return figures
@@ -824,7 +834,7 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
     head += [f"req/s @{c}" for c in levels] + [f"p50/p99 ms @{c}" for c in levels]
     head += ["CPU ms/req @1", "batch rows/s", "CPU µs/row batched"]
     head += ["mlflow req/s @1", "× mlflow", "wrk req/s"]
-    head += ["wrk p99 ms @4", "goals"]
+    head += [f"wrk p50/p99 ms @{c}" for c in levels] + ["goals"]
     lines = ["| " + " | ".join(head) + " |", "| --- | --- |" + " ---: |" * (len(head) - 2)]
     for run in runs:
         singles = [_single(run.ours, c) for c in levels]
@@ -842,11 +852,16 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
             (f.cpu_ms_per_request * 1000 / f.rows_per_request for f in batches),
             default=float("nan"),
         )
-        wrk4 = next((w for w in run.cross if w.connections == 4), None)
+        by_wrk = {w.connections: w for w in run.cross}
         goals = [
             ("50×", ratio >= GOAL_RATIO),
             ("p99", at4 is not None and at4.p99_ms < GOAL_P99_MS),
             ("100k", batch >= GOAL_BATCH_ROWS_S),
+            *[
+                (f"wrk p99 @{c}", c in by_wrk and by_wrk[c].p99_ms <= limit)
+                for c, limit in GOAL_WRK_P99_MS.items()
+                if run.cross
+            ],
         ]
         cells = [
             run.family,
@@ -861,7 +876,10 @@ def family_table(runs: list[FamilyRun], levels: list[int]) -> str:
             f"{theirs.per_s:,.1f}" if theirs else "-",
             f"{ratio:,.0f}×" if ratios else "-",
             " / ".join(f"{w.per_s:,.0f}" for w in run.cross) or "-",
-            f"{wrk4.p99_ms:.1f}" if wrk4 else "-",
+            *[
+                f"{by_wrk[c].p50_ms:.1f} / {by_wrk[c].p99_ms:.1f}" if c in by_wrk else "-"
+                for c in levels
+            ],
             ", ".join(f"{name} {'met' if ok else 'NOT met'}" for name, ok in goals),
         ]
         lines.append("| " + " | ".join(cells) + " |")

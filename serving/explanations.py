@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from experiments import registry
 from experiments.features import model_input
+from serving import heap
 from serving.models import ServedModel
 from serving.schema import Contribution, Explanation, Listing
 from tasador.core.errors import BadInput
@@ -131,6 +132,7 @@ class Explainers:
             build.explainer = _build_explainer(served)
             with self._lock:  # builds of two versions may end together
                 self.builds += 1
+            heap.settle(f"the explainer of version {served.info.version} built")  # SHAP's too
         except BadInput as exc:
             build.refusal = str(exc)
         except Exception as exc:  # logged, and forgotten: the next /explain builds it again

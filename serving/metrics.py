@@ -24,6 +24,7 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from serving import heap
 from serving.background import PeriodicLoop
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
@@ -129,6 +130,12 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.frozen = Gauge(
+            "tasador_frozen_objects",
+            "Objects frozen out of the garbage collector's reach after loads (serving.heap).",
+            registry=r,
+            multiprocess_mode="liveall",  # per worker: it should stay flat across swaps
+        )
         shadow_docs = {
             "scored": "Rows the @challenger priced in the shadow of production.",
             "written": "Shadow rows stored in RAW shadow_predictions.",
@@ -177,6 +184,7 @@ class ServingMetrics:
                     self._refused.labels(*labels).set(1)
                 self._refused_labels = labels
             self.last_swap.set(status.last_swap.seconds if status.last_swap else 0.0)
+            self.frozen.set(heap.frozen_objects())
 
     def start(self) -> None:
         """In multiprocess mode, publish every ``PUBLISH_S`` (other workers' scrapes read it)."""

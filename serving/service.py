@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from fastapi.responses import Response
 
+from serving import heap
 from serving.answers import LOGGED_BODY_BYTES, REQUEST_ID_HEADER, LoggedRequest, RequestRefused
 from serving.bodies import Bodies
 from serving.explanations import Explainers, explain_listing
@@ -81,6 +82,8 @@ class Service:
         # for it: /predict never needs SHAP.
         loaded = [m for m in (self.watcher.current, self.watcher.previous) if m is not None]
         self.explainers.prepare(served, loaded)
+        # What the load allocated stays until the next swap: out of the collector's walks.
+        heap.settle(f"{info.name} version {info.version} loaded")
 
     def unavailable(self) -> RequestRefused:
         """The 503 of a request that came before any model was loaded (the reason is told)."""
