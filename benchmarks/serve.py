@@ -965,6 +965,13 @@ def run_family(
     return FamilyRun(family, version, used, ours, theirs, cross, gap)
 
 
+def _keep_on_ctrl_c() -> None:
+    """Load generators ignore the terminal's Ctrl-C (sent to the whole process group): killed
+    while waiting for a task, one would hold the pool's queue lock forever; the main process
+    ends them with terminate() instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main() -> None:
     args = parse_args()
     for name in [n for n in os.environ if n.startswith("TASADOR_")]:
@@ -985,7 +992,7 @@ def main() -> None:
             f"{bodies.batch_rows:,} rows",
             flush=True,
         )
-        pool = multiprocessing.get_context("spawn").Pool(args.clients)
+        pool = multiprocessing.get_context("spawn").Pool(args.clients, initializer=_keep_on_ctrl_c)
         runs = [
             run_family(pool, settings, uri, frame, bodies, family, args) for family in args.families
         ]
@@ -1022,10 +1029,12 @@ def main() -> None:
         print(f"answers other than 200: {answers_other_than_200(runs) or 'none'}")
         print(f"whole run: {time.monotonic() - began:.0f} s")
     finally:
+        # The servers first: a pool whose worker was killed while holding the task queue's lock
+        # hangs in terminate(), and must not leave PostgreSQL and MLflow running behind it.
+        tear_down(state)
         if pool is not None:
             pool.terminate()
             pool.join()
-        tear_down(state)
 
 
 def set_up(state: Path) -> Any:
