@@ -47,11 +47,24 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _AFTER_ROW = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # the separator after a row
 # What text can hold that a column cannot: a NUL or a lone surrogate, which JSON writes only as
 # an escape (a raw NUL in a string is not JSON). Other escapes (\u00e9) decode to storable text.
-_UNSTORABLE = r"\\u(?:0000|[dD][89a-fA-F])|\x00"
+# (One literal start keeps the search over a whole chunk fast.)
+_UNSTORABLE = r"\\u(?:0000|[dD][89a-fA-F])"
 _NOT_FLAT = re.compile(r"[\[{]|" + _UNSTORABLE)  # nesting, or an escape that may be unstorable
 _UNSTORABLE_TEXT = re.compile(_UNSTORABLE)
 _decode = json.JSONDecoder().raw_decode
 _decode_list = msgspec.json.Decoder().decode  # untyped: dicts, lists and scalars, like json
+# Rows with exactly the columns, as objects (keys in any order) or as lists in column order,
+# each value a scalar, decode straight into a struct per row: its fields are the columns.
+_fields = [(column, str | int | float | bool | None) for column in RAW_COLUMNS]
+_ObjectRow = msgspec.defstruct("_ObjectRow", _fields, forbid_unknown_fields=True, gc=False)
+_ListRow = msgspec.defstruct(
+    "_ListRow", _fields, array_like=True, forbid_unknown_fields=True, gc=False
+)
+_decode_rows = {
+    "{": msgspec.json.Decoder(list[_ObjectRow]).decode,  # type: ignore[valid-type]
+    "[": msgspec.json.Decoder(list[_ListRow]).decode,  # type: ignore[valid-type]
+}
+_as_tuple = msgspec.structs.astuple
 _EXPECTED_KEYS = frozenset(RAW_COLUMNS)
 _in_column_order = itemgetter(*RAW_COLUMNS)
 
@@ -158,8 +171,14 @@ class _Chunks:
             raise _invalid(f"body: not UTF-8 text ({exc.reason})") from None
         self.eof = not data
         self.reads += 1
+        self.drop()
+        self.buf += text
+
+    def drop(self) -> None:
+        """Forget the text consumed so far: what is copied or scanned later (a JSON error counts
+        the lines before it) is only what is left."""
         self.consumed += self.pos
-        self.buf = self.buf[self.pos :] + text
+        self.buf = self.buf[self.pos :]
         self.pos = 0
 
     def peek(self) -> str:
@@ -243,48 +262,37 @@ def _last_row_end(buf: str, start: int) -> tuple[int, int] | None:
     return None
 
 
-def _flat_values(rows: list[Any]) -> list[tuple[Any, ...]] | None:
-    """The rows' values in column order when each is an object with exactly the columns or a
-    list of their number; None at the first that is not."""
-    values: list[tuple[Any, ...]] = []
-    width = len(RAW_COLUMNS)
-    for row in rows:
-        kind = type(row)
-        if kind is dict and row.keys() == _EXPECTED_KEYS:
-            values.append(_in_column_order(row))
-        elif kind is list and len(row) == width:
-            values.append(tuple(row))
-        else:
-            return None
-    return values
-
-
 def _take_rows(chunks: _Chunks, split: SplitRows, index: int) -> int | None:
-    """Decode the buffer's complete rows from the position in one msgspec call and keep them;
-    leave the position at the row after them. The number of rows kept, or None when msgspec
-    refuses the stretch (nothing kept: the caller reads it row by row)."""
+    """Decode the buffer's complete rows from the position with msgspec and keep them; leave
+    the position at the row after them. The number of rows kept, or None when msgspec refuses
+    the stretch (nothing kept: the caller reads it row by row)."""
     buf, start = chunks.buf, chunks.pos
     found = _last_row_end(buf, start)
     if found is None:
         return 0
     end, comma = found
-    try:
-        rows = _decode_list("[" + buf[start:end] + "]")
-    except msgspec.DecodeError:
-        return None
-    # Every row an object or a list and as many brackets as rows: no row nests a value, so all
-    # values are scalars (a bracket inside a string only sends the stretch the careful way).
-    values = None
-    if buf.count("{", start, end) + buf.count("[", start, end) == len(rows):
-        if _UNSTORABLE_TEXT.search(buf, start, end) is None:
-            values = _flat_values(rows)
-    if values is not None:
-        split.rows.extend(values)
+    stretch = "[" + buf[start:end] + "]"
+    rows: list[Any] | None = None
+    escape = buf.find("\\u", start, end)  # a plain find first: most bodies have no escapes
+    if escape < 0 or _UNSTORABLE_TEXT.search(buf, escape, end) is None:  # no NUL, no surrogate
+        try:
+            rows = _decode_rows[buf[start]](stretch)
+        except msgspec.ValidationError:  # a row of another shape: the general way, below
+            pass
+        except msgspec.DecodeError:  # not JSON as msgspec reads it (NaN, a cut in a string)
+            return None
+    if rows is not None:
+        split.rows.extend(map(_as_tuple, rows))
         split.indexes.extend(range(index, index + len(rows)))
     else:
+        try:  # the general way: each row checked on its own
+            rows = _decode_list(stretch)
+        except msgspec.DecodeError:
+            return None
         for offset, row in enumerate(rows):
             add_row(split, row, index + offset)
     chunks.pos = _WHITESPACE.match(buf, comma + 1).end()  # type: ignore[union-attr]
+    chunks.drop()  # what is left is at most a row
     return len(rows)
 
 
