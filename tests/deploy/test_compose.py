@@ -89,7 +89,7 @@ def test_the_stack_runs_the_postgresql_major_of_the_embedded_server() -> None:
         found = re.match(r"postgres:(\d+)\.", service["image"])
         assert found and int(found.group(1)) == runs, (
             f"{name} runs {service['image']} but the embedded server runs PostgreSQL {runs}: "
-            f"pin docker-compose.yml's postgres image to a {runs}.x release"
+            f"pin docker-compose.yml's postgres image to postgres:{runs}.x"
         )
         # From 18 on the image keeps its data in /var/lib/postgresql/<major>/docker and refuses
         # to start with a volume at the older /var/lib/postgresql/data.
