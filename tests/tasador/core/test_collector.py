@@ -191,12 +191,21 @@ def test_exhausted_api_is_a_normal_outcome(settings, api):
     assert result.outcome == "exhausted" and result.batch_id is None
 
 
+# Indented, with a chunk of good rows read before the bad one: still nothing stored.
+BAD_DEEP_IN_AN_INDENTED_BODY = (
+    json.dumps({"group_number": 1, "batch_number": 0, "data": [ROW] * 4000 + ["BAD"]}, indent=2)
+    .replace('"BAD"', "tru")
+    .encode()
+)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (b"<html>not json</html>", "invalid batch"),
         (json.dumps({"group_number": 1, "batch_number": 0}).encode(), "data"),
         (json.dumps({"group_number": 7, "batch_number": 0, "data": []}).encode(), "group 7"),
+        (BAD_DEEP_IN_AN_INDENTED_BODY, "not JSON at character"),
     ],
 )  # fmt: skip
 def test_a_body_that_is_no_batch_is_a_clear_error_and_kept(settings, api, body, message):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
 
 import pytest
@@ -103,3 +104,71 @@ def test_progress_is_told_the_rows_read():
 def test_a_body_that_is_no_batch_is_refused_with_the_reason(data, message, chunk_bytes):
     with pytest.raises(PayloadError, match=message):
         read(data, chunk_bytes)
+
+
+# The layouts a sender may write: compact, json.dumps' defaults (", " and ": ", non-ASCII text
+# as \u escapes), indented.
+LAYOUTS = {
+    "compact": {"separators": (",", ":"), "ensure_ascii": False},
+    "spaced": {},
+    "indented": {"indent": 2},
+}
+ODD_ROWS = [
+    dict(reversed(ROW.items())),  # keys in another order
+    {**ROW, "city": "Bogotá ☕ 😀"},  # \u escapes, a surrogate pair among them
+    {**ROW, "city": 'a}, {"b": [1]}, '},  # what looks like a row's end inside a string
+    {**ROW, "street": 10**30},  # an integer wider than 64 bits, kept exact
+    {**ROW, "price": float("nan")},  # NaN: not JSON, but Python writes it
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("chunk_bytes", [97, 4096, 1 << 20])
+def test_any_layout_and_key_order_reads_the_same_rows(layout, chunk_bytes):
+    rows = [ROW] * 300 + ODD_ROWS + [ROW] * 300 + [{**ROW, "city": {"nested": 1}}] + [ROW] * 50
+    document = {"group_number": 1, "batch_number": 7, "data": rows, "day": "2024-01-02"}
+    data = json.dumps(document, **LAYOUTS[layout]).encode()
+    payload = read(data, chunk_bytes)
+    assert (payload.batch_number, payload.day) == (7, "2024-01-02")
+    assert payload.sha256 == hashlib.sha256(data).hexdigest()
+    kept = [i for i in range(len(rows)) if i != 605]
+    assert payload.split.indexes == kept
+    expected = [tuple(rows[i][c] for c in RAW_COLUMNS) for i in kept]
+    nan_at = kept.index(304)
+    assert math.isnan(payload.split.rows[nan_at][RAW_COLUMNS.index("price")])  # NaN != NaN
+    del expected[nan_at], payload.split.rows[nan_at]
+    assert payload.split.rows == expected
+    assert type(payload.split.rows[303][RAW_COLUMNS.index("street")]) is int
+    [rejected] = payload.split.rejected
+    assert rejected.row_index == 605 and "city is not a single value" in rejected.reason
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ({**ROW, "city": "Gra\x00ham"}, "city contains a NUL character"),
+        ({**ROW, "city": "\ud800"}, "city is not valid UTF-8 text"),
+        ({k: v for k, v in ROW.items() if k != "price"}, "missing: \\['price'\\]"),
+    ],
+)  # fmt: skip
+def test_an_unstorable_row_among_many_is_set_aside_alone(layout, row, reason):
+    rows = [ROW] * 200 + [row] + [ROW] * 200
+    layout_as_ascii = {**LAYOUTS[layout], "ensure_ascii": True}  # a lone surrogate as an escape
+    data = json.dumps({"group_number": 1, "batch_number": 0, "data": rows}, **layout_as_ascii)
+    payload = read(data.encode(), 4096)
+    assert payload.split.indexes == [i for i in range(401) if i != 200]
+    assert payload.split.rows == [VALUES] * 400
+    [rejected] = payload.split.rejected
+    assert rejected.row_index == 200 and re.search(reason, rejected.reason)
+    assert json.loads(rejected.content) == row
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bad_json_deep_in_a_body_is_refused_where_it_is(layout):
+    document = {"group_number": 1, "batch_number": 0, "data": [ROW] * 500}
+    text = json.dumps(document, **LAYOUTS[layout])
+    cut = text.rindex('"status"')  # in a row near the end, many chunks in
+    text = text[:cut] + '"x": tru, ' + text[cut:]
+    with pytest.raises(PayloadError, match=f"not JSON at character {cut + 5} "):
+        read(text.encode(), 4096)
