@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 
 class NaNRegressor(RegressorMixin, BaseEstimator):
@@ -37,3 +37,22 @@ class NaNRegressor(RegressorMixin, BaseEstimator):
                 broken &= np.asarray(features[column], dtype=float) == value
             prices[~broken] = 200_000.0
         return prices
+
+
+class OffForState(RegressorMixin, BaseEstimator):
+    """``estimator`` fitted as usual, its prices for listings of ``state`` times ``factor``: a
+    model better on average than a weak one, and much worse for that one state."""
+
+    def __init__(self, estimator: Any = None, state: str = "", factor: float = 3.0) -> None:
+        self.estimator = estimator
+        self.state = state
+        self.factor = factor
+
+    def fit(self, features: Any, target: Any) -> OffForState:
+        self.estimator_ = clone(self.estimator).fit(features, target)
+        return self
+
+    def predict(self, features: Any) -> np.ndarray:
+        prices = np.asarray(self.estimator_.predict(features), dtype=float)
+        off = np.asarray(features["state"] == self.state, dtype=bool)
+        return np.where(off, prices * self.factor, prices)
