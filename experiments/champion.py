@@ -36,13 +36,11 @@ Re-running it for the same study reuses the registered version and the stored de
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -60,12 +58,10 @@ from experiments import (
     runs,
     shadow_gate,
 )
-from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, timings
-from tasador.core.columns import TARGET
 from tasador.core.config import MlflowSettings, Settings
-from tasador.core.metrics import PRIMARY, regression_metrics
+from tasador.core.metrics import PRIMARY
 from tasador.core.names import (
     COMPARISON_FILE,
     HOLDOUT_PREFIX,
@@ -173,7 +169,10 @@ class _Productions:
             )
             model = registry.load_version(self.settings.mlflow, number)
             family = found.tags.get(registry.FAMILY_TAG, "?")
-            self.loaded[number] = (gate.score("production", number, family, model, self.holdout), model)
+            self.loaded[number] = (
+                gate.score("production", number, family, model, self.holdout),
+                model,
+            )
         return self.loaded[number]
 
 

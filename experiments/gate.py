@@ -283,9 +283,7 @@ def evidence_for(
     )
 
 
-def summarize(
-    challenger: Scored, production: Scored | None, evidence: Evidence | None
-) -> str:
+def summarize(challenger: Scored, production: Scored | None, evidence: Evidence | None) -> str:
     """One sentence on whether the challenger was promoted and why: the figures of the
     evidence and the guard that decided, or why no evidence was needed."""
     c = challenger.metrics[PRIMARY]
