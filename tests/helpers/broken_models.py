@@ -39,20 +39,28 @@ class NaNRegressor(RegressorMixin, BaseEstimator):
         return prices
 
 
-class OffForState(RegressorMixin, BaseEstimator):
-    """``estimator`` fitted as usual, its prices for listings of ``state`` times ``factor``: a
-    model better on average than a weak one, and much worse for that one state."""
+class Skewed(RegressorMixin, BaseEstimator):
+    """``estimator`` fitted as usual, its prices times ``factor``, and for listings of ``state``
+    times ``state_factor`` instead: a model worse everywhere by a set share, or better than
+    such a one on average and much worse for one state."""
 
-    def __init__(self, estimator: Any = None, state: str = "", factor: float = 3.0) -> None:
+    def __init__(
+        self,
+        estimator: Any = None,
+        factor: float = 1.0,
+        state: str | None = None,
+        state_factor: float = 1.0,
+    ) -> None:
         self.estimator = estimator
-        self.state = state
         self.factor = factor
+        self.state = state
+        self.state_factor = state_factor
 
-    def fit(self, features: Any, target: Any) -> OffForState:
+    def fit(self, features: Any, target: Any) -> Skewed:
         self.estimator_ = clone(self.estimator).fit(features, target)
         return self
 
     def predict(self, features: Any) -> np.ndarray:
         prices = np.asarray(self.estimator_.predict(features), dtype=float)
-        off = np.asarray(features["state"] == self.state, dtype=bool)
-        return np.where(off, prices * self.factor, prices)
+        off = features["state"].eq(self.state).fillna(False).to_numpy(dtype=bool)
+        return prices * np.where(off, self.state_factor, self.factor)
