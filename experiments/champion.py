@@ -8,10 +8,12 @@ that can be called alone:
    ``settings.mlflow.model_name`` with its lineage tags.
 2. **Challenge** (:func:`challenge`): score it and the current ``@production`` version on the
    same shared holdout rows (the ``is_holdout`` rows of the study's batches in CLEAN, which no
-   model trained on). Promote when there is no production model yet, or when the challenger's
-   holdout RMSLE is below the production model's by at least ``promotion_margin`` (relative:
-   0.01 means 1% better). The margin keeps the alias from flapping between equivalent models on
-   noise. Promotion is one ``set_registered_model_alias`` call; every version stays registered.
+   model trained on). Promote when there is no production model yet, or when the evidence of
+   experiments.gate holds: the paired bootstrap interval of the RMSLE improvement lies beyond
+   ``promotion_margin`` with ``promotion_confidence``, no state nor land/houses is worse by more
+   than ``promotion_segment_limit``, and the median percentage error is not worse. The margin
+   and the interval keep the alias from flapping between equivalent models on noise. Promotion
+   is one ``set_registered_model_alias`` call; every version stays registered.
    Reading production, comparing, moving the alias and writing the audit row happen under one
    advisory lock per model (``promotions.decide``): two trainings finishing together are
    decided one after the other, so the better model ends up serving. A challenger that prices
@@ -19,8 +21,9 @@ that can be called alone:
    whose output is not finite is beaten by any finite challenger. With
    ``promotion_min_shadow_rows`` set, a challenger that wins still waits for that many rows of
    live traffic scored next to production (experiments.shadow_gate). :func:`record_outcome`
-   logs the comparison table on the version's run and the study's parent run; the decision is
-   in ``model_promotions`` (see experiments.promotions).
+   logs the comparison table, the evidence's figures and its per-segment table on the
+   version's run and the study's parent run; the decision is in ``model_promotions`` (see
+   experiments.promotions).
 3. **Score families** (experiments.family_scores): every family's best trial on the same
    holdout, for the leaderboard across retrains.
 4. **Explain** (:func:`explain_challenger`): SHAP of the new model against the previous
@@ -33,13 +36,11 @@ Re-running it for the same study reuses the registered version and the stored de
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -48,6 +49,7 @@ from experiments import (
     data,
     explain,
     family_scores,
+    gate,
     leaderboard,
     promotions,
     refit,
@@ -56,16 +58,15 @@ from experiments import (
     runs,
     shadow_gate,
 )
-from experiments.features import model_input
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, timings
-from tasador.core.columns import TARGET
 from tasador.core.config import MlflowSettings, Settings
-from tasador.core.metrics import PRIMARY, regression_metrics
+from tasador.core.metrics import PRIMARY
 from tasador.core.names import (
     COMPARISON_FILE,
     HOLDOUT_PREFIX,
     HOLDOUT_PRIMARY,
+    SEGMENTS_FILE,
     SHAP_DIR,
     SHAP_PLOT,
     SHAP_SENTENCE,
@@ -74,29 +75,13 @@ from tasador.core.names import (
 
 
 @dataclass(frozen=True)
-class Scored:
-    """One model version's holdout metrics, as challenger or production."""
-
-    role: str  # "challenger" or "production"
-    version: int
-    family: str
-    metrics: dict[str, float]  # the RMSLE is NaN when any prediction is not finite
-    non_finite: int = 0  # holdout rows the model priced NaN or infinite
-
-    @property
-    def finite(self) -> bool:
-        """Every holdout prediction was a finite number."""
-        return self.non_finite == 0 and math.isfinite(self.metrics[PRIMARY])
-
-
-@dataclass(frozen=True)
 class RetrainingResult:
     """The outcome of a retraining: both models' scores, the promotion verdict and the runs."""
 
     study_name: str
     model_name: str
-    challenger: Scored
-    production: Scored | None  # the production model before the decision
+    challenger: gate.Scored
+    production: gate.Scored | None  # the production model before the decision
     promoted: bool
     summary: str
     run_id: str  # the challenger version's run (model, comparison, SHAP, report)
@@ -112,57 +97,15 @@ class RetrainingResult:
         )
 
 
-def summarize(challenger: Scored, production: Scored | None, promoted: bool, margin: float) -> str:
-    """One sentence on whether the challenger was promoted, with both RMSLEs and the gain."""
-    c = challenger.metrics[PRIMARY]
-    if not challenger.finite:
-        keeps = (
-            f"production stays version {production.version}"
-            if production is not None
-            else "nothing serves yet"
-        )
-        return (
-            f"Version {challenger.version} not promoted: it priced "
-            f"{challenger.non_finite:,} holdout rows NaN or infinite, and a model whose output "
-            f"is not finite is never promoted ({keeps})."
-        )
-    if production is None:
-        return f"Version {challenger.version} promoted: no production model yet (RMSLE {c:.4f})."
-    if not production.finite:
-        return (
-            f"Version {challenger.version} promoted: holdout RMSLE {c:.4f}, while production "
-            f"version {production.version} priced {production.non_finite:,} holdout rows NaN "
-            "or infinite, so any finite challenger beats it."
-        )
-    p = production.metrics[PRIMARY]
-    gain = (p - c) / p if p else 0.0
-    verdict = "promoted" if promoted else "not promoted"
-    return (
-        f"Version {challenger.version} {verdict}: holdout RMSLE {c:.4f} vs {p:.4f} for "
-        f"production version {production.version} ({gain:+.1%} improvement; "
-        f"required {margin:.1%})."
-    )
-
-
-def score(role: str, version: int, family: str, model: Any, holdout: pd.DataFrame) -> Scored:
-    """A model's metrics on the holdout rows, with how many rows it priced non-finite."""
-    predictions = np.asarray(model.predict(model_input(holdout)), dtype=float).reshape(-1)
-    non_finite = int((~np.isfinite(predictions)).sum())
-    metrics = regression_metrics(holdout[TARGET], predictions)
-    if non_finite:
-        # rmsle clips -inf to zero: a broken model must not get a finite score from it.
-        metrics[PRIMARY] = math.nan
-    return Scored(role, version, family, metrics, non_finite)
-
-
 @dataclass(frozen=True)
 class Challenge:
     """A champion/challenger decision: the stored verdict and both models as they were."""
 
     decision: promotions.Promotion
-    challenger: Scored
-    production: Scored | None  # the production model before the decision
+    challenger: gate.Scored
+    production: gate.Scored | None  # the production model before the decision
     production_model: Any | None  # that model, loaded (None when nothing served)
+    evidence: gate.Evidence | None = None  # None: nothing to compare with, or output not finite
 
 
 def challenge(
@@ -183,7 +126,7 @@ def challenge(
     the audit row written while holding the model's promotion lock (``promotions.decide``), so
     concurrent challenges are decided one at a time against the production each one really
     faced. A version already decided keeps its stored verdict."""
-    challenger = score("challenger", version, family, model, holdout)
+    challenger = gate.score("challenger", version, family, model, holdout)
     productions = _Productions(settings, mlflow_client, holdout)
     decision = promotions.get(engine, settings.mlflow.model_name, version) or promotions.decide(
         engine,
@@ -201,7 +144,9 @@ def challenge(
     if previous is None or previous == version:
         return Challenge(decision, challenger, None, None)
     production, previous_model = productions(previous)
-    return Challenge(decision, challenger, production, previous_model)
+    # Weighed again for the record (seeded: the very figures the judge saw under the lock).
+    evidence = gate.evidence_for(settings, holdout, challenger, production)
+    return Challenge(decision, challenger, production, previous_model, evidence)
 
 
 class _Productions:
@@ -214,9 +159,9 @@ class _Productions:
         self.settings = settings
         self.mlflow_client = mlflow_client
         self.holdout = holdout
-        self.loaded: dict[int, tuple[Scored, Any]] = {}
+        self.loaded: dict[int, tuple[gate.Scored, Any]] = {}
 
-    def __call__(self, number: int) -> tuple[Scored, Any]:
+    def __call__(self, number: int) -> tuple[gate.Scored, Any]:
         """Version ``number``'s holdout scores and its loaded model."""
         if number not in self.loaded:
             found = self.mlflow_client.get_model_version(
@@ -224,14 +169,17 @@ class _Productions:
             )
             model = registry.load_version(self.settings.mlflow, number)
             family = found.tags.get(registry.FAMILY_TAG, "?")
-            self.loaded[number] = (score("production", number, family, model, self.holdout), model)
+            self.loaded[number] = (
+                gate.score("production", number, family, model, self.holdout),
+                model,
+            )
         return self.loaded[number]
 
 
 def _judge(
     settings: Settings,
     mlflow_client: MlflowClient,
-    challenger: Scored,
+    challenger: gate.Scored,
     productions: _Productions,
 ) -> promotions.Judgement:
     """The verdict on ``challenger`` against the production version of this moment (called
@@ -242,12 +190,17 @@ def _judge(
         if current is not None and int(current.version) != challenger.version
         else None
     )
-    promoted = promotions.wins(
-        challenger.metrics[PRIMARY],
-        production.metrics[PRIMARY] if production else None,
-        settings.promotion.promotion_margin,
+    evidence = gate.evidence_for(settings, productions.holdout, challenger, production)
+    promoted = (
+        evidence.passed
+        if evidence is not None
+        else promotions.wins(  # no comparison needed: nothing serves, or an output not finite
+            challenger.metrics[PRIMARY],
+            production.metrics[PRIMARY] if production else None,
+            settings.promotion.promotion_margin,
+        )
     )
-    summary = summarize(challenger, production, promoted, settings.promotion.promotion_margin)
+    summary = gate.summarize(challenger, production, evidence)
     # Winning on the holdout may not be enough: live traffic may be required too.
     waiting = (
         shadow_gate.waiting(settings, challenger.version, production.version)
@@ -262,11 +215,15 @@ def _judge(
         challenger_rmsle=challenger.metrics[PRIMARY],
         previous_rmsle=production.metrics[PRIMARY] if production else None,
         summary=summary,
+        guard=gate.decided_by(challenger, production, evidence),
+        improvement_low=evidence.low if evidence else None,
+        improvement_high=evidence.high if evidence else None,
+        segment=evidence.at_fault.name if evidence and evidence.at_fault else None,
     )
 
 
 def _promote(
-    mlflow_client: MlflowClient, mlflow: MlflowSettings, version: int, challenger: Scored
+    mlflow_client: MlflowClient, mlflow: MlflowSettings, version: int, challenger: gate.Scored
 ) -> None:
     """Log the challenger's holdout RMSLE on its run, then point the alias at it: serving
     validates a version against that figure as soon as it sees the alias move."""
@@ -349,6 +306,9 @@ def record_outcome(
     table = result.comparison()
     for run in (run_id, plan.parent_run_id):
         mlflow_client.log_table(run, table, COMPARISON_FILE)
+        if faced.evidence is not None:  # the interval's ends and each segment's RMSLEs
+            runs.log(mlflow_client, run, metrics=faced.evidence.figures())
+            mlflow_client.log_table(run, faced.evidence.segment_table(), SEGMENTS_FILE)
     version = str(result.challenger.version)
     for key, value in {
         registry.PROMOTED_TAG: result.promoted,

@@ -34,6 +34,20 @@ from tasador.core.tables.clean import alias_moves, model_promotions
 # collide with another use of advisory locks keyed by hashtext of the same text.
 LOCK_CLASS = 1_735_355_650
 
+# What decided a verdict (``model_promotions.guard``): the guards of experiments.gate
+# ("evidence": all passed; "interval", "segment", "mdape": the one that refused), or a case
+# needing no comparison.
+GUARDS = (
+    "first version",
+    "production not finite",
+    "challenger not finite",
+    "evidence",
+    "interval",
+    "segment",
+    "mdape",
+)
+WINNING_GUARDS = ("first version", "production not finite", "evidence")
+
 
 @dataclass(frozen=True)
 class Judgement:
@@ -44,6 +58,10 @@ class Judgement:
     challenger_rmsle: float  # NaN when the challenger's output was not finite
     previous_rmsle: float | None
     summary: str
+    guard: str | None = None  # the rule that decided (GUARDS)
+    improvement_low: float | None = None  # the bootstrap interval of the RMSLE improvement
+    improvement_high: float | None = None
+    segment: str | None = None  # the state or kind that refused the challenger
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,19 @@ class Promotion:
     study_name: str
     retrain_decision_id: int | None
     summary: str
+    # The evidence (CLEAN 0005; None on verdicts given before it was stored): see Judgement.
+    guard: str | None = None
+    improvement_low: float | None = None
+    improvement_high: float | None = None
+    segment: str | None = None
+
+    @property
+    def won_on_holdout(self) -> bool:
+        """The holdout rule let it replace ``previous_version`` (it may still wait for shadow
+        rows). A verdict given before the evidence was stored is judged by its RMSLEs."""
+        if self.guard is None:
+            return wins(self.challenger_rmsle, self.previous_rmsle, self.margin)
+        return self.guard in WINNING_GUARDS
 
 
 @dataclass(frozen=True)

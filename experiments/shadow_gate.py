@@ -72,9 +72,7 @@ def recheck(settings: Settings) -> promotions.Promotion:
 
     def check(stored: promotions.Promotion, serving: int | None) -> str:
         beaten = stored.previous_version
-        if beaten is None or not promotions.wins(
-            stored.challenger_rmsle, stored.previous_rmsle, stored.margin
-        ):
+        if beaten is None or not stored.won_on_holdout:
             raise Conflict(f"version {version} does not wait for shadow rows: {stored.summary}")
         if serving != beaten:
             raise Conflict(

@@ -13,6 +13,8 @@ import streamlit as st
 from app import charts, history, ui
 from experiments.rollback import rollback, rollback_target
 from tasador.core.errors import TasadorError
+from tasador.core.metrics import LABELS, readable
+from tasador.core.records import VersionStatus
 
 settings = ui.settings()
 st.title("Models")
@@ -34,6 +36,11 @@ def _batches(ids: list[int]) -> str:
     return f"{ids[0]}-{ids[-1]}" if len(ids) > 1 else str(ids[0])
 
 
+def _improvement(v: VersionStatus) -> str:
+    """The interval of the holdout RMSLE improvement over the production it faced."""
+    return "-" if v.improvement is None else f"{v.improvement[0]:+.1%} to {v.improvement[1]:+.1%}"
+
+
 table = pd.DataFrame(
     [
         {
@@ -41,14 +48,24 @@ table = pd.DataFrame(
             "serving": "yes" if v.production else "",
             "family": v.family,
             "batches": _batches(v.batch_ids),
-            **{f"holdout {k}": v.holdout.get(k) for k in ("rmsle", "mae", "mape", "r2")},
+            **{f"holdout {label}": readable(k, v.holdout.get(k)) for k, label in LABELS.items()},
+            "improvement": _improvement(v),
             "promoted": {True: "yes", False: "no", None: "-"}[v.promoted],
+            "decided by": v.guard or "-",
             "decided": v.decided_at,
         }
         for v in (entry.status for entry in versions)
     ]
 )
 st.dataframe(table, hide_index=True, width="stretch")
+rules = settings.promotion
+st.caption(
+    "Holdout figures: RMSLE (lower is better), mean and median absolute error as a share of the "
+    "price (MAPE, MdAPE), R². Improvement: the interval of the RMSLE gain over the production "
+    f"model it faced, at {rules.promotion_confidence * 100:g}% confidence (a paired "
+    f"bootstrap); promoted only when it lies beyond the {rules.promotion_margin * 100:g}% margin "
+    f"and no state, land or houses is worse by more than {rules.promotion_segment_limit * 100:g}%."
+)
 
 
 def _rollback_form() -> None:

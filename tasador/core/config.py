@@ -136,6 +136,17 @@ class PromotionSettings(_Group):
     """When a challenger replaces the production model (experiments/ explains each)."""
 
     promotion_margin: float = Field(default=0.01, ge=0, lt=1)  # relative RMSLE gain to promote
+    # The challenger must beat the margin with this confidence: the central interval of a paired
+    # bootstrap of the holdout RMSLE improvement (experiments.gate) must lie wholly above it.
+    promotion_confidence: float = Field(default=0.95, gt=0, lt=1)
+    # Bootstrap resamples of the holdout rows; 2,000 keeps the interval's ends steady to about
+    # 0.1 point and takes well under a second on 100k holdout rows.
+    promotion_bootstrap_draws: int = Field(default=2_000, ge=100)
+    # A challenger whose RMSLE on one state, on land or on houses is worse than production's by
+    # more than this share (relative: 0.10 means 10% worse) is refused, however good on average.
+    promotion_segment_limit: float = Field(default=0.10, gt=0)
+    # Holdout rows a state or kind needs for that guard: on fewer, its RMSLE is mostly noise.
+    promotion_min_segment_rows: int = Field(default=50, ge=1)
     # Shadow rows (serving.shadow) a challenger needs scored next to production before it may be
     # promoted; 0: no such requirement. A challenger that wins on the holdout but has fewer
     # waits (the alias stays) until `tasador promote --challenger` finds enough.

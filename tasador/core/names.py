@@ -15,6 +15,7 @@ HOLDOUT_PRIMARY = f"{HOLDOUT_PREFIX}{PRIMARY}"  # what the retrain decision's mo
 # Artifacts on a version's run.
 REPORT_FILE = "report/model_change.md"
 COMPARISON_FILE = "champion_challenger.json"
+SEGMENTS_FILE = "promotion_segments.json"  # both models' holdout RMSLE per state and kind
 SHAP_DIR = "shap"
 SHAP_TABLE = "importance.csv"  # mean |SHAP| per input field, new vs previous production model
 SHAP_PLOT = "importance.png"

@@ -67,6 +67,10 @@ class VersionStatus(_Record):
     decided_at: datetime | None  # when the verdict was given
     previous_version: int | None  # production when the verdict was given
     run_id: str | None
+    # The verdict's evidence (experiments.gate): the interval of the holdout RMSLE improvement
+    # over that production version, and the rule that decided; None when there was none.
+    improvement: tuple[float, float] | None = None
+    guard: str | None = None
 
 
 class AliasMoveStatus(_Record):

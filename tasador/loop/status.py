@@ -74,6 +74,14 @@ def gap_status(databases: DatabaseSettings) -> list[GapStatus]:
     ]
 
 
+def _improvement(promotion: promotions.Promotion | None) -> tuple[float, float] | None:
+    """The interval of a verdict's RMSLE improvement; None when it was not weighed."""
+    if promotion is None:
+        return None
+    low, high = promotion.improvement_low, promotion.improvement_high
+    return None if low is None or high is None else (low, high)
+
+
 def model_status(settings: Settings) -> list[VersionStatus]:
     """Every registered version, oldest first, with lineage, holdout metrics and its
     promotion verdict."""
@@ -109,6 +117,8 @@ def model_status(settings: Settings) -> list[VersionStatus]:
                 decided_at=promotion.decided_at if promotion else None,
                 previous_version=promotion.previous_version if promotion else None,
                 run_id=version.run_id or None,
+                improvement=_improvement(promotion),
+                guard=promotion.guard if promotion else None,
             )
         )
     return sorted(versions, key=lambda v: v.version)

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from experiments import promotions
+from experiments import promotions, registry, runs
 from tasador.core import db
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.loop import decide
@@ -52,6 +52,13 @@ def world(
         decide.decide_batch(settings, batch_id)
     first = register(settings, xgb_model, clean_sample, family="xgboost", batch_ids=batch_ids[:1])
     second = register(settings, lgbm_model, clean_sample, family="lightgbm", batch_ids=batch_ids)
+    # The second version's holdout errors in dollars and shares, as the Models page reads them.
+    run_of_second = registry.connect(settings).get_model_version(settings.mlflow.model_name, second)
+    runs.log(
+        registry.connect(settings),
+        run_of_second.run_id,
+        metrics={"holdout_mae": 182407.5049, "holdout_mape": 0.3577},
+    )
     engine = db.engine("clean", settings.databases)
     for version, previous in ((first, None), (second, first)):
         verdict = promotions.Judgement(
@@ -60,6 +67,9 @@ def world(
             challenger_rmsle=0.5 if previous is None else 0.45,
             previous_rmsle=None if previous is None else 0.5,
             summary=f"Version {version} promoted.",
+            guard="first version" if previous is None else "evidence",
+            improvement_low=None if previous is None else 0.061,
+            improvement_high=None if previous is None else 0.138,
         )
         promotions.decide(
             engine,

@@ -122,6 +122,14 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
         Path(client.download_artifacts(v3.run_id, names.COMPARISON_FILE, str(tmp_path))).read_text()
     )
     assert [r[0] for r in table["data"]] == ["challenger", "production"]
+    # The evidence it was promoted on: the interval on its run, each segment's RMSLEs beside it.
+    assert "interval of the improvement" in better.summary and "1% margin" in better.summary
+    assert run.data.metrics["promotion_improvement_low"] > settings.promotion.promotion_margin
+    segments = json.loads(
+        Path(client.download_artifacts(v3.run_id, names.SEGMENTS_FILE, str(tmp_path))).read_text()
+    )
+    assert segments["columns"][:2] == ["segment", "rows"]
+    assert {"land", "houses"} & {r[0] for r in segments["data"]}
 
     # MLflow as the leaderboard: each candidate's logged model carries its holdout metrics,
     # linked to the holdout dataset; the Models tab sorts them (search_logged_models).

@@ -1,4 +1,5 @@
-"""Promotion as compare-and-set, and models whose output is not finite, against the real registry.
+"""Promotion as compare-and-set, on evidence, and models whose output is not finite, against the
+real registry.
 
 Candidates are registered directly (no search): each test builds a few versions of known quality
 and runs them through ``champion.challenge``, the step ``finish_study`` runs after its refit.
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from experiments import champion, promotions, registry
+from experiments import champion, gate, promotions, registry
+from experiments.families import build_model
 from tasador.core import evidence as ev
 from tasador.core.config import Settings
 from tasador.loop import decide
-from tests.helpers.candidates import Candidates
+from tests.helpers.broken_models import Skewed
+from tests.helpers.candidates import LIGHTGBM, Candidates
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def candidates(search_settings: Settings, raw_sample: Any) -> Candidates:
 
 
 def _rmsle(candidates: Candidates, model: Any) -> float:
-    return champion.score("x", 0, "x", model, candidates.holdout).metrics["rmsle"]
+    return gate.score("x", 0, "x", model, candidates.holdout).metrics["rmsle"]
 
 
 def test_concurrent_promotions_leave_the_better_model_serving(candidates: Candidates) -> None:
@@ -159,3 +162,45 @@ def test_a_production_model_with_non_finite_output_fires_the_model_check(
     assert decision.verdict == "retrain"
     assert f"The production model (version {broken}) is broken" in decision.reason
     assert "NaN or infinite" in decision.reason
+
+
+def test_a_challenger_better_on_average_but_much_worse_for_one_state_is_refused(
+    candidates: Candidates,
+) -> None:
+    # The test holdout is small: a state with 10 of its rows is enough for the guard here.
+    settings = candidates.settings.updated(promotion_min_segment_rows=10)
+    counts = candidates.holdout["state"].value_counts()
+    state = str(counts.index[0])
+    assert counts.iloc[0] >= 10
+    # Production prices every listing 2.5 times its value; the challenger is right, except for
+    # `state`, where it prices 6 times the value.
+    lightgbm = build_model("lightgbm", LIGHTGBM)
+    high, high_model = candidates.register("lightgbm", model=Skewed(lightgbm, factor=2.5))
+    assert candidates.challenge(high, high_model).decision.promoted
+    skewed, skewed_model = candidates.register(
+        "lightgbm", model=Skewed(lightgbm, state=state, state_factor=6.0)
+    )
+    faced = champion.challenge(
+        settings,
+        candidates.client,
+        candidates.engine,
+        version=skewed,
+        family="lightgbm",
+        model=skewed_model,
+        holdout=candidates.holdout,
+        study_name="skewed",
+        retrain_decision_id=None,
+    )
+    evidence = faced.evidence
+    assert evidence is not None and evidence.low > settings.promotion.promotion_margin
+    assert not faced.decision.promoted and candidates.production() == high
+    assert evidence.at_fault is not None and evidence.at_fault.name == state
+    assert f"Version {skewed} not promoted: against production version {high}" in (
+        faced.decision.summary
+    )
+    assert f"worse for {state} ({evidence.at_fault.rows:,} rows" in faced.decision.summary
+    # The audit row keeps the evidence: the rule that decided, the interval, the segment.
+    stored = promotions.get(candidates.engine, settings.mlflow.model_name, skewed)
+    assert stored is not None and (stored.guard, stored.segment) == ("segment", state)
+    assert (stored.improvement_low, stored.improvement_high) == (evidence.low, evidence.high)
+    assert not stored.won_on_holdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 
 class NaNRegressor(RegressorMixin, BaseEstimator):
@@ -37,3 +37,30 @@ class NaNRegressor(RegressorMixin, BaseEstimator):
                 broken &= np.asarray(features[column], dtype=float) == value
             prices[~broken] = 200_000.0
         return prices
+
+
+class Skewed(RegressorMixin, BaseEstimator):
+    """``estimator`` fitted as usual, its prices times ``factor``, and for listings of ``state``
+    times ``state_factor`` instead: a model worse everywhere by a set share, or better than
+    such a one on average and much worse for one state."""
+
+    def __init__(
+        self,
+        estimator: Any = None,
+        factor: float = 1.0,
+        state: str | None = None,
+        state_factor: float = 1.0,
+    ) -> None:
+        self.estimator = estimator
+        self.factor = factor
+        self.state = state
+        self.state_factor = state_factor
+
+    def fit(self, features: Any, target: Any) -> Skewed:
+        self.estimator_ = clone(self.estimator).fit(features, target)
+        return self
+
+    def predict(self, features: Any) -> np.ndarray:
+        prices = np.asarray(self.estimator_.predict(features), dtype=float)
+        off = features["state"].eq(self.state).fillna(False).to_numpy(dtype=bool)
+        return prices * np.where(off, self.state_factor, self.factor)

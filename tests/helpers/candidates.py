@@ -28,10 +28,14 @@ class Candidates:
         self.holdout = data.holdout_rows(settings, self.ids[:1])
         self.experiment = runs.experiment_id(self.client, settings.mlflow.experiment_name)
 
-    def register(self, family: str, params: dict[str, Any] | None = None) -> tuple[int, Any]:
-        """Fit (a NaN model when ``family`` is "broken") and register; (version, loaded)."""
+    def register(
+        self, family: str, params: dict[str, Any] | None = None, model: Any = None
+    ) -> tuple[int, Any]:
+        """Fit (``model`` when given, else a NaN model when ``family`` is "broken", else the
+        family's) and register; (version, loaded)."""
         X, y = self.train.drop(columns=[TARGET]), data.target(self.train)
-        model = NaNRegressor() if family == "broken" else build_model(family, params or {})
+        if model is None:
+            model = NaNRegressor() if family == "broken" else build_model(family, params or {})
         model.fit(X, y)
         run_id = runs.create_run(self.client, self.experiment, f"candidate-{family}", {})
         tags = {

@@ -88,6 +88,12 @@ model_promotions = sa.Table(
     sa.Column("study_name", sa.Text, nullable=False),
     sa.Column("retrain_decision_id", sa.BigInteger),
     sa.Column("summary", sa.Text, nullable=False),
+    # The evidence (CLEAN 0005): the rule that decided, the bootstrap interval of the RMSLE
+    # improvement and the segment at fault (experiments.gate); NULL on older verdicts.
+    sa.Column("guard", sa.Text),
+    sa.Column("improvement_low", sa.Float(53)),
+    sa.Column("improvement_high", sa.Float(53)),
+    sa.Column("segment", sa.Text),
     sa.UniqueConstraint("model_name", "challenger_version", name="one_decision_per_version"),
 )
 

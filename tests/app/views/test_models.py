@@ -54,8 +54,14 @@ def test_every_version_is_listed_with_lineage_metrics_and_promotion(
     assert table["family"].to_dict() == {int(second): "lightgbm", int(first): "xgboost"}
     one, two = world.batch_ids
     assert table["batches"].to_dict() == {int(second): f"{one}-{two}", int(first): str(one)}
-    assert table["holdout rmsle"].tolist() == [0.5, 0.5]  # what register() logged on each run
+    # What register() logged on each run, and the dollars and shares logged on the second.
+    assert table["holdout RMSLE"].tolist() == ["0.500", "0.500"]
+    assert table["holdout MAE"].tolist() == ["$182,408", "-"]
+    assert table["holdout MAPE"].tolist() == ["35.8%", "-"]
+    assert table["improvement"].tolist() == ["+6.1% to +13.8%", "-"]
+    assert table["decided by"].tolist() == ["evidence", "first version"]
     assert table["promoted"].tolist() == ["yes", "yes"]
+    assert "95% confidence" in " ".join(c.value for c in at.caption)
     assert table["decided"].notna().all()
 
     assert [e.label for e in at.expander] == [f"Version {second} — serving now", f"Version {first}"]

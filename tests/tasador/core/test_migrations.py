@@ -18,7 +18,7 @@ from tasador.core import db, migrations
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MakeDatabase = Callable[[str], str]
-HEAD: dict[migrations.Database, str] = {"raw": "0004", "clean": "0004"}
+HEAD: dict[migrations.Database, str] = {"raw": "0004", "clean": "0005"}
 
 
 def old_database(make_database: MakeDatabase, database: migrations.Database) -> str:
@@ -118,6 +118,7 @@ def test_an_old_clean_database_keeps_every_row_under_the_new_name(
     assert scalar(url, "SELECT city FROM listings WHERE batch_id = 1") == "Ames"
     assert scalar(url, "SELECT verdict FROM decisions WHERE batch_id = 1") == "retrain"
     assert scalar(url, "SELECT challenger_version FROM model_promotions") == 1
+    assert scalar(url, "SELECT guard FROM model_promotions") is None  # decided before 0005
 
 
 @pytest.mark.parametrize("database", ["raw", "clean"])
