@@ -5,6 +5,8 @@ PY_RUN := $(UV) run --frozen
 # The browser test drives Debian's Chromium (Playwright's own browser download needs a network);
 # elsewhere point CHROMIUM at an installed Chrome or Chromium.
 CHROMIUM ?= /usr/bin/chromium
+# The monitoring tests run Debian's Prometheus and promtool (tests/deploy/test_monitoring.py).
+PROMTOOL := /usr/bin/promtool
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install demo test test-fast lint format bench clean
@@ -19,6 +21,10 @@ install: .venv/.installed
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+$(PROMTOOL):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus
 
 lint: install
 	$(PY_RUN) ruff check .
@@ -39,7 +45,7 @@ COV_FAIL_UNDER := 91
 COV_OPTIONS := $(addprefix --cov=,$(COV_PACKAGES)) --cov-report=term:skip-covered \
 	--cov-fail-under=$(COV_FAIL_UNDER)
 
-test: lint $(CHROMIUM)
+test: lint $(CHROMIUM) $(PROMTOOL)
 	CHROMIUM=$(CHROMIUM) $(PY_RUN) pytest $(COV_OPTIONS)
 
 # Everything but the tests that start servers, run Airflow, drive the browser or run whole
