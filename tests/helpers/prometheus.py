@@ -28,6 +28,7 @@ DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 STATSD_MAPPING = DOCKER_DIR / "statsd-exporter" / "mapping.yml"
 # A metric name as the queries write them (labels, functions and keywords are not prefixed so).
 METRIC = re.compile(r"\b(?:tasador|datasource|airflow)_[a-z_]+\b")
+QUOTED = re.compile(r'"[^"]*"')  # label values such as dag_id="tasador_training"
 
 
 def binary(name: str) -> str:
@@ -61,6 +62,11 @@ def promql_queries() -> dict[str, str]:
         for title, t in targets(board)
         if "expr" in t
     }
+
+
+def metric_names(expr: str) -> set[str]:
+    """The Tasador, data API and Airflow metrics a PromQL expression reads."""
+    return set(METRIC.findall(QUOTED.sub('""', expr)))
 
 
 def statsd_metric_names() -> set[str]:
