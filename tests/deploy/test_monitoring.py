@@ -42,8 +42,8 @@ from tests.helpers.prometheus import (
     statsd_metric_names,
     targets,
 )
-from tests.helpers.serving import LISTING, ready_version, serve_in_thread, wait_until
-from tests.helpers.serving_workers import tasador_serve
+from tests.helpers.serving import LISTING, serve_in_thread, wait_until
+from tests.helpers.serving_workers import tasador_serve, versions, workers_serving
 
 RAW_COMPOSE = compose.load()
 DOC = (REPO / "docs" / "deployment.md").read_text()
@@ -170,13 +170,17 @@ def test_prometheus_evaluates_every_query_on_a_real_scrape(
         serving_poll_s=0.5,
         serving_log_flush_s=0.2,
     )
-    register(serving_settings, xgb_model, clean_sample, family="xgboost")
+    version = register(serving_settings, xgb_model, clean_sample, family="xgboost")
     data_api = create_data_api("course", scale=0.005, state_dir=tmp_path / "datasource")
     with (
         tasador_serve(serving_settings, workers=2) as url,
         serve_in_thread(data_api, "the data API") as data_url,
     ):
-        wait_until(lambda: ready_version(url) is not None, 180, "serving serves the model")
+        wait_until(
+            lambda: len(seen := workers_serving(url, 20)) == 2 and versions(seen) == {version},
+            180,
+            "both workers serve the model",
+        )
         with running_prometheus(tmp_path, {"serving": url, "datasource": data_url}) as prom:
             _traffic(url, data_url)
             wait_until(
