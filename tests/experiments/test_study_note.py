@@ -48,7 +48,8 @@ def test_the_note_says_why_the_study_ran_then_its_verdict(
     verdict = "Promoted version 4: holdout RMSLE 0.412 vs 0.455 for version 3."
     study_note.write_note(study, study_note.note_text(PLAN, verdict))
     assert get_note(study).endswith(f"**Verdict:** {verdict}")
-    assert study.system_attrs[study_note.NOTE_VERSION] == 2  # the dashboard's editor sees edits
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert attrs[study_note.NOTE_VERSION] == 2  # a new version, as the dashboard's editor writes
 
 
 def test_a_long_note_is_split_and_a_shorter_one_replaces_it_whole(
