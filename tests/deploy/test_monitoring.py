@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -49,6 +48,8 @@ RAW_COMPOSE = compose.load()
 DOC = (REPO / "docs" / "deployment.md").read_text()
 # An alert written `<query> <comparison> <number>`: its query is evaluated on its own.
 THRESHOLD = re.compile(r"^(?P<query>.*\S)\s*(?:==|!=|>=|<=|>|<)\s*[0-9.]+\s*$", re.DOTALL)
+# Grafana's time filter macro in the SQL of a panel, on a column.
+TIME_FILTER = re.compile(r"\$__timeFilter\((\w+(?:\.\w+)?)\)")
 # Queries that may rightly return nothing in the live test, and why. Queries of Airflow's
 # metrics may too: no Airflow runs here (their names are checked against the StatsD mapping).
 MAY_BE_EMPTY = {
@@ -93,9 +94,7 @@ def test_the_stack_mounts_the_monitoring_files() -> None:
     configs = RAW_COMPOSE["configs"]
     for name, config in configs.items():
         assert (REPO / config["file"]).is_file(), f"{name}: {config['file']} is missing"
-    mounted = {
-        m["source"] for s in RAW_COMPOSE["services"].values() for m in s.get("configs", [])
-    }
+    mounted = {m["source"] for s in RAW_COMPOSE["services"].values() for m in s.get("configs", [])}
     assert mounted == set(configs)
     for path in (*PROMETHEUS_DIR.rglob("*.yml"), *GRAFANA_DIR.rglob("*.yml")):
         if "tests" not in path.relative_to(REPO).parts:  # promtool's unit tests stay here
@@ -135,7 +134,7 @@ def test_dashboard_sql_runs_on_real_raw_and_clean(
     queries = _sql_targets()
     assert {uid for _, uid, _ in queries} == {"raw", "clean"}
     for where, uid, text in queries:
-        runnable = re.sub(r"\$__timeFilter\((\w+(?:\.\w+)?)\)", r"\1 > now() - interval '1 day'", text)
+        runnable = TIME_FILTER.sub(r"\1 > now() - interval '1 day'", text)
         assert "$" not in runnable, f"{where}: a Grafana macro this test does not know"
         engine = sa.create_engine(urls[uid].replace("postgresql://", "postgresql+psycopg://", 1))
         try:
@@ -196,9 +195,7 @@ def test_prometheus_evaluates_every_query_on_a_real_scrape(
 def _check_queries(prom: str) -> None:
     names = set(httpx.get(f"{prom}/api/v1/label/__name__/values", timeout=30).json()["data"])
     from_airflow = statsd_metric_names()
-    queries = promql_queries() | {
-        f"alert {rule['alert']}": rule["expr"] for rule in alerts()
-    }
+    queries = promql_queries() | {f"alert {rule['alert']}": rule["expr"] for rule in alerts()}
     for where, expr in queries.items():
         used = metric_names(expr)
         assert used or expr.startswith("up{"), f"{where}: names no metric of the stack"
