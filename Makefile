@@ -7,6 +7,9 @@ PY_RUN := $(UV) run --frozen
 CHROMIUM ?= /usr/bin/chromium
 # The Valkey stand-in of the deploy tests: Debian's redis-server (bookworm has no valkey-server).
 REDIS_SERVER ?= /usr/bin/redis-server
+# The monitoring tests run Debian's Prometheus and promtool (tests/deploy/test_monitoring.py).
+PROMTOOL := /usr/bin/promtool
+APT_INSTALL = $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install demo test test-fast lint format bench clean
@@ -18,13 +21,13 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 install: .venv/.installed
 
+# Debian's packages the tests run, installed when missing.
 $(CHROMIUM):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
-
+	$(APT_INSTALL) chromium
 $(REDIS_SERVER):
-	$(SUDO) apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+	$(APT_INSTALL) redis-server
+$(PROMTOOL):
+	$(APT_INSTALL) prometheus
 
 lint: install
 	$(PY_RUN) ruff check .
@@ -45,7 +48,7 @@ COV_FAIL_UNDER := 91
 COV_OPTIONS := $(addprefix --cov=,$(COV_PACKAGES)) --cov-report=term:skip-covered \
 	--cov-fail-under=$(COV_FAIL_UNDER)
 
-test: lint $(CHROMIUM) $(REDIS_SERVER)
+test: lint $(CHROMIUM) $(REDIS_SERVER) $(PROMTOOL)
 	CHROMIUM=$(CHROMIUM) REDIS_SERVER=$(REDIS_SERVER) $(PY_RUN) pytest $(COV_OPTIONS)
 
 # Everything but the tests that start servers, run Airflow, drive the browser or run whole

@@ -4,7 +4,8 @@
 #   2. with generated secrets the whole stack starts and every healthcheck passes;
 #   3. one pass of the loop: data API -> one ingestion DAG run (collect, clean, decide) -> the
 #      training DAG run its retrain decision schedules (a tiny search, champion/challenger,
-#      promotion) -> a prediction from the promoted model -> the UI's page answering.
+#      promotion) -> a prediction from the promoted model -> the UI's page answering;
+#   4. Prometheus holds Airflow's and serving's metrics; Grafana has its two dashboards.
 # The images ${DOCKERHUB_NAMESPACE}/tasador-*:${TAG} must be present locally or pullable.
 # Knobs: SMOKE_INGEST_DAG (tasador_ingestion), SMOKE_TIMEOUT_S (1800).
 set -euo pipefail
@@ -15,10 +16,12 @@ TRAIN_DAG=tasador_training
 TIMEOUT_S="${SMOKE_TIMEOUT_S:-1800}"
 SERVING="http://127.0.0.1:8000"
 UI="http://127.0.0.1:8501"
+PROMETHEUS="http://127.0.0.1:9090"
+GRAFANA="http://127.0.0.1:3000"
 ENV_FILE="$(mktemp)"
 export COMPOSE_PROJECT_NAME=tasador-smoke
 # A small, fast first pass (the variables reach the services through docker-compose.yml).
-export PUBLISH_ADDRESS=127.0.0.1 SERVING_PORT=8000 UI_PORT=8501
+export PUBLISH_ADDRESS=127.0.0.1 SERVING_PORT=8000 UI_PORT=8501 PROMETHEUS_PORT=9090 GRAFANA_PORT=3000
 export TASADOR_DATASOURCE_SCALE=0.001 TASADOR_SEARCH_TRIALS=4 TASADOR_SEARCH_WORKERS=2
 export TASADOR_SEARCH_SAMPLE_ROWS=2000 TASADOR_SEARCH_CV_FOLDS=2 TASADOR_SHAP_SAMPLE_ROWS=50
 
@@ -127,4 +130,17 @@ echo
 log "the UI answers"
 curl -fsS "${UI}/_stcore/health"
 curl -fsS "${UI}/" | grep -qi streamlit
+
+log "Prometheus has Airflow's and serving's metrics; Grafana has the dashboards"
+prometheus_has() {
+  curl -fsS --get "${PROMETHEUS}/api/v1/query" --data-urlencode "query=$1" | grep -q '"value"'
+}
+wait_for "Airflow's task metrics in Prometheus" \
+  prometheus_has 'airflow_task_finish_total{dag_id="tasador_ingestion",task_id="collect"}'
+prometheus_has 'airflow_dagrun_duration_seconds_count{dag_id="tasador_training"}'
+prometheus_has 'up{job="serving"} == 1'
+grafana_password="$(grep '^GRAFANA_ADMIN_PASSWORD=' "$ENV_FILE" | cut -d= -f2-)"
+# The login goes to curl on stdin (-K -), not on its command line.
+printf 'user = "admin:%s"\n' "$grafana_password" \
+  | curl -fsS -K - "${GRAFANA}/api/search?tag=tasador" | grep -q '"uid":"tasador-loop"'
 log "smoke test passed"

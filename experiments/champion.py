@@ -57,6 +57,7 @@ from experiments import (
     report,
     runs,
     shadow_gate,
+    study_note,
 )
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, timings
@@ -259,6 +260,7 @@ def finish_study(study_name: str, settings: Settings) -> RetrainingResult:
     result = record_outcome(
         mlflow_client, settings.mlflow, plan, registered.run_id, faced, len(holdout)
     )
+    study_note.write_note(study, study_note.note_text(plan, result.summary))  # optuna-dashboard
     # Every family's best trial on the same holdout, for the leaderboard across retrains.
     family_scores.score_family_bests(
         settings, mlflow_client, study, plan, holdout, best.number, result.challenger.metrics

@@ -41,7 +41,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field
 
-from experiments import data, registry, runs, spaces
+from experiments import data, registry, runs, spaces, study_note
 from experiments.spaces import SearchSpace
 from tasador.core import db, lineage, process
 from tasador.core.config import Settings
@@ -230,6 +230,9 @@ def prepare_study(
     )
     plan = plan.model_copy(update={"parent_run_id": _open_parent_run(mlflow_client, plan)})
     study.set_user_attr(PLAN_ATTR, plan.model_dump(mode="json"))
+    # What optuna-dashboard shows: the objective's name and why the study ran.
+    study.set_metric_names(study_note.METRIC_NAMES)
+    study_note.write_note(study, study_note.note_text(plan))
     _enqueue_champion(study, settings, mlflow_client, search_spaces)
     return plan
 

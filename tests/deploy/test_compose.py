@@ -24,7 +24,15 @@ MODEL, USED = compose.resolved(ENV)
 RAW = compose.load()
 SERVICES: dict[str, dict[str, Any]] = MODEL["services"]
 ONE_SHOT = {name for name, s in SERVICES.items() if s.get("restart") == "no"}
-USER_FACING = {"airflow-api-server", "mlflow", "optuna-dashboard", "serving", "app"}
+USER_FACING = {
+    "airflow-api-server",
+    "mlflow",
+    "optuna-dashboard",
+    "serving",
+    "app",
+    "prometheus",
+    "grafana",
+}
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|FERNET_KEY|TOKEN|AUTH)$")
 PINNED_TAG = re.compile(r"^[\w./-]+:[\w.-]*\d[\w.-]*$")
 
@@ -65,6 +73,9 @@ MAINTAINED = {
     "postgres": "postgres:18",
     "valkey": "valkey/valkey:8",
     "seaweedfs": "chrislusf/seaweedfs:3",
+    "statsd-exporter": "prom/statsd-exporter:v0",
+    "prometheus": "prom/prometheus:v3",
+    "grafana": "grafana/grafana:12",
 }
 RETIRED = ("minio/", "redis:", "bitnami/")
 

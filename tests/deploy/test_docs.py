@@ -28,10 +28,11 @@ def test_the_diagram_shows_every_service() -> None:
 
 
 def test_the_urls_use_the_published_ports() -> None:
-    for variable in ("AIRFLOW_PORT", "MLFLOW_PORT", "OPTUNA_DASHBOARD_PORT"):
+    for variable in ("AIRFLOW_PORT", "MLFLOW_PORT", "OPTUNA_DASHBOARD_PORT", "GRAFANA_PORT"):
         assert f"http://HOST:{ENV[variable]}`" in DOC, variable
     assert f"http://HOST:{ENV['SERVING_PORT']}/docs" in DOC
     assert f"http://HOST:{ENV['UI_PORT']}`" in DOC
+    assert f"http://HOST:{ENV['PROMETHEUS_PORT']}`" in DOC
 
 
 def test_scaling_and_the_course_api_are_explained() -> None:

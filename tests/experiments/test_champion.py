@@ -5,8 +5,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna_dashboard import get_note
 
 from experiments import (
     champion,
@@ -78,8 +80,12 @@ def test_only_a_better_challenger_is_promoted_and_history_is_kept(
     assert first.promoted and first.production is None
     assert spy.calls == [("production", "1")]
 
-    _, worse = _retrain(settings, ids[:3], bad, "drift in state")
+    plan2, worse = _retrain(settings, ids[:3], bad, "drift in state")
     assert not worse.promoted
+    # optuna-dashboard shows the objective's name, why the study ran and what came of it.
+    study = optuna.load_study(study_name=plan2.study_name, storage=search.storage(settings))
+    assert study.metric_names == ["RMSLE"]
+    assert "drift in state" in get_note(study) and worse.summary in get_note(study)
     assert worse.production.version == 1
     assert worse.challenger.metrics["rmsle"] > worse.production.metrics["rmsle"]
     assert spy.calls == [("production", "1")]  # the alias did not move
