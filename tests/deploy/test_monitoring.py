@@ -8,7 +8,12 @@ evaluated by the real Prometheus.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +22,7 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 import yaml
 
@@ -39,6 +45,7 @@ from tests.helpers.prometheus import (
     query,
     running_prometheus,
     statsd_metric_names,
+    statsd_series,
     targets,
 )
 from tests.helpers.serving import LISTING, serve_in_thread, wait_until
@@ -215,3 +222,60 @@ def _check_queries(prom: str) -> None:
     rules = httpx.get(f"{prom}/api/v1/rules", timeout=30).json()["data"]["groups"]
     health = {r["name"]: (r["health"], r.get("lastError", "")) for g in rules for r in g["rules"]}
     assert health == {rule["alert"]: ("ok", "") for rule in alerts()}
+
+
+# What Airflow 3 itself sends over StatsD when a task ends (its task runner's stats module) and
+# when a DAG run ends (the scheduler's), configured as docker-compose.yml configures it.
+AIRFLOW_SENDS = """
+from datetime import timedelta
+from airflow._shared.observability.metrics import stats as scheduler_stats
+from airflow.configuration import conf
+from airflow.observability.metrics import stats_utils as scheduler_utils
+from airflow.sdk._shared.observability.metrics import stats as task_stats
+from airflow.sdk.observability.metrics import stats_utils as task_utils
+
+legacy = conf.getboolean("metrics", "legacy_names_on")
+task_stats.initialize(factory=task_utils.get_stats_factory(), export_legacy_names=legacy)
+scheduler_stats.initialize(factory=scheduler_utils.get_stats_factory(), export_legacy_names=legacy)
+task_stats.incr("ti.finish", tags={"dag_id": "tasador_ingestion", "task_id": "collect",
+                                   "state": "success"})
+scheduler_stats.timing("dagrun.duration.failed", dt=timedelta(seconds=90),
+                       tags={"dag_id": "tasador_training"})
+"""
+
+
+@pytest.mark.slow
+def test_the_statsd_mapping_reads_what_airflow_sends(tmp_path: Path) -> None:
+    """Airflow's own stats modules send to a UDP socket here; the mapping's patterns turn
+    what arrives into the series the alerts read."""
+    airflow_env = compose.load()["x-airflow-env"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(30)
+        env = {
+            **os.environ,
+            **{k: str(v) for k, v in airflow_env.items() if k.startswith("AIRFLOW__METRICS__")},
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(receiver.getsockname()[1]),
+            "AIRFLOW_HOME": str(tmp_path),
+        }
+        sent = subprocess.run(
+            [sys.executable, "-c", AIRFLOW_SENDS], env=env, capture_output=True, text=True
+        )
+        assert sent.returncode == 0, sent.stderr
+        lines = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                lines += receiver.recv(65536).decode().splitlines()
+                receiver.settimeout(1)  # the rest of what was sent is already there
+    series = {mapped for line in lines if (mapped := statsd_series(line.split(":")[0]))}
+    assert (
+        "airflow_task_finish_total",
+        "counter",
+        frozenset({("dag_id", "tasador_ingestion"), ("task_id", "collect"), ("state", "success")}),
+    ) in series, lines
+    assert (
+        "airflow_dagrun_duration_seconds",
+        "histogram",
+        frozenset({("dag_id", "tasador_training"), ("state", "failed")}),
+    ) in series, lines

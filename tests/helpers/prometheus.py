@@ -80,6 +80,21 @@ def statsd_metric_names() -> set[str]:
     return names
 
 
+def statsd_series(name: str) -> tuple[str, str, frozenset[tuple[str, str]]] | None:
+    """The series the exporter makes of a StatsD metric name by the mapping (name, kind,
+    labels), or None when no pattern matches. A ``*`` stands for one dot-free part."""
+    for mapping in yaml.safe_load(STATSD_MAPPING.read_text())["mappings"]:
+        pattern = re.escape(mapping["match"]).replace(r"\*", "([^.]+)")
+        if found := re.fullmatch(pattern, name):
+            labels = {
+                key: re.sub(r"\$(\d)", lambda m: found[int(m[1])], value)
+                for key, value in mapping["labels"].items()
+            }
+            kind = mapping.get("observer_type", "counter")
+            return mapping["name"], kind, frozenset(labels.items())
+    return None
+
+
 @contextmanager
 def running_prometheus(tmp_path: Path, jobs: Mapping[str, str]) -> Iterator[str]:
     """A real Prometheus with the repository's rules, scraping each job's URL every second;
