@@ -26,6 +26,8 @@ from tasador.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
+FIRST_LOAD_CHECK_S = 0.05  # how often a starting worker looks whether its first load is done
+
 
 class Service:
     """State shared by the endpoints: the model watcher, the inference log, the metrics."""
@@ -64,8 +66,8 @@ class Service:
         self.metrics.start()
 
     async def first_load(self) -> None:
-        """Wait (in a thread: the event loop stays free) until the watcher's first load has
-        finished or failed, at most ``serving_first_load_s``.
+        """Wait until the watcher's first load has finished or failed, at most
+        ``serving_first_load_s``.
 
         The lifespan awaits this before the worker takes requests: uvicorn's workers share one
         listening socket and a worker accepts from it as soon as its startup returns, so a worker
@@ -76,7 +78,12 @@ class Service:
         more than a server that is down.
         """
         bound = self.settings.serving.serving_first_load_s
-        if not await asyncio.to_thread(self.watcher.settled.wait, bound):
+        deadline = time.monotonic() + bound
+        # Looked at every 50 ms rather than waited for in a thread: a shutdown during the wait
+        # cancels this at once, where a thread blocked on the event would hold the loop's exit.
+        while not self.watcher.settled.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(FIRST_LOAD_CHECK_S)
+        if not self.watcher.settled.is_set():
             logger.warning(
                 "no model after %.0fs; taking requests (503 until one loads): %s",
                 bound,

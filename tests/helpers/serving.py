@@ -43,7 +43,7 @@ def serve_in_thread(app: Any, what: str) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 180  # the API's startup includes its first model load
     while not (server.started and server.servers):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"{what} did not start")
