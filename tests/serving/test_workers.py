@@ -87,6 +87,10 @@ def test_a_killed_worker_costs_only_its_requests_in_flight(
 
     answers = load.all()
     failed = [a for a in answers if a[1] == 0]  # no answer: the connection broke
+    print(
+        f"{len(failed)} of {len(answers)} requests failed; the new worker answered /ready "
+        f"{replaced_at - killed_at:.1f}s after the kill"
+    )
     assert len(failed) <= CLIENTS, f"{len(failed)} requests failed, more than were in flight"
     # Every answer is a price from the model: the new worker took none before it had loaded.
     assert {(status, served) for _, status, served in answers if status} == {(200, version)}
