@@ -4,6 +4,10 @@ Endpoints (serving.routes): ``POST /predict`` (one listing or a list), ``POST /e
 for one listing), ``GET /model``, ``GET /health`` (the process answers), ``GET /ready`` (a model
 is loaded; also says whether the registry answers), ``GET /metrics`` (Prometheus).
 
+A worker takes its first request once its first model load has finished or failed (at most
+``serving_first_load_s``), so that once one worker says ``/ready``, no other answers 503 because
+it is still loading.
+
 How a request goes: its dependencies (serving.deps) check the API key, read and validate the body
 (serving.bodies) and take the model serving; any of them, or the route, may refuse it by raising
 :class:`serving.answers.RequestRefused`, which the one handler here answers. /predict and
@@ -53,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         with db.owning_engines():
             service.start()
             try:
+                await service.first_load()  # no request before the model (Service.first_load)
                 yield
             finally:
                 service.stop()

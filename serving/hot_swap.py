@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -125,6 +126,9 @@ class ModelWatcher:
         self._started_at = time.time()
         self._next_poll = 0.0  # time.monotonic() of the leader's next registry poll
         self._refused: dict[str, Refusal] = {}  # by version: not loaded again
+        # Set once the first look at the alias has an outcome: a model serves, or the status
+        # says why none does. A worker takes no request before it (serving.service).
+        self.settled = threading.Event()
 
     def start(self) -> None:
         self._loop.start()
@@ -144,6 +148,11 @@ class ModelWatcher:
             self._poll_when_due()
         else:
             self.follow()
+        # A follower that found no decision yet has no outcome: it is not settled until the
+        # leader shares one and it has loaded (or failed to load) the version named there.
+        status = self.status
+        if self.current is not None or status.error is not None or status.refused is not None:
+            self.settled.set()
 
     def _poll_when_due(self) -> None:
         if time.monotonic() >= self._next_poll:

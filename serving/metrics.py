@@ -8,7 +8,8 @@ state folder, emptied at start) before any worker imports prometheus_client: eac
 keeps its values in files there, and ``/metrics`` adds up every worker's (prometheus_client's
 multiprocess mode). Counters and latencies are summed; each gauge says how it combines
 (``multiprocess_mode``): per worker (``pid`` label) where workers may differ, a sum or a maximum
-where that is the meaning.
+where that is the meaning. A worker that dies (killed, crashed) is replaced by uvicorn; the new
+one counts the restart and drops the dead one's per-worker gauges (``_worker_started``).
 
 The inference log's, the registry watcher's (refusals, last swap) and the shadow scorer's state
 live in each worker's memory: they are copied into the metrics (:meth:`ServingMetrics.publish`)
@@ -19,7 +20,10 @@ each worker, so a scrape also shows the other workers' state as of at most that 
 from __future__ import annotations
 
 import os
+import re
 import threading
+from contextlib import suppress
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -30,8 +34,11 @@ from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
 from serving.server import MULTIPROCESS_ENV
 from serving.shadow import ShadowStats
+from tasador.core.services import alive
 
 PUBLISH_S = 1.0  # how stale another worker's gauges may be in a scrape
+# prometheus_client's multiprocess files end in the pid of the worker that wrote them.
+WORKER_FILE = re.compile(r"_(\d+)\.db$")
 
 # Latency buckets around the 10 ms target, up to large batches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
@@ -41,9 +48,14 @@ class ServingMetrics:
     """The API's Prometheus metrics in a registry of their own (see the module doc)."""
 
     def __init__(
-        self, watcher: ModelWatcher, log: InferenceLog, shadow: ShadowStats | None = None
+        self,
+        watcher: ModelWatcher,
+        log: InferenceLog,
+        shadow: ShadowStats | None = None,
+        workers: int = 1,
     ) -> None:
         self.watcher, self.log, self.shadow = watcher, log, shadow or ShadowStats()
+        self.workers = workers  # worker processes the server runs (to tell a restart)
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry()
         r = self.registry
@@ -136,6 +148,11 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="liveall",  # per worker: it should stay flat across swaps
         )
+        self.restarts = Counter(
+            "tasador_worker_restarts",
+            "Worker processes started to replace one that ended (killed, crashed).",
+            registry=r,
+        )
         shadow_docs = {
             "scored": "Rows the @challenger priced in the shadow of production.",
             "written": "Shadow rows stored in RAW shadow_predictions.",
@@ -187,10 +204,41 @@ class ServingMetrics:
             self.frozen.set(heap.frozen_objects())
 
     def start(self) -> None:
-        """In multiprocess mode, publish every ``PUBLISH_S`` (other workers' scrapes read it)."""
+        """In multiprocess mode, count this worker's start (:meth:`_worker_started`) and publish
+        every ``PUBLISH_S`` (other workers' scrapes read it)."""
         if self.multiprocess_dir is None:
             return
+        self._worker_started()
         self._publisher.start()
+
+    def _worker_started(self) -> None:
+        """Count a restart when this worker replaces one; drop the per-worker gauges of the
+        workers that died.
+
+        uvicorn's supervisor replaces a dead worker without telling the app, and a worker killed
+        with SIGKILL never runs its :meth:`stop`, so its ``live*`` gauges (its version, its
+        buffered rows) would stay in every scrape. The new worker reads the folder instead:
+        every worker leaves files named with its pid from its start on (its counters are kept
+        after it ends: its requests were answered), and serving.server empties the folder when
+        the server starts. So more pids than configured workers means this one replaces another
+        (the configured workers, starting together, can see at most each other); and a pid that
+        no longer runs is a dead worker, whose ``live*`` gauges go (a pid reused meanwhile by
+        another process would keep them: Linux hands pids out in turn, so not soon).
+        """
+        assert self.multiprocess_dir is not None
+        pids = {
+            int(match.group(1))
+            for path in Path(self.multiprocess_dir).glob("*.db")
+            if (match := WORKER_FILE.search(path.name))
+        }
+        pids.discard(os.getpid())
+        if len(pids) + 1 > self.workers:
+            self.restarts.inc()
+        for pid in pids:
+            if not alive(pid):
+                # Another new worker may be removing the same files at once.
+                with suppress(FileNotFoundError):
+                    mark_process_dead(pid, self.multiprocess_dir)  # type: ignore[no-untyped-call]
 
     def stop(self) -> None:
         """Stop publishing (once more: the log's last flush); this worker's per-worker gauges

@@ -7,7 +7,9 @@ the loop, the search, training or Airflow (tests/serving/test_server.py checks `
 Runs ``serving_workers`` uvicorn worker processes (default: one per core; one process uses one
 core), each building the app from the environment's settings. They share one alias decision
 (serving.hot_swap), one inference-log spool (serving.inference_log) and one folder of metric
-values, so ``/metrics`` counts every worker's requests (serving.metrics).
+values, so ``/metrics`` counts every worker's requests (serving.metrics). A worker takes requests
+once its first model load has finished or failed (serving.service.Service.first_load); uvicorn
+replaces a worker that dies, and the new one loads the same way before it takes any.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ metrics; and :meth:`Service.finish`, where every logged request ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -19,11 +20,14 @@ from serving.inference_log import Entry, InferenceLog
 from serving.metrics import ServingMetrics
 from serving.models import ServedModel
 from serving.schema import Explanation, Listing
+from serving.server import workers
 from serving.shadow import Shadow
 from tasador.core import db
 from tasador.core.config import Settings
 
 logger = logging.getLogger(__name__)
+
+FIRST_LOAD_CHECK_S = 0.05  # how often a starting worker looks whether its first load is done
 
 
 class Service:
@@ -44,7 +48,9 @@ class Service:
         self.shadow = Shadow(
             settings, lambda: self.watcher.current, lambda: db.engine("raw", settings.databases)
         )
-        self.metrics = ServingMetrics(self.watcher, self.log, self.shadow.stats)
+        self.metrics = ServingMetrics(
+            self.watcher, self.log, self.shadow.stats, workers(settings.serving.serving_workers)
+        )
         self.bodies = Bodies(
             settings.serving.serving_max_body_bytes, settings.serving.serving_max_rows
         )
@@ -59,6 +65,31 @@ class Service:
         self.watcher.start()
         self.shadow.start()
         self.metrics.start()
+
+    async def first_load(self) -> None:
+        """Wait until the watcher's first load has finished or failed, at most
+        ``serving_first_load_s``.
+
+        The lifespan awaits this before the worker takes requests: uvicorn's workers share one
+        listening socket and a worker accepts from it as soon as its startup returns, so a worker
+        still loading would answer 503 to requests the others could answer, after /ready had
+        said 200. Past the bound, or after a failure, the worker starts anyway and answers 503
+        with the reason until a model loads: failing the startup would make uvicorn stop the
+        whole server, and /health, /ready's reason and a later recovery of the registry are worth
+        more than a server that is down.
+        """
+        bound = self.settings.serving.serving_first_load_s
+        deadline = time.monotonic() + bound
+        # Looked at every 50 ms rather than waited for in a thread: a shutdown during the wait
+        # cancels this at once, where a thread blocked on the event would hold the loop's exit.
+        while not self.watcher.settled.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(FIRST_LOAD_CHECK_S)
+        if not self.watcher.settled.is_set():
+            logger.warning(
+                "no model after %.0fs; taking requests (503 until one loads): %s",
+                bound,
+                self.watcher.unavailable_reason(),
+            )
 
     def stop(self) -> None:
         """Stop it: the shadow and the watcher first, then the log's last flush (bounded by

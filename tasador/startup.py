@@ -42,7 +42,7 @@ from pydantic import SecretStr
 from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, ServiceUnavailable
-from tasador.core.services import free_port, wait_until_healthy
+from tasador.core.services import alive, free_port, wait_until_healthy
 
 START_TIMEOUT_S = 180.0  # the first start creates MLflow's schema (a few dozen migrations)
 _SERVER_WORKERS = "1"  # one uvicorn process (requests run in its thread pool): fast start, light
@@ -205,22 +205,6 @@ def _healthy(uri: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        # Reap it first if it is our own exited child (a zombie still answers signals).
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def ensure_server(settings: Settings) -> str:
     """Start the embedded MLflow server unless one with this configuration already answers;
     return its URI."""
@@ -238,7 +222,7 @@ def ensure_server(settings: Settings) -> str:
     with _locked(state / "server.lock"):
         if record.exists():
             info = json.loads(record.read_text())
-            if info["fingerprint"] == fingerprint and _alive(info["pid"]) and _healthy(info["uri"]):
+            if info["fingerprint"] == fingerprint and alive(info["pid"]) and _healthy(info["uri"]):
                 return str(info["uri"])
             _stop_recorded(record)  # stale, or started with other settings
         port = free_port()
@@ -289,14 +273,14 @@ def _stop_recorded(record: Path) -> bool:
     info = json.loads(record.read_text())
     record.unlink()
     pid = info["pid"]
-    if not _alive(pid):
+    if not alive(pid):
         return False
     # The server was started in its own session: end its whole group (uvicorn workers too).
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         os.killpg(pid, signal.SIGKILL)
     return True
 

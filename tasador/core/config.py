@@ -157,6 +157,10 @@ class ServingSettings(_Group):
     """The prediction service (serving/)."""
 
     serving_poll_s: float = Field(default=5.0, gt=0)  # how often serving checks the alias
+    # How long a starting worker waits for its first model load to finish or fail before it
+    # takes requests (then it answers 503 saying why until a model loads): a worker that takes
+    # requests while loading answers them 503 although another worker said /ready.
+    serving_first_load_s: float = Field(default=120.0, gt=0)
     # How far (relative, either way) a new version's RMSLE on its stored validation sample may
     # be from its registered holdout RMSLE before serving refuses it (serving/validation.py).
     serving_validation_tolerance: float = Field(default=0.35, gt=0)

@@ -26,6 +26,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (signal 0 checks without sending anything)."""
+    try:
+        # Reap it first if it is our own exited child (a zombie still answers signals).
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
+
+
 def wait_until_healthy(
     url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None
 ) -> None:

@@ -43,7 +43,7 @@ def serve_in_thread(app: Any, what: str) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 180  # the API's startup includes its first model load
     while not (server.started and server.servers):
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"{what} did not start")
@@ -122,10 +122,13 @@ def listings_of(frame: pd.DataFrame) -> list[Listing]:
 
 
 class Load:
-    """Threads sending single-listing requests until stopped; every answer is kept."""
+    """Threads sending single-listing requests until stopped; every answer is kept. With
+    ``fresh``, each request on a connection of its own (so the kernel may hand it to any
+    worker), else each thread keeps one connection."""
 
-    def __init__(self, url: str, threads: int = 4) -> None:
+    def __init__(self, url: str, threads: int = 4, fresh: bool = False) -> None:
         self.url = url
+        self.headers = {"Connection": "close"} if fresh else {}
         self.answers: list[list[tuple[float, int, str | None]]] = [[] for _ in range(threads)]
         self._stop = threading.Event()
         self._threads = [
@@ -133,7 +136,7 @@ class Load:
         ]
 
     def _send(self, i: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as client:
+        with httpx.Client(base_url=self.url, timeout=30, headers=self.headers) as client:
             while not self._stop.is_set():
                 try:
                     response = client.post("/predict", json={**LISTING, "bed": i % 6})

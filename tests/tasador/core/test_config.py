@@ -67,6 +67,7 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "TASADOR_PROMOTION_MIN_SEGMENT_ROWS": ("30", "promotion"),
     "TASADOR_PROMOTION_MIN_SHADOW_ROWS": ("10", "promotion"),
     "TASADOR_SERVING_POLL_S": ("0.5", "serving"),
+    "TASADOR_SERVING_FIRST_LOAD_S": ("30", "serving"),
     "TASADOR_SERVING_VALIDATION_TOLERANCE": ("0.2", "serving"),
     "TASADOR_SERVING_WORKERS": ("2", "serving"),
     "TASADOR_SERVING_MAX_ROWS": ("100", "serving"),
