@@ -20,13 +20,14 @@ first. Extra columns (``batch_id``...) are ignored with a warning.
 
 **SHAP background.** Every version stores, next to its model files (in the logged model's
 artifacts, ``BACKGROUND_FILE``), a sample of the training rows it learnt from: the reference
-SHAP explanations are relative to (experiments.explain). Serving's ``/explain`` and the
-model-change report read it back with :func:`load_background`.
+SHAP explanations are relative to (experiments.explain). The model-change report reads it back
+with :func:`load_background`; the scoring artifact holds it encoded, for serving's ``/explain``.
 
 **Validation sample.** Versions trained by the champion/challenger step also store
 ``VALIDATION_FILE``: up to ``VALIDATION_ROWS`` shared-holdout rows as a client sends them to
 serving, with their prices. Serving scores them before a version answers anything and compares
-their RMSLE with the version's registered holdout RMSLE (serving.validation).
+their RMSLE with the version's registered holdout RMSLE (serving.validation), and its prices with
+those the pipeline gave (stored in the scoring artifact).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ an artifact, and serving refuses it, saying so).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -229,6 +230,14 @@ def read(folder: Path) -> Artifact:
         raise
     except Exception as exc:  # unreadable, incomplete or of another shape: not servable
         raise ArtifactError(f"unreadable scoring artifact ({type(exc).__name__}: {exc})") from exc
+
+
+def of_model(model: Any, background: pd.DataFrame | None = None) -> Artifact:
+    """The artifact registration would store for ``model``, written and read back (benchmarks
+    and tests: serving reads only what the registry holds)."""
+    with tempfile.TemporaryDirectory() as folder:
+        write(model, Path(folder) / FOLDER, background=background)
+        return read(Path(folder) / FOLDER)
 
 
 def probe_records(known: dict[str, list[Any]], n: int = PROBE_ROWS) -> list[dict[str, Any]]:
