@@ -402,10 +402,10 @@ def in_process(model: Any, body: bytes, repeats: int = 20) -> dict[str, float]:
     still does to name the faults of a bad body), scoring, and building the log's rows."""
     from datetime import UTC, datetime
 
-    from serving.batch import BatchParser
-    from serving.inference_log import Entry
     from experiments.scoring.artifact import of_model
+    from serving.batch import BatchParser
     from serving.fast_path import FastScorer
+    from serving.inference_log import Entry
     from serving.schema import listings_adapter
 
     parser, adapter = BatchParser(10**6), listings_adapter(10**6)

@@ -269,7 +269,12 @@ def blocks_data(blocks: list[Block]) -> tuple[list[dict[str, Any]], dict[str, np
         elif isinstance(block, Numeric):
             present = [name for name in _NUMERIC_ARRAYS if getattr(block, name) is not None]
             described.append(
-                {"type": "numeric", "columns": block.columns, "log1p": block.log1p, "arrays": present}
+                {
+                    "type": "numeric",
+                    "columns": block.columns,
+                    "log1p": block.log1p,
+                    "arrays": present,
+                }
             )
             for name in present:
                 arrays[prefix + name] = np.asarray(getattr(block, name))
@@ -278,9 +283,7 @@ def blocks_data(blocks: list[Block]) -> tuple[list[dict[str, Any]], dict[str, np
     return described, arrays
 
 
-def blocks_from_data(
-    described: list[dict[str, Any]], arrays: dict[str, np.ndarray]
-) -> list[Block]:
+def blocks_from_data(described: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> list[Block]:
     """The blocks :func:`blocks_data` described; KeyError or ValueError on anything else."""
     blocks: list[Block] = []
     for i, block in enumerate(described):

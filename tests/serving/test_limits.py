@@ -18,7 +18,6 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import httpx
-import pandas as pd
 import psutil
 import pytest
 import sqlalchemy as sa
@@ -30,8 +29,7 @@ from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
 from tasador.core.services import free_port
 from tests.helpers.broken_models import NaNScorer
-from tests.helpers.mlflow import register
-from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
+from tests.helpers.serving import LISTING, in_memory, running, wait_until
 
 MB = 1024**2
 

@@ -58,9 +58,7 @@ def test_a_version_without_a_scoring_artifact_is_refused_saying_so(
     assert tags[registry.SCORING_TAG].startswith("none: model NaNRegressor")
 
     with running(serving_settings) as (url, _):
-        wait_until(
-            lambda: httpx.get(f"{url}/ready").json()["refused"] is not None, 60, "a refusal"
-        )
+        wait_until(lambda: httpx.get(f"{url}/ready").json()["refused"] is not None, 60, "a refusal")
         refused = httpx.get(f"{url}/ready").json()["refused"]
         answer = httpx.post(f"{url}/predict", json=LISTING)
     assert refused["version"] == version and refused["code"] == "no_artifact"

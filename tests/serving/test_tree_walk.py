@@ -15,7 +15,7 @@ from sklearn.ensemble import RandomForestRegressor
 from experiments.scoring import artifact
 from experiments.scoring.artifact import Artifact
 from serving import fast_path, tree_walk
-from serving.fast_path import WALK_MAX_ROWS, FastScorer
+from serving.fast_path import FastScorer
 from serving.schema import Listing
 from serving.validation import Refused
 from tests.helpers.models import FAMILY_NAMES, small_model

@@ -1,7 +1,8 @@
 """Validated swap: a version the alias names answers nothing before it passes its checks.
 
 Real MLflow, real versions: a sound one, one that prices NaN (a ridge of NaN coefficients), one
-far off its registered holdout RMSLE, one stored without a validation sample. Serving keeps the sound one and says why.
+far off its registered holdout RMSLE, one stored without a validation sample. Serving keeps the
+sound one and says why.
 """
 
 from __future__ import annotations
