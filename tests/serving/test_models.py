@@ -8,6 +8,7 @@ pickle, the trap would have fired.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def test_a_pickle_in_the_registry_never_runs_in_serving(
         explained = httpx.post(f"{url}/explain", json=LISTING)
     assert not trap.exists()  # served, explained, and the pickle never loaded
     assert scoring.startswith("scoring artifact (ridge; the registered prices on 256 probe")
-    expected = pipeline_prices(model, [Listing.model_validate(LISTING)])[0]
+    expected = pipeline_prices(model, [Listing.model_validate_json(json.dumps(LISTING))])[0]
     assert price == round(expected, 2)
     assert explained.status_code == 200 and explained.json()["prediction"] == price
 
