@@ -155,6 +155,13 @@ def pipeline_prices(model: Any, records: Sequence[Mapping[str, Any]]) -> np.ndar
     return np.asarray(model.predict(model_input(records)), dtype=np.float64).ravel()
 
 
+def _expected(model: Any, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    try:
+        return pipeline_prices(model, records)
+    except ValueError as exc:  # scikit-learn refuses a NaN log price, for one
+        raise Unsupported(f"a pipeline that fails to price listings ({exc})") from exc
+
+
 def write(
     model: Any,
     folder: Path,
@@ -167,9 +174,9 @@ def write(
     blocks, width = compile_blocks(encode)
     described, arrays = blocks_data(blocks)
     probes = probe_records(vocabulary(blocks))
-    arrays["expected.probes"] = pipeline_prices(model, probes)
+    arrays["expected.probes"] = _expected(model, probes)
     if validation is not None:
-        arrays["expected.validation"] = pipeline_prices(model, validation)
+        arrays["expected.validation"] = _expected(model, validation)
     arrays.update(_estimator_arrays(estimator, family))
     if family == "ridge" and background is not None and not background.empty:
         encoded = pipeline[:-1].transform(model_input(background))

@@ -130,6 +130,9 @@ def test_a_forest_past_the_exact_budget_gets_additive_approximate_contributions(
     assert not np.allclose(approximate.to_numpy(), exact.to_numpy())  # another method ran
     total = approximate.sum(axis=1).to_numpy()
     assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)  # still adds up
+    scoring = artifact_of(model)  # and serving's explainer takes the same road
+    served = explain.artifact_explainer(scoring)(FastScorer(scoring).features(listings_of(rows)))
+    np.testing.assert_allclose(served.to_numpy(), approximate.to_numpy(), atol=1e-6)
 
 
 def test_importance_diff_and_sentence_name_what_gained_and_lost():

@@ -1,8 +1,8 @@
 """Validated swap: a version the alias names answers nothing before it passes its checks.
 
-Real MLflow, real versions: a sound one, one that prices NaN (a ridge of NaN coefficients), one
-far off its registered holdout RMSLE, one stored without a validation sample. Serving keeps the
-sound one and says why.
+Real MLflow, real versions: a sound one, one that prices infinity (a ridge of absurd
+coefficients), one far off its registered holdout RMSLE, one stored without a validation sample.
+Serving keeps the sound one and says why.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def test_broken_versions_are_refused_and_the_old_one_keeps_serving(
         answer = httpx.post(f"{url}/predict", json=LISTING).json()
 
         nan_model = fit("ridge", clean_sample.head(1_000), alpha=1.0)
-        nan_model.regressor_[-1].coef_[:] = np.nan  # as a model trained on broken data may
+        nan_model.regressor_[-1].coef_[:] = 0.0  # as a model trained on broken data may:
+        nan_model.regressor_[-1].intercept_ = 1e6  # a log price whose price overflows
         broken = register(
             serving_settings, nan_model, clean_sample, family="ridge", validation=holdout
         )

@@ -59,6 +59,10 @@ def test_a_model_of_another_shape_is_not_written(
     model.fit(frame.drop(columns=[TARGET]), frame[TARGET].to_numpy())
     with pytest.raises(Unsupported, match="Lasso"):
         artifact.write(model, tmp_path / "scoring")
+    broken = small_model("ridge", frame)
+    broken.regressor_[-1].coef_[:] = np.nan  # scikit-learn refuses its NaN log prices
+    with pytest.raises(Unsupported, match="fails to price listings"):
+        artifact.write(broken, tmp_path / "scoring")
 
 
 def test_an_artifact_of_another_format_or_with_objects_is_not_read(
