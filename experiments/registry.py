@@ -168,7 +168,7 @@ def _log_scoring(
     model_id: str,
     model: RegressorMixin,
     sample: dict[str, list[Any]] | None,
-    background: pd.DataFrame,
+    background: pd.DataFrame | None,
 ) -> str:
     """The scoring artifact in the logged model's artifacts; "stored", or why there is none."""
     with tempfile.TemporaryDirectory() as folder:
@@ -180,6 +180,26 @@ def _log_scoring(
             return f"none: {exc} is not compiled"
         client.log_model_artifacts(model_id, str(path), artifact.FOLDER)
     return "stored"
+
+
+def store_scoring(
+    mlflow_client: MlflowClient, mlflow_settings: MlflowSettings, version: ModelVersion
+) -> str:
+    """Store the scoring artifact of a ``version`` registered without one (before versions had
+    them), made from its pickled model: only where pickles are trusted, as training (`tasador
+    scoring-artifacts`), never in serving. Returns what its ``SCORING_TAG`` now says."""
+    model_id = model_id_of(version)
+    if model_id is None:
+        return "none: no logged model to read"
+    model = load_version(mlflow_settings, version.version).get_raw_model()
+    sample = load_validation(mlflow_client, version)
+    status = _log_scoring(
+        mlflow_client, model_id, model, sample, load_background(mlflow_client, version)
+    )
+    mlflow_client.set_model_version_tag(
+        mlflow_settings.model_name, str(version.version), SCORING_TAG, status
+    )
+    return status
 
 
 def _listing(row: Mapping[str, Any]) -> dict[str, Any]:

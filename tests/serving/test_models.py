@@ -14,9 +14,14 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pytest
 
 from experiments import registry
+from experiments.scoring import artifact
+from experiments.scoring.encoding import Unsupported
+from serving import models
 from serving.schema import Listing
+from serving.validation import Refused
 from tasador.core.config import Settings
 from tests.helpers.broken_models import NaNRegressor, PickleTrap
 from tests.helpers.mlflow import register
@@ -66,3 +71,34 @@ def test_a_version_without_a_scoring_artifact_is_refused_saying_so(
     assert f"version {version} refused: no scoring artifact stored with it" in refused["reason"]
     assert "never the pickled model" in refused["reason"]
     assert answer.status_code == 503 and "no scoring artifact" in answer.json()["detail"]
+
+
+def test_a_version_from_before_scoring_artifacts_serves_once_given_one(
+    serving_settings: Settings, clean_sample: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tasador scoring-artifacts` (registry.store_scoring) makes one from the pickled model, in
+    a process that trusts the registry; serving then loads it."""
+
+    def old(*_: Any, **__: Any) -> None:
+        raise Unsupported("a version registered before scoring artifacts")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(artifact, "write", old)
+        version = register(
+            serving_settings,
+            fit("lightgbm", clean_sample.head(1_000)),
+            clean_sample,
+            family="lightgbm",
+        )
+    client = registry.connect(serving_settings)
+    found = client.get_model_version(serving_settings.mlflow.model_name, version)
+    with pytest.raises(Refused) as refused:
+        models.load(client, serving_settings, found)
+    assert refused.value.verdict.code == "no_artifact"
+    assert "registered before scoring artifacts" in str(refused.value)
+
+    assert registry.store_scoring(client, serving_settings.mlflow, found) == "stored"
+    found = client.get_model_version(serving_settings.mlflow.model_name, version)
+    assert found.tags[registry.SCORING_TAG] == "stored"
+    served = models.load(client, serving_settings, found)
+    assert served.info.scoring.startswith("scoring artifact (lightgbm;")
