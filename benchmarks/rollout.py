@@ -9,7 +9,7 @@ sample and points ``production`` at it. A serving watcher (serving.hot_swap.Mode
 `tasador serve`) polls after each move:
 
 - cold: the first time the alias names a version, the watcher downloads it from MLflow,
-  prepares its scorer (fast path compiled and checked) and validates it (serving.validation);
+  prepares its scorer (scoring artifact read and checked) and validates it (serving.validation);
 - from memory: the alias is moved back and forth ``--rounds`` times (a rollback, then the move
   forward again); the version served before the current one is kept loaded, so the swap needs
   no download.

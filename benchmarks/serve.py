@@ -407,12 +407,14 @@ def in_process(model: Any, body: bytes, repeats: int = 20) -> dict[str, float]:
     still does to name the faults of a bad body), scoring, and building the log's rows."""
     from datetime import UTC, datetime
 
+    from experiments.scoring.artifact import of_model
     from serving.batch import BatchParser
+    from serving.fast_path import FastScorer
     from serving.inference_log import Entry
-    from serving.models import Scorer
     from serving.schema import listings_adapter
 
-    parser, adapter, scorer = BatchParser(10**6), listings_adapter(10**6), Scorer(model)
+    parser, adapter = BatchParser(10**6), listings_adapter(10**6)
+    scorer = FastScorer(of_model(model))  # as serving loads it (its booster walk aside)
     columns = parser.many(body)
     assert columns is not None, "the benchmark's batch is valid"
     entry = Entry("predict", 200, datetime.now(UTC), 1.0, columns, [1.0] * len(columns))

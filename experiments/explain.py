@@ -19,6 +19,9 @@ log price over its *training* rows, never over the rows being explained:
 
 Either way the base value does not depend on the input, and base plus contributions equals the
 model's log prediction (tests/experiments/test_explain.py, per family of ``search_spaces/``).
+Serving, which never loads the pickled model, explains with :func:`artifact_explainer`: the same
+explainers on the version's scoring artifact (the native booster, a forest's node arrays, a
+ridge's coefficients and its encoded background).
 
 Contributions are then summed per raw input column (``experiments.features.feature_source``):
 sums of SHAP values stay exact, and grouping makes models of different families, whose encodings
@@ -32,7 +35,7 @@ prediction (tests/experiments/test_explain.py).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +47,7 @@ from mlflow.pyfunc import PyFuncModel
 from sklearn.compose import TransformedTargetRegressor
 
 from experiments.features import feature_source, model_input
+from experiments.scoring.artifact import FOREST_NODES, Artifact
 from tasador.core import timings
 from tasador.core.sampling import at_most
 
@@ -67,11 +71,16 @@ def _sklearn_model(model: Any) -> TransformedTargetRegressor:
 EXACT_BUDGET = 2e9
 
 
+def exact_cost(leaves: Sequence[int], depths: Sequence[int]) -> float:
+    """Exact TreeSHAP's cost of one row through trees of these leaf counts and depths."""
+    return float(sum(int(n) * int(d) ** 2 for n, d in zip(leaves, depths, strict=True)))
+
+
 def _exact_cost(estimator: Any) -> float:
     trees = getattr(estimator, "estimators_", None)
     if trees is None:  # XGBoost / LightGBM: shallow trees, native SHAP
         return 0.0
-    return float(sum(t.tree_.n_leaves * t.tree_.max_depth**2 for t in trees))
+    return exact_cost([t.tree_.n_leaves for t in trees], [t.tree_.max_depth for t in trees])
 
 
 RowExplainer = Callable[[pd.DataFrame], pd.DataFrame]
@@ -79,6 +88,12 @@ RowExplainer = Callable[[pd.DataFrame], pd.DataFrame]
 
 class NoBackground(ValueError):
     """A model that needs its background sample to be explained was given none."""
+
+
+NO_BACKGROUND = (
+    "a linear model is explained against training rows stored with its version (its SHAP "
+    "background), and none was found"
+)
 
 
 def background_rows(training: pd.DataFrame, seed: int, rows: int = BACKGROUND_ROWS) -> pd.DataFrame:
@@ -105,10 +120,7 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
     explainer: Any
     if hasattr(estimator, "coef_"):
         if background is None or background.empty:
-            raise NoBackground(
-                "a linear model is explained against training rows stored with its version "
-                "(its SHAP background), and none was found"
-            )
+            raise NoBackground(NO_BACKGROUND)
         reference = encode.transform(model_input(background)).astype("float64")
         explainer = shap.LinearExplainer(estimator, reference)
         tree = False
@@ -126,13 +138,87 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
             )
         else:
             values = explainer.shap_values(features.astype("float64"))
-        # Read after shap_values: for boosters with categorical splits shap replaces its
-        # estimate from node covers by the booster's own bias term then (measured: 0.004 apart).
-        base = float(np.ravel(explainer.expected_value)[0])
-        encoded = pd.DataFrame(values, index=frame.index, columns=features.columns)
-        grouped = encoded.T.groupby(feature_source, sort=False).sum().T
-        grouped.insert(0, BASE_VALUE, base)
-        return grouped
+        return per_field(values, explainer, list(features.columns), frame.index)
+
+    return explain
+
+
+def per_field(values: Any, explainer: Any, features: list[str], index: Any) -> pd.DataFrame:
+    """SHAP ``values`` (rows x encoded ``features``) summed per raw input column, after
+    ``base_value``: the explainer's expected value."""
+    # Read after shap_values: for boosters with categorical splits shap replaces its estimate
+    # from node covers by the booster's own bias term then (measured: 0.004 apart).
+    base = float(np.ravel(explainer.expected_value)[0])
+    encoded = pd.DataFrame(np.asarray(values), index=index, columns=features)
+    grouped = encoded.T.groupby(feature_source, sort=False).sum().T
+    grouped.insert(0, BASE_VALUE, base)
+    return grouped
+
+
+MatrixExplainer = Callable[[np.ndarray], pd.DataFrame]
+
+
+def _forest(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A forest's node arrays (experiments.scoring.artifact) as SHAP's tree dictionary, made as
+    SHAP makes it from the scikit-learn trees (the mean of the trees; float32 input)."""
+    sizes = arrays["forest.node_count"]
+    starts = np.cumsum([0, *sizes[:-1]])
+    trees = []
+    for start, size in zip(starts, sizes, strict=True):
+        part = {name: arrays[f"forest.{name}"][start : start + size] for name in FOREST_NODES}
+        left, right = part["children_left"], part["children_right"]
+        trees.append(
+            {
+                "children_left": left,
+                "children_right": right,
+                "children_default": np.where(part["missing_go_to_left"] != 0, left, right),
+                "features": part["feature"],
+                "thresholds": part["threshold"].astype(np.float64),
+                "values": arrays["forest.value"][start : start + size].reshape(-1, 1) / len(sizes),
+                "node_sample_weight": part["weighted_n_node_samples"].astype(np.float64),
+            }
+        )
+    return {"trees": trees, "input_dtype": np.float32, "tree_output": "raw_value"}
+
+
+def _forest_cost(arrays: dict[str, np.ndarray]) -> float:
+    """:func:`exact_cost` of a forest's node arrays."""
+    sizes = arrays["forest.node_count"]
+    starts = np.cumsum([0, *sizes[:-1]])
+    leaves = np.add.reduceat((arrays["forest.children_left"] < 0).astype(np.int64), starts)
+    return exact_cost(leaves.tolist(), arrays["forest.max_depth"].tolist())
+
+
+def artifact_explainer(scoring: Artifact) -> MatrixExplainer:
+    """:func:`row_explainer` for a scoring artifact (serving: no pickled model): encoded
+    feature matrices in, contributions per raw input column out. The same explainers on the
+    same trees and coefficients: the native boosters, a forest's node arrays, a ridge's
+    coefficients against its stored, encoded background."""
+    family, arrays = scoring.family, scoring.arrays
+    if family == "ridge":
+        if scoring.background is None or not len(scoring.background):
+            raise NoBackground(NO_BACKGROUND)
+        coef = (arrays["coef"], float(arrays["intercept"]))
+        explainer: Any = shap.LinearExplainer(coef, scoring.background)
+    elif family == "random_forest":
+        explainer = shap.TreeExplainer(_forest(arrays))
+    else:
+        explainer = shap.TreeExplainer(scoring.booster)  # path-dependent: see the module doc
+    cost = _forest_cost(arrays) if family == "random_forest" else 0.0
+
+    def explain(matrix: np.ndarray) -> pd.DataFrame:
+        data: Any = matrix
+        if family == "xgboost":  # its categorical features are told apart by their types
+            import xgboost
+
+            types = scoring.booster.feature_types
+            data = xgboost.DMatrix(matrix, feature_types=types, enable_categorical=True)
+        if family == "ridge":
+            values = explainer.shap_values(matrix)
+        else:
+            approximate = cost * len(matrix) > EXACT_BUDGET
+            values = explainer.shap_values(data, check_additivity=False, approximate=approximate)
+        return per_field(values, explainer, scoring.features, pd.RangeIndex(len(matrix)))
 
     return explain
 
@@ -140,7 +226,7 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
 def explain_rows(model: Any, frame: pd.DataFrame, background: pd.DataFrame | None) -> pd.DataFrame:
     """Per-row SHAP contributions per raw input column, plus ``base_value``, in log price.
 
-    ``model`` is a registered model, loaded as pyfunc (serving) or sklearn; ``background`` its
+    ``model`` is a registered model, loaded as pyfunc or sklearn; ``background`` its
     version's background sample (:func:`row_explainer`). For every row, ``base_value`` + the
     contributions = log(predicted price); exp(contribution) is the factor the column multiplies
     the price by; ``base_value`` is the same for every row.

@@ -1,14 +1,17 @@
 """The model registry: logging a model version, finding and loading versions, the alias.
 
-**Serialization.** Models are logged with the sklearn flavour in ``cloudpickle`` format. MLflow
-3.17 defaults to skops, which refuses our pipeline outright (measured: "skops does not support
-custom functions or classes", for xgboost, lightgbm and ridge pipelines alike) and would need
-every booster type allow-listed. Pickle-based formats load in a fresh process as long as the
-library versions match, which the lock file and the shared image guarantee (they are also
-pinned in the model's requirements); the custom transformers are pickled by reference, so
-loading needs this project installed, as serving has it. Loading any sklearn-flavour model in
-3.17 (skops included) requires ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=true``, which
-entry points set (``tasador.core.process``): the registry only holds models our training wrote.
+**Serialization.** Models are logged with the sklearn flavour in ``cloudpickle`` format, for
+training, the champion step and MLflow's own tools. MLflow 3.17 defaults to skops, which refuses
+our pipeline outright (measured: "skops does not support custom functions or classes", for
+xgboost, lightgbm and ridge pipelines alike). Loading a pickle runs the code it names, so only
+processes that trust the artifact store load it (they set ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION``,
+``tasador.core.process``); serving never does.
+
+**Scoring artifact.** Every version also stores its model as data only (experiments.scoring.
+artifact, in the logged model's ``scoring/`` folder), with the prices the pipeline gave on the
+validation sample and on probe listings: the one thing serving downloads
+(:func:`download_scoring`). A model that cannot be made one (not one of our pipelines) is
+registered without it, the version tag ``SCORING_TAG`` saying why, and serving refuses it.
 
 **Signature.** Every input column is optional and typed as CLEAN types it (see
 ``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
@@ -17,18 +20,20 @@ first. Extra columns (``batch_id``...) are ignored with a warning.
 
 **SHAP background.** Every version stores, next to its model files (in the logged model's
 artifacts, ``BACKGROUND_FILE``), a sample of the training rows it learnt from: the reference
-SHAP explanations are relative to (experiments.explain). Serving's ``/explain`` and the
-model-change report read it back with :func:`load_background`.
+SHAP explanations are relative to (experiments.explain). The model-change report reads it back
+with :func:`load_background`; the scoring artifact holds it encoded, for serving's ``/explain``.
 
 **Validation sample.** Versions trained by the champion/challenger step also store
 ``VALIDATION_FILE``: up to ``VALIDATION_ROWS`` shared-holdout rows as a client sends them to
 serving, with their prices. Serving scores them before a version answers anything and compares
-their RMSLE with the version's registered holdout RMSLE (serving.validation).
+their RMSLE with the version's registered holdout RMSLE (serving.validation), and its prices with
+those the pipeline gave (stored in the scoring artifact).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
@@ -46,10 +51,14 @@ from mlflow.types.schema import ColSpec, Schema
 from sklearn.base import RegressorMixin
 
 from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
+from experiments.scoring import artifact
+from experiments.scoring.encoding import Unsupported
 from tasador.core import timings
 from tasador.core.columns import TARGET
 from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import NotConfigured
+
+logger = logging.getLogger(__name__)
 
 # Tags on model versions (besides the lineage tags of tasador.core.lineage).
 FAMILY_TAG = "family"
@@ -68,6 +77,7 @@ ARTIFACT_NAME = "model"
 BACKGROUND_FILE = "shap_background.json"  # in the logged model's artifacts: training rows
 VALIDATION_FILE = "validation_sample.json"  # there too: holdout listings and their prices
 VALIDATION_ROWS = 256
+SCORING_TAG = "scoring_artifact"  # "stored", or why the version has none
 
 
 def tracking_uri(mlflow_settings: MlflowSettings) -> str:
@@ -136,9 +146,11 @@ def log_and_register(
     _log_text(
         client, info.model_id, BACKGROUND_FILE, rows.to_json(orient="records", date_format="iso")
     )
-    if validation is not None:
-        _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(validation_sample(validation)))
-    for key, value in tags.items():
+    sample = None if validation is None else validation_sample(validation)
+    if sample is not None:
+        _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(sample))
+    scoring = _log_scoring(client, info.model_id, model, sample, rows)
+    for key, value in {**tags, SCORING_TAG: scoring}.items():
         client.set_model_version_tag(mlflow_settings.model_name, number, key, str(value))
     return client.get_model_version(mlflow_settings.model_name, number)
 
@@ -149,6 +161,45 @@ def _log_text(client: MlflowClient, model_id: str, name: str, text: str) -> None
         path = Path(folder) / name
         path.write_text(text)
         client.log_model_artifact(model_id, str(path))
+
+
+def _log_scoring(
+    client: MlflowClient,
+    model_id: str,
+    model: RegressorMixin,
+    sample: dict[str, list[Any]] | None,
+    background: pd.DataFrame | None,
+) -> str:
+    """The scoring artifact in the logged model's artifacts; "stored", or why there is none."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / artifact.FOLDER
+        try:
+            artifact.write(model, path, None if sample is None else sample["listings"], background)
+        except Unsupported as exc:  # not one of our pipelines: registered, never served
+            logger.warning("no scoring artifact for model %s: %s", model_id, exc)
+            return f"none: {exc} is not compiled"
+        client.log_model_artifacts(model_id, str(path), artifact.FOLDER)
+    return "stored"
+
+
+def store_scoring(
+    mlflow_client: MlflowClient, mlflow_settings: MlflowSettings, version: ModelVersion
+) -> str:
+    """Store the scoring artifact of a ``version`` registered without one (before versions had
+    them), made from its pickled model: only where pickles are trusted, as training (`tasador
+    scoring-artifacts`), never in serving. Returns what its ``SCORING_TAG`` now says."""
+    model_id = model_id_of(version)
+    if model_id is None:
+        return "none: no logged model to read"
+    model = load_version(mlflow_settings, version.version).get_raw_model()
+    sample = load_validation(mlflow_client, version)
+    status = _log_scoring(
+        mlflow_client, model_id, model, sample, load_background(mlflow_client, version)
+    )
+    mlflow_client.set_model_version_tag(
+        mlflow_settings.model_name, str(version.version), SCORING_TAG, status
+    )
+    return status
 
 
 def _listing(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,20 +236,37 @@ def model_id_of(version: ModelVersion) -> str | None:
     return source.removeprefix("models:/") if source.startswith("models:/m-") else None
 
 
-def _stored_json(mlflow_client: MlflowClient, version: ModelVersion, name: str) -> Any:
-    """The JSON file ``name`` stored with ``version``'s logged model; None when there is none."""
+def _download(
+    mlflow_client: MlflowClient, version: ModelVersion, name: str, folder: Path
+) -> Path | None:
+    """The file or folder ``name`` stored with ``version``'s logged model, downloaded into
+    ``folder``; None when there is none. Nothing else of the logged model is downloaded."""
     model_id = model_id_of(version)
     if not model_id:
         return None
-    location = mlflow_client.get_logged_model(model_id).artifact_location
+    location = mlflow_client.get_logged_model(model_id).artifact_location.rstrip("/")
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/{name}", dst_path=str(folder)
+        )
+    except (MlflowException, OSError):
+        return None  # no such file: an older version
+    return Path(local)
+
+
+def download_scoring(
+    mlflow_client: MlflowClient, version: ModelVersion, folder: Path
+) -> Path | None:
+    """``version``'s scoring artifact (a folder) downloaded into ``folder``; None when the
+    version has none."""
+    return _download(mlflow_client, version, artifact.FOLDER, folder)
+
+
+def _stored_json(mlflow_client: MlflowClient, version: ModelVersion, name: str) -> Any:
+    """The JSON file ``name`` stored with ``version``'s logged model; None when there is none."""
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{location.rstrip('/')}/{name}", dst_path=folder
-            )
-        except (MlflowException, OSError):
-            return None  # no such file: an older version
-        return json.loads(Path(local).read_text())
+        local = _download(mlflow_client, version, name, Path(folder))
+        return None if local is None else json.loads(local.read_text())
 
 
 def load_background(mlflow_client: MlflowClient, version: ModelVersion) -> pd.DataFrame | None:
@@ -246,7 +314,8 @@ def aliased_version(
 
 
 def load_version(mlflow_settings: MlflowSettings, version: str | int) -> PyFuncModel:
-    """A registered version by number (not alias, which may move while we use it).
+    """A registered version by number (not alias, which may move while we use it), unpickled:
+    for training and the champion step only, never serving (see the module doc).
 
     ``.predict`` takes :func:`model_input` frames; ``.get_raw_model()`` is the sklearn model.
     """

@@ -1,11 +1,12 @@
-"""SHAP for one listing, from the very model object that priced it (experiments.explain).
+"""SHAP for one listing, from the very scoring artifact that priced it (experiments.explain
+``artifact_explainer``: the native booster, a forest's node arrays, a ridge's coefficients).
 
 The explainer of a version is built once, when the version loads (:meth:`Explainers.prepare`, in
 a background thread the swap starts), not per request and not by the first ``/explain``:
 building one costs more than many explanations, and the first build also imports SHAP. Until it
 is built, ``/explain`` answers 503 "being built" without taking an explanation slot
-(serving.deps). A linear version is explained against the background sample stored with it in
-the registry, read then (once).
+(serving.deps). A linear version is explained against the encoded background stored in its
+artifact.
 
 SHAP (and matplotlib, through experiments.explain) is imported by the first build, not by this
 module: the API imports this module at start, and /predict never needs SHAP.
@@ -20,19 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import pandas as pd
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from experiments import registry
-from experiments.features import model_input
 from serving import heap
 from serving.models import ServedModel
 from serving.schema import Contribution, Explanation, Listing
 from tasador.core.errors import BadInput
 
 if TYPE_CHECKING:
-    from experiments.explain import RowExplainer
+    from experiments.explain import MatrixExplainer
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +42,7 @@ class _Build:
     served: ServedModel
     at_load: bool  # started by the version's load (else by an /explain, which waits for it)
     done: threading.Event = field(default_factory=threading.Event)
-    explainer: RowExplainer | None = None
+    explainer: MatrixExplainer | None = None
     refusal: str | None = None  # why SHAP cannot explain it (a new BadInput per request)
     failure: Exception | None = None  # an unexpected error: the next /explain builds again
 
@@ -93,7 +88,7 @@ class Explainers:
         with self._lock:
             return [version for _, version in self._builds]
 
-    def of(self, served: ServedModel) -> RowExplainer:
+    def of(self, served: ServedModel) -> MatrixExplainer:
         """The explainer of ``served``; raises BadInput for a model SHAP cannot explain.
 
         Built here (in the caller's thread) when no load prepared it, e.g. a model set in
@@ -149,26 +144,17 @@ def _key(served: ServedModel) -> tuple[str, str]:
     return served.info.name, served.info.version
 
 
-def _build_explainer(served: ServedModel) -> RowExplainer:
+def _build_explainer(served: ServedModel) -> MatrixExplainer:
     """The explainer of ``served`` (the first call imports SHAP); BadInput when SHAP cannot."""
-    from experiments.explain import NoBackground, needs_background, row_explainer
+    from experiments.explain import NoBackground, artifact_explainer
 
+    scoring = getattr(served.scorer, "artifact", None)
+    if scoring is None:
+        raise BadInput(f"version {served.info.version} cannot be explained: no scoring artifact")
     try:
-        background = _background(served) if needs_background(served.raw_model) else None
-        return row_explainer(served.raw_model, background)
-    except (TypeError, NoBackground) as exc:  # not one of our pipelines, or no sample
+        return artifact_explainer(scoring)
+    except NoBackground as exc:
         raise BadInput(f"version {served.info.version} cannot be explained: {exc}") from None
-
-
-def _background(served: ServedModel) -> pd.DataFrame | None:
-    """The version's SHAP background from the registry (the process's tracking URI, which the
-    model watcher set); None when the registry has none for it."""
-    client = MlflowClient()
-    try:
-        version = client.get_model_version(served.info.name, served.info.version)
-        return registry.load_background(client, version)
-    except MlflowException:
-        return None
 
 
 def explain_listing(
@@ -185,7 +171,7 @@ def explain_listing(
 
     fields = listing.model_dump(exclude={"price"})
     explain = (explainers or Explainers()).of(served)
-    row = explain(model_input([fields])).iloc[0]
+    row = explain(served.scorer.features([listing])).iloc[0]
     base = float(row[BASE_VALUE])
     contributions = [
         Contribution(

@@ -2,31 +2,35 @@
 
 Everything a response needs about the model (name, version, lineage, promotion) is read once,
 when the version is loaded, so requests never wait on MLflow.
+
+Serving never unpickles: a version is loaded from its scoring artifact only (data: tables,
+arrays, boosters in their own format; experiments.scoring.artifact), never from the pickled
+pipeline logged beside it. A version without one is refused, saying so; one whose artifact does
+not give the prices the pipeline gave at registration (on its probe listings and validation
+sample) is refused too.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel
 
 from experiments import registry
+from experiments.scoring import artifact
 from serving import validation
-from serving.fast_path import FastScorer, compile_fast_path, pipeline_prices
-from serving.schema import Listing, ModelRef
+from serving.fast_path import FastScorer, mismatch
+from serving.schema import ModelRef
+from serving.validation import Refused, Verdict
 from tasador.core import lineage
 from tasador.core.config import MlflowSettings, Settings
-from tasador.core.errors import BadInput
-
-logger = logging.getLogger(__name__)
 
 
 class ModelInfo(BaseModel):
@@ -46,7 +50,7 @@ class ModelInfo(BaseModel):
     batch_range: str | None  # "1-5"
     metrics: dict[str, float]
     loaded_at: datetime
-    scoring: str  # fast path or pipeline, and why
+    scoring: str  # the scoring artifact: what it is and what was checked
     validation: str | None = None  # what was checked before it served (serving.validation)
     refused: str | None = None  # the version the alias names instead, refused, and why
 
@@ -54,30 +58,13 @@ class ModelInfo(BaseModel):
         return ModelRef(name=self.name, version=self.version, alias=self.alias)
 
 
-class Scorer:
-    """Prices for validated listings: the fast path when it reproduces the model, else the
-    pipeline itself (``how`` says which, and why; ``GET /model`` shows it as ``scoring``)."""
-
-    def __init__(self, raw_model: Any) -> None:
-        self.raw_model = raw_model
-        self.fast: FastScorer | None
-        self.fast, self.how = compile_fast_path(raw_model)
-        if self.fast is None:  # never silent: slower scoring is said here and in /model
-            logger.warning("scoring through the pipeline, not the fast path: %s", self.how)
-
-    def predict(self, listings: Sequence[Listing]) -> np.ndarray:
-        if self.fast is not None:
-            return self.fast.predict(listings)
-        return pipeline_prices(self.raw_model, listings)
-
-
 @dataclass(frozen=True)
 class ServedModel:
-    """A loaded model version: what it is, how it scores, and the fitted model for SHAP."""
+    """A loaded model version: what it is, and the scorer made from its scoring artifact (which
+    SHAP explains too: ``scorer.artifact``)."""
 
     info: ModelInfo
-    scorer: Scorer
-    raw_model: Any  # the fitted scikit-learn model (SHAP explains this very object)
+    scorer: FastScorer
 
 
 def _batch_range(batch_ids: list[int]) -> str | None:
@@ -130,26 +117,65 @@ def describe(
     )
 
 
+def prepare(
+    version: str, scoring: artifact.Artifact, sample: dict[str, list[Any]] | None
+) -> tuple[FastScorer, str]:
+    """The scorer of ``version``'s artifact ``scoring`` and what was checked, in words; raises
+    Refused when it does not give the prices registered with it (on its probe listings and the
+    validation ``sample``)."""
+    scorer = FastScorer(scoring)
+    kept, probes = validation.parse_listings(scoring.probes)
+    problem = mismatch(scorer, probes, scoring.expected_probes[kept])
+    checked = f"{len(probes)} probe"
+    expected = scoring.expected_validation
+    if problem is None and sample is not None and expected is not None:
+        if len(expected) != len(sample["listings"]):
+            problem = f"{len(expected)} prices for {len(sample['listings'])} validation listings"
+        else:
+            kept, listings = validation.parse_listings(sample["listings"])
+            problem = mismatch(scorer, listings, expected[kept])
+            checked += f" and {len(listings)} validation"
+    if problem is not None:
+        detail = f"its scoring artifact does not give the prices registered with it: {problem}"
+        raise Refused(version, Verdict(False, "artifact_mismatch", detail))
+    walked = scorer.walk_trees(probes)
+    how = f"scoring artifact ({scoring.family}; the registered prices on {checked} listings"
+    return scorer, how + ("" if walked is None else f"; {walked}") + ")"
+
+
+def _artifact(client: MlflowClient, version: ModelVersion) -> artifact.Artifact:
+    """``version``'s scoring artifact, downloaded and read; Refused when it has none that reads."""
+    with tempfile.TemporaryDirectory() as folder:
+        local = registry.download_scoring(client, version, Path(folder))
+        if local is None:
+            why = version.tags.get(registry.SCORING_TAG) or "registered without one"
+            detail = (
+                f"no scoring artifact stored with it ({why}); serving loads nothing else, "
+                "never the pickled model"
+            )
+            raise Refused(str(version.version), Verdict(False, "no_artifact", detail))
+        try:
+            return artifact.read(local)
+        except artifact.ArtifactError as exc:
+            raise Refused(str(version.version), Verdict(False, "bad_artifact", str(exc))) from None
+
+
 def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> ServedModel:
     """Download, prepare and validate ``version`` (by number: the alias may move meanwhile);
     raises :class:`serving.validation.Refused` when it fails validation."""
-    pyfunc = registry.load_version(settings.mlflow, version.version)
-    try:
-        raw = pyfunc.get_raw_model()
-    except NotImplementedError:
-        raise BadInput(
-            f"{settings.mlflow.model_name} version {version.version} is not a scikit-learn model"
-        ) from None
-    scorer = Scorer(raw)
-    info = describe(client, settings.mlflow, version, scorer.how)
+    scoring = _artifact(client, version)
+    sample = registry.load_validation(client, version)
+    scorer, how = prepare(str(version.version), scoring, sample)
+    info = describe(client, settings.mlflow, version, how)
+    _, probes = validation.parse_listings(scoring.probes)
     verdict = validation.validate(
         scorer.predict,
-        registry.load_validation(client, version),
+        sample,
         info.metrics.get(validation.REGISTERED_RMSLE),
         settings.serving.serving_validation_tolerance,
-        scorer.fast.vocabulary if scorer.fast is not None else None,
+        probes,
     )
     if not verdict.passed:
-        raise validation.Refused(info.version, verdict)
+        raise Refused(info.version, verdict)
     info = info.model_copy(update={"validation": verdict.detail})
-    return ServedModel(info=info, scorer=scorer, raw_model=raw)
+    return ServedModel(info=info, scorer=scorer)

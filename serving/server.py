@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    prepare_process(service=True)
+    prepare_process(service=True, unpickles=False)  # serving never loads a pickle
     settings = get_settings()
     share_metrics(settings.state_dir)
     logging.basicConfig(

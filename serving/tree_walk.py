@@ -8,13 +8,16 @@ loop (numba, also what shap needs) costs 20-35 us for a row, so single-listing r
 tree families cost about what ridge's do. Large batches keep each library's own predict, which
 is 1.3-2.5x cheaper per row at 1,000 rows (docs/benchmarks.md).
 
-What: :func:`flatten` reads a fitted estimator's trees into :class:`Trees` (one array per node
-attribute, every tree's nodes end to end) with the library's own split rules: scikit-learn
-sends ``x <= t`` left, XGBoost ``x < t`` (both on float32 input), LightGBM ``x <= t`` on doubles,
-with its missing-value types; categorical splits (XGBoost's "in the set goes right", LightGBM's
-"in the set goes left") as one row of a table per split. Leaf values are summed in tree order as
-each library does (XGBoost in float32 from its base score). A walker is used only after it
-matched the estimator's own predictions on the version's probe rows (``serving.fast_path``).
+What: :func:`flatten` reads a version's trees from its scoring artifact (experiments.scoring.
+artifact: the boosters in their own format, a forest as scikit-learn's node arrays) into
+:class:`Trees` (one array per node attribute, every tree's nodes end to end) with the library's
+own split rules: scikit-learn sends ``x <= t`` left, XGBoost ``x < t`` (both on float32 input),
+LightGBM ``x <= t`` on doubles, with its missing-value types; categorical splits (XGBoost's "in
+the set goes right", LightGBM's "in the set goes left") as one row of a table per split. Leaf
+values are summed in tree order as each library does (XGBoost in float32 from its base score).
+A forest is always walked (serving has no scikit-learn object to ask); a booster's walk is used
+only after it matched the booster's own predictions on the version's probe rows
+(``serving.fast_path``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from experiments.scoring.artifact import Artifact
 
 LEAF, LESS_EQUAL, LESS, CATEGORY = 0, 1, 2, 3  # a node's kind
 ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| at most this is "zero"
@@ -167,32 +172,29 @@ class _Builder:
         )
 
 
-def _sklearn_forest(forest: Any) -> Trees:
-    """Array by array (a forest has ~10^5 nodes). A leaf's children (-1) are never read."""
-    trees = [estimator.tree_ for estimator in forest.estimators_]
-    sizes = [tree.node_count for tree in trees]
+def _sklearn_forest(arrays: dict[str, np.ndarray]) -> Trees:
+    """From the artifact's node arrays, array by array (a forest has ~10^5 nodes). A leaf's
+    children (-1) are never read."""
+    sizes = arrays["forest.node_count"].astype(np.intp)
     roots = np.cumsum([0, *sizes[:-1]])
     first = np.repeat(roots, sizes)  # each node's tree's first index
-
-    def joined(attribute: str) -> np.ndarray:
-        return np.concatenate([getattr(tree, attribute) for tree in trees])
-
-    leaf = joined("children_left") < 0
+    left, right = arrays["forest.children_left"], arrays["forest.children_right"]
+    leaf = left < 0
     nodes = {
         "kind": np.where(leaf, LEAF, LESS_EQUAL),
-        "feature": np.where(leaf, 0, joined("feature")),
-        "threshold": joined("threshold"),
-        "left": joined("children_left") + first,
-        "right": joined("children_right") + first,
-        "missing_left": joined("missing_go_to_left"),
-        "value": np.concatenate([tree.value[:, 0, 0] for tree in trees]),
+        "feature": np.where(leaf, 0, arrays["forest.feature"]),
+        "threshold": arrays["forest.threshold"],
+        "left": left + first,
+        "right": right + first,
+        "missing_left": arrays["forest.missing_go_to_left"],
+        "value": arrays["forest.value"],
     }
     no_categories = np.zeros((1, 1), dtype=np.bool_)
     return _trees(roots, nodes, no_categories, float32_sum=False, float32_input=True, mean=True)
 
 
-def _xgboost(regressor: Any) -> Trees:
-    booster = regressor.get_booster()
+def _xgboost(booster: Any) -> Trees:
+    """Every tree of the booster (the artifact holds only the trees its predict uses)."""
     model = json.loads(booster.save_raw("json"))["learner"]
     if model["objective"]["name"] not in ("reg:squarederror", "reg:absoluteerror"):
         raise NotWalkable(f"XGBoost objective {model['objective']['name']}")
@@ -200,9 +202,6 @@ def _xgboost(regressor: Any) -> Trees:
     if gbm["name"] != "gbtree" or int(model["learner_model_param"]["num_target"]) != 1:
         raise NotWalkable("XGBoost booster other than one-target gbtree")
     trees = gbm["model"]["trees"]
-    best = getattr(regressor, "best_iteration", None)  # predict's own iteration range
-    if best is not None:
-        trees = trees[: best + 1]
     start = float(str(model["learner_model_param"]["base_score"]).strip("[]"))
     b = _Builder()
     for tree in trees:
@@ -237,8 +236,7 @@ def _xgboost(regressor: Any) -> Trees:
     return b.build(start, float32_sum=True, float32_input=True, mean=False)
 
 
-def _lightgbm(regressor: Any) -> Trees:
-    booster = regressor.booster_
+def _lightgbm(booster: Any) -> Trees:
     dumped = booster.dump_model()  # the trees predict uses (its best iteration, if any)
     if dumped.get("num_class", 1) != 1 or dumped.get("objective", "").split()[0] not in (
         "regression",
@@ -283,32 +281,21 @@ def _lightgbm(regressor: Any) -> Trees:
     return b.build(0.0, float32_sum=False, float32_input=False, mean=False)
 
 
-FLATTENERS: dict[str, Callable[[Any], Trees]] = {
-    "sklearn.ensemble._forest.RandomForestRegressor": _sklearn_forest,
-    "xgboost.sklearn.XGBRegressor": _xgboost,
-    "lightgbm.sklearn.LGBMRegressor": _lightgbm,
-}
-
-
-def estimator_kind(estimator: Any) -> str:
-    """``module.Class`` of a fitted estimator: what the fast path and the walk dispatch on."""
-    return f"{type(estimator).__module__}.{type(estimator).__name__}"
-
-
-def is_ensemble(estimator: Any) -> bool:
-    """Whether ``estimator`` is a tree ensemble this module reads."""
-    return estimator_kind(estimator) in FLATTENERS
-
-
-def flatten(estimator: Any) -> Trees:
-    """``estimator``'s trees, walkable; NotWalkable for other estimators."""
-    kind = estimator_kind(estimator)
-    if kind not in FLATTENERS:
-        raise NotWalkable(f"estimator {kind}")
+def flatten(artifact: Artifact) -> Trees:
+    """The artifact's trees, walkable; NotWalkable for a family without trees or a format this
+    module does not read."""
     try:
-        return FLATTENERS[kind](estimator)
+        if artifact.family == "random_forest":
+            return _sklearn_forest(artifact.arrays)
+        if artifact.family == "xgboost":
+            return _xgboost(artifact.booster)
+        if artifact.family == "lightgbm":
+            return _lightgbm(artifact.booster)
     except (KeyError, ValueError, TypeError) as exc:  # a format this module does not know
-        raise NotWalkable(f"{kind} trees unreadable ({type(exc).__name__}: {exc})") from exc
+        raise NotWalkable(
+            f"{artifact.family} trees unreadable ({type(exc).__name__}: {exc})"
+        ) from exc
+    raise NotWalkable(f"{artifact.family} has no trees")
 
 
 _compiled: Callable[..., np.ndarray] | None = None

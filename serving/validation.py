@@ -11,8 +11,10 @@ from a 1,500-row holdout are within 21% of the whole holdout's RMSLE 99 times in
 lightgbm), hence the default tolerance of 35%; a model that prices far off its record (twice
 the RMSLE) is well outside it.
 
-A version without a sample (registered before samples were stored, or by other means) is
-checked on the fast path's probe listings only (finite, positive) and says so; one without a
+Before that, serving.models checks the scorer gives the prices the pipeline gave at
+registration (stored in the version's scoring artifact). A version without a sample (registered
+before samples were stored, or by other means) is checked on the artifact's probe listings only
+(finite, positive) and says so; one without a
 registered holdout RMSLE skips the RMSLE comparison and says so too. A version that fails is
 *refused*: the watcher keeps serving the version it had and reports the refusal.
 """
@@ -28,7 +30,6 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from serving.fast_path import probe_listings
 from serving.schema import LISTING, Listing
 from tasador.core.metrics import rmsle
 from tasador.core.names import HOLDOUT_PRIMARY
@@ -54,17 +55,24 @@ class Refused(Exception):
         self.verdict = verdict
 
 
-def sample_listings(sample: Mapping[str, Sequence[Any]]) -> tuple[list[Listing], np.ndarray]:
-    """The sample's listings as serving parses them, with their prices; rows the API would
-    refuse (none, for rows CLEAN kept) are left out."""
-    listings, prices = [], []
-    for record, price in zip(sample["listings"], sample["prices"], strict=True):
+def parse_listings(records: Sequence[Any]) -> tuple[list[int], list[Listing]]:
+    """The records that parse as the API parses them, as listings, with their positions."""
+    kept, listings = [], []
+    for i, record in enumerate(records):
         try:
             listings.append(LISTING.validate_json(json.dumps(record)))
         except ValidationError:
             continue
-        prices.append(float(price))
-    return listings, np.asarray(prices, dtype=np.float64)
+        kept.append(i)
+    return kept, listings
+
+
+def sample_listings(sample: Mapping[str, Sequence[Any]]) -> tuple[list[Listing], np.ndarray]:
+    """The sample's listings as serving parses them, with their prices; rows the API would
+    refuse (none, for rows CLEAN kept) are left out."""
+    kept, listings = parse_listings(sample["listings"])
+    prices = np.asarray(sample["prices"], dtype=np.float64)[kept]
+    return listings, prices
 
 
 def _bad_prices(prices: np.ndarray, where: str) -> Verdict | None:
@@ -90,13 +98,12 @@ def validate(
     sample: Mapping[str, Sequence[Any]] | None,
     registered_rmsle: float | None,
     tolerance: float,
-    vocabulary: dict[str, list[Any]] | None = None,
+    probes: Sequence[Listing] = (),
 ) -> Verdict:
     """Check ``predict`` (listings -> prices: the scorer that would serve) on ``sample``.
 
-    Without a sample, on the probe listings drawn from ``vocabulary`` (finiteness only)."""
+    Without a sample, on ``probes`` (the artifact's probe listings; finiteness only)."""
     if sample is None:
-        probes = probe_listings(vocabulary or {})
         bad = _bad_prices(np.asarray(predict(probes), dtype=np.float64), "probe listings")
         if bad is not None:
             return bad

@@ -10,13 +10,17 @@ import logging
 import os
 from pathlib import Path
 
+PICKLE_SETTING = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
-def prepare_process(service: bool = False) -> None:
+
+def prepare_process(service: bool = False, unpickles: bool = True) -> None:
     """Environment a `tasador` process needs before it talks to MLflow (entry points only).
 
     - MLflow 3.17 refuses to load any sklearn model (pickle or skops) unless
-      ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true. Our registry holds only models our own
-      training wrote.
+      ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, and loading one runs the code its pickle
+      names. Training, the champion step and MLflow's tools load them (``unpickles``); serving
+      (``unpickles=False``) loads scoring artifacts only, so the setting is removed there, even
+      when inherited: MLflow then refuses a pickle any code path of it would load.
     - MLflow prints a "View run" URL per ended run: noise in worker and Airflow task logs.
     - ``MLFLOW_RUN_ID`` leaking in from a parent process would make fluent calls log into the
       wrong run (mlflow#15713).
@@ -24,7 +28,10 @@ def prepare_process(service: bool = False) -> None:
       few seconds and the UI shows a message, so MLflow's own retries (minutes of backoff) would
       only hide an outage.
     """
-    os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    if unpickles:
+        os.environ.setdefault(PICKLE_SETTING, "true")
+    else:
+        os.environ.pop(PICKLE_SETTING, None)
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.pop("MLFLOW_RUN_ID", None)
     if service:

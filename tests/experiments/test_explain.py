@@ -17,7 +17,9 @@ from experiments.explain import (
 )
 from experiments.families import FAMILIES, build_model
 from experiments.features import INPUT_COLUMNS
+from serving.fast_path import FastScorer
 from tests.helpers.models import SMALL
+from tests.helpers.serving import artifact_of, listings_of
 
 SEARCHED = spaces.load_spaces()  # the repository's search_spaces/: every family it defines
 
@@ -104,6 +106,20 @@ def test_contributions_add_up_to_the_log_prediction_for_every_family(name, split
     assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_the_scoring_artifact_is_explained_as_the_pipeline_is(name, split):
+    """Serving explains from the artifact (no pickle): the same contributions, every family."""
+    train, rows = split
+    model = build_model(name, SMALL[name]).fit(train.drop(columns="price"), train["price"])
+    background = background_rows(train, 0)
+    scoring = artifact_of(model, background)
+    matrix = FastScorer(scoring).features(listings_of(rows))
+    got = explain.artifact_explainer(scoring)(matrix)
+    want = explain_rows(model, rows.drop(columns="price"), background)
+    assert list(got.columns) == list(want.columns)
+    np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), atol=1e-6)
+
+
 def test_a_forest_past_the_exact_budget_gets_additive_approximate_contributions(split, monkeypatch):
     train, rows = split
     model = build_model("random_forest", {"n_estimators": 20, "min_samples_leaf": 1})
@@ -114,6 +130,9 @@ def test_a_forest_past_the_exact_budget_gets_additive_approximate_contributions(
     assert not np.allclose(approximate.to_numpy(), exact.to_numpy())  # another method ran
     total = approximate.sum(axis=1).to_numpy()
     assert np.allclose(total, np.log(model.predict(rows)), atol=1e-3)  # still adds up
+    scoring = artifact_of(model)  # and serving's explainer takes the same road
+    served = explain.artifact_explainer(scoring)(FastScorer(scoring).features(listings_of(rows)))
+    np.testing.assert_allclose(served.to_numpy(), approximate.to_numpy(), atol=1e-6)
 
 
 def test_importance_diff_and_sentence_name_what_gained_and_lost():

@@ -1,7 +1,11 @@
-"""Models that misbehave on purpose, importable so MLflow pickles them by reference."""
+"""Models and scorers that misbehave on purpose, importable so MLflow pickles them by reference.
+
+A registered :class:`NaNRegressor` has no scoring artifact (it is not one of our pipelines), so
+serving refuses it; :class:`NaNScorer` is the same misbehaviour as a scorer served in memory."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,3 +68,39 @@ class Skewed(RegressorMixin, BaseEstimator):
         prices = np.asarray(self.estimator_.predict(features), dtype=float)
         off = features["state"].eq(self.state).fillna(False).to_numpy(dtype=bool)
         return prices * np.where(off, self.state_factor, self.factor)
+
+
+class NaNScorer:
+    """A served scorer (``serving.fast_path.FastScorer``'s interface, no artifact to explain)
+    pricing as :class:`NaNRegressor` does, on validated listings."""
+
+    artifact = None
+
+    def __init__(
+        self, inf_rows: tuple[int, ...] = (), only_for: dict[str, float] | None = None
+    ) -> None:
+        self.inf_rows = inf_rows
+        self.only_for = only_for
+
+    def predict(self, listings: Any) -> np.ndarray:
+        prices = np.full(len(listings), np.nan)
+        for row in self.inf_rows:
+            if row < len(prices):
+                prices[row] = np.inf
+        for i, listing in enumerate(listings):
+            if self.only_for and any(
+                getattr(listing, column) != value for column, value in self.only_for.items()
+            ):
+                prices[i] = 200_000.0
+        return prices
+
+
+class PickleTrap:
+    """Creates ``path`` when unpickled: code an attacker with write access to the artifact store
+    could put in a model's pickle, made harmless and visible."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return Path.touch, (self.path,)

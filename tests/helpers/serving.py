@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
 
+from experiments.scoring import artifact
 from serving.api import Service, create_app
-from serving.models import ModelInfo, Scorer, ServedModel
+from serving.fast_path import FastScorer
+from serving.models import ModelInfo, ServedModel, prepare
 from serving.schema import Listing
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
@@ -83,10 +86,32 @@ def ready_version(url: str) -> str | None:
     return model["version"] if model else None
 
 
-def in_memory(raw_model: Any, name: str = "realtor-test", version: str = "1") -> ServedModel:
+def artifact_of(model: Any, background: pd.DataFrame | None = None) -> artifact.Artifact:
+    """The scoring artifact registration would store for a fitted model (``background``: SHAP
+    background rows, model input, for a linear model's explanations)."""
+    return artifact.of_model(model, background)
+
+
+def scorer_of(model: Any) -> tuple[FastScorer, str]:
+    """Serving's scorer of a fitted model, from its artifact as a load prepares it (checked
+    against the pipeline's prices), and what was checked."""
+    return prepare("1", artifact_of(model), None)
+
+
+def pipeline_prices(model: Any, listings: Sequence[Listing]) -> np.ndarray:
+    """The fitted pipeline's own prices for validated listings (the reference serving meets)."""
+    records = [listing.model_dump(exclude={"price"}) for listing in listings]
+    return artifact.pipeline_prices(model, records)
+
+
+def in_memory(model: Any, name: str = "realtor-test", version: str = "1") -> ServedModel:
     """A fitted model made ready to serve without the registry (for contract tests that are
-    about the API, not about MLflow; the registry path has its own tests)."""
-    scorer = Scorer(raw_model)
+    about the API, not about MLflow; the registry path has its own tests), from its scoring
+    artifact; or a scorer as it is (``tests.helpers.broken_models``)."""
+    if hasattr(model, "artifact"):
+        scorer, how = model, "a test scorer"
+    else:
+        scorer, how = scorer_of(model)
     info = ModelInfo(
         name=name,
         version=version,
@@ -102,9 +127,9 @@ def in_memory(raw_model: Any, name: str = "realtor-test", version: str = "1") ->
         batch_range=None,
         metrics={},
         loaded_at=datetime.now(UTC),
-        scoring=scorer.how,
+        scoring=how,
     )
-    return ServedModel(info=info, scorer=scorer, raw_model=raw_model)
+    return ServedModel(info=info, scorer=scorer)
 
 
 def listings_of(frame: pd.DataFrame) -> list[Listing]:

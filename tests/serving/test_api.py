@@ -93,7 +93,7 @@ def test_model_and_metrics_describe_what_serves(client: TestClient) -> None:
     client.post("/predict", json=LISTING)
     client.post("/predict", json={"bed": -3})
     info = client.get("/model").json()
-    assert info["version"] == "7" and info["scoring"].startswith("fast path")
+    assert info["version"] == "7" and info["scoring"].startswith("scoring artifact")
     text = client.get("/metrics").text
     assert 'tasador_requests_total{endpoint="predict",status="200"} 1.0' in text
     assert 'tasador_requests_total{endpoint="predict",status="422"} 1.0' in text

@@ -20,7 +20,7 @@ import pytest
 from serving import explanations
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput
-from tests.helpers.broken_models import NaNRegressor
+from tests.helpers.broken_models import NaNScorer
 from tests.helpers.mlflow import register
 from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
 
@@ -115,7 +115,7 @@ def test_explain_answers_503_being_built_without_taking_a_slot(
 def test_a_model_shap_cannot_explain_gets_the_same_503_as_on_demand(
     serving_settings: Settings,
 ) -> None:
-    model = NaNRegressor(only_for={"bed": -1.0}).fit(None, None)  # finite prices, no pipeline
+    model = NaNScorer(only_for={"bed": -1.0})  # finite prices, no scoring artifact
     with running(serving_settings) as (url, service):
         served = in_memory(model, serving_settings.mlflow.model_name, "5")
         service.watcher.current = served

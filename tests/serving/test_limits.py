@@ -18,7 +18,6 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import httpx
-import pandas as pd
 import psutil
 import pytest
 import sqlalchemy as sa
@@ -29,9 +28,8 @@ from serving.explanations import Explainers
 from tasador.core import db, tables
 from tasador.core.config import Settings, settings_env
 from tasador.core.services import free_port
-from tests.helpers.broken_models import NaNRegressor
-from tests.helpers.mlflow import register
-from tests.helpers.serving import LISTING, in_memory, ready_version, running, wait_until
+from tests.helpers.broken_models import NaNScorer
+from tests.helpers.serving import LISTING, in_memory, running, wait_until
 
 MB = 1024**2
 
@@ -165,16 +163,14 @@ def client(serving_settings: Settings, xgb_model: Any) -> TestClient:
     return TestClient(app)
 
 
-def test_a_model_predicting_nan_is_never_served(
-    serving_settings: Settings, clean_sample: pd.DataFrame
-) -> None:
-    # Broken on this one listing only, so it passes the swap's validation (which refuses a
+def test_a_model_predicting_nan_is_never_served(serving_settings: Settings) -> None:
+    # Broken on this one listing only, so it would pass the swap's validation (which refuses a
     # model that is NaN everywhere: tests/serving/test_validation.py) and fails live.
     marker = {"brokered_by": LISTING["brokered_by"], "street": LISTING["street"]}
-    model = NaNRegressor(inf_rows=(1,), only_for=marker).fit(None, None)
-    with running(serving_settings) as (url, _):
-        version = register(serving_settings, model, clean_sample, family="broken")
-        wait_until(lambda: ready_version(url) == version, 60, "the model serves")
+    scorer = NaNScorer(inf_rows=(1,), only_for=marker)
+    with running(serving_settings) as (url, service):
+        version = "6"
+        service.watcher.current = in_memory(scorer, serving_settings.mlflow.model_name, version)
         one = httpx.post(f"{url}/predict", json=LISTING)
         assert one.status_code == 503
         assert f"version {version} predicted no finite price" in one.json()["detail"]

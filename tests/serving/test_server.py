@@ -120,10 +120,11 @@ def test_a_serving_worker_imports_no_search_training_or_airflow(
     """What a worker holds once it serves a model, read from its own ``sys.modules``."""
     version = register(serving_settings, xgb_model, clean_sample, family="xgboost")
     script = """
-import json, sys, time
+import json, os, sys, time
 import serving.server  # the serving process's entry module (what `tasador serve` execs)
-from tasador.core.process import prepare_process
-prepare_process(service=True)
+from tasador.core.process import PICKLE_SETTING, prepare_process
+prepare_process(service=True, unpickles=False)  # as serving.server.main does
+assert PICKLE_SETTING not in os.environ  # inherited from this test session, and removed
 from fastapi.testclient import TestClient
 from serving.api import app_from_environment
 with TestClient(app_from_environment()) as client:

@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 
 from experiments import registry
-from serving.models import Scorer
+from serving.fast_path import FastScorer
 from serving.schema import Listing
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings
 from tests.helpers.mlflow import register
-from tests.helpers.serving import LISTING, ready_version, running, wait_until
+from tests.helpers.serving import LISTING, ready_version, running, scorer_of, wait_until
 
 
 @pytest.fixture
@@ -83,17 +83,17 @@ def test_both_versions_logged_once_per_row_with_two_workers(
     ohio = next(r for r in stored if r.state == "Ohio")
     listing = Listing.model_validate_json(json.dumps({**LISTING, "state": "Ohio", "bed": 5}))
     assert ohio.challenger_prediction == pytest.approx(
-        float(Scorer(lgbm_model).predict([listing])[0])
+        float(scorer_of(lgbm_model)[0].predict([listing])[0])
     )
     engine = db.engine("raw", settings.databases)
     assert shadow_store.count(engine, settings.mlflow.model_name, challenger, None) == expected
 
 
-class Stuck(Scorer):
+class Stuck(FastScorer):
     """A challenger that prices nothing until released (fault injection: a slow challenger)."""
 
-    def __init__(self, inner: Scorer) -> None:  # no compile: reuses the inner scorer
-        self.inner = inner
+    def __init__(self, inner: FastScorer) -> None:  # reuses the inner scorer's artifact
+        self.inner, self.artifact = inner, inner.artifact
         self.release = threading.Event()
 
     def predict(self, listings: Sequence[Listing]) -> np.ndarray:

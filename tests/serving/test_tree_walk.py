@@ -12,18 +12,36 @@ import pytest
 import xgboost as xgb
 from sklearn.ensemble import RandomForestRegressor
 
+from experiments.scoring import artifact
+from experiments.scoring.artifact import Artifact
 from serving import fast_path, tree_walk
-from serving.fast_path import WALK_MAX_ROWS, FastScorer, compile_fast_path, pipeline_prices
+from serving.fast_path import FastScorer
 from serving.schema import Listing
+from serving.validation import Refused
 from tests.helpers.models import FAMILY_NAMES, small_model
+from tests.helpers.serving import artifact_of, pipeline_prices, scorer_of
 
 ENSEMBLES = [f for f in FAMILY_NAMES if f != "ridge"]
+BOOSTERS = [f for f in ENSEMBLES if f in fast_path.BOOSTERS]
 CODES = 12  # categories of the synthetic categorical column
 
 
+def bare(family: str, estimator: Any) -> Artifact:
+    """Only the trees of a fitted estimator, as a scoring artifact holds them."""
+    booster = None
+    if family == "xgboost":
+        booster = estimator.get_booster()
+    elif family == "lightgbm":
+        booster = estimator.booster_
+    arrays = artifact._estimator_arrays(estimator, family)
+    return Artifact(family, [], [], 0, arrays, booster, [], np.empty(0), None)
+
+
 def served(estimator: Any) -> Any:
-    """What the fast path calls for ``estimator`` when it does not walk."""
-    return fast_path._estimator(estimator)
+    """The library's own scores of ``estimator`` (what the walk must give)."""
+    if hasattr(estimator, "booster_"):
+        return estimator.booster_.predict
+    return estimator.predict
 
 
 @pytest.fixture(scope="module", params=ENSEMBLES)
@@ -35,11 +53,11 @@ def test_the_walk_gives_every_ensembles_own_scores(
     ensemble_model: Any,
     unseen_listings: list[Listing],
 ) -> None:
-    scorer = FastScorer(ensemble_model)
-    matrix = scorer.features(unseen_listings)
+    scoring = artifact_of(ensemble_model)
+    matrix = FastScorer(scoring).features(unseen_listings)
     assert np.isnan(matrix).any()  # blanks reach the trees
     estimator = ensemble_model.regressor_.steps[-1][1]
-    walked = tree_walk.flatten(estimator).predict(matrix)
+    walked = tree_walk.flatten(scoring).predict(matrix)
     np.testing.assert_allclose(walked, served(estimator)(matrix), rtol=1e-12)
     assert walked.std() > 0
 
@@ -48,38 +66,50 @@ def test_small_requests_are_walked_and_priced_as_the_pipeline_prices(
     ensemble_model: Any,
     unseen_listings: list[Listing],
 ) -> None:
-    scorer, how = compile_fast_path(ensemble_model)
-    assert scorer is not None and f"trees walked for up to {WALK_MAX_ROWS} listings" in how, how
+    scorer, how = scorer_of(ensemble_model)
+    assert "trees walked" in how, how
     listings = unseen_listings[:40]
     one_by_one = np.concatenate([scorer.predict([x]) for x in listings])
     np.testing.assert_allclose(one_by_one, pipeline_prices(ensemble_model, listings), rtol=1e-9)
 
 
+def off(trees: tree_walk.Trees) -> tree_walk.Trees:
+    """Fault injection: the flattened trees are off, as a misread library format would be."""
+    return dataclasses.replace(trees, value=trees.value * 1.001)
+
+
+@pytest.mark.parametrize("family", BOOSTERS)
 def test_a_walk_that_disagrees_is_not_used(
     monkeypatch: pytest.MonkeyPatch,
-    ensemble_model: Any,
+    family: str,
+    clean_sample: pd.DataFrame,
     unseen_listings: list[Listing],
 ) -> None:
-    """Fault injection: the flattened trees are off (as a misread library format would be); the
-    check at load time refuses the walk and small requests keep the library's prices."""
+    """The check at load time refuses the walk; small requests keep the booster's prices."""
+    model = small_model(family, clean_sample)
     flatten = tree_walk.flatten
-
-    def off(estimator: Any) -> tree_walk.Trees:
-        trees = flatten(estimator)
-        return dataclasses.replace(trees, value=trees.value * 1.001)
-
-    monkeypatch.setattr(fast_path, "flatten", off)
-    scorer, how = compile_fast_path(ensemble_model)
-    assert scorer is not None and "the tree walk disagreed" in how, how
+    monkeypatch.setattr(fast_path, "flatten", lambda scoring: off(flatten(scoring)))
+    scorer, how = scorer_of(model)
+    assert "the tree walk disagreed" in how, how
     listing = unseen_listings[:1]
-    np.testing.assert_allclose(
-        scorer.predict(listing), pipeline_prices(ensemble_model, listing), rtol=1e-9
-    )
+    np.testing.assert_allclose(scorer.predict(listing), pipeline_prices(model, listing), rtol=1e-9)
+
+
+def test_a_forest_whose_walk_disagrees_is_refused(
+    monkeypatch: pytest.MonkeyPatch, clean_sample: pd.DataFrame
+) -> None:
+    """A forest has no other scorer than its walk: off trees do not give the registered prices."""
+    model = small_model("random_forest", clean_sample)
+    flatten = tree_walk.flatten
+    monkeypatch.setattr(fast_path, "flatten", lambda scoring: off(flatten(scoring)))
+    with pytest.raises(Refused) as refused:
+        scorer_of(model)
+    assert refused.value.verdict.code == "artifact_mismatch"
 
 
 def test_ridge_has_no_trees_to_walk(clean_sample: pd.DataFrame) -> None:
-    scorer, how = compile_fast_path(small_model("ridge", clean_sample))
-    assert scorer is not None and "walk" not in how
+    _, how = scorer_of(small_model("ridge", clean_sample))
+    assert "walk" not in how
 
 
 # --- each library's split rules, on data made to reach them ----------------------------------
@@ -135,7 +165,7 @@ def test_lightgbm_rules(params: dict[str, Any], nan_share: float) -> None:
         n_estimators=40, num_leaves=15, min_child_samples=5, verbosity=-1, **params
     )
     model.fit(categorical(frame), target(frame), categorical_feature=["code"])
-    rows, trees = odd_rows(), tree_walk.flatten(model)
+    rows, trees = odd_rows(), tree_walk.flatten(bare("lightgbm", model))
     np.testing.assert_allclose(trees.predict(rows), served(model)(rows), rtol=1e-12)
     # The rules under test are in the trees: categorical splits, and the missing type asked for.
     assert (trees.kind == tree_walk.CATEGORY).any()
@@ -157,7 +187,7 @@ def test_xgboost_rules(max_cat_to_onehot: int) -> None:
         n_jobs=1,
     )
     model.fit(categorical(frame), target(frame))
-    rows, trees = odd_rows(), tree_walk.flatten(model)
+    rows, trees = odd_rows(), tree_walk.flatten(bare("xgboost", model))
     np.testing.assert_allclose(trees.predict(rows), served(model)(rows), rtol=1e-12)
     assert (trees.kind == tree_walk.CATEGORY).any() and trees.missing_left.any()
 
@@ -168,12 +198,12 @@ def test_random_forest_rules() -> None:
     model.fit(frame.to_numpy(), target(frame))
     rows = odd_rows()
     np.testing.assert_allclose(
-        tree_walk.flatten(model).predict(rows), served(model)(rows), rtol=1e-12
+        tree_walk.flatten(bare("random_forest", model)).predict(rows),
+        served(model)(rows),
+        rtol=1e-12,
     )
 
 
-def test_an_estimator_without_trees_is_not_walkable() -> None:
-    from sklearn.linear_model import Ridge
-
-    with pytest.raises(tree_walk.NotWalkable, match="Ridge"):
-        tree_walk.flatten(Ridge())
+def test_an_estimator_without_trees_is_not_walkable(clean_sample: pd.DataFrame) -> None:
+    with pytest.raises(tree_walk.NotWalkable, match="ridge has no trees"):
+        tree_walk.flatten(artifact_of(small_model("ridge", clean_sample)))

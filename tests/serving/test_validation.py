@@ -1,7 +1,8 @@
 """Validated swap: a version the alias names answers nothing before it passes its checks.
 
-Real MLflow, real versions: a sound one, one that prices NaN, one far off its registered holdout
-RMSLE, one stored without a validation sample. Serving keeps the sound one and says why.
+Real MLflow, real versions: a sound one, one that prices infinity (a ridge of absurd
+coefficients), one far off its registered holdout RMSLE, one stored without a validation sample.
+Serving keeps the sound one and says why.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import numpy as np
 import pandas as pd
 
 from experiments import registry
-from serving.fast_path import pipeline_prices
 from serving.validation import sample_listings, validate
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.metrics import rmsle
-from tests.helpers.broken_models import NaNRegressor
 from tests.helpers.mlflow import register
-from tests.helpers.serving import LISTING, ready_version, running, wait_until
+from tests.helpers.models import fit
+from tests.helpers.serving import LISTING, pipeline_prices, ready_version, running, wait_until
 
 
 def sample_rmsle(model: Any, rows: pd.DataFrame) -> float:
@@ -52,7 +52,9 @@ def test_broken_versions_are_refused_and_the_old_one_keeps_serving(
         assert "matching its registered holdout RMSLE" in model["validation"]
         answer = httpx.post(f"{url}/predict", json=LISTING).json()
 
-        nan_model = NaNRegressor().fit(clean_sample, None)
+        nan_model = fit("ridge", clean_sample.head(1_000), alpha=1.0)
+        nan_model.regressor_[-1].coef_[:] = 0.0  # as a model trained on broken data may:
+        nan_model.regressor_[-1].intercept_ = 1e6  # a log price whose price overflows
         broken = register(
             serving_settings, nan_model, clean_sample, family="ridge", validation=holdout
         )
@@ -108,8 +110,8 @@ def test_validation_refuses_what_cannot_serve(clean_sample: pd.DataFrame, xgb_mo
     passed = validate(predict, sample, sample_rmsle(xgb_model, clean_sample.head(50)), 0.01)
     assert passed.passed and passed.code == "passed"
     assert not validate(lambda rows: -predict(rows), sample, None, 0.35).passed
-    negative = validate(lambda rows: -predict(rows), None, None, 0.35)
+    negative = validate(lambda rows: -predict(rows), None, None, 0.35, listings)
     assert negative.code == "non_positive" and "probe listings" in negative.detail
-    assert validate(predict, None, None, 0.35).code == "no_sample"
+    assert validate(predict, None, None, 0.35, listings).code == "no_sample"
     unchecked = validate(predict, sample, None, 0.35)
     assert unchecked.passed and "no registered holdout RMSLE" in unchecked.detail

@@ -1,7 +1,8 @@
 """The encoding step of a fitted listing pipeline, compiled to array lookups and arithmetic.
 
-serving.fast_path scores with it: ``ListingFrame``'s derived columns (:func:`derived_columns`,
-the one mirror of training's feature code in serving, guarded as that module says), then one
+Training compiles it (:func:`compile_blocks`) into the version's scoring artifact
+(experiments.scoring.artifact); serving reads the blocks back (:func:`blocks_from_data`) and fills
+the feature matrix with them from ``ListingFrame``'s derived columns (serving.fast_path). One
 :class:`Block` per group of output columns of the fitted ``ColumnTransformer``:
 
 - numeric columns (:class:`Numeric`): ``passthrough``, or the linear encoding's ``log1p`` ->
@@ -12,14 +13,14 @@ the one mirror of training's feature code in serving, guarded as that module say
   column's known values, the missing value and an unseen one; a row's block is then one table
   row. This needs each output column to depend on a single input column, which is checked.
 
-Any other shape raises :class:`Unsupported`.
+Any other shape raises :class:`Unsupported`. Blocks are plain data: JSON for names and flags,
+arrays for numbers (:func:`blocks_data`).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +38,6 @@ from experiments.features import (
     CategoryCodes,
     SmoothedMeanEncoder,
 )
-from serving.batch import NUMERIC, ListingColumns
-from serving.schema import Listing
 
 TEXT_COLUMNS = frozenset((*LOW_CARDINALITY, *HIGH_CARDINALITY))
 _UNSEEN = "\x00unseen"  # no validated listing derives this value (control characters refused)
@@ -48,35 +47,6 @@ class Unsupported(Exception):
     """The model is not a pipeline this module knows how to mirror."""
 
 
-def _sold_year(days: np.ndarray) -> np.ndarray:
-    """``ListingFrame``'s year + (day of year - 1) / 366, NaN where the date is missing."""
-    years = days.astype("datetime64[Y]")
-    day_of_year = (days - years.astype("datetime64[D]")).astype(np.float64)  # 0-based
-    sold = (years.astype(np.float64) + 1970.0) + day_of_year / 366.0
-    return np.where(np.isnat(days), np.nan, sold)
-
-
-def derived_columns(listings: Sequence[Listing]) -> dict[str, Any]:
-    """``ListingFrame``'s columns for validated listings, column by column (see the module doc):
-    numbers as float arrays (NaN: missing), text as lists (None: missing)."""
-    batch = ListingColumns.of(listings)
-    columns = batch.columns
-    states, zips = columns["state"], columns["zip_code"]
-    return {
-        **{c: batch.floats(c) for c in NUMERIC},
-        "prev_sold_year": _sold_year(batch.days()),
-        "status": columns["status"],
-        "state": states,
-        "zip_code_3": [z if z is None else z[:3] for z in zips],
-        "city": [
-            None if city is None else f"{state or '?'}|{city.lower()}"
-            for state, city in zip(states, columns["city"], strict=True)
-        ],
-        "zip_code": zips,
-        "brokered_by": [b if b is None else str(b) for b in columns["brokered_by"]],
-    }
-
-
 # --- compiled blocks of the encoding step --------------------------------------------------
 
 Columns = dict[str, Any]  # derived column -> values (list or float array)
@@ -84,6 +54,8 @@ Columns = dict[str, Any]  # derived column -> values (list or float array)
 
 class Block:
     """Fills some output columns of the feature matrix from the derived columns."""
+
+    positions: np.ndarray  # the output columns it fills
 
     def fill(self, columns: Columns, out: np.ndarray) -> None:
         raise NotImplementedError
@@ -241,6 +213,8 @@ def _tables(step: Any, columns: list[str], positions: np.ndarray) -> list[Catego
         mine = owner == i
         if i == 0:  # outputs no column moves are constant: the first table fills them
             mine |= owner < 0
+        if not all(isinstance(value, str) for value in known):  # stored as JSON text
+            raise Unsupported(f"text step of {columns}: values of {column} other than text")
         index = {value: n for n, value in enumerate([*known, None])}
         blocks.append(CategoryTable(column, index, result[:, mine], positions[mine]))
     return blocks
@@ -274,3 +248,62 @@ def vocabulary(blocks: list[Block]) -> dict[str, list[Any]]:
         if isinstance(block, CategoryTable):
             known.setdefault(block.column, set()).update(v for v in block.index if v is not None)
     return {c: sorted(v, key=str) for c, v in known.items() if v}
+
+
+# --- blocks as data: JSON for what they are, arrays for their numbers ----------------------
+
+_NUMERIC_ARRAYS = ("fill_values", "indicators", "mean", "scale")
+
+
+def blocks_data(blocks: list[Block]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """``blocks`` as JSON-ready descriptions and named arrays (see :func:`blocks_from_data`)."""
+    described: list[dict[str, Any]] = []
+    arrays: dict[str, np.ndarray] = {}
+    for i, block in enumerate(blocks):
+        prefix = f"block{i}."
+        arrays[prefix + "positions"] = np.asarray(block.positions, dtype=np.int64)
+        if isinstance(block, CategoryTable):
+            known = [value for value in block.index if value is not None]
+            described.append({"type": "table", "column": block.column, "values": known})
+            arrays[prefix + "table"] = np.asarray(block.table, dtype=np.float64)
+        elif isinstance(block, Numeric):
+            present = [name for name in _NUMERIC_ARRAYS if getattr(block, name) is not None]
+            described.append(
+                {
+                    "type": "numeric",
+                    "columns": block.columns,
+                    "log1p": block.log1p,
+                    "arrays": present,
+                }
+            )
+            for name in present:
+                arrays[prefix + name] = np.asarray(getattr(block, name))
+        else:
+            raise Unsupported(f"block {type(block).__name__}")
+    return described, arrays
+
+
+def blocks_from_data(described: list[dict[str, Any]], arrays: dict[str, np.ndarray]) -> list[Block]:
+    """The blocks :func:`blocks_data` described; KeyError or ValueError on anything else."""
+    blocks: list[Block] = []
+    for i, block in enumerate(described):
+        prefix = f"block{i}."
+        positions = arrays[prefix + "positions"].astype(np.intp)
+        if block["type"] == "table":
+            known = [str(value) for value in block["values"]]
+            index: dict[Any, int] = {value: n for n, value in enumerate([*known, None])}
+            table = arrays[prefix + "table"]
+            if table.shape != (len(index) + 1, len(positions)):
+                raise ValueError(f"table of {block['column']} of shape {table.shape}")
+            blocks.append(CategoryTable(str(block["column"]), index, table, positions))
+        elif block["type"] == "numeric":
+            numbers = {
+                name: arrays[prefix + name] for name in block["arrays"] if name in _NUMERIC_ARRAYS
+            }
+            if "indicators" in numbers:
+                numbers["indicators"] = numbers["indicators"].astype(np.intp)
+            columns = [str(c) for c in block["columns"]]
+            blocks.append(Numeric(columns, positions, bool(block["log1p"]), **numbers))
+        else:
+            raise ValueError(f"block type {block['type']!r}")
+    return blocks
