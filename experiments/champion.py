@@ -56,7 +56,7 @@ from experiments import (
     runs,
     shadow_gate,
 )
-from experiments.features import model_input
+from experiments.inputs import model_input
 from experiments.study import StudyPlan, load_study
 from tasador.core import db, timings
 from tasador.core.columns import TARGET

@@ -43,7 +43,8 @@ from matplotlib.figure import Figure  # no pyplot: no global state, no display n
 from mlflow.pyfunc import PyFuncModel
 from sklearn.compose import TransformedTargetRegressor
 
-from experiments.features import feature_source, model_input
+from experiments.features import feature_source
+from experiments.inputs import model_input
 from tasador.core import timings
 from tasador.core.sampling import at_most
 

@@ -11,8 +11,8 @@ loading needs this project installed, as serving has it. Loading any sklearn-fla
 entry points set (``tasador.core.process``): the registry only holds models our training wrote.
 
 **Signature.** Every input column is optional and typed as CLEAN types it (see
-``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
-is not a date), so pyfunc callers pass raw fields through ``experiments.features.model_input``
+``experiments.inputs.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
+is not a date), so pyfunc callers pass raw fields through ``experiments.inputs.model_input``
 first. Extra columns (``batch_id``...) are ignored with a warning.
 
 **SHAP background.** Every version stores, next to its model files (in the logged model's
@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
@@ -43,13 +43,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types.schema import ColSpec, Schema
-from sklearn.base import RegressorMixin
 
-from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
+from experiments.inputs import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.core import timings
 from tasador.core.columns import TARGET
 from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import NotConfigured
+
+if TYPE_CHECKING:  # a type only: the UI reads the registry without scikit-learn installed
+    from sklearn.base import RegressorMixin
 
 # Tags on model versions (besides the lineage tags of tasador.core.lineage).
 FAMILY_TAG = "family"

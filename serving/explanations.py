@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from experiments import registry
-from experiments.features import model_input
+from experiments.inputs import model_input
 from serving.models import ServedModel
 from serving.schema import Contribution, Explanation, Listing
 from tasador.core.errors import BadInput

@@ -30,7 +30,8 @@ import numpy as np
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 
-from experiments.features import ListingFrame, model_input
+from experiments.features import ListingFrame
+from experiments.inputs import model_input
 from serving.encoding import Unsupported, compile_blocks, derived_columns, vocabulary
 from serving.schema import Listing
 from serving.tree_walk import NotWalkable, Trees, estimator_kind, flatten, is_ensemble

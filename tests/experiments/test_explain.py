@@ -16,7 +16,7 @@ from experiments.explain import (
     importance_diff,
 )
 from experiments.families import FAMILIES, build_model
-from experiments.features import INPUT_COLUMNS
+from experiments.inputs import INPUT_COLUMNS
 from tests.helpers.models import SMALL
 
 SEARCHED = spaces.load_spaces()  # the repository's search_spaces/: every family it defines
