@@ -65,7 +65,15 @@ SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 CHALLENGER_ALIAS = "challenger"
 
 SERIALIZATION = "cloudpickle"
-_REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
+_REQUIREMENTS = (
+    "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "pandas",
+    "numpy",
+    "scipy",
+    "cloudpickle",
+)
 ARTIFACT_NAME = "model"
 BACKGROUND_FILE = "shap_background.json"  # in the logged model's artifacts: training rows
 VALIDATION_FILE = "validation_sample.json"  # there too: holdout listings and their prices
