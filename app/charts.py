@@ -93,11 +93,11 @@ def waterfall(explanation: dict[str, Any], top: int = 8) -> alt.LayerChart:
         .encode(x="price:Q")
         for key, dash in (("base_price", [2, 2]), ("prediction", [6, 3]))
     )
-    chart: alt.LayerChart = alt.layer(bars, factors, base, prediction).properties(
+    return alt.LayerChart(
+        layer=[bars, factors, base, prediction],
         title="Why this price (SHAP): what each field multiplies the price by",
         height=alt.Step(24),
     )
-    return chart
 
 
 def log_ratio_histogram(histogram: pd.DataFrame) -> alt.LayerChart:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_the_waterfall_steps_from_the_base_price_to_the_prediction() -> None:
         "2 other fields",  # the rest, summed
     ]
     assert bars[0]["start"] == pytest.approx(EXPLANATION["base_price"])
-    for before, after in zip(bars, bars[1:], strict=False):
+    for before, after in pairwise(bars):
         assert after["start"] == pytest.approx(before["end"])  # each step starts where one ends
     assert bars[-1]["end"] == pytest.approx(EXPLANATION["prediction"])
     assert [b["change"] for b in bars] == ["raises", "lowers", "raises"]
