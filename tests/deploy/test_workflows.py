@@ -214,6 +214,7 @@ def test_each_pushed_image_gets_its_sbom_and_provenance_attested() -> None:
     attests = [s for s in publish["steps"] if s.get("uses", "").startswith("actions/attest@")]
     push = next(s for s in publish["steps"] if s.get("id") == "push")
     assert "GITHUB_OUTPUT" in push["run"] and "digest=" in push["run"]
+    assert "set -o pipefail" in push["run"]  # `docker push | tee` must still fail on a failure
     image = "docker.io/${{ env.DOCKERHUB_NAMESPACE }}/tasador-${{ matrix.image }}"
     for attest in attests:
         assert attest["with"]["subject-name"] == image
