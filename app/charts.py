@@ -1,5 +1,4 @@
-"""Figures of the UI: matplotlib ``Figure`` objects (no pyplot state shared between sessions),
-and altair charts (drawn by the browser)."""
+"""Charts of the UI: altair, drawn by the browser (the UI installs no plotting library)."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 UP, DOWN = "#d6604d", "#4393c3"
 
@@ -29,7 +26,7 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def waterfall(explanation: dict[str, Any], top: int = 8) -> Figure:
+def waterfall(explanation: dict[str, Any], top: int = 8) -> alt.LayerChart:
     """SHAP waterfall in dollars on a log axis: from the model's base price, each field
     multiplies the price by exp(its contribution), ending at the prediction."""
     contributions = explanation["contributions"]
@@ -39,36 +36,68 @@ def waterfall(explanation: dict[str, Any], top: int = 8) -> Figure:
     rest = contributions[top:]
     if rest:
         rows.append((f"{len(rest)} other fields", sum(c["contribution"] for c in rest)))
-    fig = Figure(figsize=(8, 0.55 * len(rows) + 1.6))
-    ax = fig.subplots()
+    steps = []
     level = explanation["base_value"]
-    for i, (_, contribution) in enumerate(rows):
+    for order, (label, contribution) in enumerate(rows):
         start, end = math.exp(level), math.exp(level + contribution)
-        ax.barh(i, end - start, left=start, color=UP if contribution > 0 else DOWN, height=0.6)
-        ax.annotate(
-            f"x{math.exp(contribution):.2f}",
-            (max(start, end), i),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=8,
+        steps.append(
+            {
+                "order": order,
+                "field": label,
+                "start": start,
+                "end": end,
+                "right": max(start, end),  # where the factor is written
+                "factor": f"x{math.exp(contribution):.2f}",
+                "change": "raises" if contribution > 0 else "lowers",
+                "from": dollars(start),
+                "to": dollars(end),
+            }
         )
         level += contribution
-    ax.axvline(explanation["base_price"], color="grey", linestyle=":", linewidth=1)
-    ax.axvline(explanation["prediction"], color="black", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: dollars(x)))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
-    ax.set_yticks(range(len(rows)), [label for label, _ in rows])
-    ax.invert_yaxis()
-    label = (
-        f"price: base {dollars(explanation['base_price'])} (dotted) -> "
-        f"prediction {dollars(explanation['prediction'])} (dashed)"
+    frame = pd.DataFrame(steps)
+    # The fields top to bottom in the order the price goes through them.
+    field = alt.Y("field:N", sort=alt.EncodingSortField("order"), title=None)
+    price = alt.X(
+        "start:Q",
+        scale=alt.Scale(type="log", zero=False),
+        # Vega's d3 format: "$.3~s" gives $350k, $1.25M (dollars() in the tooltips).
+        axis=alt.Axis(format="$.3~s"),
+        title=(
+            f"price: base {dollars(explanation['base_price'])} (dotted) -> "
+            f"prediction {dollars(explanation['prediction'])} (dashed)"
+        ),
     )
-    ax.set_xlabel(label.replace("$", r"\$"))  # two "$" would start matplotlib's math mode
-    ax.set_title("Why this price (SHAP): what each field multiplies the price by", fontsize=10)
-    fig.tight_layout()
-    return fig
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(height=14)
+        .encode(
+            x=price,
+            x2="end:Q",
+            y=field,
+            color=alt.Color(
+                "change:N",
+                scale=alt.Scale(domain=["raises", "lowers"], range=[UP, DOWN]),
+                legend=None,
+            ),
+            tooltip=["field:N", "factor:N", "from:N", "to:N"],
+        )
+    )
+    factors = (
+        alt.Chart(frame)
+        .mark_text(align="left", dx=4, fontSize=11)
+        .encode(x="right:Q", y=field, text="factor:N")
+    )
+    base, prediction = (
+        alt.Chart(pd.DataFrame({"price": [explanation[key]]}))
+        .mark_rule(color="black", strokeDash=dash)
+        .encode(x="price:Q")
+        for key, dash in (("base_price", [2, 2]), ("prediction", [6, 3]))
+    )
+    return alt.LayerChart(
+        layer=[bars, factors, base, prediction],
+        title="Why this price (SHAP): what each field multiplies the price by",
+        height=alt.Step(24),
+    )
 
 
 def log_ratio_histogram(histogram: pd.DataFrame) -> alt.LayerChart:

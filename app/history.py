@@ -10,10 +10,16 @@ from pathlib import Path
 import pandas as pd
 
 from experiments import registry
-from experiments.report import STUDY_DIR, STUDY_FIGURES
 from tasador.core import db, shadow_store
 from tasador.core.config import Settings, UiSettings
-from tasador.core.names import SHAP_DIR, SHAP_PLOT, SHAP_SENTENCE, SHAP_TABLE
+from tasador.core.names import (
+    SHAP_DIR,
+    SHAP_PLOT,
+    SHAP_SENTENCE,
+    SHAP_TABLE,
+    STUDY_DIR,
+    STUDY_FIGURES,
+)
 from tasador.core.records import VersionStatus
 from tasador.loop.status import model_status
 

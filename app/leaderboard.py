@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from experiments import promotions, registry, runs
-from experiments.study import storage
 from tasador.core import db
 from tasador.core.config import Settings
 from tasador.core.metrics import PRIMARY
@@ -25,12 +25,19 @@ def _run_url(public: str, experiment_id: str, run_id: str) -> str:
 
 
 def _study_ids(settings: Settings, names: set[str]) -> dict[str, int]:
-    """optuna-dashboard addresses a study by its storage id; {} when the storage is unreadable."""
+    """optuna-dashboard addresses a study by its storage id; {} when the storage is unreadable.
+
+    The id is the key of Optuna's ``studies`` table, read with SQL: the UI image has neither
+    Optuna nor the search code (experiments.study needs the model families' libraries)."""
     if settings.databases.optuna_storage_url is None or not names:
         return {}
+    query = sa.text("SELECT study_id, study_name FROM studies WHERE study_name IN :names")
     try:
-        studies = storage(settings).get_all_studies()
-        return {s.study_name: s._study_id for s in studies if s.study_name in names}
+        with db.engine("optuna", settings.databases).connect() as connection:
+            rows = connection.execute(
+                query.bindparams(sa.bindparam("names", expanding=True)), {"names": sorted(names)}
+            )
+            return {name: study_id for study_id, name in rows}
     except Exception:  # the links are a convenience: the board shows without them
         return {}
 

@@ -52,7 +52,8 @@ from pydantic import SecretStr
 
 from experiments import data, registry
 from experiments.champion import finish_study
-from experiments.features import ListingFrame, model_input
+from experiments.features import ListingFrame
+from experiments.inputs import model_input
 from experiments.search_worker import run_workers
 from experiments.study import COUNTED_STATES, load_study
 from tasador import startup

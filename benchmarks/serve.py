@@ -317,7 +317,7 @@ def listings(batch_rows: int, n_rows: int = 1_000, n_batches: int = 4) -> tuple[
     """The cleaned sample (to train on) and request bodies built from its listings."""
     import pandas as pd
 
-    from experiments.features import INPUT_COLUMNS
+    from experiments.inputs import INPUT_COLUMNS
     from serving.schema import LISTING
     from tasador.core.cleaning import clean_frame
 

@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import shap
-from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 from mlflow.pyfunc import PyFuncModel
 from sklearn.compose import TransformedTargetRegressor
 
-from experiments.features import feature_source, model_input
+from experiments.features import feature_source
+from experiments.inputs import model_input
 from experiments.scoring.artifact import FOREST_NODES, Artifact
 from tasador.core import timings
 from tasador.core.sampling import at_most
@@ -266,6 +266,9 @@ def diff_sentence(diff: pd.DataFrame, previous_version: int | None = None) -> st
 
 def plot_diff(diff: pd.DataFrame, title: str) -> bytes:
     """A horizontal bar chart of the two models' importances, as PNG bytes."""
+    # Here, not at the top: serving explains with this module, and its image has no matplotlib.
+    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
+
     ordered = diff.sort_values("new")
     y = np.arange(len(ordered))
     fig = Figure(figsize=(7, 0.45 * len(ordered) + 1.2))

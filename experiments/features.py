@@ -33,8 +33,7 @@ are log-normal and RMSLE is the primary metric, so squared error on the log scal
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from tasador.core.columns import RAW_COLUMNS, TARGET
+from experiments.inputs import SIZES, model_input
 
 Encoding = Literal["native", "forest", "linear"]
 
@@ -53,65 +52,13 @@ Encoding = Literal["native", "forest", "linear"]
 # 0.701, 5 -> 0.643 / 0.704, 20 -> 0.645 / 0.712, 100 -> 0.649 / 0.722. Search spaces may tune it.
 DEFAULT_SMOOTHING = 5.0
 
-# What the served model takes: every raw field but the target, typed as in CLEAN.
-INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in RAW_COLUMNS if c != TARGET)
-_SIZES = ("bed", "bath", "acre_lot", "house_size")  # float64
-_IDS = ("brokered_by", "street")  # digits as text
-_TEXT = ("status", "city", "state")
-INPUT_TYPES: dict[str, str] = {  # MLflow signature types of INPUT_COLUMNS
-    **{c: "string" for c in INPUT_COLUMNS},
-    **{c: "double" for c in _SIZES},
-    "prev_sold_date": "datetime",
-}
-
 # What ListingFrame derives from them (``street`` is dropped on purpose, see the module doc).
-NUMERIC = (*_SIZES, "prev_sold_year")
+NUMERIC = (*SIZES, "prev_sold_year")
 LOW_CARDINALITY = ("status", "state", "zip_code_3")
 HIGH_CARDINALITY = ("city", "zip_code", "brokered_by")
 PER_SQFT_KEYS = ("zip_code_3", "zip_code", "city")
 DERIVED_COLUMNS: tuple[str, ...] = (*NUMERIC, *LOW_CARDINALITY, *HIGH_CARDINALITY)
 _DERIVED_SOURCE = {"prev_sold_year": "prev_sold_date", "zip_code_3": "zip_code"}
-
-
-def _digits(values: pd.Series) -> pd.Series:
-    """Ids that may arrive as floats ("40618.0"), ints or strings: the integer's digits."""
-    number = pd.to_numeric(values, errors="coerce")
-    number = number.where((number >= 0) & np.isfinite(number))
-    return number.round().astype("Int64").astype("string")
-
-
-def _text(values: pd.Series) -> pd.Series:
-    text = values.astype("string").str.strip()
-    return text.mask(text == "")
-
-
-def model_input(data: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Raw listing fields (a frame or JSON-like records) -> the model's input frame.
-
-    Columns ``INPUT_COLUMNS`` typed as in CLEAN (``INPUT_TYPES``): sizes float64, ids and zip
-    codes as digit strings (zip zero-padded to 5), other text stripped, the date datetime64.
-    Values arrive as the data API and JSON send them (ids and zips as floats, counts as ints,
-    dates as text); unparseable values become missing, absent columns all-missing, extra
-    columns are dropped. The logged model's signature expects exactly this frame, so callers
-    of ``mlflow.pyfunc`` models (serving) pass their input through here first.
-    """
-    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(list(data))
-    raw = frame.reindex(columns=list(INPUT_COLUMNS))
-    zip5 = _digits(raw["zip_code"])
-    dates = pd.to_datetime(raw["prev_sold_date"], errors="coerce", format="mixed")
-    return pd.DataFrame(
-        {
-            "brokered_by": _digits(raw["brokered_by"]),
-            "status": _text(raw["status"]).str.lower(),
-            **{c: pd.to_numeric(raw[c], errors="coerce").astype("float64") for c in _SIZES},
-            "street": _digits(raw["street"]),
-            "city": _text(raw["city"]),
-            "state": _text(raw["state"]),
-            "zip_code": zip5.where(zip5.str.len() <= 5).str.zfill(5),
-            "prev_sold_date": dates.astype("datetime64[ns]"),
-        },
-        index=frame.index,
-    ).loc[:, list(INPUT_COLUMNS)]
 
 
 class ListingFrame(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: untyped
@@ -132,7 +79,7 @@ class ListingFrame(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sk
         city = raw["city"].str.lower()
         out = pd.DataFrame(
             {
-                **{c: raw[c] for c in _SIZES},
+                **{c: raw[c] for c in SIZES},
                 "prev_sold_year": (dates.dt.year + (dates.dt.dayofyear - 1) / 366.0).astype(
                     "float64"
                 ),

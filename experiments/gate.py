@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from experiments.features import model_input
+from experiments.inputs import model_input
 from tasador.core.columns import BUILDING_COLUMNS, HOUSES, LAND, TARGET
 from tasador.core.config import Settings
 from tasador.core.metrics import (

@@ -14,8 +14,8 @@ validation sample and on probe listings: the one thing serving downloads
 registered without it, the version tag ``SCORING_TAG`` saying why, and serving refuses it.
 
 **Signature.** Every input column is optional and typed as CLEAN types it (see
-``experiments.features.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
-is not a date), so pyfunc callers pass raw fields through ``experiments.features.model_input``
+``experiments.inputs.INPUT_TYPES``); MLflow enforces it strictly (ints are not doubles, text
+is not a date), so pyfunc callers pass raw fields through ``experiments.inputs.model_input``
 first. Extra columns (``batch_id``...) are ignored with a warning.
 
 **SHAP background.** Every version stores, next to its model files (in the logged model's
@@ -38,7 +38,7 @@ import tempfile
 from collections.abc import Mapping
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import mlflow
 import pandas as pd
@@ -48,17 +48,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types.schema import ColSpec, Schema
-from sklearn.base import RegressorMixin
 
-from experiments.features import INPUT_COLUMNS, INPUT_TYPES, model_input
-from experiments.scoring import artifact
-from experiments.scoring.encoding import Unsupported
+from experiments.inputs import INPUT_COLUMNS, INPUT_TYPES, model_input
 from tasador.core import timings
 from tasador.core.columns import TARGET
 from tasador.core.config import MlflowSettings, Settings
 from tasador.core.errors import NotConfigured
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # a type only: the UI reads the registry without scikit-learn installed
+    from sklearn.base import RegressorMixin
 
 # Tags on model versions (besides the lineage tags of tasador.core.lineage).
 FAMILY_TAG = "family"
@@ -72,7 +72,15 @@ SHAP_SUMMARY_TAG = "shap_summary"  # what changed, in one sentence
 CHALLENGER_ALIAS = "challenger"
 
 SERIALIZATION = "cloudpickle"
-_REQUIREMENTS = ("scikit-learn", "xgboost", "lightgbm", "pandas", "numpy", "scipy", "cloudpickle")
+_REQUIREMENTS = (
+    "scikit-learn",
+    "xgboost-cpu",
+    "lightgbm",
+    "pandas",
+    "numpy",
+    "scipy",
+    "cloudpickle",
+)
 ARTIFACT_NAME = "model"
 BACKGROUND_FILE = "shap_background.json"  # in the logged model's artifacts: training rows
 VALIDATION_FILE = "validation_sample.json"  # there too: holdout listings and their prices
@@ -171,6 +179,11 @@ def _log_scoring(
     background: pd.DataFrame | None,
 ) -> str:
     """The scoring artifact in the logged model's artifacts; "stored", or why there is none."""
+    # Here, not at the top: it compiles scikit-learn pipelines, and the UI reads this module
+    # in an environment without scikit-learn.
+    from experiments.scoring import artifact
+    from experiments.scoring.encoding import Unsupported
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / artifact.FOLDER
         try:
@@ -259,6 +272,8 @@ def download_scoring(
 ) -> Path | None:
     """``version``'s scoring artifact (a folder) downloaded into ``folder``; None when the
     version has none."""
+    from experiments.scoring import artifact  # as in _log_scoring: scikit-learn
+
     return _download(mlflow_client, version, artifact.FOLDER, folder)
 
 

@@ -29,7 +29,7 @@ from tasador.core import db, decisions_store, shadow_store
 from tasador.core.config import Settings
 from tasador.core.decisions_store import Decision
 from tasador.core.metrics import PRIMARY
-from tasador.core.names import REPORT_FILE, SHAP_DIR, SHAP_PLOT
+from tasador.core.names import REPORT_FILE, SHAP_DIR, SHAP_PLOT, STUDY_DIR, STUDY_FIGURES
 from tasador.core.shadow_store import WITHIN, Disagreement
 
 
@@ -199,9 +199,6 @@ def with_shadow_section(report: str, section: str) -> str:
 
 
 # --- the study in pictures (PNG artifacts under STUDY_DIR, shown in the report and the UI) ---
-
-STUDY_DIR = "study"
-STUDY_FIGURES = ("history.png", "importance.png", "parallel.png")
 
 
 def _png(fig: Figure) -> bytes:

@@ -128,7 +128,7 @@ if answer is not None:
     if info.get("retrain_reason"):
         with st.expander("Why this model was trained"):
             st.write(info["retrain_reason"])
-    st.pyplot(waterfall(answer["explanation"]), clear_figure=False)
+    st.altair_chart(waterfall(answer["explanation"]), width="stretch")
     st.caption(
         f"Base price {dollars(answer['explanation']['base_price'])}: what the model expects "
         "before looking at this listing; each bar multiplies it."

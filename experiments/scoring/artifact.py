@@ -38,7 +38,8 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 
-from experiments.features import ListingFrame, model_input
+from experiments.features import ListingFrame
+from experiments.inputs import model_input
 from experiments.scoring.encoding import (
     Block,
     Unsupported,

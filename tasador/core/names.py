@@ -20,6 +20,8 @@ SHAP_DIR = "shap"
 SHAP_TABLE = "importance.csv"  # mean |SHAP| per input field, new vs previous production model
 SHAP_PLOT = "importance.png"
 SHAP_SENTENCE = "summary.txt"  # what changed, in one sentence
+STUDY_DIR = "study"  # the study in pictures (experiments.report draws them, the UI shows them)
+STUDY_FIGURES = ("history.png", "importance.png", "parallel.png")
 
 
 def holdout_metrics(metrics: dict[str, float]) -> dict[str, float]:

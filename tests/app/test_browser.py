@@ -74,7 +74,7 @@ def predict_in_browser(page: Page, url: str, city: str, zip_code: str) -> None:
     settled(page)
     page.get_by_role("button", name="Predict").click()
     expect(page.get_by_test_id("stMetricLabel")).to_have_text("Predicted price")
-    expect(page.get_by_test_id("stImage").locator("img")).to_be_visible()  # the waterfall
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()  # the waterfall
     settled(page)
 
 
@@ -135,7 +135,7 @@ def test_a_person_predicts_a_price_in_headless_chromium(world: World, tmp_path: 
 # `TASADOR_SCREENSHOTS=docs/images pytest tests/app/test_browser.py`).
 SCREENSHOTS_ENV = "TASADOR_SCREENSHOTS"
 PAGES = (  # (URL path, file name, test id of a chart the page must draw)
-    ("", "predict.png", "stImage"),
+    ("", "predict.png", "stVegaLiteChart"),
     ("models", "models.png", "stImage"),
     ("leaderboard", "leaderboard.png", "stVegaLiteChart"),
     ("data", "data.png", None),

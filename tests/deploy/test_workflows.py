@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 
+import yaml
+
 from tests.helpers import compose
-from tests.helpers.dockerfile import DOCKER_DIR, REPO, image_names
+from tests.helpers.dockerfile import DOCKER_DIR, DOCKERFILE, REPO, image_names
 from tests.helpers.tools import search_path, tool
 from tests.helpers.workflows import matrix_images, step_using, steps, workflow, workflow_files
 
@@ -156,3 +158,80 @@ def test_the_smoke_test_runs_the_whole_loop() -> None:
         '"${UI}/"',
     ):
         assert step in script, step
+
+
+def _step_index(job: str, action: str) -> int:
+    return steps("images.yml", job).index(step_using("images.yml", job, action))
+
+
+def test_every_built_image_is_scanned_and_a_fixable_critical_vulnerability_fails_it() -> None:
+    build = step_using("images.yml", "build", "docker/build-push-action")["with"]
+    built = build["outputs"].removeprefix("type=docker,dest=")
+    scans = [
+        s
+        for s in steps("images.yml", "build")
+        if s.get("uses", "").startswith("aquasecurity/trivy-action@")
+    ]
+    gate = next(s["with"] for s in scans if "exit-code" in s["with"])
+    assert gate["input"] == built  # the very file the smoke test loads and publish pushes
+    assert gate["exit-code"] == "1"
+    assert gate["severity"] == "CRITICAL"
+    assert gate["ignore-unfixed"] is True
+    # Before the image is kept: a failed scan leaves nothing for smoke or publish.
+    assert _step_index("build", "aquasecurity/trivy-action") < _step_index(
+        "build", "actions/upload-artifact"
+    )
+    assert {"build"} <= _upstream("smoke") and {"build"} <= _upstream("publish")
+
+
+def test_the_scanner_is_pinned_by_commit() -> None:
+    # Its version tags were once rewritten to malicious code: a tag is not enough for it.
+    for step in steps("images.yml", "build"):
+        if step.get("uses", "").startswith("aquasecurity/"):
+            assert re.fullmatch(r"aquasecurity/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+
+
+def test_every_action_is_pinned_by_version_or_commit() -> None:
+    for path in workflow_files():
+        for job in workflow(path.name)["jobs"].values():
+            for step in job.get("steps", []):
+                uses = step.get("uses")
+                if uses and not uses.startswith("./"):
+                    assert re.search(r"@(v\d[\w.]*|[0-9a-f]{40})$", uses), f"{path.name}: {uses}"
+
+
+def test_each_pushed_image_gets_its_sbom_and_provenance_attested() -> None:
+    sbom = next(
+        s["with"]
+        for s in steps("images.yml", "build")
+        if s.get("with", {}).get("format") == "spdx-json"
+    )
+    kept = step_using("images.yml", "build", "actions/upload-artifact")["with"]["path"]
+    assert sbom["output"] in kept.splitlines()  # travels with the image to publish
+    publish = workflow("images.yml")["jobs"]["publish"]
+    assert publish["permissions"]["id-token"] == "write"  # Sigstore signs the attestations
+    assert publish["permissions"]["attestations"] == "write"
+    attests = [s for s in publish["steps"] if s.get("uses", "").startswith("actions/attest@")]
+    push = next(s for s in publish["steps"] if s.get("id") == "push")
+    assert "GITHUB_OUTPUT" in push["run"] and "digest=" in push["run"]
+    assert "set -o pipefail" in push["run"]  # `docker push | tee` must still fail on a failure
+    image = "docker.io/${{ env.DOCKERHUB_NAMESPACE }}/tasador-${{ matrix.image }}"
+    for attest in attests:
+        assert attest["with"]["subject-name"] == image
+        assert attest["with"]["subject-digest"] == "${{ steps.push.outputs.digest }}"
+        assert attest["with"]["push-to-registry"] is True
+        assert publish["steps"].index(attest) > publish["steps"].index(push)
+    kinds = sorted("sbom-path" in a["with"] for a in attests)
+    assert kinds == [False, True]  # one provenance (the default), one SBOM
+    sbom_path = next(a["with"]["sbom-path"] for a in attests if "sbom-path" in a["with"])
+    assert sbom_path.endswith("/image/" + sbom["output"].rsplit("/", 1)[1])
+
+
+def test_dependabot_proposes_updates_of_the_lock_the_base_images_and_the_actions() -> None:
+    config = yaml.safe_load((REPO / ".github" / "dependabot.yml").read_text())
+    watched = {(u["package-ecosystem"], u["directory"]) for u in config["updates"]}
+    assert watched == {("uv", "/"), ("docker", "/docker"), ("github-actions", "/")}
+    assert (REPO / "uv.lock").exists() and (DOCKER_DIR / "Dockerfile").exists()
+    # Dependabot reads base images from FROM lines only, never from an ARG.
+    froms = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")]
+    assert froms and not [line for line in froms if "$" in line]

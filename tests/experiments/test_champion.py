@@ -22,7 +22,7 @@ from experiments import (
     search_worker,
 )
 from experiments import study as search
-from experiments.features import model_input
+from experiments.inputs import model_input
 from tasador.core import db, decisions_store, lineage, names
 from tasador.loop import training
 from tests.helpers.search import load_batches, write_spaces
@@ -216,7 +216,7 @@ def test_production_model_loads_in_a_fresh_process_from_json_like_fields(
     code = f"""
 import json
 import mlflow
-from experiments.features import model_input
+from experiments.inputs import model_input
 from experiments import registry
 from tasador.core.config import Settings
 from tasador.core.process import prepare_process

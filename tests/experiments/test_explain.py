@@ -16,7 +16,7 @@ from experiments.explain import (
     importance_diff,
 )
 from experiments.families import FAMILIES, build_model
-from experiments.features import INPUT_COLUMNS
+from experiments.inputs import INPUT_COLUMNS
 from serving.fast_path import FastScorer
 from tests.helpers.models import SMALL
 from tests.helpers.serving import artifact_of, listings_of

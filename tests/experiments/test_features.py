@@ -4,12 +4,12 @@ import pytest
 
 from experiments.families import FAMILIES, build_model
 from experiments.features import (
-    INPUT_COLUMNS,
     CategoryCodes,
     ListingFrame,
     SmoothedMeanEncoder,
     feature_source,
 )
+from experiments.inputs import INPUT_COLUMNS
 from tasador.core.metrics import rmsle
 from tests.helpers.models import SMALL
 

@@ -21,3 +21,4 @@ def load_script(path: Path, name: str) -> ModuleType:
 AIRFLOW_INIT = load_script(DOCKER_DIR / "airflow" / "init.py", "airflow_init")
 MLFLOW_START = load_script(DOCKER_DIR / "mlflow" / "start.py", "mlflow_start")
 MLFLOW_INIT = load_script(DOCKER_DIR / "mlflow" / "init.py", "mlflow_init")
+GROUP_SIZES = load_script(DOCKER_DIR / "group_sizes.py", "group_sizes")

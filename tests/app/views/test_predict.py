@@ -46,7 +46,7 @@ def test_the_form_offers_the_collected_states_and_predicts(world: World, ui_env:
     caption = at.caption[0].value
     assert f"version **{world.versions[1]}**" in caption and "`production`" in caption
     assert any("Version 2 wins" in m.value for m in at.markdown)
-    assert len(at.image) == 1  # the SHAP waterfall
+    assert len(at.get("vega_lite_chart")) == 1  # the SHAP waterfall (altair)
 
 
 def test_a_bad_zip_code_is_flagged_before_any_request(world: World, ui_env: Callable) -> None:
