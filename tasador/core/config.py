@@ -168,7 +168,11 @@ class ServingSettings(_Group):
     serving_workers: int | None = Field(default=None, ge=1)
     serving_max_rows: int = Field(default=10_000, ge=1)  # listings per /predict request
     serving_log_buffer_rows: int = Field(default=50_000, ge=100)  # in memory, then spooled
-    serving_log_flush_s: float = Field(default=1.0, gt=0)  # inference log write interval
+    # Inference log write interval. Short on purpose: the writer thread's pass (making COPY text
+    # of every row since the last) holds a core and the interpreter for ~45 ms a second at 2,000
+    # requests/s per worker; four passes a second keep each burst, and the requests queued behind
+    # it, small (wrk's p99 at 4 connections 35 -> 10 ms; docs/benchmarks.md, serving).
+    serving_log_flush_s: float = Field(default=0.25, gt=0)
     # Bytes of inference-log spool files kept while the database is down; past it the oldest
     # rows are dropped (and counted in /metrics) so a long outage cannot fill the disk.
     serving_log_spool_max_bytes: int = Field(default=1024**3, ge=4_096)
