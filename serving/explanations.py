@@ -125,9 +125,6 @@ class Explainers:
         served = build.served
         try:
             build.explainer = _build_explainer(served)
-            with self._lock:  # builds of two versions may end together
-                self.builds += 1
-            heap.settle(f"the explainer of version {served.info.version} built")  # SHAP's too
         except BadInput as exc:
             build.refusal = str(exc)
         except Exception as exc:  # logged, and forgotten: the next /explain builds it again
@@ -137,7 +134,11 @@ class Explainers:
                 if self._builds.get(_key(served)) is build:
                     del self._builds[_key(served)]
         finally:
-            build.done.set()
+            build.done.set()  # first: /explain answers with it while the heap settles
+        if build.explainer is not None:
+            with self._lock:  # builds of two versions may end together
+                self.builds += 1
+            heap.settle(f"the explainer of version {served.info.version} built")  # SHAP's too
 
 
 def _key(served: ServedModel) -> tuple[str, str]:

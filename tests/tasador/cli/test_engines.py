@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
@@ -15,8 +17,12 @@ def test_a_command_disposes_of_the_engines_it_made(settings, cli_env, monkeypatc
     make = db.engine_for
 
     def recorded(url: str) -> sa.Engine:
-        made.append(make(url))
-        return made[-1]
+        engine = make(url)
+        # The command's own (CliRunner runs it in this thread), not a background thread's that
+        # an earlier test in this process may have left finishing.
+        if threading.current_thread() is threading.main_thread():
+            made.append(engine)
+        return engine
 
     monkeypatch.setattr(db, "engine_for", recorded)
     out = CliRunner().invoke(app, ["status", "--json", "--no-models"])
