@@ -43,9 +43,109 @@ WORKER_FILE = re.compile(r"_(\d+)\.db$")
 # Latency buckets around the 10 ms target, up to large batches.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
+# The gauges: attribute -> name, help, how the workers' values combine (module doc), labels.
+_GAUGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+    # 1 for the version each worker serves: "livemax" is 1 while any worker serves it.
+    "_model": (
+        "tasador_model_info",
+        "The model version serving (value 1), by name, version and alias.",
+        "livemax",
+        ("name", "version", "alias"),
+    ),
+    # Per worker (liveall): they swap one after the other.
+    "version": ("tasador_model_version", "The version number serving (0: none).", "liveall", ()),
+    "reachable": (
+        "tasador_registry_reachable",
+        "1 if the last poll of the model registry answered.",
+        "liveall",
+        (),
+    ),
+    # Each worker's own buffer (livesum); one spool folder, counted alike by every worker
+    # (livemax); written since start: a worker that ended still wrote them (sum).
+    "buffered": (
+        "tasador_inference_log_buffered_rows",
+        "Logged rows waiting in memory.",
+        "livesum",
+        (),
+    ),
+    "spooled": (
+        "tasador_inference_log_spooled_rows",
+        "Logged rows waiting in spool files.",
+        "livemax",
+        (),
+    ),
+    "written": (
+        "tasador_inference_log_written_rows",
+        "Logged rows written to the RAW database since start.",
+        "sum",
+        (),
+    ),
+    "_refused": (
+        "tasador_model_refused",
+        "The version the alias names but that failed validation (value 1), and why.",
+        "livemax",
+        ("version", "reason"),
+    ),
+    "last_swap": (
+        "tasador_model_last_swap_seconds",
+        "How long the last swap took from the decision to serve (from memory: a rollback).",
+        "liveall",
+        (),
+    ),
+    # Per worker: it should stay flat across swaps.
+    "frozen": (
+        "tasador_frozen_objects",
+        "Objects frozen out of the garbage collector's reach after loads (serving.heap).",
+        "liveall",
+        (),
+    ),
+}
+# The counters (summed over workers): attribute -> name, help.
+_COUNTERS: dict[str, tuple[str, str]] = {
+    "rows": ("tasador_predicted_rows", "Listings priced."),
+    "swaps": ("tasador_model_swaps", "Model versions swapped in."),
+    "non_finite": (
+        "tasador_non_finite_predictions",
+        "Listings the model priced NaN or infinite (answered 503, never served).",
+    ),
+    "dropped": (
+        "tasador_inference_log_dropped_rows",
+        "Logged rows dropped since start: over the spool or memory cap (lost).",
+    ),
+    "quarantined": (
+        "tasador_inference_log_quarantined_rows",
+        "Logged rows in spool files moved aside as *.corrupt since start.",
+    ),
+    "refusals": (
+        "tasador_model_refusals",
+        "Model versions refused by validation since start (they never served).",
+    ),
+    "restarts": (
+        "tasador_worker_restarts",
+        "Worker processes started to replace one that ended (killed, crashed).",
+    ),
+}
+
 
 class ServingMetrics:
     """The API's Prometheus metrics in a registry of their own (see the module doc)."""
+
+    _model: Gauge
+    version: Gauge
+    reachable: Gauge
+    buffered: Gauge
+    spooled: Gauge
+    written: Gauge
+    _refused: Gauge
+    last_swap: Gauge
+    frozen: Gauge
+    rows: Counter
+    swaps: Counter
+    non_finite: Counter
+    dropped: Counter
+    quarantined: Counter
+    refusals: Counter
+    restarts: Counter
 
     def __init__(
         self,
@@ -59,6 +159,10 @@ class ServingMetrics:
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry()
         r = self.registry
+        for attr, (name, doc, mode, labels) in _GAUGES.items():
+            setattr(self, attr, Gauge(name, doc, labels, registry=r, multiprocess_mode=mode))
+        for attr, (name, doc) in _COUNTERS.items():
+            setattr(self, attr, Counter(name, doc, registry=r))
         self.requests = Counter(
             "tasador_requests", "Requests answered.", ["endpoint", "status"], registry=r
         )
@@ -67,90 +171,6 @@ class ServingMetrics:
             "Time from request to response.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rows = Counter("tasador_predicted_rows", "Listings priced.", registry=r)
-        self.swaps = Counter("tasador_model_swaps", "Model versions swapped in.", registry=r)
-        self.non_finite = Counter(
-            "tasador_non_finite_predictions",
-            "Listings the model priced NaN or infinite (answered 503, never served).",
-            registry=r,
-        )
-        self.dropped = Counter(
-            "tasador_inference_log_dropped_rows",
-            "Logged rows dropped since start: over the spool or memory cap (lost).",
-            registry=r,
-        )
-        self.quarantined = Counter(
-            "tasador_inference_log_quarantined_rows",
-            "Logged rows in spool files moved aside as *.corrupt since start.",
-            registry=r,
-        )
-        # 1 for the version each worker serves: "livemax" is 1 while any worker serves it.
-        self._model = Gauge(
-            "tasador_model_info",
-            "The model version serving (value 1), by name, version and alias.",
-            ["name", "version", "alias"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.version = Gauge(
-            "tasador_model_version",
-            "The version number serving (0: none).",
-            registry=r,
-            multiprocess_mode="liveall",  # per worker: they swap one after the other
-        )
-        self.reachable = Gauge(
-            "tasador_registry_reachable",
-            "1 if the last poll of the model registry answered.",
-            registry=r,
-            multiprocess_mode="liveall",
-        )
-        self.buffered = Gauge(
-            "tasador_inference_log_buffered_rows",
-            "Logged rows waiting in memory.",
-            registry=r,
-            multiprocess_mode="livesum",  # each worker's own buffer
-        )
-        self.spooled = Gauge(
-            "tasador_inference_log_spooled_rows",
-            "Logged rows waiting in spool files.",
-            registry=r,
-            multiprocess_mode="livemax",  # one folder, counted alike by every worker
-        )
-        self.written = Gauge(
-            "tasador_inference_log_written_rows",
-            "Logged rows written to the RAW database since start.",
-            registry=r,
-            multiprocess_mode="sum",  # since start: a worker that ended still wrote them
-        )
-        self.refusals = Counter(
-            "tasador_model_refusals",
-            "Model versions refused by validation since start (they never served).",
-            registry=r,
-        )
-        self._refused = Gauge(
-            "tasador_model_refused",
-            "The version the alias names but that failed validation (value 1), and why.",
-            ["version", "reason"],
-            registry=r,
-            multiprocess_mode="livemax",
-        )
-        self.last_swap = Gauge(
-            "tasador_model_last_swap_seconds",
-            "How long the last swap took from the decision to serve (from memory: a rollback).",
-            registry=r,
-            multiprocess_mode="liveall",
-        )
-        self.frozen = Gauge(
-            "tasador_frozen_objects",
-            "Objects frozen out of the garbage collector's reach after loads (serving.heap).",
-            registry=r,
-            multiprocess_mode="liveall",  # per worker: it should stay flat across swaps
-        )
-        self.restarts = Counter(
-            "tasador_worker_restarts",
-            "Worker processes started to replace one that ended (killed, crashed).",
             registry=r,
         )
         shadow_docs = {

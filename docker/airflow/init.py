@@ -112,10 +112,8 @@ def write_passwords(path: Path, passwords: Mapping[str, str]) -> None:
 
 
 def main(env: Mapping[str, str]) -> int:
-    errors = configuration_errors(env)
-    if errors:
-        for error in errors:
-            print(f"airflow-init: {error}", file=sys.stderr)
+    if errors := configuration_errors(env):
+        print("\n".join(f"airflow-init: {error}" for error in errors), file=sys.stderr)
         return 2
     subprocess.run(["airflow", "db", "migrate"], check=True)
     subprocess.run([sys.executable, "-m", "tasador", "db", "upgrade"], check=True)

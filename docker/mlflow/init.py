@@ -87,10 +87,8 @@ def grant(auth, username: str, resource_type: str, resource_id: str, permission:
 
 
 def main(env: Mapping[str, str]) -> int:
-    errors = configuration_errors(env)
-    if errors:
-        for error in errors:
-            print(f"mlflow-init: {error}", file=sys.stderr)
+    if errors := configuration_errors(env):
+        print("\n".join(f"mlflow-init: {error}" for error in errors), file=sys.stderr)
         return 2
     from mlflow import MlflowClient
     from mlflow.server import get_app_client

@@ -90,11 +90,7 @@ def running(
             if own_group:
                 stop_group(process)
             else:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+                stop_process(process)
 
 
 def run_in_own_group(args: Sequence[str], env: dict[str, str], output: IO[bytes]) -> int:
@@ -122,6 +118,16 @@ def _group_alive(process: subprocess.Popen[bytes]) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def stop_process(process: subprocess.Popen[bytes], wait_s: float = STOP_WAIT_S) -> None:
+    """End one process: SIGTERM, then SIGKILL if it has not ended after ``wait_s``."""
+    process.terminate()
+    try:
+        process.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(wait_s)
 
 
 def stop_group(process: subprocess.Popen[bytes], wait_s: float = STOP_WAIT_S) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 
 from serving.api import create_app
 from serving.explanations import Explainers
-from tasador.core import db, tables
+from tasador.core import db, services, tables
 from tasador.core.config import Settings, settings_env
 from tasador.core.services import free_port
 from tests.helpers.broken_models import NaNScorer
@@ -35,35 +35,15 @@ MB = 1024**2
 
 
 @contextmanager
-def api_process(settings: Settings) -> Iterator[tuple[str, psutil.Process]]:
+def api_process(settings: Settings, log_path: Path) -> Iterator[tuple[str, psutil.Process]]:
     """The API as its own uvicorn process (stopped by this context, pass or fail)."""
     port = free_port()
     env = {**os.environ, **settings_env(settings), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     args = [sys.executable, "-m", "uvicorn", "--factory", "serving.api:app_from_environment"]
     args += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    process = subprocess.Popen(args, env=env)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the API exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            time.sleep(0.2)
+    with services.running(args, f"{url}/health", log_path, timeout_s=120, env=env) as process:
         yield url, psutil.Process(process.pid)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def logged_rows(settings: Settings) -> list[sa.Row]:
@@ -73,11 +53,13 @@ def logged_rows(settings: Settings) -> list[sa.Row]:
 
 
 @pytest.mark.server
-def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(settings: Settings) -> None:
+def test_a_64_mb_chunked_post_gets_413_and_barely_grows_memory(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = settings.updated(mlflow_tracking_uri="http://127.0.0.1:9", serving_log_flush_s=0.2)
     assert settings.serving.serving_max_body_bytes == 8 * MB  # the default is what is measured
     chunk = b"[" + b" " * (MB - 1)
-    with api_process(settings) as (url, server):
+    with api_process(settings, tmp_path / "api.log") as (url, server):
         for _ in range(3):  # warm: first requests allocate what every request reuses
             httpx.post(f"{url}/predict", json=LISTING, timeout=30)
         time.sleep(0.5)
