@@ -24,6 +24,7 @@ import re
 import threading
 from contextlib import suppress
 from pathlib import Path
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -44,7 +45,9 @@ WORKER_FILE = re.compile(r"_(\d+)\.db$")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 # The gauges: attribute -> name, help, how the workers' values combine (module doc), labels.
-_GAUGES: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
+# How prometheus_client's multiprocess mode combines a gauge over the workers (module doc).
+Combine = Literal["liveall", "livemax", "livesum", "sum"]
+_GAUGES: dict[str, tuple[str, str, Combine, tuple[str, ...]]] = {
     # 1 for the version each worker serves: "livemax" is 1 while any worker serves it.
     "_model": (
         "tasador_model_info",
