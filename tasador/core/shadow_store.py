@@ -101,6 +101,58 @@ class Disagreement:
         )
 
 
+# The pair's shadow rows, and those both models priced finite and positive: their log ratio.
+_COMPARED = """
+    WITH pair AS (
+        SELECT state, challenger_prediction AS c, production_prediction AS p
+        FROM shadow_predictions
+        WHERE model_name = :model AND challenger_version = :challenger
+          AND production_version = :production
+    ), compared AS (
+        SELECT state, ln(c / p) AS r, (c / p BETWEEN :low AND :high) AS agrees
+        FROM pair WHERE c > 0 AND p > 0 AND c < 'Infinity'::float8
+    )
+"""
+_OVERALL = """
+    SELECT (SELECT count(*) FROM pair) AS scored, count(*) AS rows,
+           avg(agrees::int)::float8 AS within,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS median,
+           percentile_cont(0.05) WITHIN GROUP (ORDER BY r) AS p05,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY r) AS p95
+    FROM compared
+"""
+# Ratios beyond the limit fall in the outer bins.
+_BINS = """
+    SELECT least(width_bucket(greatest(least(r, :limit), -:limit),
+                              -:limit, :limit, :bins), :bins) AS bin, count(*) AS n
+    FROM compared GROUP BY 1
+"""
+_STATES = """
+    SELECT coalesce(state, '(none)') AS state, count(*) AS rows,
+           avg(r) AS mean_log_ratio, avg(abs(r)) AS mean_abs_log_ratio,
+           avg(agrees::int)::float8 AS within
+    FROM compared GROUP BY 1
+    ORDER BY mean_abs_log_ratio DESC, state LIMIT :top
+"""
+_STATE_TYPES = {"rows": int, "mean_log_ratio": float, "mean_abs_log_ratio": float, "within": float}
+
+
+def _histogram(counts: dict[int, int], bins: int, limit: float) -> pd.DataFrame:
+    """Rows per bin of the log ratio over [-limit, limit] (``counts`` by 1-based bin)."""
+    width = 2 * limit / bins
+    return pd.DataFrame(
+        {
+            "bin_start": [-limit + i * width for i in range(bins)],
+            "bin_end": [-limit + (i + 1) * width for i in range(bins)],
+            "rows": [int(counts.get(i + 1, 0)) for i in range(bins)],
+        }
+    )
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def disagreement(
     engine: sa.Engine,
     model_name: str,
@@ -123,91 +175,24 @@ def disagreement(
         "bins": bins,
         "top": top_states,
     }
-    compared = """
-        WITH pair AS (
-            SELECT state, challenger_prediction AS c, production_prediction AS p
-            FROM shadow_predictions
-            WHERE model_name = :model AND challenger_version = :challenger
-              AND production_version = :production
-        ), compared AS (
-            SELECT state, ln(c / p) AS r, (c / p BETWEEN :low AND :high) AS agrees
-            FROM pair WHERE c > 0 AND p > 0 AND c < 'Infinity'::float8
-        )
-    """
+
+    def query(select: str) -> sa.CursorResult[Any]:
+        return conn.execute(sa.text(_COMPARED + select), params)
+
     with engine.connect() as conn:
-        overall = (
-            conn.execute(
-                sa.text(
-                    compared
-                    + """
-                SELECT (SELECT count(*) FROM pair) AS scored, count(*) AS rows,
-                       avg(agrees::int)::float8 AS within,
-                       percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS median,
-                       percentile_cont(0.05) WITHIN GROUP (ORDER BY r) AS p05,
-                       percentile_cont(0.95) WITHIN GROUP (ORDER BY r) AS p95
-                FROM compared
-            """
-                ),
-                params,
-            )
-            .mappings()
-            .one()
-        )
-        counts: dict[int, int] = dict(
-            conn.execute(
-                sa.text(
-                    compared
-                    + """
-                SELECT least(width_bucket(greatest(least(r, :limit), -:limit),
-                                          -:limit, :limit, :bins), :bins) AS bin, count(*)
-                FROM compared GROUP BY 1
-            """
-                ),
-                params,
-            ).all()
-        )
-        states = pd.DataFrame(
-            conn.execute(
-                sa.text(
-                    compared
-                    + """
-                SELECT coalesce(state, '(none)') AS state, count(*) AS rows,
-                       avg(r) AS mean_log_ratio, avg(abs(r)) AS mean_abs_log_ratio,
-                       avg(agrees::int)::float8 AS within
-                FROM compared GROUP BY 1
-                ORDER BY mean_abs_log_ratio DESC, state LIMIT :top
-            """
-                ),
-                params,
-            )
-            .mappings()
-            .all(),
-            columns=["state", "rows", "mean_log_ratio", "mean_abs_log_ratio", "within"],
-        )
-    width = 2 * limit / bins
-    histogram = pd.DataFrame(
-        {
-            "bin_start": [-limit + i * width for i in range(bins)],
-            "bin_end": [-limit + (i + 1) * width for i in range(bins)],
-            "rows": [int(counts.get(i + 1, 0)) for i in range(bins)],
-        }
-    )
-
-    def number(value: Any) -> float | None:
-        return None if value is None else float(value)
-
+        overall = query(_OVERALL).mappings().one()
+        counts = {int(row.bin): int(row.n) for row in query(_BINS)}
+        states = pd.DataFrame(query(_STATES).mappings().all(), columns=["state", *_STATE_TYPES])
     return Disagreement(
         model_name=model_name,
         challenger_version=challenger,
         production_version=production,
         rows=int(overall["rows"]),
         not_compared=int(overall["scored"]) - int(overall["rows"]),
-        within=number(overall["within"]),
-        median_log_ratio=number(overall["median"]),
-        p05_log_ratio=number(overall["p05"]),
-        p95_log_ratio=number(overall["p95"]),
-        histogram=histogram,
-        by_state=states.astype(
-            {"rows": int, "mean_log_ratio": float, "mean_abs_log_ratio": float, "within": float}
-        ),
+        within=_number(overall["within"]),
+        median_log_ratio=_number(overall["median"]),
+        p05_log_ratio=_number(overall["p05"]),
+        p95_log_ratio=_number(overall["p95"]),
+        histogram=_histogram(counts, bins, limit),
+        by_state=states.astype(_STATE_TYPES),
     )
