@@ -11,17 +11,18 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from datasource.csv_source import CsvSource
 from datasource.cursors import CursorStore, Exhausted
-from datasource.scenarios import load_scenario
+from datasource.scenarios import Scenario, load_scenario
 from datasource.sources import BatchSource, ScenarioSource
 from tasador.core.config import Settings, get_settings
 from tasador.core.errors import BadInput
@@ -38,6 +39,92 @@ Day = Annotated[
     Literal["Tuesday", "Wednesday"] | None,
     Query(description="later course editions keep one sequence per day"),
 ]
+
+
+RowFormat = Annotated[
+    Literal["records", "list"],
+    Query(
+        alias="format", description="rows as objects keyed by column, or as lists in column order"
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """What one app serves: the batches of a source, each group's cursor, and their counters."""
+
+    plan: Scenario
+    source: BatchSource
+    sizes: list[int]
+    cursors: CursorStore
+    origin: str  # the CSV's path, or "generator"
+    scale: float
+    seed: int
+    # Each app has its own registry, so several apps in one process (tests) count apart.
+    registry: CollectorRegistry
+    requests: Counter
+    rows_served: Counter
+
+
+def _feed(request: Request) -> Feed:
+    feed: Feed = request.app.state.feed
+    return feed
+
+
+FeedDep = Annotated[Feed, Depends(_feed)]
+router = APIRouter()
+
+
+@router.get("/data")
+def data(
+    feed: FeedDep, group_number: Group, day: Day = None, row_format: RowFormat = "records"
+) -> Response:
+    started = time.perf_counter()
+    try:
+        number, frame = feed.cursors.serve_next(
+            group_number, day, len(feed.sizes), lambda k: feed.source.batch(group_number, day, k)
+        )
+    except Exhausted:
+        raise HTTPException(status_code=400, detail=EXHAUSTED_DETAIL) from None
+    feed.rows_served.labels(str(group_number)).inc(len(frame))
+    body = _batch_json(group_number, day, number, frame, row_format)
+    elapsed = time.perf_counter() - started
+    log.info(
+        "group %s day %s: batch %s, %s rows, %.2fs", group_number, day, number, len(frame), elapsed
+    )
+    return Response(content=body, media_type="application/json")
+
+
+@router.get("/restart_data_generation")
+def restart_data_generation(feed: FeedDep, group_number: Group, day: Day = None) -> dict[str, bool]:
+    feed.cursors.restart(group_number, day)
+    return {"ok": True}
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "OK"}
+
+
+@router.get("/metrics")
+def metrics(feed: FeedDep) -> Response:
+    return Response(generate_latest(feed.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/")
+def describe(feed: FeedDep) -> dict[str, object]:
+    return {
+        "service": "tasador data API",
+        "scenario": feed.plan.name,
+        "description": feed.plan.description,
+        "source": feed.origin,
+        "scale": feed.scale,
+        "seed": feed.seed,
+        "batches": [
+            {"batch_number": i, "name": spec.name, "rows": rows}
+            for i, (spec, rows) in enumerate(zip(feed.plan.batches, feed.sizes, strict=True))
+        ],
+    }
 
 
 def create_app(
@@ -61,21 +148,28 @@ def create_app(
         if csv
         else ScenarioSource(plan, scale, seed)
     )
-    sizes = source.batch_sizes()
-    cursors = CursorStore(state_dir / "cursors.sqlite3", source.key)
-
     registry = CollectorRegistry()
-    requests = Counter(
-        "datasource_requests", "HTTP requests", ["path", "status"], registry=registry
+    feed = Feed(
+        plan=plan,
+        source=source,
+        sizes=source.batch_sizes(),
+        cursors=CursorStore(state_dir / "cursors.sqlite3", source.key),
+        origin=str(csv) if csv else "generator",
+        scale=scale,
+        seed=seed,
+        registry=registry,
+        requests=Counter(
+            "datasource_requests", "HTTP requests", ["path", "status"], registry=registry
+        ),
+        rows_served=Counter(
+            "datasource_rows_served", "Rows served in batches", ["group"], registry=registry
+        ),
     )
-    rows_served = Counter(
-        "datasource_rows_served", "Rows served in batches", ["group"], registry=registry
-    )
-
     app = FastAPI(
         title="Tasador data API",
         description="Realtor listings in batches, compatible with the course API.",
     )
+    app.state.feed = feed
 
     @app.middleware("http")
     async def count_requests(
@@ -83,69 +177,10 @@ def create_app(
     ) -> Response:
         response = await call_next(request)
         route = request.scope.get("route")
-        requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        feed.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
         return response
 
-    @app.get("/data")
-    def data(
-        group_number: Group,
-        day: Day = None,
-        row_format: Annotated[
-            Literal["records", "list"],
-            Query(
-                alias="format",
-                description="rows as objects keyed by column, or as lists in column order",
-            ),
-        ] = "records",
-    ) -> Response:
-        started = time.perf_counter()
-        try:
-            number, frame = cursors.serve_next(
-                group_number, day, len(sizes), lambda k: source.batch(group_number, day, k)
-            )
-        except Exhausted:
-            raise HTTPException(status_code=400, detail=EXHAUSTED_DETAIL) from None
-        rows_served.labels(str(group_number)).inc(len(frame))
-        body = _batch_json(group_number, day, number, frame, row_format)
-        elapsed = time.perf_counter() - started
-        log.info(
-            "group %s day %s: batch %s, %s rows, %.2fs",
-            group_number,
-            day,
-            number,
-            len(frame),
-            elapsed,
-        )
-        return Response(content=body, media_type="application/json")
-
-    @app.get("/restart_data_generation")
-    def restart_data_generation(group_number: Group, day: Day = None) -> dict[str, bool]:
-        cursors.restart(group_number, day)
-        return {"ok": True}
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "OK"}
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/")
-    def describe() -> dict[str, object]:
-        return {
-            "service": "tasador data API",
-            "scenario": plan.name,
-            "description": plan.description,
-            "source": str(csv) if csv else "generator",
-            "scale": scale,
-            "seed": seed,
-            "batches": [
-                {"batch_number": i, "name": spec.name, "rows": rows}
-                for i, (spec, rows) in enumerate(zip(plan.batches, sizes, strict=True))
-            ],
-        }
-
+    app.include_router(router)
     return app
 
 
