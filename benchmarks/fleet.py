@@ -15,14 +15,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from queue import Empty
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
 SAMPLE_S = 0.25
+T = TypeVar("T")
 READY_TIMEOUT_S = 600.0  # 64 spawned processes importing Optuna on 2 cores take a while
 
 
@@ -89,13 +91,28 @@ def sampled(level: Level, database: str, maintenance_url: str) -> Iterator[None]
                 level.server_connections.append(clients)
                 level.lock_waits.append(waits)
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    with ThreadPoolExecutor(1, thread_name_prefix="pg-sampler") as pool:
+        sampler = pool.submit(run)
+        try:
+            yield
+        finally:
+            stop.set()
+            sampler.result()  # a failed sampler fails the level rather than leaving it blank
+
+
+def when_ready(
+    results: Any, start: Any, seconds: float, setup: Callable[[], T]
+) -> tuple[T, float] | None:
+    """In a level's process: ``setup()``, report ready (or why it failed: then None), wait for
+    the common start; return what ``setup`` made and the end of the window."""
     try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+        made = setup()
+    except Exception as exc:  # e.g. the server's connection limit: counted, the level goes on
+        results.put(("failed", type(exc).__name__))
+        return None
+    results.put(("ready",))
+    start.wait()
+    return made, time.monotonic() + seconds
 
 
 def run_level(

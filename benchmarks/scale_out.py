@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from fleet import HEADER, Level, max_connections, run_level, stops_at
+from fleet import HEADER, Level, max_connections, run_level, stops_at, when_ready
 from measure import load_note, private_mlflow, table
 from pydantic import SecretStr
 
@@ -153,20 +153,20 @@ def search_worker(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # The proxy and heartbeats are "experimental" in Optuna 5 and warn on every use.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    try:
+
+    def setup() -> tuple[optuna.Study, CheapObjective]:
         study = optuna.load_study(
             study_name=study_name,
             storage=search_storage(mode, settings, proxy_port),
             sampler=optuna.samplers.RandomSampler(seed=index),  # the sampler's CPU left out
             pruner=optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0),
         )
-        objective = CheapObjective(settings, index, trial_ms, parent)
-    except Exception as exc:
-        results.put(("failed", type(exc).__name__))
+        return study, CheapObjective(settings, index, trial_ms, parent)
+
+    if (ready := when_ready(results, start, seconds, setup)) is None:
         return
-    results.put(("ready",))
-    start.wait()
-    deadline, errors = time.monotonic() + seconds, Counter[str]()
+    (study, objective), deadline = ready
+    errors = Counter[str]()
     callbacks = [MaxTrialsCallback(10**9, states=COUNTED_STATES)]  # its query, never its stop
     while (left := deadline - time.monotonic()) > 0:
         try:
@@ -263,20 +263,20 @@ def log_writer(
 
     listing = Listing.model_validate_json(LISTING)
     with db.owning_engines():
-        try:
+
+        def setup() -> InferenceLog:
             engine = db.engine("raw", settings.databases)
-            log = InferenceLog(
+            return InferenceLog(
                 lambda: engine,
                 spool_root / f"replica-{index}",
                 max_buffered_rows=max(rows_per_pass * 2, 100),
                 flush_s=settings.serving.serving_log_flush_s,
             )
-        except Exception as exc:
-            results.put(("failed", type(exc).__name__))
+
+        if (ready := when_ready(results, start, seconds, setup)) is None:
             return
-        results.put(("ready",))
-        start.wait()
-        deadline, errors = time.monotonic() + seconds, Counter[str]()
+        log, deadline = ready
+        errors = Counter[str]()
         while time.monotonic() < deadline:
             now = datetime.now(UTC)
             for _ in range(rows_per_pass):
