@@ -96,6 +96,7 @@ class CheapObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         from experiments import runs
+        from experiments.search_worker import RUNNING_CV
         from experiments.study import RUN_ID_ATTR, WORKER_ATTR, WORKER_INDEX_ATTR
 
         family = trial.suggest_categorical("family", FAMILIES)
@@ -113,10 +114,11 @@ class CheapObjective:
         for step in range(FOLDS):
             time.sleep(self.pause_s)
             if run_id is not None:
-                runs.log(self.client, run_id, metrics={"cv_rmsle_running": value}, step=step)
+                runs.log(self.client, run_id, metrics={RUNNING_CV: value}, step=step)
             trial.report(value, step)
             if trial.should_prune():
-                if run_id is not None:
+                if run_id is not None:  # as the search closes a pruned trial's run
+                    runs.log(self.client, run_id, tags={runs.STATE_TAG: "PRUNED"})
                     runs.end(self.client, run_id, "KILLED")
                 raise optuna.TrialPruned()
         if run_id is not None:
