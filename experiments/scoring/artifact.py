@@ -258,6 +258,17 @@ def of_model(model: Any, background: pd.DataFrame | None = None) -> Artifact:
         return read(Path(folder) / FOLDER)
 
 
+def encoded(scoring: Artifact, frame: pd.DataFrame) -> np.ndarray:
+    """The matrix ``scoring``'s estimator takes, for listings of the model's input frame
+    (serving fills it from validated listings instead: serving.fast_path)."""
+    derived = ListingFrame().transform(model_input(frame))
+    columns = {c: derived[c].to_numpy() for c in derived.columns}
+    out = np.empty((len(frame), scoring.width), dtype=np.float64)
+    for block in scoring.blocks:
+        block.fill(columns, out)
+    return out
+
+
 def probe_records(known: dict[str, list[Any]], n: int = PROBE_ROWS) -> list[dict[str, Any]]:
     """Listings as a client sends them, mixing known and unseen values, blanks and edge values,
     reproducibly (``known``: the encoders' values per derived column)."""
