@@ -125,10 +125,11 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
     than the explanation. ``background``: the version's background sample (training rows, see
     :func:`background_rows`); required for linear models, raises :class:`NoBackground` without.
     """
-    pipeline = _sklearn_model(model).regressor_
+    fitted = _sklearn_model(model)
+    pipeline = fitted.regressor_
     encode, estimator = pipeline[:-1], pipeline[-1]
     if estimator_kind(estimator) in CATBOOST:  # its text columns are numbers only there
-        scoring = of_model(model)
+        scoring = of_model(fitted)
         explain_matrix = artifact_explainer(scoring)
         return lambda frame: explain_matrix(encoded(scoring, frame)).set_axis(frame.index)
     explainer: Any
