@@ -50,7 +50,7 @@ from experiments.scoring.encoding import (
     compile_blocks,
     vocabulary,
 )
-from experiments.scoring.oblivious import compile_catboost
+from experiments.scoring.oblivious import check_trees, compile_catboost
 from tasador.core.columns import STATUSES
 
 FORMAT = 1
@@ -230,6 +230,8 @@ def read(folder: Path) -> Artifact:
         family = str(meta["family"])
         if family not in ESTIMATORS.values():
             raise ArtifactError(f"scoring artifact of unknown family {family!r}")
+        if family == "catboost":
+            check_trees(arrays, int(meta["width"]))
         booster = None
         if family in BOOSTER_FILES:
             booster = _load_booster(family, folder / BOOSTER_FILES[family])

@@ -200,6 +200,30 @@ def _tree_arrays(
     }
 
 
+def check_trees(arrays: dict[str, np.ndarray], width: int) -> None:
+    """ValueError unless the ``oblivious.*`` arrays describe trees over ``width`` columns."""
+    depth = arrays["oblivious.depth"]
+    splits = int(depth.sum())
+    leaves = int((1 << depth.astype(np.int64)).sum())
+    sizes = {
+        "oblivious.feature": splits,
+        "oblivious.threshold": splits,
+        "oblivious.nan_right": splits,
+        "oblivious.leaf_values": leaves,
+        "oblivious.leaf_weights": leaves,
+    }
+    for name, size in sizes.items():
+        if arrays[name].shape != (size,):
+            raise ValueError(f"{name} of shape {arrays[name].shape}, not ({size},)")
+    if ((depth < 0) | (depth > 16)).any():
+        raise ValueError("oblivious.depth: a symmetric tree deeper than 16 levels")
+    feature = arrays["oblivious.feature"]
+    if len(feature) and (feature.min() < 0 or feature.max() >= width):
+        raise ValueError(f"oblivious.feature: a split on a column outside the matrix ({width})")
+    if arrays["oblivious.bias"].shape != ():
+        raise ValueError("oblivious.bias is not one number")
+
+
 @dataclass(frozen=True)
 class BinaryTree:
     """One symmetric tree as an ordinary binary tree: node 0 the root, -1 a leaf's children;
