@@ -169,8 +169,8 @@ def compile_catboost(
             outputs.append(passed.sum(axis=1).astype(np.float64))
             features.append(f"{CATBOOST_TEXT}__{column}_{len(outputs) - 1}")
         positions = np.arange(len(features) - len(outputs), len(features))
-        index = {value: n for n, value in enumerate([*known, None])}
-        blocks.append(CategoryTable(column, index, np.column_stack(outputs), positions))
+        rows = {value: n for n, value in enumerate([*known, None])}
+        blocks.append(CategoryTable(column, rows, np.column_stack(outputs), positions))
     return blocks, len(features), features, _tree_arrays(model, binary, column_of, threshold)
 
 
