@@ -202,12 +202,7 @@ def _symmetric(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     training row reached gets a weight of 1e-9 of a row: SHAP divides by a node's weight, and
     its share of the reference is then nil."""
     trees = []
-    for tree in expanded(arrays):
-        leaf = tree.left < 0
-        weight = np.where(leaf, np.maximum(tree.weight, 1e-9), 0.0)
-        for i in range(len(weight) - 1, -1, -1):  # inner nodes: their leaves' sum, again
-            if not leaf[i]:
-                weight[i] = weight[tree.left[i]] + weight[tree.right[i]]
+    for tree in expanded(arrays, min_weight=1e-9):
         trees.append(
             {
                 "children_left": tree.left,
@@ -216,7 +211,7 @@ def _symmetric(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
                 "features": tree.feature,
                 "thresholds": tree.threshold,
                 "values": tree.value.reshape(-1, 1),
-                "node_sample_weight": weight,
+                "node_sample_weight": tree.weight,
             }
         )
     return {

@@ -238,11 +238,11 @@ class BinaryTree:
     weight: np.ndarray  # training weight under each node
 
 
-def expanded(arrays: dict[str, np.ndarray]) -> Iterator[BinaryTree]:
+def expanded(arrays: dict[str, np.ndarray], min_weight: float = 0.0) -> Iterator[BinaryTree]:
     """The artifact's symmetric trees as binary trees, in order, each in heap order (node i's
     children are 2i + 1 and 2i + 2). Level ``d`` splits on the tree's ``d``-th split, which sets
     bit ``d`` of CatBoost's leaf index: the leaf reached by the choices (c_0, ..., c_{D-1}) from
-    the root is leaf sum(c_d << d)."""
+    the root is leaf sum(c_d << d). A leaf's weight is at least ``min_weight``."""
     depths = arrays["oblivious.depth"].astype(np.intp)
     split_starts = np.cumsum([0, *depths[:-1]])
     leaf_starts = np.cumsum([0, *(1 << depths[:-1])])
@@ -258,7 +258,9 @@ def expanded(arrays: dict[str, np.ndarray]) -> Iterator[BinaryTree]:
         weight = np.zeros(inner + leaves)
         value = np.zeros(inner + leaves)
         value[inner:] = arrays["oblivious.leaf_values"][l0 : l0 + leaves][catboost_leaf]
-        weight[inner:] = arrays["oblivious.leaf_weights"][l0 : l0 + leaves][catboost_leaf]
+        weight[inner:] = np.maximum(
+            arrays["oblivious.leaf_weights"][l0 : l0 + leaves][catboost_leaf], min_weight
+        )
         for i in range(inner - 1, -1, -1):  # children first
             weight[i] = weight[2 * i + 1] + weight[2 * i + 2]
         children = np.where(node < inner, 2 * node + 1, -1)
