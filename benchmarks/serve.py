@@ -1,13 +1,13 @@
 """Serving speed per model family: one version behind `tasador serve` and `mlflow models serve`.
 
-    uv run python benchmarks/serve.py [--families ridge,random_forest,xgboost,lightgbm]
+    uv run python benchmarks/serve.py [--families ridge,random_forest,xgboost,lightgbm,catboost]
                                       [--quick] [--duration 10] [--warmup 2] [--levels 1,4,16]
                                       [--batch-levels 1,4] [--workers N] [--no-mlflow]
                                       [--no-wrk] [--explain-load 8] [--explain-only]
 
 Sets up a private embedded PostgreSQL (a RAW database for the inference log) and a private
 embedded MLflow server under a temporary state folder. For each family of ``--families`` (all
-four by default, one after the other), trains a model with mid-range parameters of its search
+five by default, one after the other), trains a model with mid-range parameters of its search
 space with the project's own code (``experiments.families.build_model``) on the cleaned 5k-row
 realtor sample, registers it (``experiments.registry.log_and_register``) and points
 ``production`` at it. Then, one after the other and never at the same time:
@@ -97,6 +97,7 @@ FAMILY_PARAMS: dict[str, dict[str, Any]] = {  # mid-range of search_spaces/*.yam
     },
     "xgboost": {"n_estimators": 300, "learning_rate": 0.05, "max_depth": 6},
     "lightgbm": {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31},
+    "catboost": {"iterations": 300, "learning_rate": 0.08, "depth": 6, "one_hot_max_size": 4},
 }  # fmt: skip
 GOAL_RATIO, GOAL_P99_MS, GOAL_BATCH_ROWS_S = 50.0, 10.0, 100_000.0
 # wrk's single-row p99: the serving tail as an external client measures it.

@@ -21,7 +21,9 @@ Either way the base value does not depend on the input, and base plus contributi
 model's log prediction (tests/experiments/test_explain.py, per family of ``search_spaces/``).
 Serving, which never loads the pickled model, explains with :func:`artifact_explainer`: the same
 explainers on the version's scoring artifact (the native booster, a forest's node arrays, a
-ridge's coefficients and its encoded background).
+ridge's coefficients and its encoded background). CatBoost is explained on its artifact
+everywhere, in training too: its symmetric trees there split on numbers only (the category
+tables of experiments.scoring.oblivious), path-dependent against its leaves' training weights.
 
 Contributions are then summed per raw input column (``experiments.features.feature_source``):
 sums of SHAP values stay exact, and grouping makes models of different families, whose encodings
@@ -47,11 +49,19 @@ from sklearn.compose import TransformedTargetRegressor
 
 from experiments.features import feature_source
 from experiments.inputs import model_input
-from experiments.scoring.artifact import FOREST_NODES, Artifact
+from experiments.scoring.artifact import (
+    FOREST_NODES,
+    Artifact,
+    encoded,
+    estimator_kind,
+    of_model,
+)
+from experiments.scoring.oblivious import expanded
 from tasador.core import timings
 from tasador.core.sampling import at_most
 
 BASE_VALUE = "base_value"
+CATBOOST = ("catboost.core.CatBoostRegressor",)
 BACKGROUND_ROWS = 200  # training rows stored with a version: LinearExplainer only needs means
 
 
@@ -115,8 +125,13 @@ def row_explainer(model: Any, background: pd.DataFrame | None) -> RowExplainer:
     than the explanation. ``background``: the version's background sample (training rows, see
     :func:`background_rows`); required for linear models, raises :class:`NoBackground` without.
     """
-    pipeline = _sklearn_model(model).regressor_
+    fitted = _sklearn_model(model)
+    pipeline = fitted.regressor_
     encode, estimator = pipeline[:-1], pipeline[-1]
+    if estimator_kind(estimator) in CATBOOST:  # its text columns are numbers only there
+        scoring = of_model(fitted)
+        explain_matrix = artifact_explainer(scoring)
+        return lambda frame: explain_matrix(encoded(scoring, frame)).set_axis(frame.index)
     explainer: Any
     if hasattr(estimator, "coef_"):
         if background is None or background.empty:
@@ -181,6 +196,32 @@ def _forest(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"trees": trees, "input_dtype": np.float32, "tree_output": "raw_value"}
 
 
+def _symmetric(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """CatBoost's symmetric trees (experiments.scoring.oblivious) as SHAP's tree dictionary:
+    path-dependent TreeSHAP against the training rows' weights in each leaf. A leaf no
+    training row reached gets a weight of 1e-9 of a row: SHAP divides by a node's weight, and
+    its share of the reference is then nil."""
+    trees = []
+    for tree in expanded(arrays, min_weight=1e-9):
+        trees.append(
+            {
+                "children_left": tree.left,
+                "children_right": tree.right,
+                "children_default": np.where(tree.nan_right, tree.right, tree.left),
+                "features": tree.feature,
+                "thresholds": tree.threshold,
+                "values": tree.value.reshape(-1, 1),
+                "node_sample_weight": tree.weight,
+            }
+        )
+    return {
+        "trees": trees,
+        "base_offset": float(arrays["oblivious.bias"]),
+        "input_dtype": np.float32,
+        "tree_output": "raw_value",
+    }
+
+
 def _forest_cost(arrays: dict[str, np.ndarray]) -> float:
     """:func:`exact_cost` of a forest's node arrays."""
     sizes = arrays["forest.node_count"]
@@ -202,6 +243,8 @@ def artifact_explainer(scoring: Artifact) -> MatrixExplainer:
         explainer: Any = shap.LinearExplainer(coef, scoring.background)
     elif family == "random_forest":
         explainer = shap.TreeExplainer(_forest(arrays))
+    elif family == "catboost":
+        explainer = shap.TreeExplainer(_symmetric(arrays))
     else:
         explainer = shap.TreeExplainer(scoring.booster)  # path-dependent: see the module doc
     cost = _forest_cost(arrays) if family == "random_forest" else 0.0

@@ -8,10 +8,12 @@ parallelism comes from the number of search workers, one trial per core.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import catboost
 import lightgbm as lgb
 import xgboost as xgb
 from sklearn.base import RegressorMixin
@@ -19,7 +21,14 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import Ridge
 
-from experiments.features import DEFAULT_SMOOTHING, Encoding, log_price_model
+from experiments.features import (
+    CATBOOST_TEXT,
+    DEFAULT_SMOOTHING,
+    HIGH_CARDINALITY,
+    LOW_CARDINALITY,
+    Encoding,
+    log_price_model,
+)
 from tasador.core.errors import BadInput
 
 
@@ -61,6 +70,27 @@ FAMILIES: dict[str, Family] = {
             lambda n_jobs, seed: {"n_jobs": n_jobs, "random_state": seed},
         ),
         Family("ridge", Ridge, "linear", lambda n_jobs, seed: {}),
+        Family(
+            "catboost",
+            catboost.CatBoostRegressor,
+            "catboost",
+            lambda n_jobs, seed: {
+                "thread_count": n_jobs,
+                "random_seed": seed,
+                # A tuple: scikit-learn's clone checks it gets the very object back, and
+                # CatBoost copies a list.
+                "cat_features": tuple(
+                    f"{CATBOOST_TEXT}__{c}" for c in (*LOW_CARDINALITY, *HIGH_CARDINALITY)
+                ),
+                # Target statistics of one column each, never of combinations: the scoring
+                # artifact tabulates each statistic per value of its column
+                # (experiments.scoring.catboost); combinations would need the library to serve.
+                "max_ctr_complexity": 1,
+                "loss_function": "RMSE",
+                "logging_level": "Silent",
+                "allow_writing_files": False,  # else a catboost_info folder in the cwd
+            },
+        ),
     )
 }
 
@@ -75,7 +105,10 @@ def family(name: str) -> Family:
 
 def estimator_parameters(name: str) -> set[str]:
     """The keyword arguments the family's estimator accepts (to validate search spaces)."""
-    names = set(family(name).estimator().get_params())
+    estimator = family(name).estimator
+    if name == "catboost":  # its get_params lists only the parameters given
+        return set(inspect.signature(estimator.__init__).parameters) - {"self", "kwargs"}
+    names = set(estimator().get_params())
     if name == "lightgbm":
         # LGBMRegressor forwards booster parameters (cat_smooth, ...) through **kwargs; the
         # library's own table of parameter names is the authority on which exist.

@@ -24,7 +24,8 @@ is better; differences under ~0.005 are noise):
 - ``street`` is dropped: it is a near-unique address id, an identifier and not a feature.
 - ``prev_sold_date`` becomes the (fractional) year of the previous sale; missing stays missing.
 
-Families differ only in the encoding step (``Encoding``): boosting gets native categories;
+Families differ only in the encoding step (``Encoding``): boosting gets native categories
+(CatBoost every text column as text, encoded by its own ordered target statistics);
 forests get the encodings plus one-hot status (sklearn forests split on NaN natively);
 linear models get log sizes, imputation with missing-value indicators, one-hot state and
 status and standardised encodings. The target is log(price) (:func:`log_price_model`): prices
@@ -46,7 +47,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from experiments.inputs import SIZES, model_input
 
-Encoding = Literal["native", "forest", "linear"]
+Encoding = Literal["native", "forest", "linear", "catboost"]
 
 # Pseudo-rows of the smoothed means. Measured with XGBoost / ridge on the sample: 2 -> 0.641 /
 # 0.701, 5 -> 0.643 / 0.704, 20 -> 0.645 / 0.712, 100 -> 0.649 / 0.722. Search spaces may tune it.
@@ -235,6 +236,38 @@ class CategoryCodes(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # s
         return np.asarray(self.feature_names_in_, dtype=object)
 
 
+MISSING = "\x00missing"  # CategoryText's missing value: no validated listing sends it
+CATBOOST_TEXT = "category"  # the name of CategoryText's step in the "catboost" encoding
+
+
+class CategoryText(TransformerMixin, BaseEstimator):  # type: ignore[misc]  # sklearn: untyped
+    """Text columns as text for CatBoost's own categorical features, missing as ``MISSING``.
+
+    CatBoost encodes categories itself, by ordered target statistics (each training row encoded
+    by the rows before it in a random order, so none sees its own price, and rare values pulled
+    to a prior): no value is dropped here, however rare. It refuses None in a categorical
+    feature, hence the marker. ``categories_`` keeps every value seen in training: the scoring
+    artifact (experiments.scoring.catboost) tabulates what the model does with each.
+    """
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> CategoryText:
+        self.categories_ = {col: sorted(str(v) for v in X[col].dropna().unique()) for col in X}
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                col: X[col].astype(object).where(X[col].notna(), MISSING).astype(str)
+                for col in self.feature_names_in_
+            },
+            index=X.index,
+        )
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+
 def _encodings(smoothing: float) -> list[tuple[str, TransformerMixin, list[str]]]:
     return [
         ("price", SmoothedMeanEncoder(smoothing), list(HIGH_CARDINALITY)),
@@ -253,6 +286,14 @@ def encoder(encoding: Encoding, smoothing: float = DEFAULT_SMOOTHING) -> ColumnT
             ("numeric", "passthrough", list(NUMERIC)),
             ("category", CategoryCodes(), list(LOW_CARDINALITY)),
             *_encodings(smoothing),
+        ]
+    elif encoding == "catboost":
+        # Every text column native (CatBoost's target statistics replace the smoothed means of
+        # log price); log price per square foot is not a statistic CatBoost computes: kept.
+        steps = [
+            ("numeric", "passthrough", list(NUMERIC)),
+            (CATBOOST_TEXT, CategoryText(), [*LOW_CARDINALITY, *HIGH_CARDINALITY]),
+            _encodings(smoothing)[1],
         ]
     elif encoding == "forest":
         steps = [

@@ -76,6 +76,7 @@ _REQUIREMENTS = (
     "scikit-learn",
     "xgboost-cpu",
     "lightgbm",
+    "catboost",
     "pandas",
     "numpy",
     "scipy",

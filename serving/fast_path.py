@@ -12,7 +12,8 @@ What: :class:`FastScorer` fills the encoded feature matrix with the artifact's b
 from ``ListingFrame``'s columns derived here (:func:`derived_columns`, the one mirror of
 training's feature code in serving). The estimator prices the matrix: boosters through their own
 ``predict`` on one thread, small requests by walking their trees (serving.tree_walk) once the walk
-matched the booster on the probe listings; a forest always by walking its trees; ridge as
+matched the booster on the probe listings; a forest and CatBoost's symmetric trees always by
+walking them (serving has neither library); ridge as
 ``X @ coef + intercept``. The whole is checked when the version loads: the artifact must give
 the prices the pipeline gave at registration (:func:`mismatch`, called by serving.models).
 """
@@ -35,6 +36,8 @@ from serving.tree_walk import NotWalkable, Trees, flatten
 WALK_MAX_ROWS = 16
 RELATIVE_TOLERANCE = 1e-6
 BOOSTERS = ("xgboost", "lightgbm")
+# Families serving holds as arrays only, no library object: every request walks their trees.
+WALKED = ("random_forest", "catboost")
 
 
 def _sold_year(days: np.ndarray) -> np.ndarray:
@@ -80,7 +83,7 @@ def _estimator(artifact: Artifact) -> Predict:
         return functools.partial(booster.inplace_predict, validate_features=False)
     if artifact.family == "lightgbm":
         return functools.partial(booster.predict, num_threads=1)
-    if artifact.family == "random_forest":
+    if artifact.family in WALKED:
         return flatten(artifact).predict
     coef = artifact.arrays["coef"].astype(np.float64)
     intercept = float(artifact.arrays["intercept"])
@@ -114,7 +117,7 @@ class FastScorer:
     def walk_trees(self, probes: Sequence[Listing]) -> str | None:
         """Walk a booster's trees for small requests if the walk gives the booster's own scores
         on ``probes``; what was decided, in words (None: the estimator has no trees)."""
-        if self.artifact.family == "random_forest":
+        if self.artifact.family in WALKED:
             return "trees walked"
         if self.artifact.family not in BOOSTERS:
             return None

@@ -15,8 +15,10 @@ own split rules: scikit-learn sends ``x <= t`` left, XGBoost ``x < t`` (both on 
 LightGBM ``x <= t`` on doubles, with its missing-value types; categorical splits (XGBoost's "in
 the set goes right", LightGBM's "in the set goes left") as one row of a table per split. Leaf
 values are summed in tree order as each library does (XGBoost in float32 from its base score).
-A forest is always walked (serving has no scikit-learn object to ask); a booster's walk is used
-only after it matched the booster's own predictions on the version's probe rows
+CatBoost's symmetric trees are expanded to binary trees (``x > border`` goes right, on float32
+input; its categorical splits are already numbers, experiments.scoring.oblivious). A forest and
+CatBoost are always walked (serving has no library object to ask); a booster's walk is used only
+after it matched the booster's own predictions on the version's probe rows
 (``serving.fast_path``).
 """
 
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from experiments.scoring.artifact import Artifact
+from experiments.scoring.oblivious import expanded
 
 LEAF, LESS_EQUAL, LESS, CATEGORY = 0, 1, 2, 3  # a node's kind
 ZERO = 1e-35  # LightGBM's kZeroThreshold: |x| at most this is "zero"
@@ -281,6 +284,36 @@ def _lightgbm(booster: Any) -> Trees:
     return b.build(0.0, float32_sum=False, float32_input=False, mean=False)
 
 
+def _catboost(arrays: dict[str, np.ndarray]) -> Trees:
+    """CatBoost's symmetric trees, expanded to binary trees (experiments.scoring.oblivious): a
+    row goes right when ``x > border`` on float32 input, so left is LESS_EQUAL."""
+    roots, parts = [], []
+    size = 0
+    for tree in expanded(arrays):
+        inner = tree.left >= 0
+        roots.append(size)
+        parts.append(
+            {
+                "kind": np.where(inner, LESS_EQUAL, LEAF),
+                "feature": tree.feature,
+                "threshold": tree.threshold,
+                "left": np.where(inner, tree.left + size, -1),
+                "right": np.where(inner, tree.right + size, -1),
+                "missing_left": ~tree.nan_right,
+                "value": tree.value,
+            }
+        )
+        size += len(tree.left)
+    if not roots:
+        raise NotWalkable("no trees")
+    nodes = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    no_categories = np.zeros((1, 1), dtype=np.bool_)
+    start = float(arrays["oblivious.bias"])
+    return _trees(
+        roots, nodes, no_categories, start, float32_sum=False, float32_input=True, mean=False
+    )
+
+
 def flatten(artifact: Artifact) -> Trees:
     """The artifact's trees, walkable; NotWalkable for a family without trees or a format this
     module does not read."""
@@ -291,6 +324,8 @@ def flatten(artifact: Artifact) -> Trees:
             return _xgboost(artifact.booster)
         if artifact.family == "lightgbm":
             return _lightgbm(artifact.booster)
+        if artifact.family == "catboost":
+            return _catboost(artifact.arrays)
     except (KeyError, ValueError, TypeError) as exc:  # a format this module does not know
         raise NotWalkable(
             f"{artifact.family} trees unreadable ({type(exc).__name__}: {exc})"

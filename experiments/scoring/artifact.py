@@ -11,7 +11,9 @@ artifacts, next to the pyfunc model MLflow's own tools still use) of:
   coefficients, a linear model's encoded SHAP background, the expected prices), read back with
   ``allow_pickle=False``;
 - a booster in its library's own format: XGBoost's JSON (``booster.json``), LightGBM's model
-  text (``booster.txt``).
+  text (``booster.txt``). CatBoost's symmetric trees are arrays instead, over a matrix whose
+  category tables say what the model does with each value (experiments.scoring.oblivious):
+  serving scores them without the library.
 
 **Expected prices.** At registration the pipeline itself prices the probe listings (drawn from
 the encoders' vocabulary: known and unseen values, blanks, edge values) and the version's
@@ -48,6 +50,7 @@ from experiments.scoring.encoding import (
     compile_blocks,
     vocabulary,
 )
+from experiments.scoring.oblivious import check_trees, compile_catboost
 from tasador.core.columns import STATUSES
 
 FORMAT = 1
@@ -62,6 +65,7 @@ ESTIMATORS = {
     "lightgbm.sklearn.LGBMRegressor": "lightgbm",
     "sklearn.ensemble._forest.RandomForestRegressor": "random_forest",
     "sklearn.linear_model._ridge.Ridge": "ridge",
+    "catboost.core.CatBoostRegressor": "catboost",
 }
 # A forest's trees, concatenated: scikit-learn's per-node arrays under these names.
 FOREST_NODES = (
@@ -82,11 +86,11 @@ class ArtifactError(Exception):
 class Artifact:
     """A scoring artifact read back: everything serving scores and explains with."""
 
-    family: str  # xgboost, lightgbm, random_forest, ridge
+    family: str  # xgboost, lightgbm, random_forest, ridge, catboost
     features: list[str]  # the encoded feature names, in the matrix's column order
     blocks: list[Block]
     width: int
-    arrays: dict[str, np.ndarray]  # the estimator's (``forest.*``, ``coef``...) and the rest
+    arrays: dict[str, np.ndarray]  # the estimator's (``forest.*``, ``oblivious.*``...) and the rest
     booster: Any  # xgboost.Booster or lightgbm.Booster; None for the other families
     probes: list[dict[str, Any]]  # listings as a client sends them
     expected_probes: np.ndarray  # the pipeline's prices on ``probes``
@@ -172,8 +176,14 @@ def write(
     """``model``'s scoring artifact in ``folder`` (created). ``validation``: the listings of
     the version's validation sample; ``background``: its SHAP background rows (model input)."""
     pipeline, encode, estimator, family = _parts(model)
-    blocks, width = compile_blocks(encode)
+    trees: dict[str, np.ndarray] = {}
+    if family == "catboost":
+        blocks, width, features, trees = compile_catboost(encode, estimator)
+    else:
+        blocks, width = compile_blocks(encode)
+        features = [str(name) for name in encode.get_feature_names_out()]
     described, arrays = blocks_data(blocks)
+    arrays.update(trees)
     probes = probe_records(vocabulary(blocks))
     arrays["expected.probes"] = _expected(model, probes)
     if validation is not None:
@@ -185,7 +195,7 @@ def write(
     meta = {
         "format": FORMAT,
         "family": family,
-        "features": [str(name) for name in encode.get_feature_names_out()],
+        "features": features,
         "width": width,
         "blocks": described,
         "probes": probes,
@@ -220,6 +230,8 @@ def read(folder: Path) -> Artifact:
         family = str(meta["family"])
         if family not in ESTIMATORS.values():
             raise ArtifactError(f"scoring artifact of unknown family {family!r}")
+        if family == "catboost":
+            check_trees(arrays, int(meta["width"]))
         booster = None
         if family in BOOSTER_FILES:
             booster = _load_booster(family, folder / BOOSTER_FILES[family])
@@ -246,6 +258,17 @@ def of_model(model: Any, background: pd.DataFrame | None = None) -> Artifact:
     with tempfile.TemporaryDirectory() as folder:
         write(model, Path(folder) / FOLDER, background=background)
         return read(Path(folder) / FOLDER)
+
+
+def encoded(scoring: Artifact, frame: pd.DataFrame) -> np.ndarray:
+    """The matrix ``scoring``'s estimator takes, for listings of the model's input frame
+    (serving fills it from validated listings instead: serving.fast_path)."""
+    derived = ListingFrame().transform(model_input(frame))
+    columns = {c: derived[c].to_numpy() for c in derived.columns}
+    out = np.empty((len(frame), scoring.width), dtype=np.float64)
+    for block in scoring.blocks:
+        block.fill(columns, out)
+    return out
 
 
 def probe_records(known: dict[str, list[Any]], n: int = PROBE_ROWS) -> list[dict[str, Any]]:

@@ -40,7 +40,7 @@ from experiments.features import (
 )
 
 TEXT_COLUMNS = frozenset((*LOW_CARDINALITY, *HIGH_CARDINALITY))
-_UNSEEN = "\x00unseen"  # no validated listing derives this value (control characters refused)
+UNSEEN = "\x00unseen"  # no validated listing derives this value (control characters refused)
 
 
 class Unsupported(Exception):
@@ -199,7 +199,7 @@ def _tables(step: Any, columns: list[str], positions: np.ndarray) -> list[Catego
     tables, owner = [], np.full(len(positions), -1)
     for i, column in enumerate(text):
         known = list(dict.fromkeys(_known_values(step, column)))
-        values = [*known, None, _UNSEEN]
+        values = [*known, None, UNSEEN]
         result = outputs(column, values)
         if result.shape[1] != len(positions):
             raise Unsupported(f"text step of {columns}: {result.shape[1]} outputs")
@@ -220,11 +220,15 @@ def _tables(step: Any, columns: list[str], positions: np.ndarray) -> list[Catego
     return blocks
 
 
-def compile_blocks(encode: ColumnTransformer) -> tuple[list[Block], int]:
+def compile_blocks(
+    encode: ColumnTransformer, skip: frozenset[str] = frozenset()
+) -> tuple[list[Block], int]:
+    """The blocks of ``encode``'s steps but those named in ``skip`` (the caller tabulates
+    those itself: experiments.scoring.oblivious), and the width of the matrix they fill."""
     blocks: list[Block] = []
     width = 0
     for name, step, columns in encode.transformers_:
-        if isinstance(step, str) and step == "drop":
+        if (isinstance(step, str) and step == "drop") or name in skip:
             continue
         n = len(step.get_feature_names_out()) if not isinstance(step, str) else len(columns)
         positions = np.arange(width, width + n)
@@ -236,9 +240,18 @@ def compile_blocks(encode: ColumnTransformer) -> tuple[list[Block], int]:
             blocks.append(_numeric(list(columns), step, positions))
         else:
             blocks += _tables(step, list(columns), positions)
-    if width != len(encode.get_feature_names_out()):
+    if width != len(kept_features(encode, skip)):
         raise Unsupported("the encoding's output columns are not the ones mirrored")
     return blocks, width
+
+
+def kept_features(encode: ColumnTransformer, skip: frozenset[str] = frozenset()) -> list[str]:
+    """``encode``'s output column names but those of the steps named in ``skip``."""
+    return [
+        str(name)
+        for name in encode.get_feature_names_out()
+        if str(name).split("__", 1)[0] not in skip
+    ]
 
 
 def vocabulary(blocks: list[Block]) -> dict[str, list[Any]]:

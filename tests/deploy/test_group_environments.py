@@ -26,7 +26,7 @@ ENTRY = {
 # explain a model; serving never searches, schedules or draws).
 NOT_NEEDED = {
     "datasource": {"sklearn", "scipy", "matplotlib", "xgboost", "shap", "optuna", "streamlit"},
-    "serving": {"airflow", "celery", "streamlit", "optuna", "matplotlib", "flaml"},
+    "serving": {"airflow", "celery", "streamlit", "optuna", "matplotlib", "flaml", "catboost"},
     "ui": {"sklearn", "scipy", "matplotlib", "xgboost", "lightgbm", "shap", "optuna", "airflow"},
 }
 PROBE = """

@@ -25,8 +25,41 @@ fixed:
 
 def test_shipped_spaces_cover_boosting_bagging_and_linear_families():
     spaces = load_spaces()
-    assert set(spaces) == {"xgboost", "lightgbm", "random_forest", "ridge"}
+    assert set(spaces) == {"xgboost", "lightgbm", "catboost", "random_forest", "ridge"}
     assert set(spaces) <= set(FAMILIES)
+
+
+def test_the_catboost_space_builds_one_thread_models_with_native_text_columns():
+    space = load_spaces(families=["catboost"])["catboost"]
+    assert {"depth", "learning_rate", "iterations", "l2_leaf_reg", "one_hot_max_size"} <= set(
+        space.params
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    name, params, smoothing = suggest(study.ask(), {"catboost": space})
+    estimator = build_model(name, params, smoothing=smoothing).regressor[-1]
+    settings = estimator.get_params()
+    assert settings["thread_count"] == 1 and settings["max_ctr_complexity"] == 1
+    assert {c.split("__")[1] for c in settings["cat_features"]} == {
+        "status",
+        "state",
+        "zip_code_3",
+        "city",
+        "zip_code",
+        "brokered_by",
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [("  max_ctr_complexity: 2\n", "set by the platform"), ("  deepth: 6\n", "not a parameter")],
+)
+def test_a_catboost_space_may_not_set_what_the_artifact_relies_on(
+    tmp_path: Path, line: str, reason: str
+):
+    text = (DEFAULT_DIR / "catboost.yaml").read_text().replace("fixed:\n", "fixed:\n" + line)
+    (tmp_path / "catboost.yaml").write_text(text)
+    with pytest.raises(SearchSpaceError, match=reason):
+        load_spaces(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -37,7 +70,7 @@ def test_shipped_spaces_cover_boosting_bagging_and_linear_families():
         (GOOD.replace("type: int", "type: integer"), "params.max_depth", "type"),
         (GOOD.replace("low: 2", "lo: 2"), "params.max_depth", "low"),
         (GOOD.replace("max_bin", "n_jobs"), "fixed.n_jobs", "set by the platform"),
-        (GOOD.replace("xgboost", "catboost"), "family", "unknown family"),
+        (GOOD.replace("xgboost", "h2o_gbm"), "family", "unknown family"),
         (GOOD + "color: blue\n", "color", "Extra inputs"),
         (
             GOOD.replace(

@@ -23,6 +23,7 @@ SMALL_PARAMS: dict[str, dict[str, Any]] = {  # tiny budgets: the tests are about
     "lightgbm": {"n_estimators": 30, "num_leaves": 8},
     "random_forest": {"n_estimators": 20, "min_samples_leaf": 3},
     "ridge": {"alpha": 1.0},
+    "catboost": {"iterations": 30, "depth": 4},
 }
 
 
@@ -37,4 +38,5 @@ SMALL = {
     "lightgbm": {"n_estimators": 60, "num_leaves": 15},
     "random_forest": {"n_estimators": 20, "min_samples_leaf": 3},
     "ridge": {"alpha": 1.0},
+    "catboost": {"iterations": 60, "depth": 4},
 }

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,3 +103,22 @@ def test_a_version_from_before_scoring_artifacts_serves_once_given_one(
     assert found.tags[registry.SCORING_TAG] == "stored"
     served = models.load(client, serving_settings, found)
     assert served.info.scoring.startswith("scoring artifact (lightgbm;")
+
+
+def test_a_catboost_artifact_whose_trees_were_altered_is_refused(
+    clean_sample: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Fault injection: leaf values edited in the stored arrays (as a writer of the artifact
+    store could): serving has no CatBoost to fall back on, and the registered prices catch it."""
+    folder = tmp_path / "scoring"
+    model = fit("catboost", clean_sample.head(1_000), iterations=30, depth=4)
+    artifact.write(model, folder)
+    path = folder / artifact.ARRAYS_FILE
+    with np.load(path, allow_pickle=False) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    assert models.prepare("1", artifact.read(folder), None)[1].count("trees walked") == 1
+    arrays["oblivious.leaf_values"] = arrays["oblivious.leaf_values"] * 1.01
+    np.savez(path, allow_pickle=False, **arrays)
+    with pytest.raises(Refused) as refused:
+        models.prepare("1", artifact.read(folder), None)
+    assert refused.value.verdict.code == "artifact_mismatch"
