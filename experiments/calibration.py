@@ -27,6 +27,7 @@ from sklearn.base import clone
 from sklearn.model_selection import KFold
 
 from experiments import data
+from experiments.inputs import model_input
 from experiments.scoring.ranges import KINDS, OVERALL, KindTable, RangeTable, is_land, percent
 from tasador.core import timings
 from tasador.core.columns import HOUSES, LAND, TARGET
@@ -125,20 +126,29 @@ def measured(table: RangeTable, model: Any, holdout: pd.DataFrame) -> RangeTable
     """``table`` with the coverage it reaches on ``holdout`` priced by ``model``."""
     if holdout.empty:
         return table
-    prices = np.asarray(model.predict(holdout.drop(columns=[TARGET])), dtype=np.float64).ravel()
+    prices = np.asarray(model.predict(model_input(holdout)), dtype=np.float64).ravel()
     shares, rows = table.measure(prices, data.target(holdout), land_of(holdout))
     return replace(table, holdout=shares, holdout_rows=rows)
+
+
+def _finite(table: RangeTable) -> bool:
+    return all(
+        np.isfinite(t.lows).all() and np.isfinite(t.highs).all() for t in table.kinds.values()
+    )
 
 
 @timings.step("calibrate_ranges")  # benchmarks/loop.py times it
 def price_ranges(
     model: Any, train: pd.DataFrame, holdout: pd.DataFrame, folds: int, seed: int
-) -> RangeTable:
-    """The calibrated ranges of ``model`` (fitted on ``train``), measured on ``holdout``."""
+) -> RangeTable | None:
+    """The calibrated ranges of ``model`` (fitted on ``train``), measured on ``holdout``; None
+    when ``train`` has too few rows for a finite 95% range (the version serves without)."""
+    if len(train) < MIN_KIND_ROWS:
+        return None
     predicted = out_of_fold(model, train, folds, seed)
     how = f"{folds}-fold out-of-fold residuals of its configuration on its {len(train):,} rows"
     table = calibrate(data.target(train), predicted, land_of(train), how, seed)
-    return measured(table, model, holdout)
+    return measured(table, model, holdout) if _finite(table) else None
 
 
 def metrics(table: RangeTable) -> dict[str, float]:
