@@ -181,7 +181,7 @@ def read(folder: Path) -> RangeTable | None:
             holdout={k: {g: float(s) for g, s in v.items()} for k, v in data["holdout"].items()},
             holdout_rows={k: int(v) for k, v in data["holdout_rows"].items()},
         )
-    except RangesError:
-        raise
+    except RangesError as exc:
+        raise RangesError(f"{RANGE_FILE}: {exc}") from exc
     except Exception as exc:  # unreadable or of another shape
-        raise RangesError(f"unreadable ranges ({type(exc).__name__}: {exc})") from exc
+        raise RangesError(f"{RANGE_FILE} unreadable ({type(exc).__name__}: {exc})") from exc
