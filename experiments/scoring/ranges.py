@@ -45,7 +45,8 @@ def percent(coverage: float) -> str:
 def is_land(bed: np.ndarray, bath: np.ndarray, house_size: np.ndarray) -> np.ndarray:
     """A plot of land: no bed, bath nor house size (NaN: missing). The rule of
     experiments.gate.listing_kinds, on arrays, so training and serving tell land alike."""
-    return np.isnan(bed) & np.isnan(bath) & np.isnan(house_size)
+    land: np.ndarray = np.isnan(bed) & np.isnan(bath) & np.isnan(house_size)
+    return land
 
 
 @dataclass(frozen=True)

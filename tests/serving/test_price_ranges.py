@@ -96,7 +96,9 @@ def test_model_states_the_coverage_measured_and_a_version_without_ranges_still_s
         answer = httpx.post(f"{url}/predict", content=json.dumps([LISTING, LAND])).json()
         assert all(
             low <= price <= high
-            for low, price, high in zip(answer["low"], answer["predictions"], answer["high"])
+            for low, price, high in zip(
+                answer["low"], answer["predictions"], answer["high"], strict=True
+            )
         )
         described = httpx.get(f"{url}/model").json()["price_range"]
         assert described["available"] is True

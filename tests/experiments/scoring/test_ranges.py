@@ -68,7 +68,7 @@ def test_damaged_ranges_make_the_artifact_unreadable(folder: Path, tmp_path: Pat
     stored = json.loads((copy / ranges.RANGE_FILE).read_text())
     damage(stored)
     (copy / ranges.RANGE_FILE).write_text(json.dumps(stored))
-    with pytest.raises(artifact.ArtifactError, match="ranges.json"):
+    with pytest.raises(artifact.ArtifactError, match=r"ranges\.json"):
         artifact.read(copy)
 
 
