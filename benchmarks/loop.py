@@ -6,11 +6,12 @@
 
 Each scale runs `tasador demo` in a fresh state folder (its own embedded PostgreSQL and MLflow)
 with ``TASADOR_TIMINGS_FILE`` set, so every step that ``tasador.core.timings`` times (fetch,
-parse, raw, clean, decide, study, refit, shap, register, champion_challenger) appends one JSON
-line from whichever Airflow task process ran it. The demo is sequential (a batch's ingestion,
-then its training), so a record belongs to the batch whose fetch came last before it. Printed:
-per batch and step, the wall time, CPU time and peak memory of the step's process, with the
-batch's new and cumulative clean rows; and the peak memory of every process of the run.
+parse, raw, clean, decide, study, refit, calibrate_ranges, shap, register, champion_challenger)
+appends one JSON line from whichever Airflow task process ran it. The demo is sequential (a
+batch's ingestion, then its training), so a record belongs to the batch whose fetch came last
+before it. Printed: per batch and step, the wall time, CPU time and peak memory of the step's
+process, with the batch's new and cumulative clean rows; and the peak memory of every process
+of the run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ STEPS = (
     "decide",
     "study",
     "refit",
+    "calibrate_ranges",
     "shap",
     "register",
     "champion_challenger",

@@ -5,7 +5,9 @@ best one fitted again on the training rows of the study's batches (all of them u
 ``refit_sample_rows``, a reproducible sample beyond) in a ``refit`` run nested under the study's
 parent run, and registered as a new version of ``settings.mlflow.model_name`` with its signature, an
 input example, the SHAP background, the validation rows serving checks it on, and the lineage
-tags (batch ids, data hash, study, retrain decision and reason).
+tags (batch ids, data hash, study, retrain decision and reason). Its price ranges are calibrated
+on out-of-fold residuals of the same configuration (experiments.calibration), stored in its
+scoring artifact, and their coverage on the shared holdout logged as ``range_coverage_*`` metrics.
 
 :func:`refit_and_register` runs once per study: called again, it finds the version its refit
 run registered and loads it instead of fitting again (a refit that died before registering is
@@ -22,7 +24,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
-from experiments import data, explain, registry, runs, spaces
+from experiments import calibration, data, explain, registry, runs, spaces
 from experiments.families import build_model
 from experiments.study import StudyPlan
 from tasador.core import timings
@@ -87,6 +89,8 @@ def refit_and_register(
     model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     with timings.step("refit", rows=len(train)):  # benchmarks/loop.py times it
         model.fit(train.drop(columns=[TARGET]), data.target(train))
+    # On training rows only: the holdout measures the ranges, it does not make them.
+    ranges = calibration.price_ranges(model, train, holdout, settings.search.range_folds, plan.seed)
 
     tags = {
         **plan.lineage_tags(),
@@ -99,7 +103,10 @@ def refit_and_register(
     )
     assert best.value is not None  # best_trial picks among completed trials
     logged = {spaces.FAMILY_PARAM: family, **params, **extra, "training_rows": len(train)}
-    runs.log(mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value})
+    measured = {} if ranges is None else calibration.metrics(ranges)
+    runs.log(
+        mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value, **measured}
+    )
     version_tags = {
         **tags,
         registry.PARAMS_TAG: json.dumps(best.params, sort_keys=True),
@@ -110,7 +117,7 @@ def refit_and_register(
     # Serving scores these before the version answers (serving.validation).
     validation = data.sample(holdout, registry.VALIDATION_ROWS, plan.seed)
     registered = registry.log_and_register(
-        model, example, settings.mlflow, run_id, version_tags, background, validation
+        model, example, settings.mlflow, run_id, version_tags, background, validation, ranges
     )
     version = int(registered.version)
     return Refit(registry.load_version(settings.mlflow, version), version, run_id, family)

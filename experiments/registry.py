@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 if TYPE_CHECKING:  # a type only: the UI reads the registry without scikit-learn installed
     from sklearn.base import RegressorMixin
 
+    from experiments.scoring.ranges import RangeTable
+
 # Tags on model versions (besides the lineage tags of tasador.core.lineage).
 FAMILY_TAG = "family"
 PARAMS_TAG = "optuna_params"  # JSON of the trial params that built the version (warm start)
@@ -130,13 +132,15 @@ def log_and_register(
     tags: Mapping[str, str],
     background: pd.DataFrame | None = None,
     validation: pd.DataFrame | None = None,
+    price_ranges: RangeTable | None = None,
 ) -> ModelVersion:
     """Log ``model`` into run ``run_id`` and register it as a new version with ``tags``.
 
     ``background``: the training rows SHAP explains it against (experiments.explain.
     background_rows), stored with the model; ``example`` when not given. ``validation``:
     holdout rows with their price, stored as the version's validation sample (none when not
-    given)."""
+    given). ``price_ranges``: its calibrated price ranges (experiments.calibration), stored in
+    its scoring artifact (none when not given: it serves prices without ranges)."""
     client = MlflowClient()
     # The fluent API refuses a run of another experiment than this process's active one.
     mlflow.set_experiment(experiment_id=client.get_run(run_id).info.experiment_id)
@@ -158,7 +162,7 @@ def log_and_register(
     sample = None if validation is None else validation_sample(validation)
     if sample is not None:
         _log_text(client, info.model_id, VALIDATION_FILE, json.dumps(sample))
-    scoring = _log_scoring(client, info.model_id, model, sample, rows)
+    scoring = _log_scoring(client, info.model_id, model, sample, rows, price_ranges)
     for key, value in {**tags, SCORING_TAG: scoring}.items():
         client.set_model_version_tag(mlflow_settings.model_name, number, key, str(value))
     return client.get_model_version(mlflow_settings.model_name, number)
@@ -178,6 +182,7 @@ def _log_scoring(
     model: RegressorMixin,
     sample: dict[str, list[Any]] | None,
     background: pd.DataFrame | None,
+    price_ranges: RangeTable | None = None,
 ) -> str:
     """The scoring artifact in the logged model's artifacts; "stored", or why there is none."""
     # Here, not at the top: it compiles scikit-learn pipelines, and the UI reads this module
@@ -188,7 +193,8 @@ def _log_scoring(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / artifact.FOLDER
         try:
-            artifact.write(model, path, None if sample is None else sample["listings"], background)
+            listings = None if sample is None else sample["listings"]
+            artifact.write(model, path, listings, background, price_ranges)
         except Unsupported as exc:  # not one of our pipelines: registered, never served
             logger.warning("no scoring artifact for model %s: %s", model_id, exc)
             return f"none: {exc} is not compiled"

@@ -25,8 +25,10 @@ from pydantic import BaseModel
 
 from experiments import registry
 from experiments.scoring import artifact
-from serving import validation
+from experiments.scoring.ranges import RangeTable
+from serving import price_ranges, validation
 from serving.fast_path import FastScorer, mismatch
+from serving.price_ranges import PriceRange
 from serving.schema import ModelRef
 from serving.validation import Refused, Verdict
 from tasador.core import lineage
@@ -53,6 +55,7 @@ class ModelInfo(BaseModel):
     scoring: str  # the scoring artifact: what it is and what was checked
     validation: str | None = None  # what was checked before it served (serving.validation)
     refused: str | None = None  # the version the alias names instead, refused, and why
+    price_range: PriceRange | None = None  # the ranges given with its prices (None: not loaded)
 
     def ref(self) -> ModelRef:
         return ModelRef(name=self.name, version=self.version, alias=self.alias)
@@ -65,6 +68,11 @@ class ServedModel:
 
     info: ModelInfo
     scorer: FastScorer
+
+    @property
+    def ranges(self) -> RangeTable | None:
+        """The version's calibrated price ranges (None: registered before it had them)."""
+        return None if self.scorer.artifact is None else self.scorer.artifact.ranges
 
 
 def _batch_range(batch_ids: list[int]) -> str | None:
@@ -177,5 +185,7 @@ def load(client: MlflowClient, settings: Settings, version: ModelVersion) -> Ser
     )
     if not verdict.passed:
         raise Refused(info.version, verdict)
-    info = info.model_copy(update={"validation": verdict.detail})
+    coverage = settings.serving.serving_range_coverage
+    described = price_ranges.describe(scoring.ranges, coverage)
+    info = info.model_copy(update={"validation": verdict.detail, "price_range": described})
     return ServedModel(info=info, scorer=scorer)

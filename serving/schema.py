@@ -153,6 +153,14 @@ class Predictions(BaseModel):
     """Predicted prices and the model that made them."""
 
     predictions: list[float] = Field(description="Prices in dollars, in the order sent.")
+    low: list[float] | None = Field(
+        default=None,
+        description="Each price's calibrated range, low end (null: the version has no ranges).",
+    )
+    high: list[float] | None = Field(default=None, description="Each range's high end.")
+    coverage: float | None = Field(
+        default=None, description="The share of listings such a range contains (nominal)."
+    )
     model: ModelRef
 
 

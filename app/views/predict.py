@@ -24,6 +24,19 @@ def form_choices(clean_url: str) -> choices.Choices:
     return choices.load(db.engine_for(clean_url))
 
 
+def price_range_text(prediction: dict[str, Any], info: dict[str, Any]) -> str:
+    """The price's calibrated range in words, with what the version's holdout measured of it."""
+    described = info.get("price_range") or {}
+    if not prediction.get("low"):
+        return f"No range: {described.get('detail') or 'the version has no price ranges'}."
+    low, high, coverage = prediction["low"][0], prediction["high"][0], prediction["coverage"]
+    text = f"Between **${low:,.0f}** and **${high:,.0f}** ({coverage:.0%} range)"
+    measured = described.get("measured") or {}
+    if "overall" in measured:
+        text += f"; on the version's holdout such ranges held {measured['overall']:.0%} of prices"
+    return text + "."
+
+
 st.title("Predict a price")
 api = settings.ui.serving_api_url
 key = serving_client.api_key_of(settings.serving.serving_api_key)
@@ -116,6 +129,7 @@ if answer is not None:
     price = answer["prediction"]["predictions"][0]
     ref, info = answer["prediction"]["model"], answer["model"]
     st.metric("Predicted price", f"${price:,.0f}")
+    st.markdown(price_range_text(answer["prediction"], info))
     st.caption(
         f"Answered by **{ref['name']}** version **{ref['version']}** (alias `{ref['alias']}`)"
         + ("" if answer["listing"] == listing else " for the listing as it was when you asked")

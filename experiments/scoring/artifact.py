@@ -13,7 +13,9 @@ artifacts, next to the pyfunc model MLflow's own tools still use) of:
 - a booster in its library's own format: XGBoost's JSON (``booster.json``), LightGBM's model
   text (``booster.txt``). CatBoost's symmetric trees are arrays instead, over a matrix whose
   category tables say what the model does with each value (experiments.scoring.oblivious):
-  serving scores them without the library.
+  serving scores them without the library;
+- ``ranges.json``, when registration calibrated them: the version's price ranges
+  (experiments.scoring.ranges); a version registered before ranges has none and still serves.
 
 **Expected prices.** At registration the pipeline itself prices the probe listings (drawn from
 the encoders' vocabulary: known and unseen values, blanks, edge values) and the version's
@@ -42,6 +44,7 @@ from sklearn.pipeline import Pipeline
 
 from experiments.features import ListingFrame
 from experiments.inputs import model_input
+from experiments.scoring import ranges
 from experiments.scoring.encoding import (
     Block,
     Unsupported,
@@ -95,6 +98,7 @@ class Artifact:
     probes: list[dict[str, Any]]  # listings as a client sends them
     expected_probes: np.ndarray  # the pipeline's prices on ``probes``
     expected_validation: np.ndarray | None  # on the validation sample's listings, in order
+    ranges: ranges.RangeTable | None = None  # None: registered before versions had ranges
 
     @property
     def background(self) -> np.ndarray | None:
@@ -172,9 +176,11 @@ def write(
     folder: Path,
     validation: Sequence[Mapping[str, Any]] | None = None,
     background: pd.DataFrame | None = None,
+    price_ranges: ranges.RangeTable | None = None,
 ) -> None:
     """``model``'s scoring artifact in ``folder`` (created). ``validation``: the listings of
-    the version's validation sample; ``background``: its SHAP background rows (model input)."""
+    the version's validation sample; ``background``: its SHAP background rows (model input);
+    ``price_ranges``: its calibrated price ranges (experiments.calibration)."""
     pipeline, encode, estimator, family = _parts(model)
     trees: dict[str, np.ndarray] = {}
     if family == "catboost":
@@ -205,6 +211,8 @@ def write(
     np.savez(folder / ARRAYS_FILE, allow_pickle=False, **arrays)
     if family in BOOSTER_FILES:
         _save_booster(estimator, family, folder / BOOSTER_FILES[family])
+    if price_ranges is not None:
+        ranges.write(price_ranges, folder)
 
 
 def _load_booster(family: str, path: Path) -> Any:
@@ -245,6 +253,7 @@ def read(folder: Path) -> Artifact:
             probes=list(meta["probes"]),
             expected_probes=arrays["expected.probes"],
             expected_validation=arrays.get("expected.validation"),
+            ranges=ranges.read(folder),
         )
     except ArtifactError:
         raise
@@ -252,11 +261,15 @@ def read(folder: Path) -> Artifact:
         raise ArtifactError(f"unreadable scoring artifact ({type(exc).__name__}: {exc})") from exc
 
 
-def of_model(model: Any, background: pd.DataFrame | None = None) -> Artifact:
+def of_model(
+    model: Any,
+    background: pd.DataFrame | None = None,
+    price_ranges: ranges.RangeTable | None = None,
+) -> Artifact:
     """The artifact registration would store for ``model``, written and read back (benchmarks
     and tests: serving reads only what the registry holds)."""
     with tempfile.TemporaryDirectory() as folder:
-        write(model, Path(folder) / FOLDER, background=background)
+        write(model, Path(folder) / FOLDER, background=background, price_ranges=price_ranges)
         return read(Path(folder) / FOLDER)
 
 

@@ -1,4 +1,5 @@
-"""``POST /predict``: prices for one listing or a list, in the order sent (the hot path)."""
+"""``POST /predict``: prices for one listing or a list, in the order sent (the hot path), each
+with its calibrated range (serving.price_ranges)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from serving import price_ranges
 from serving.deps import check_api_key, model_serving, service_of, start_logged
 from serving.openapi import LISTING_REFUSALS, NOT_READY, UNAUTHORIZED
 from serving.schema import Predictions
@@ -38,6 +40,15 @@ async def predict(request: Request) -> Response:
     if not finite.all():
         raise service.not_finite(served, np.flatnonzero(~finite).tolist(), listings)
     values = np.round(prices, 2).tolist()
-    answer = Predictions(predictions=values, model=served.info.ref())
+    coverage = service.settings.serving.serving_range_coverage
+    ranged = price_ranges.bounds(served.ranges, listings, prices, coverage)
+    low, high = (None, None) if ranged is None else ranged
+    answer = Predictions(
+        predictions=values,
+        low=low,
+        high=high,
+        coverage=None if ranged is None else coverage,
+        model=served.info.ref(),
+    )
     response = Response(answer.model_dump_json(), media_type="application/json")
     return service.finish(logged, response, listings, values, served)

@@ -9,12 +9,13 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 
 from tasador import startup
 from tasador.core import db, migrations
 from tasador.core.config import DatabaseSettings, Settings, get_settings, settings_env
 from tasador.core.db import DatabaseKind
-from tasador.core.errors import TasadorError
+from tasador.core.errors import BadInput, TasadorError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,8 +55,8 @@ def export(settings: Settings) -> None:
 
 
 def friendly_errors(command: F) -> F:
-    """Turn Tasador's own errors into one red sentence and the error class's exit code;
-    anything else is a bug and keeps its traceback."""
+    """Turn Tasador's own errors, and settings the environment gives wrong, into one red
+    sentence and the error class's exit code; anything else is a bug and keeps its traceback."""
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -64,5 +65,13 @@ def friendly_errors(command: F) -> F:
         except TasadorError as exc:
             typer.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except ValidationError as exc:
+            if exc.title != Settings.__name__:
+                raise
+            said = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            typer.secho(f"error: invalid settings: {said}", fg="red", err=True)
+            sys.exit(BadInput.exit_code)
 
     return run  # type: ignore[return-value]

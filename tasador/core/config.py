@@ -33,6 +33,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# The coverages a version's price ranges are calibrated for (experiments.calibration), so serving
+# can answer any of them without the version being registered again: 50%, 55%, ... 95%.
+RANGE_COVERAGES: tuple[float, ...] = tuple(round(0.50 + 0.05 * i, 2) for i in range(10))
+
 
 class _Group(BaseModel):
     """A group of settings: frozen, and a misspelt name is an error rather than ignored."""
@@ -130,6 +134,10 @@ class SearchSettings(_Group):
     shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
     # Training rows the best trial is refitted on (a reproducible sample beyond it).
     refit_sample_rows: int = Field(default=300_000, ge=200)
+    # Folds of the out-of-fold residuals a version's price ranges are calibrated on: each fold's
+    # model learns (k-1)/k of the refit rows, so more folds come closer to the refitted model's
+    # errors (ranges neither too wide nor too narrow) at k fits' cost.
+    range_folds: int = Field(default=5, ge=2, le=20)
 
 
 class PromotionSettings(_Group):
@@ -192,6 +200,20 @@ class ServingSettings(_Group):
     # None: serving is open. Set: /predict, /explain and /model need it in X-API-Key (or
     # Authorization: Bearer); the UI sends it. /health, /ready and /metrics stay open for probes.
     serving_api_key: SecretStr | None = None
+    # The share of listings the price range given with each price should contain: one of
+    # RANGE_COVERAGES (each version stores its ranges for all of them).
+    serving_range_coverage: float = 0.80
+
+    @field_validator("serving_range_coverage")
+    @classmethod
+    def _calibrated_coverage(cls, value: float) -> float:
+        for coverage in RANGE_COVERAGES:
+            if abs(value - coverage) < 1e-9:
+                return coverage
+        offered = ", ".join(f"{c:.2f}" for c in RANGE_COVERAGES)
+        raise ValueError(
+            f"TASADOR_SERVING_RANGE_COVERAGE={value}: price ranges are calibrated for {offered}"
+        )
 
 
 class UiSettings(_Group):

@@ -12,12 +12,14 @@ import pytest
 
 from experiments import promotions, registry, runs
 from tasador.core import db
+from tasador.core.cleaning import clean_frame
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.loop import decide
+from tests.helpers.listings import generate_listings
 from tests.helpers.mlflow import register
 from tests.helpers.processes import stopping_embedded
 from tests.helpers.search import load_batches
-from tests.helpers.serving import ready_version, running, wait_until
+from tests.helpers.serving import ranges_of, ready_version, running, wait_until
 from tests.helpers.ui import World, log_shap
 
 
@@ -51,7 +53,15 @@ def world(
     for batch_id in batch_ids:
         decide.decide_batch(settings, batch_id)
     first = register(settings, xgb_model, clean_sample, family="xgboost", batch_ids=batch_ids[:1])
-    second = register(settings, lgbm_model, clean_sample, family="lightgbm", batch_ids=batch_ids)
+    unseen, _ = clean_frame(generate_listings(1_000, seed=31))
+    second = register(
+        settings,
+        lgbm_model,
+        clean_sample,
+        family="lightgbm",
+        batch_ids=batch_ids,
+        price_ranges=ranges_of(lgbm_model, clean_sample, unseen.reset_index(drop=True)),
+    )
     # The second version's holdout errors in dollars and shares, as the Models page reads them.
     run_of_second = registry.connect(settings).get_model_version(settings.mlflow.model_name, second)
     runs.log(

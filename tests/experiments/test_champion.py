@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from experiments import (
 )
 from experiments import study as search
 from experiments.inputs import model_input
+from experiments.scoring import artifact
 from tasador.core import db, decisions_store, lineage, names
 from tasador.loop import training
 from tests.helpers.search import load_batches, write_spaces
@@ -260,6 +262,17 @@ def test_the_refit_step_alone_registers_the_best_trial_once(search_settings, raw
     assert run.data.tags[runs.KIND_TAG] == "refit"
     assert run.data.tags["mlflow.parentRunId"] == plan.parent_run_id
     assert run.data.metrics["cv_rmsle"] == pytest.approx(best.value)
+    # Its price ranges, calibrated on training rows, stored as data and measured on the holdout.
+    with tempfile.TemporaryDirectory() as folder:
+        stored = registry.download_scoring(client, version, Path(folder))
+        assert stored is not None
+        ranges = artifact.read(stored).ranges
+    assert ranges is not None and "out-of-fold" in ranges.calibration
+    assert ranges.holdout_rows["overall"] == len(holdout)
+    for kind, share in ranges.holdout["80"].items():
+        suffix = "" if kind == "overall" else f"_{kind}"
+        assert run.data.metrics[f"range_coverage_80{suffix}"] == pytest.approx(share)
+    assert 0.6 < run.data.metrics["range_coverage_80"] <= 1.0  # ~80% of a few hundred rows
     # The step alone decides nothing: no verdict on the version, no production alias.
     assert registry.PROMOTED_TAG not in version.tags
     assert registry.production_version(client, settings) is None

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from experiments import registry, runs
+from experiments.scoring.ranges import RangeTable
 from tasador.core import lineage
 from tasador.core.columns import TARGET
 from tasador.core.config import Settings
@@ -24,11 +25,13 @@ def register(
     promote: bool = True,
     validation: pd.DataFrame | None = None,
     holdout_rmsle: float = 0.5,
+    price_ranges: RangeTable | None = None,
 ) -> str:
     """Register ``model`` as a new version the way training does; point the alias at it.
 
     ``validation``: rows (with prices) stored as its validation sample; ``holdout_rmsle``: the
-    holdout RMSLE on record for it."""
+    holdout RMSLE on record for it; ``price_ranges``: its calibrated ranges (none: a version
+    registered before versions had them)."""
     client = registry.connect(settings)
     experiment = runs.experiment_id(client, settings.mlflow.experiment_name)
     reason = f"Retrain. test model {family}"
@@ -43,7 +46,7 @@ def register(
     example_rows = example.drop(columns=[TARGET]).head(3)
     background = example.drop(columns=[TARGET]).head(200)  # training rows: the SHAP reference
     version = registry.log_and_register(
-        model, example_rows, settings.mlflow, run_id, tags, background, validation
+        model, example_rows, settings.mlflow, run_id, tags, background, validation, price_ranges
     )
     runs.end(client, run_id)
     if promote:

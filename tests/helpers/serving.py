@@ -16,7 +16,9 @@ import pandas as pd
 import pytest
 import uvicorn
 
+from experiments import calibration
 from experiments.scoring import artifact
+from experiments.scoring.ranges import RangeTable
 from serving.api import Service, create_app
 from serving.fast_path import FastScorer
 from serving.models import ModelInfo, ServedModel, prepare
@@ -86,16 +88,27 @@ def ready_version(url: str) -> str | None:
     return model["version"] if model else None
 
 
-def artifact_of(model: Any, background: pd.DataFrame | None = None) -> artifact.Artifact:
+def artifact_of(
+    model: Any, background: pd.DataFrame | None = None, price_ranges: RangeTable | None = None
+) -> artifact.Artifact:
     """The scoring artifact registration would store for a fitted model (``background``: SHAP
-    background rows, model input, for a linear model's explanations)."""
-    return artifact.of_model(model, background)
+    background rows, model input, for a linear model's explanations; ``price_ranges``: its
+    calibrated ranges)."""
+    return artifact.of_model(model, background, price_ranges)
 
 
-def scorer_of(model: Any) -> tuple[FastScorer, str]:
+def scorer_of(model: Any, price_ranges: RangeTable | None = None) -> tuple[FastScorer, str]:
     """Serving's scorer of a fitted model, from its artifact as a load prepares it (checked
     against the pipeline's prices), and what was checked."""
-    return prepare("1", artifact_of(model), None)
+    return prepare("1", artifact_of(model, price_ranges=price_ranges), None)
+
+
+def ranges_of(model: Any, train: pd.DataFrame, holdout: pd.DataFrame) -> RangeTable:
+    """``model``'s price ranges as registration calibrates them (``model`` fitted on ``train``;
+    three folds: tests keep it quick), measured on ``holdout``."""
+    table = calibration.price_ranges(model, train, holdout, folds=3, seed=0)
+    assert table is not None
+    return table
 
 
 def pipeline_prices(model: Any, listings: Sequence[Listing]) -> np.ndarray:
@@ -104,14 +117,20 @@ def pipeline_prices(model: Any, listings: Sequence[Listing]) -> np.ndarray:
     return artifact.pipeline_prices(model, records)
 
 
-def in_memory(model: Any, name: str = "realtor-test", version: str = "1") -> ServedModel:
+def in_memory(
+    model: Any,
+    name: str = "realtor-test",
+    version: str = "1",
+    price_ranges: RangeTable | None = None,
+) -> ServedModel:
     """A fitted model made ready to serve without the registry (for contract tests that are
     about the API, not about MLflow; the registry path has its own tests), from its scoring
-    artifact; or a scorer as it is (``tests.helpers.broken_models``)."""
+    artifact (with ``price_ranges``, if given); or a scorer as it is
+    (``tests.helpers.broken_models``)."""
     if hasattr(model, "artifact"):
         scorer, how = model, "a test scorer"
     else:
-        scorer, how = scorer_of(model)
+        scorer, how = scorer_of(model, price_ranges)
     info = ModelInfo(
         name=name,
         version=version,

@@ -43,6 +43,13 @@ def test_the_form_offers_the_collected_states_and_predicts(world: World, ui_env:
     }
     expected = httpx.post(f"{world.api_url}/predict", json=listing).json()["predictions"][0]
     assert shown == f"${expected:,.0f}"
+    answered = httpx.post(f"{world.api_url}/predict", json=listing).json()
+    low, high = answered["low"][0], answered["high"][0]
+    assert any(
+        f"Between **${low:,.0f}** and **${high:,.0f}** (80% range)" in m.value
+        and "such ranges held" in m.value
+        for m in at.markdown
+    ), [m.value for m in at.markdown]
     caption = at.caption[0].value
     assert f"version **{world.versions[1]}**" in caption and "`production`" in caption
     assert any("Version 2 wins" in m.value for m in at.markdown)

@@ -98,6 +98,15 @@ def test_invalid_settings_are_refused_with_the_variable_named(settings):
     assert "group_number" in (result.stderr + result.stdout)
 
 
+def test_serve_refuses_a_range_coverage_it_has_no_ranges_for(settings):
+    env = {**os.environ, **settings_env(settings), "TASADOR_SERVING_RANGE_COVERAGE": "0.83"}
+    result = tasador(env, "serve")
+    assert result.returncode != 0
+    said = result.stderr + result.stdout
+    assert "TASADOR_SERVING_RANGE_COVERAGE=0.83" in said and "0.80" in said
+    assert "Traceback" not in said
+
+
 def test_db_upgrade_reports_each_database_and_can_be_repeated(settings):
     env = {**os.environ, **settings_env(settings)}
     for _ in range(2):

@@ -60,6 +60,7 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "TASADOR_SEARCH_MAX_RETRIES": ("1", "search"),
     "TASADOR_SHAP_SAMPLE_ROWS": ("40", "search"),
     "TASADOR_REFIT_SAMPLE_ROWS": ("5000", "search"),
+    "TASADOR_RANGE_FOLDS": ("3", "search"),
     "TASADOR_PROMOTION_MARGIN": ("0.05", "promotion"),
     "TASADOR_PROMOTION_CONFIDENCE": ("0.9", "promotion"),
     "TASADOR_PROMOTION_BOOTSTRAP_DRAWS": ("500", "promotion"),
@@ -79,6 +80,7 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "TASADOR_SERVING_MAX_EXPLAINS": ("4", "serving"),
     "TASADOR_SERVING_SHADOW_SHARE": ("0.5", "serving"),
     "TASADOR_SERVING_API_KEY": ("s3cr3t-key", "serving"),
+    "TASADOR_SERVING_RANGE_COVERAGE": ("0.9", "serving"),
     "TASADOR_SERVING_API_URL": ("http://serving:8000", "ui"),
     "TASADOR_MLFLOW_PUBLIC_URL": ("http://localhost:5000", "ui"),
     "TASADOR_OPTUNA_DASHBOARD_URL": ("http://localhost:8081", "ui"),
@@ -169,6 +171,17 @@ def test_an_invalid_value_is_refused_with_its_name(clean_env: pytest.MonkeyPatch
         Settings(_env_file=None)
     with pytest.raises(ValidationError, match="day"):
         Settings(day="Monday", _env_file=None)
+
+
+@pytest.mark.parametrize("coverage", ["0.83", "1", "0.45", "80"])
+def test_a_range_coverage_not_calibrated_for_is_refused_saying_which_are(
+    clean_env: pytest.MonkeyPatch, coverage: str
+) -> None:
+    clean_env.setenv("TASADOR_SERVING_RANGE_COVERAGE", coverage)
+    with pytest.raises(ValidationError, match=r"calibrated for 0\.50, 0\.55, .* 0\.95"):
+        Settings(_env_file=None)
+    clean_env.setenv("TASADOR_SERVING_RANGE_COVERAGE", "0.95")
+    assert Settings(_env_file=None).serving.serving_range_coverage == 0.95
 
 
 def test_updated_changes_flat_names_validated_without_rereading(
