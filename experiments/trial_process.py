@@ -103,8 +103,18 @@ def _main_hidden() -> Iterator[None]:
 
 
 def _start(child: multiprocessing.process.BaseProcess) -> None:
-    with _main_hidden():
-        child.start()
+    # An Airflow task on a Celery worker runs in a process forked from a prefork pool child, so
+    # it inherits the pool child's daemon flag, and multiprocessing refuses a daemonic process
+    # children (it could not join them at exit). These children are joined or killed by the
+    # code that starts them and die with the forkserver, so the flag is lifted while one starts.
+    config = multiprocessing.current_process()._config
+    daemonic = config.pop("daemon", None)
+    try:
+        with _main_hidden():
+            child.start()
+    finally:
+        if daemonic is not None:
+            config["daemon"] = daemonic
 
 
 def warm_up() -> None:

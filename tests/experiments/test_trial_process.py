@@ -37,3 +37,30 @@ def test_a_trial_child_does_not_run_the_parents_main_script(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "started"
     assert "ran again" not in result.stderr
+
+
+# A task of Airflow's Celery worker: forked from a daemonic prefork pool child, flag included.
+DAEMONIC = """\
+import multiprocessing, sys
+sys.path.insert(0, {repo!r})
+from experiments import trial_process
+
+def task():
+    trial_process.warm_up()
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=task, daemon=True)
+    child.start()
+    child.join()
+    print(child.exitcode)
+"""
+
+
+@pytest.mark.slow
+def test_a_daemonic_process_starts_trial_children(tmp_path):
+    script = tmp_path / "daemonic.py"
+    script.write_text(DAEMONIC.format(repo=str(REPO)))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.strip() == "0", result.stderr[-2000:]
