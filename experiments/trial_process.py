@@ -102,19 +102,32 @@ def _main_hidden() -> Iterator[None]:
             main.__file__ = path
 
 
-def _start(child: multiprocessing.process.BaseProcess) -> None:
-    # An Airflow task on a Celery worker runs in a process forked from a prefork pool child, so
-    # it inherits the pool child's daemon flag, and multiprocessing refuses a daemonic process
-    # children (it could not join them at exit). These children are joined or killed by the
-    # code that starts them and die with the forkserver, so the flag is lifted while one starts.
-    config = multiprocessing.current_process()._config
-    daemonic = config.pop("daemon", None)
+@contextmanager
+def _plain_parent() -> Iterator[None]:
+    """While a child starts: the current process as multiprocessing expects its parents.
+
+    An Airflow task on a Celery worker runs in a process forked from a prefork pool child, and
+    billiard (Celery's multiprocessing) makes its pool process multiprocessing's current one:
+    its authkey is billiard's type, which refuses to be pickled outside billiard's own spawning
+    (a forkserver start pickles the parent's key), so it becomes multiprocessing's type; and it
+    is daemonic, which multiprocessing refuses children (it could not join them at exit), so the
+    flag is lifted: these children are joined or killed by the code that starts them and die
+    with the forkserver. Both are restored afterwards."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]  # no API
+    saved = dict(config)
+    config.pop("daemon", None)
+    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(config["authkey"]))
     try:
-        with _main_hidden():
-            child.start()
+        yield
     finally:
-        if daemonic is not None:
-            config["daemon"] = daemonic
+        config.clear()
+        config.update(saved)
+
+
+def _start(child: multiprocessing.process.BaseProcess) -> None:
+    child.authkey = bytes(child.authkey)  # copied from the parent: multiprocessing's type too
+    with _main_hidden(), _plain_parent():
+        child.start()
 
 
 def warm_up() -> None:

@@ -39,9 +39,11 @@ def test_a_trial_child_does_not_run_the_parents_main_script(tmp_path):
     assert "ran again" not in result.stderr
 
 
-# A task of Airflow's Celery worker: forked from a daemonic prefork pool child, flag included.
+# A task of Airflow's Celery worker: in a daemonic prefork pool child of billiard, which makes
+# itself multiprocessing's current process (its flag and its kind of authkey).
 DAEMONIC = """\
-import multiprocessing, sys
+import sys
+import billiard
 sys.path.insert(0, {repo!r})
 from experiments import trial_process
 
@@ -49,7 +51,7 @@ def task():
     trial_process.warm_up()
 
 if __name__ == "__main__":
-    child = multiprocessing.get_context("fork").Process(target=task, daemon=True)
+    child = billiard.Process(target=task, daemon=True)
     child.start()
     child.join()
     print(child.exitcode)
@@ -57,7 +59,7 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_a_daemonic_process_starts_trial_children(tmp_path):
+def test_a_celery_pool_process_starts_trial_children(tmp_path):
     script = tmp_path / "daemonic.py"
     script.write_text(DAEMONIC.format(repo=str(REPO)))
     result = subprocess.run(
