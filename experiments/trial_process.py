@@ -116,7 +116,8 @@ def _plain_parent() -> Iterator[None]:
     config = multiprocessing.current_process()._config  # type: ignore[attr-defined]  # no API
     saved = dict(config)
     config.pop("daemon", None)
-    config["authkey"] = multiprocessing.process.AuthenticationString(bytes(config["authkey"]))
+    plain_key = multiprocessing.process.AuthenticationString  # type: ignore[attr-defined]
+    config["authkey"] = plain_key(bytes(config["authkey"]))
     try:
         yield
     finally:
