@@ -323,7 +323,8 @@ def check(stack: Stack) -> list[Loop]:
     return [first, second]
 
 
-def _sql_command(variable: str) -> Callable[[str], int]:
+def sql_command(variable: str) -> Callable[[str], int]:
+    """The SQL runner a variable names: its command with the query as the last argument."""
     prefix = shlex.split(os.environ[variable])
     return lambda sql: int(
         subprocess.run([*prefix, sql], check=True, capture_output=True, text=True).stdout.strip()
@@ -345,8 +346,8 @@ def main() -> int:
         mlflow_login=(mlflow_user, env["MLFLOW_ADMIN_PASSWORD"]) if mlflow_user else None,
         model_name=settings.mlflow.model_name,
         trials=settings.search.search_trials,
-        clean_sql=_sql_command("CHECK_CLEAN_SQL"),
-        optuna_sql=_sql_command("CHECK_OPTUNA_SQL"),
+        clean_sql=sql_command("CHECK_CLEAN_SQL"),
+        optuna_sql=sql_command("CHECK_OPTUNA_SQL"),
         kill_search_worker=_shell("CHECK_KILL_SEARCH_WORKER"),
         restart_search_worker=_shell("CHECK_RESTART_SEARCH_WORKER"),
         timeout_s=float(env.get("CHECK_TIMEOUT_S", "1800")),

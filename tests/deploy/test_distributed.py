@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from pathlib import Path
 
@@ -87,7 +87,7 @@ class Workers:
         self.start("search")
 
 
-def _sql(url: str):
+def _sql(url: str) -> Callable[[str], int]:
     def run(sql: str) -> int:
         with psycopg.connect(url) as conn:
             row = conn.execute(sql).fetchone()
