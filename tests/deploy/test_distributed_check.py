@@ -12,7 +12,7 @@ from tasador.core.services import free_port
 from tests.helpers.docker_scripts import DISTRIBUTED_CHECK
 
 
-def test_asql_command_gets_the_query_as_its_last_argument_and_prints_a_number(
+def test_a_sql_command_gets_the_query_as_its_last_argument_and_prints_a_number(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # As `docker compose exec -T postgres-clean psql ... -Atc` would: here, the query's length.
