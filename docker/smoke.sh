@@ -7,7 +7,9 @@
 #      promotion) -> a prediction from the promoted model -> the UI's page answering;
 #   4. Prometheus holds Airflow's and serving's metrics; Grafana has its two dashboards.
 # The images ${DOCKERHUB_NAMESPACE}/tasador-*:${TAG} must be present locally or pullable.
-# Knobs: SMOKE_INGEST_DAG (tasador_ingestion), SMOKE_TIMEOUT_S (1800).
+# Knobs: SMOKE_INGEST_DAG (tasador_ingestion), SMOKE_TIMEOUT_S (1800); SMOKE_KEEP_UP=1 leaves a
+# stack that passed running, with its secrets in SMOKE_ENV_FILE, for docker/distributed_check.py
+# (the image workflow's next step; its last step stops the stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,8 @@ SERVING="http://127.0.0.1:8000"
 UI="http://127.0.0.1:8501"
 PROMETHEUS="http://127.0.0.1:9090"
 GRAFANA="http://127.0.0.1:3000"
-ENV_FILE="$(mktemp)"
+ENV_FILE="${SMOKE_ENV_FILE:-$(mktemp)}"
+KEEP_UP="${SMOKE_KEEP_UP:-0}"
 export COMPOSE_PROJECT_NAME=tasador-smoke
 # A small, fast first pass (the variables reach the services through docker-compose.yml).
 export PUBLISH_ADDRESS=127.0.0.1 SERVING_PORT=8000 UI_PORT=8501 PROMETHEUS_PORT=9090 GRAFANA_PORT=3000
@@ -34,6 +37,9 @@ finish() {
   if [ "$status" -ne 0 ]; then
     compose ps --all || true
     compose logs --no-color --tail 150 || true
+  fi
+  if [ "$status" -eq 0 ] && [ "$KEEP_UP" = 1 ]; then
+    exit 0
   fi
   compose down --volumes --remove-orphans || true
   rm -f "$ENV_FILE"

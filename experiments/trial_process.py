@@ -102,8 +102,32 @@ def _main_hidden() -> Iterator[None]:
             main.__file__ = path
 
 
+@contextmanager
+def _plain_parent() -> Iterator[None]:
+    """While a child starts: the current process as multiprocessing expects its parents.
+
+    An Airflow task on a Celery worker runs in a process forked from a prefork pool child, and
+    billiard (Celery's multiprocessing) makes its pool process multiprocessing's current one:
+    its authkey is billiard's type, which refuses to be pickled outside billiard's own spawning
+    (a forkserver start pickles the parent's key), so it becomes multiprocessing's type; and it
+    is daemonic, which multiprocessing refuses children (it could not join them at exit), so the
+    flag is lifted: these children are joined or killed by the code that starts them and die
+    with the forkserver. Both are restored afterwards."""
+    config = multiprocessing.current_process()._config  # type: ignore[attr-defined]  # no API
+    saved = dict(config)
+    config.pop("daemon", None)
+    plain_key = multiprocessing.process.AuthenticationString  # type: ignore[attr-defined]
+    config["authkey"] = plain_key(bytes(config["authkey"]))
+    try:
+        yield
+    finally:
+        config.clear()
+        config.update(saved)
+
+
 def _start(child: multiprocessing.process.BaseProcess) -> None:
-    with _main_hidden():
+    child.authkey = bytes(child.authkey)  # copied from the parent: multiprocessing's type too
+    with _main_hidden(), _plain_parent():
         child.start()
 
 

@@ -7,14 +7,11 @@ localized as tests/helpers/local_run.py explains. Each image then does one thing
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,109 +21,18 @@ import optuna
 import psycopg
 import pytest
 
-from tasador.core.services import free_port
-from tests.helpers import compose
-from tests.helpers.dockerfile import (
-    REPO,
-    context_files,
-    dependency_groups,
-    env_vars,
-    exposed_port,
-    final_stage,
-    healthcheck_command,
-    image_names,
-    left_out_packages,
-    start_command,
-)
-from tests.helpers.local_run import (
-    Localizer,
-    base_env,
-    localize_args,
-    modules_of,
-    packages_not_in_images,
-    replace_port,
-    started,
-    wait_healthy,
-    write_import_blocker,
+from tests.helpers.dockerfile import REPO, final_stage, image_names
+from tests.helpers.local_run import Localizer, localize_args, started, wait_healthy
+from tests.helpers.local_stack import (
+    ENV,
+    SERVICE_OF,
+    SERVICES,
+    airflow_component,
+    environment,
+    serving,
 )
 
 T = TypeVar("T")
-ENV = compose.env_file()
-MODEL, _ = compose.resolved(ENV)
-SERVICES = MODEL["services"]
-# The compose service that runs each image with the image's own command.
-SERVICE_OF = {
-    "airflow": "airflow-api-server",
-    "app": "app",
-    "datasource": "datasource",
-    "mlflow": "mlflow",
-    "optuna-dashboard": "optuna-dashboard",
-    "serving": "serving",
-}
-# What the official base image sets and the Dockerfile relies on.
-BASE_IMAGE_ENV = {"apache/airflow": {"AIRFLOW_HOME": "/opt/airflow"}}
-STARTUP_S = {"airflow": 150.0, "mlflow": 180.0}
-# Debian's Redis server stands in for Valkey (bookworm has no valkey-server); `make test`
-# installs it, `make test REDIS_SERVER=...` names another one.
-REDIS_SERVER = Path(os.environ.get("REDIS_SERVER", "/usr/bin/redis-server"))
-
-
-@pytest.fixture
-def localizer(make_database: Callable[[str], str], s3_server: str, tmp_path: Path) -> Localizer:
-    databases: dict[tuple[str, str], str] = {}
-
-    def postgres(service: str, database: str) -> str:
-        if (service, database) not in databases:
-            databases[service, database] = make_database(service.replace("-", "_"))
-        return databases[service, database]
-
-    return Localizer(
-        services=set(SERVICES),
-        postgres=postgres,
-        http={"seaweedfs:8333": s3_server.split("://", 1)[1]},  # more added by tests
-        paths={
-            "/opt/airflow": tmp_path / "airflow",
-            "/var/lib/tasador": tmp_path / "state",
-            "/opt/tasador": REPO,
-        },
-        unreachable=f"127.0.0.1:{free_port()}",
-    )
-
-
-def _environment(image: str, service: str, localizer: Localizer, tmp_path: Path) -> dict:
-    final = final_stage(image)
-    # An image without a group (optuna-dashboard installs named packages) is checked on them all.
-    groups = dependency_groups(image) or None
-    absent = modules_of(packages_not_in_images(left_out_packages(), groups))
-    env = base_env(tmp_path / "home", write_import_blocker(tmp_path / "not-in-image", absent))
-    localizer.mirror(context_files(final))
-    for prefix, values in BASE_IMAGE_ENV.items():
-        if final.base.startswith(prefix + ":"):
-            env |= {k: localizer.value(v) for k, v in values.items()}
-    env |= {k: localizer.value(v) for k, v in env_vars(final).items() if k != "PATH"}
-    env |= {k: localizer.value(v) for k, v in compose.service_env(SERVICES[service], ENV).items()}
-    return env
-
-
-@contextmanager
-def serving(image: str, localizer: Localizer, tmp_path: Path) -> Iterator[str]:
-    """The image's start command, healthy; yields its local base URL."""
-    final = final_stage(image)
-    service = SERVICE_OF[image]
-    command = start_command(final)
-    assert SERVICES[service].get("command", command) == command, (
-        f"docker-compose.yml runs {service} with another command than the image's"
-    )
-    port, local_port = exposed_port(final), free_port()
-    args = localize_args(replace_port(command, port, local_port), final, localizer)
-    probe = localize_args(
-        replace_port(healthcheck_command(final), port, local_port), final, localizer
-    )
-    env = _environment(image, service, localizer, tmp_path)
-    log = tmp_path / f"{image}.log"
-    with started(args, env, cwd=tmp_path, log=log) as process:
-        wait_healthy(process, probe, env, log, timeout_s=STARTUP_S.get(image, 90.0))
-        yield f"http://127.0.0.1:{local_port}"
 
 
 @pytest.mark.parametrize(
@@ -184,7 +90,7 @@ def test_seaweedfs_init_creates_the_bucket_once(
     """The bucket job of the stack, on a real S3 endpoint (moto), run twice like `compose up`."""
     final = final_stage("mlflow")
     bucket = f"init-{uuid.uuid4().hex[:8]}"
-    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {"MLFLOW_BUCKET": bucket}
+    env = environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {"MLFLOW_BUCKET": bucket}
     outputs = []
     for _ in range(2):
         done = subprocess.run(
@@ -209,7 +115,7 @@ def test_seaweedfs_init_fails_clearly_when_the_store_never_answers(
     localizer: Localizer, tmp_path: Path
 ) -> None:
     final = final_stage("mlflow")
-    env = _environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {
+    env = environment("mlflow", "seaweedfs-init", localizer, tmp_path) | {
         "S3_ENDPOINT_URL": f"http://{localizer.unreachable}",
         "S3_WAIT_S": "3",
     }
@@ -237,7 +143,7 @@ def test_mlflow_refuses_writes_from_readers_and_strangers(
     final = final_stage("mlflow")
     with serving("mlflow", localizer, tmp_path) as url:
         localizer.http["mlflow:5000"] = url.split("://", 1)[1]
-        env = _environment("mlflow", "mlflow-init", localizer, tmp_path)
+        env = environment("mlflow", "mlflow-init", localizer, tmp_path)
         for _ in range(2):  # every `docker compose up` runs it again
             done = subprocess.run(
                 localize_args(SERVICES["mlflow-init"]["command"], final, localizer),
@@ -316,44 +222,6 @@ def test_optuna_dashboard_reads_the_optuna_storage(localizer: Localizer, tmp_pat
             assert storage.encode() not in args, f"{cmdline}: {args[:300]!r}"
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[str]:
-    """A Redis-protocol server for the Valkey service (Debian's redis-server, on a free port),
-    with the password of .env.example; stopped when the test ends."""
-    if not REDIS_SERVER.exists():
-        pytest.fail(
-            f"{REDIS_SERVER} is missing: `make test` installs Debian's redis-server package "
-            "(or run `apt-get install -y redis-server`)."
-        )
-    port, password = free_port(), ENV["VALKEY_PASSWORD"]
-    args = [
-        str(REDIS_SERVER),
-        "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--requirepass", password,
-    ]  # fmt: skip
-    probe = [
-        sys.executable,
-        "-c",
-        f"import redis; redis.Redis(port={port}, password={password!r}).ping()",
-    ]
-    log = tmp_path / "redis.log"
-    with started(args, {}, cwd=tmp_path, log=log) as process:
-        wait_healthy(process, probe, {"PATH": os.environ["PATH"]}, log, timeout_s=30.0)
-        yield f"127.0.0.1:{port}"
-
-
-def _compose_probe(service: dict) -> list[str]:
-    kind, *rest = service["healthcheck"]["test"]
-    return rest if kind == "CMD" else ["sh", "-c", rest[0]]
-
-
-# Ports an Airflow component listens on besides the API: made free ones here.
-AIRFLOW_PORTS = {
-    "airflow-scheduler": ("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", 8974),
-    "airflow-triggerer": ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", 8794),
-    "airflow-worker": ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", 8793),
-}
-
-
 def test_airflow_components_start_and_pass_their_healthchecks(
     localizer: Localizer, redis_server: str, tmp_path: Path
 ) -> None:
@@ -361,7 +229,7 @@ def test_airflow_components_start_and_pass_their_healthchecks(
     other component with its compose command, each passing its compose healthcheck."""
     final = final_stage("airflow")
     localizer.http["valkey:6379"] = redis_server
-    init_env = _environment("airflow", "airflow-init", localizer, tmp_path)
+    init_env = environment("airflow", "airflow-init", localizer, tmp_path)
     done = subprocess.run(
         localize_args(SERVICES["airflow-init"]["command"], final, localizer),
         env=init_env,
@@ -394,18 +262,10 @@ def test_airflow_components_start_and_pass_their_healthchecks(
             "airflow-triggerer",
             "airflow-worker",
         ):
-            env = _environment("airflow", name, localizer, tmp_path) | {
-                "HOSTNAME": socket.gethostname()
-            }
-            probe = _compose_probe(SERVICES[name])
-            if name in AIRFLOW_PORTS:
-                variable, port = AIRFLOW_PORTS[name]
-                env[variable] = str(local := free_port())
-                probe = replace_port(probe, port, local)
+            args, probe, env = airflow_component(name, localizer, tmp_path)
             log = tmp_path / f"{name}.log"
-            args = localize_args(SERVICES[name]["command"], final, localizer)
             process = stack.enter_context(started(args, env, cwd=tmp_path, log=log))
-            components.append((process, localize_args(probe, final, localizer), env, log))
+            components.append((process, probe, env, log))
         for process, probe, env, log in components:
             wait_healthy(process, probe, env, log, timeout_s=180.0)
 

@@ -235,3 +235,21 @@ def test_dependabot_proposes_updates_of_the_lock_the_base_images_and_the_actions
     # Dependabot reads base images from FROM lines only, never from an ARG.
     froms = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("FROM ")]
     assert froms and not [line for line in froms if "$" in line]
+
+
+def test_the_smoke_job_checks_the_distributed_path_on_the_stack_it_left_running() -> None:
+    """docker/distributed_check.py (what tests/deploy/test_distributed.py runs here) runs against
+    the containers after docker/smoke.sh, which leaves them up for it; the last step always stops
+    the stack."""
+    smoke = steps("images.yml", "smoke")
+    runs = [step.get("run", "") for step in smoke]
+    at = {name: next(i for i, run in enumerate(runs) if name in run) for name in (
+        "docker/smoke.sh", "docker/distributed_check.py", "down --volumes"
+    )}  # fmt: skip
+    assert at["docker/smoke.sh"] < at["docker/distributed_check.py"] < at["down --volumes"]
+    assert smoke[at["docker/smoke.sh"]]["env"]["SMOKE_KEEP_UP"] == "1"
+    assert smoke[at["down --volumes"]]["if"] == "always()"
+    check = smoke[at["docker/distributed_check.py"]]
+    for variable in ("CHECK_KILL_SEARCH_WORKER", "CHECK_RESTART_SEARCH_WORKER", "CHECK_CLEAN_SQL"):
+        assert variable in check["run"], variable
+    assert "KEEP_UP" in (DOCKER_DIR / "smoke.sh").read_text()

@@ -37,3 +37,32 @@ def test_a_trial_child_does_not_run_the_parents_main_script(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "started"
     assert "ran again" not in result.stderr
+
+
+# A task of Airflow's Celery worker: in a daemonic prefork pool child of billiard, which makes
+# itself multiprocessing's current process (its flag and its kind of authkey).
+DAEMONIC = """\
+import sys
+import billiard
+sys.path.insert(0, {repo!r})
+from experiments import trial_process
+
+def task():
+    trial_process.warm_up()
+
+if __name__ == "__main__":
+    child = billiard.Process(target=task, daemon=True)
+    child.start()
+    child.join()
+    print(child.exitcode)
+"""
+
+
+@pytest.mark.slow
+def test_a_celery_pool_process_starts_trial_children(tmp_path):
+    script = tmp_path / "daemonic.py"
+    script.write_text(DAEMONIC.format(repo=str(REPO)))
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert result.stdout.strip() == "0", result.stderr[-2000:]
