@@ -1,0 +1,44 @@
+"""Served requests in RAW's inference log, written as serving writes them, for live drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from experiments.inputs import model_input
+from serving.log_rows import Entry, write_entries
+from tasador.core import db
+from tasador.core.config import Settings
+from tests.helpers.serving import listings_of
+
+
+def log_served(
+    settings: Settings, frame: pd.DataFrame, version: str, per_request: int = 10
+) -> None:
+    """Log ``frame``'s rows (generated listings) as answered ``/predict`` requests of
+    ``per_request`` listings each (and one refused request, which a live drift check must not
+    read)."""
+    typed = model_input(frame).assign(price=frame["price"])  # as CLEAN types the fields
+    listings = listings_of(typed)
+    entries = [
+        Entry(
+            endpoint="/predict",
+            status_code=200,
+            requested_at=datetime.now(UTC),
+            latency_ms=1.0,
+            listings=listings[i : i + per_request],
+            predictions=[300_000.0] * len(listings[i : i + per_request]),
+            model_name=settings.mlflow.model_name,
+            model_version=version,
+        )
+        for i in range(0, len(listings), per_request)
+    ]
+    refused = Entry(
+        endpoint="/predict",
+        status_code=422,
+        requested_at=datetime.now(UTC),
+        latency_ms=1.0,
+        body='{"state": 7}',
+    )
+    write_entries(db.engine("raw", settings.databases), [*entries, refused])
