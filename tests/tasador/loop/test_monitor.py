@@ -8,11 +8,13 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from datasource.generator import generate_listings
+from tasador.cli import app
 from tasador.core import clean_store, db, live_drift_store
 from tasador.core.columns import RAW_COLUMNS
-from tasador.core.config import Settings
+from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.tables.raw import live_drift_checks
 from tasador.loop import decide, monitor
 from tests.helpers.listings import store_generated
@@ -157,3 +159,23 @@ def test_the_next_decision_cites_the_live_alarm(
     assert "Also, since the last decision, the live traffic moved" in decision.reason
     assert "state by PSI" in decision.reason
     assert decision.evidence["live"]["through_request_id"] > 0
+
+
+def test_the_monitor_command(live: tuple[Settings, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, version = live
+    for name, value in settings_env(settings).items():
+        monkeypatch.setenv(name, value)
+    log_served(settings, generate_listings(600, seed=19, states=OTHER_STATES), version)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        first = runner.invoke(app, ["monitor"])
+        second = runner.invoke(app, ["monitor"])
+    finally:
+        get_settings.cache_clear()
+    assert first.exit_code == 0, first.output
+    [row] = stored_checks(settings)
+    assert first.output.startswith(f"live drift: ALARM (600 requests; check {row.id})\n")
+    assert row.summary in first.output and "state by PSI" in row.summary
+    assert second.exit_code == 0, second.output
+    assert "nothing new to compare" in second.output
