@@ -109,6 +109,8 @@ class DriftSettings(_Group):
     # Served requests (listings) a live drift check needs to compare (tasador.loop.monitor):
     # fewer say so and raise no alarm, and wait for more.
     live_min_rows: int = Field(default=200, ge=1)
+    # Airflow: cron or preset for the live drift DAG (dags/tasador_monitoring.py); None: manual.
+    live_schedule: str | None = "@hourly"
 
 
 class SearchSettings(_Group):

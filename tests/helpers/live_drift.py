@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pandas as pd
+import sqlalchemy as sa
 
 from experiments.inputs import model_input
 from serving.log_rows import Entry, write_entries
 from tasador.core import db
 from tasador.core.config import Settings
+from tasador.core.tables.raw import live_drift_checks
 from tests.helpers.serving import listings_of
+
+OTHER_STATES = ["Alaska", "Hawaii", "Montana"]  # a mix of states unlike the generated one
 
 
 def log_served(
@@ -42,3 +46,9 @@ def log_served(
         body='{"state": 7}',
     )
     write_entries(db.engine("raw", settings.databases), [*entries, refused])
+
+
+def stored_checks(settings: Settings) -> list[sa.Row[object]]:
+    """Every stored live drift check, oldest first."""
+    with db.engine("raw", settings.databases).connect() as conn:
+        return list(conn.execute(sa.select(live_drift_checks).order_by(live_drift_checks.c.id)))

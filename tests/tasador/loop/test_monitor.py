@@ -4,69 +4,16 @@ production model's training rows, stored once per window, cited by the next deci
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import pytest
-import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from datasource.generator import generate_listings
 from tasador.cli import app
-from tasador.core import clean_store, db, live_drift_store
-from tasador.core.columns import RAW_COLUMNS
+from tasador.core import db, live_drift_store
 from tasador.core.config import Settings, get_settings, settings_env
-from tasador.core.tables.raw import live_drift_checks
 from tasador.loop import decide, monitor
-from tests.helpers.listings import store_generated
-from tests.helpers.live_drift import log_served
-from tests.helpers.mlflow import register
-from tests.helpers.models import small_model
-
-OTHER_STATES = ["Alaska", "Hawaii", "Montana"]
-
-
-@pytest.fixture(scope="module")
-def production(
-    tmp_path_factory: pytest.TempPathFactory,
-    make_migrated_database: Callable[[str], str],
-    mlflow_server: str,
-) -> tuple[Settings, dict[str, int]]:
-    """A training batch and a second batch in CLEAN, and a production version trained on the
-    first, registered with its lineage in the real MLflow server."""
-    tmp = tmp_path_factory.mktemp("monitor")
-    settings = Settings(
-        state_dir=tmp / "state",
-        raw_db_url=make_migrated_database("raw"),
-        clean_db_url=make_migrated_database("clean"),
-        mlflow_tracking_uri=mlflow_server,
-        model_name=f"monitor-{tmp.name}",
-        experiment_name=f"monitor-{tmp.name}",
-        _env_file=None,
-    )
-    ids = {
-        "train": store_generated(settings, 0, 3_000),
-        "next": store_generated(settings, 1, 1_000),
-    }
-    rows = clean_store.load_listings(db.engine("clean", settings.databases), [ids["train"]])
-    train = rows.loc[~rows["is_holdout"], list(RAW_COLUMNS)]
-    model = small_model("ridge", train)
-    version = register(settings, model, train, family="ridge", batch_ids=(ids["train"],))
-    ids["version"] = int(version)
-    return settings, ids
-
-
-@pytest.fixture
-def live(
-    production: tuple[Settings, dict[str, int]], make_migrated_database: Callable[[str], str]
-) -> tuple[Settings, str]:
-    """The production setup with a RAW database of its own: no request served yet."""
-    settings, ids = production
-    return settings.updated(raw_db_url=make_migrated_database("raw")), str(ids["version"])
-
-
-def stored_checks(settings: Settings) -> list[sa.Row[object]]:
-    with db.engine("raw", settings.databases).connect() as conn:
-        return list(conn.execute(sa.select(live_drift_checks).order_by(live_drift_checks.c.id)))
+from tests.helpers.live_drift import OTHER_STATES, log_served, stored_checks
 
 
 def test_traffic_like_training_raises_no_alarm(live: tuple[Settings, str]) -> None:
