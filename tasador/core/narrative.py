@@ -74,6 +74,12 @@ def explain(evidence: Evidence) -> str:
     return " ".join(parts)
 
 
+def live_summary(live: LiveDrift) -> str:
+    """:func:`live_words` as a sentence of its own."""
+    words = live_words(live)
+    return words[0].upper() + words[1:]
+
+
 def live_words(live: LiveDrift) -> str:
     """A live drift check in plain words: what moved, or how close it came, or too few rows."""
     served = (

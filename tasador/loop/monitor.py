@@ -22,7 +22,7 @@ from tasador.core import clean_store, db, live_drift_store
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict
 from tasador.core.evidence import LiveDrift, Thresholds, compare_features
-from tasador.core.narrative import live_words
+from tasador.core.narrative import live_summary
 from tasador.core.timings import step
 from tasador.loop.decide import production_lineage
 
@@ -69,8 +69,7 @@ def check_live_drift(settings: Settings) -> Outcome:
             result = result.model_copy(
                 update={"reference_rows": len(training), "features": features, "unseen": unseen}
             )
-        words = live_words(result)
-        summary = words[0].upper() + words[1:]
+        summary = live_summary(result)
         stored = live_drift_store.save(conn, result, summary)
     if stored is None:
         return Outcome(f"already checked by an earlier run: {summary}", result)

@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from experiments.inputs import model_input
 from serving.log_rows import Entry, write_entries
-from tasador.core import db
-from tasador.core.config import Settings
+from tasador.core import db, live_drift_store
+from tasador.core.config import DriftSettings, Settings
+from tasador.core.evidence import LiveDrift, Thresholds, UnseenCategories
 from tasador.core.tables.raw import live_drift_checks
 from tests.helpers.serving import listings_of
 
@@ -52,3 +53,23 @@ def stored_checks(settings: Settings) -> list[sa.Row[object]]:
     """Every stored live drift check, oldest first."""
     with db.engine("raw", settings.databases).connect() as conn:
         return list(conn.execute(sa.select(live_drift_checks).order_by(live_drift_checks.c.id)))
+
+
+def stored_check(settings: Settings, *, rows: int, fired: bool, after: int) -> None:
+    """A check as `tasador monitor` stores it: one unseen-category check, fired or not."""
+    unseen = UnseenCategories(
+        column="state", share=0.6 if fired else 0.0, expected_share=0.0, fired=fired, top=[]
+    )
+    result = LiveDrift(
+        model_version="1",
+        reference_batch_ids=[1],
+        reference_rows=1_000,
+        after_request_id=after,
+        through_request_id=after + rows,
+        rows=rows,
+        min_rows=200,
+        thresholds=Thresholds.from_settings(DriftSettings()),
+        unseen=[unseen],
+    )
+    with db.engine("raw", settings.databases).begin() as conn:
+        assert live_drift_store.save(conn, result, "test") is not None

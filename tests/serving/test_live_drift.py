@@ -11,31 +11,11 @@ from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
 from serving.live_drift import LiveDriftReader
 from serving.metrics import ServingMetrics
-from tasador.core import db, live_drift_store
-from tasador.core.config import DriftSettings, Settings
-from tasador.core.evidence import LiveDrift, Thresholds, UnseenCategories
+from tasador.core import db
+from tasador.core.config import Settings
+from tests.helpers.live_drift import stored_check
 
 DEAD_RAW = "postgresql://tasador:x@127.0.0.1:9/raw"  # nothing listens: refused at once
-
-
-def stored_check(settings: Settings, *, rows: int, fired: bool, after: int) -> None:
-    """A check as `tasador monitor` stores it: one unseen-category check, fired or not."""
-    unseen = UnseenCategories(
-        column="state", share=0.6 if fired else 0.0, expected_share=0.0, fired=fired, top=[]
-    )
-    result = LiveDrift(
-        model_version="1",
-        reference_batch_ids=[1],
-        reference_rows=1_000,
-        after_request_id=after,
-        through_request_id=after + rows,
-        rows=rows,
-        min_rows=200,
-        thresholds=Thresholds.from_settings(DriftSettings()),
-        unseen=[unseen],
-    )
-    with db.engine("raw", settings.databases).begin() as conn:
-        assert live_drift_store.save(conn, result, "test") is not None
 
 
 def scrape(metrics: ServingMetrics) -> dict[str, float]:
