@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from datasource.generator import generate_listings
-from tasador.core import db
+from tasador.core import db, live_drift_store
 from tasador.core.columns import RAW_COLUMNS, TARGET
 from tasador.core.config import Settings, get_settings
 from tasador.core.process import prepare_process
@@ -64,15 +64,9 @@ def listings(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def logged_rows(settings: Settings, after: int) -> int:
-    log = inference_requests
+    """Served listings in RAW's inference log after request id ``after``."""
     with db.engine("raw", settings.databases).connect() as conn:
-        return int(
-            conn.execute(
-                sa.select(sa.func.count()).where(
-                    log.c.id > after, log.c.endpoint == "/predict", log.c.status_code == 200
-                )
-            ).scalar_one()
-        )
+        return live_drift_store.new_requests(conn, after, limit=0).rows
 
 
 def last_request_id(settings: Settings) -> int:

@@ -21,7 +21,7 @@ from tasador.core.tables.raw import inference_requests, live_drift_checks
 
 # The advisory lock of live drift checks (distinct from the migrations' keys).
 LOCK_KEY = 7_305_218_029
-PREDICT = "/predict"
+PREDICT = "predict"  # how serving logs its /predict endpoint
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ def log_served(
     listings = listings_of(typed)
     entries = [
         Entry(
-            endpoint="/predict",
+            endpoint=live_drift_store.PREDICT,
             status_code=200,
             requested_at=datetime.now(UTC),
             latency_ms=1.0,
@@ -40,7 +40,7 @@ def log_served(
         for i in range(0, len(listings), per_request)
     ]
     refused = Entry(
-        endpoint="/predict",
+        endpoint=live_drift_store.PREDICT,
         status_code=422,
         requested_at=datetime.now(UTC),
         latency_ms=1.0,
