@@ -33,6 +33,7 @@ from serving import heap
 from serving.background import PeriodicLoop
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import InferenceLog
+from serving.live_drift import LiveDriftReader
 from serving.server import MULTIPROCESS_ENV
 from serving.shadow import ShadowStats
 from tasador.core.services import alive
@@ -156,8 +157,10 @@ class ServingMetrics:
         log: InferenceLog,
         shadow: ShadowStats | None = None,
         workers: int = 1,
+        live_drift: LiveDriftReader | None = None,
     ) -> None:
         self.watcher, self.log, self.shadow = watcher, log, shadow or ShadowStats()
+        self.live_drift = live_drift
         self.workers = workers  # worker processes the server runs (to tell a restart)
         self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self.registry = CollectorRegistry()
@@ -176,6 +179,17 @@ class ServingMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # The newest live drift check (every worker reads the same row: the largest is it).
+        live = {
+            "alarm": "1 if the newest live drift check raised an alarm (tasador monitor).",
+            "share": "Share of the newest live drift check's statistics beyond their limit.",
+            "rows": "Served listings the newest live drift check read.",
+            "checked_timestamp_seconds": "When the newest live drift check ran (0: never).",
+        }
+        self._live = {
+            name: Gauge(f"tasador_live_drift_{name}", doc, registry=r, multiprocess_mode="livemax")
+            for name, doc in live.items()
+        }
         shadow_docs = {
             "scored": "Rows the @challenger priced in the shadow of production.",
             "written": "Shadow rows stored in RAW shadow_predictions.",
@@ -225,6 +239,11 @@ class ServingMetrics:
                 self._refused_labels = labels
             self.last_swap.set(status.last_swap.seconds if status.last_swap else 0.0)
             self.frozen.set(heap.frozen_objects())
+            live = self.live_drift.latest if self.live_drift is not None else None
+            self._live["alarm"].set(1.0 if live is not None and live.alarm else 0.0)
+            self._live["share"].set(live.share if live is not None else 0.0)
+            self._live["rows"].set(live.rows if live is not None else 0)
+            self._live["checked_timestamp_seconds"].set(live.checked_at if live else 0.0)
 
     def start(self) -> None:
         """In multiprocess mode, count this worker's start (:meth:`_worker_started`) and publish

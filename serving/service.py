@@ -17,6 +17,7 @@ from serving.bodies import Bodies
 from serving.explanations import Explainers, explain_listing
 from serving.hot_swap import ModelWatcher
 from serving.inference_log import Entry, InferenceLog
+from serving.live_drift import LiveDriftReader
 from serving.metrics import ServingMetrics
 from serving.models import ServedModel
 from serving.schema import Explanation, Listing
@@ -48,8 +49,14 @@ class Service:
         self.shadow = Shadow(
             settings, lambda: self.watcher.current, lambda: db.engine("raw", settings.databases)
         )
+        # The newest live drift check, for /metrics (serving.live_drift).
+        self.live_drift = LiveDriftReader(lambda: db.engine("raw", settings.databases))
         self.metrics = ServingMetrics(
-            self.watcher, self.log, self.shadow.stats, workers(settings.serving.serving_workers)
+            self.watcher,
+            self.log,
+            self.shadow.stats,
+            workers(settings.serving.serving_workers),
+            self.live_drift,
         )
         self.bodies = Bodies(
             settings.serving.serving_max_body_bytes, settings.serving.serving_max_rows
@@ -64,6 +71,7 @@ class Service:
         self.log.start()
         self.watcher.start()
         self.shadow.start()
+        self.live_drift.start()
         self.metrics.start()
 
     async def first_load(self) -> None:
@@ -95,6 +103,7 @@ class Service:
         """Stop it: the shadow and the watcher first, then the log's last flush (bounded by
         ``serving_shutdown_s``), then the metrics' last publication."""
         self.shadow.stop()
+        self.live_drift.stop()
         self.watcher.stop()
         self.log.stop()
         self.metrics.stop()

@@ -27,6 +27,7 @@ LEAK_GUARD = LeakGuard.begin()
 pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.listings",
+    "tests.fixtures.live_drift",
     "tests.fixtures.mlflow",
     "tests.fixtures.search",
     "tests.fixtures.serving",

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app import drift_charts, ui
-from tasador.core import db, decisions_store
+from tasador.core import db, decisions_store, live_drift_store
+from tasador.core.narrative import live_summary
 from tasador.loop.status import batch_status
 
 settings = ui.settings()
@@ -79,3 +80,38 @@ for b in reversed(batches):
         left.json(b.dropped or {})
         right.markdown("**Values fixed, by rule**")
         right.json(b.fixed or {})
+
+st.subheader("Live traffic against the production model's training rows")
+try:  # RAW's live drift checks (tasador monitor, DAG tasador_monitoring), newest first
+    checks = live_drift_store.history(db.engine("raw", settings.databases), limit=20)
+except Exception as exc:
+    ui.failure("The live drift checks cannot be read", exc)
+    checks = []
+if not checks:
+    st.write("No live drift check yet: `tasador monitor` or the tasador_monitoring DAG runs one.")
+else:
+    newest = checks[0]
+    say = st.warning if newest.alarm else st.info
+    say(f"Check {newest.check_id}: {live_summary(newest)}")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "check": c.check_id,
+                    "checked": c.checked_at.strftime("%Y-%m-%d %H:%M:%S") if c.checked_at else None,
+                    "requests": c.rows,
+                    "compared": c.compared,
+                    "alarm": c.alarm,
+                    "share fired": c.drift_share,
+                    "moved": ", ".join(f.column for f in c.moved),
+                }
+                for c in checks
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    live_drift = drift_charts.drift_table(newest.model_dump(mode="json"))
+    if not live_drift.empty:
+        st.markdown("**Newest check: drift per feature against its limit**")
+        st.altair_chart(drift_charts.drift_chart(live_drift))

@@ -18,6 +18,8 @@ GRANT SELECT (request_id, row_index) ON inference_requests TO {serving};
 -- The same for the challenger's shadow prices (serving.shadow), written the same way.
 GRANT INSERT ON shadow_predictions TO {serving};
 GRANT SELECT (request_id, row_index) ON shadow_predictions TO {serving};
+-- It publishes the newest live drift check (tasador monitor) in /metrics: those columns only.
+GRANT SELECT (id, alarm, drift_share, rows, checked_at) ON live_drift_checks TO {serving};
 
 -- ui: reads every table, those of later migrations too.
 GRANT CONNECT ON DATABASE {database} TO {ui};

@@ -14,6 +14,7 @@ from tasador.cli.context import friendly_errors, resolved_settings
 from tasador.cli.db import db_app
 from tasador.cli.decide import decide_command
 from tasador.cli.lineage import lineage_command
+from tasador.cli.monitor import monitor_command
 from tasador.cli.promote import promote_command
 from tasador.cli.rollback import rollback_command
 from tasador.cli.scoring import scoring_artifacts_command
@@ -207,6 +208,7 @@ def stop_embedded_command() -> None:
 
 command("decide")(decide_command)
 command("lineage")(lineage_command)
+command("monitor")(monitor_command)
 command("promote")(promote_command)
 command("rollback")(rollback_command)
 command("scoring-artifacts")(scoring_artifacts_command)

@@ -110,6 +110,11 @@ class DriftSettings(_Group):
     # Clean rows a batch needs to be judged or trained on: fewer cannot tell drift from noise,
     # so such a batch gets a stored skip, is never the baseline and is left out of training.
     decide_min_clean_rows: int = Field(default=50, ge=1)
+    # Served requests (listings) a live drift check needs to compare (tasador.loop.monitor):
+    # fewer say so and raise no alarm, and wait for more.
+    live_min_rows: int = Field(default=200, ge=1)
+    # Airflow: cron or preset for the live drift DAG (dags/tasador_monitoring.py); None: manual.
+    live_schedule: str | None = "@hourly"
 
 
 class SearchSettings(_Group):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -84,6 +84,13 @@ def latest_by_batch(engine: sa.Engine) -> dict[int, Decision]:
     with engine.connect() as conn:
         rows = conn.execute(sa.select(decisions).order_by(decisions.c.batch_id)).all()
     return {row.batch_id: _decision(row) for row in rows}
+
+
+def last_decided_at(engine: sa.Engine) -> datetime | None:
+    """When the newest decision (on any batch) was taken; None before the first."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(sa.func.max(decisions.c.created_at))).scalar_one()
+    return cast(datetime | None, found)
 
 
 def _decision(row: sa.Row[Any]) -> Decision:

@@ -7,6 +7,7 @@ What each check measures and why is in ``tasador.loop.decide``; the sentences ar
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
 import numpy as np
@@ -153,6 +154,45 @@ class ReferenceInfo(_Frozen):
     model_version: str | None  # None: no production model yet, the baseline batch is the reference
 
 
+class LiveDrift(_Frozen):
+    """The requests served in a window against the production model's training rows
+    (tasador.loop.monitor), with the thresholds of decisions; too few rows: not compared."""
+
+    model_version: str
+    reference_batch_ids: list[int]
+    reference_rows: int
+    after_request_id: int  # the window is (after_request_id, through_request_id]
+    through_request_id: int
+    rows: int  # requests (listings) in the window
+    min_rows: int  # rows a window needs to be compared (TASADOR_LIVE_MIN_ROWS)
+    thresholds: Thresholds
+    features: list[FeatureShift] = []
+    unseen: list[UnseenCategories] = []
+    check_id: int | None = None  # set once stored
+    checked_at: datetime | None = None
+
+    @property
+    def compared(self) -> bool:
+        return self.rows >= self.min_rows
+
+    @property
+    def moved(self) -> list[FeatureShift]:
+        """The features that moved, largest PSI first."""
+        return sorted((f for f in self.features if f.moved), key=lambda f: -(f.psi or 0))
+
+    @property
+    def alarm(self) -> bool:
+        return self.compared and (bool(self.moved) or any(u.fired for u in self.unseen))
+
+    @property
+    def drift_share(self) -> float | None:
+        """Share of the compared features (and unseen-category checks) that fired."""
+        checks = len(self.features) + len(self.unseen)
+        if not self.compared or checks == 0:
+            return None
+        return (len(self.moved) + sum(u.fired for u in self.unseen)) / checks
+
+
 class Evidence(_Frozen):
     """Everything a retrain-or-skip decision rests on; ``basis`` says how far it compared."""
 
@@ -165,6 +205,9 @@ class Evidence(_Frozen):
     target: FeatureShift | None = None
     unseen: list[UnseenCategories] = []
     model: ModelCheck | None = None
+    # The latest live drift check since the previous decision that raised an alarm: cited in
+    # the reason, not a check of the batch (the verdict rests on the batch's own evidence).
+    live: LiveDrift | None = None
 
     @property
     def fired(self) -> bool:
@@ -255,10 +298,11 @@ def unseen_categories(
     )
 
 
-def compare(
+def compare_features(
     reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
-) -> tuple[list[FeatureShift], FeatureShift, list[UnseenCategories]]:
-    """Feature shifts, target shift and unseen categories of ``current`` against ``reference``."""
+) -> tuple[list[FeatureShift], list[UnseenCategories]]:
+    """Feature shifts and unseen categories of ``current`` against ``reference`` (no target:
+    live requests have no price)."""
     if reference.empty or current.empty:
         raise ValueError("comparing needs rows on both sides")
     ref_sample = at_most(reference, thresholds.sample_rows, SAMPLE_SEED)
@@ -267,11 +311,21 @@ def compare(
         feature_shift(c, ref_sample[c], cur_sample[c], thresholds)
         for c in (*NUMERIC_FEATURES, *CATEGORICAL_COLUMNS)
     ]
-    target = feature_shift(TARGET, ref_sample[TARGET], cur_sample[TARGET], thresholds)
     # Every reference row counts here: a sample would miss rare values and call them new.
     unseen = [
         unseen_categories(c, reference[c], current[c], thresholds) for c in CATEGORICAL_COLUMNS
     ]
+    return features, unseen
+
+
+def compare(
+    reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thresholds
+) -> tuple[list[FeatureShift], FeatureShift, list[UnseenCategories]]:
+    """Feature shifts, target shift and unseen categories of ``current`` against ``reference``."""
+    features, unseen = compare_features(reference, current, thresholds)
+    ref_sample = at_most(reference, thresholds.sample_rows, SAMPLE_SEED)
+    cur_sample = at_most(current, thresholds.sample_rows, SAMPLE_SEED)
+    target = feature_shift(TARGET, ref_sample[TARGET], cur_sample[TARGET], thresholds)
     return features, target, unseen
 
 

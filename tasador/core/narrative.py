@@ -6,7 +6,14 @@ from collections.abc import Sequence
 
 from tasador.core import drift
 from tasador.core.columns import DATE_COLUMNS, TARGET
-from tasador.core.evidence import Evidence, FeatureShift, ModelCheck, Thresholds, verdict_of
+from tasador.core.evidence import (
+    Evidence,
+    FeatureShift,
+    LiveDrift,
+    ModelCheck,
+    Thresholds,
+    verdict_of,
+)
 
 MISSING_WORTH_SAYING = 0.05  # a change in a feature's missing share the reason mentions
 
@@ -62,7 +69,51 @@ def explain(evidence: Evidence) -> str:
         )
     if not findings and not evidence.forced:
         parts.append("New rows alone are no reason to retrain.")
+    if evidence.live is not None and evidence.live.alarm:
+        parts.append(f"Also, since the last decision, {live_words(evidence.live)}")
     return " ".join(parts)
+
+
+def live_summary(live: LiveDrift) -> str:
+    """:func:`live_words` as a sentence of its own."""
+    words = live_words(live)
+    return words[0].upper() + words[1:]
+
+
+def live_words(live: LiveDrift) -> str:
+    """A live drift check in plain words: what moved, or how close it came, or too few rows."""
+    served = (
+        f"{_count(live.rows, 'listing')} served after request {live.after_request_id} "
+        f"(through {live.through_request_id})"
+    )
+    if not live.compared:
+        return (
+            f"not enough requests to compare ({live.rows:,} < {live.min_rows:,}, "
+            f"TASADOR_LIVE_MIN_ROWS): {served}; no alarm, they are compared once enough arrive."
+        )
+    t = live.thresholds
+    limits = (
+        f"limits PSI {t.psi:.2f}, KS D {t.ks_min_statistic:.2f}, unseen categories "
+        f"{_points(t.unseen_share)} beyond chance"
+    )
+    against = (
+        f"{served}, against the {live.reference_rows:,} training rows of production version "
+        f"{live.model_version} ({_batches(live.reference_batch_ids)})"
+    )
+    findings = [f"{f.column} by {_shift_words(f)}" for f in live.moved]
+    findings.extend(
+        f"{_pct(u.share)} of requests have a {_noun(u.column)} never seen in training, mostly "
+        f"{_top_values(u.top)} (about {_pct(u.expected_share)} expected by chance)"
+        for u in live.unseen
+        if u.fired
+    )
+    if findings:
+        return f"the live traffic moved ({limits}): {'; '.join(findings)}. Compared: {against}."
+    top = max(live.features, key=lambda f: f.psi or 0)
+    return (
+        f"the live traffic is within limits ({limits}): the largest feature shift is "
+        f"{top.column} with {_shift_words(top)}. Compared: {against}."
+    )
 
 
 def _findings(evidence: Evidence) -> list[str]:

@@ -35,6 +35,11 @@ rows; with none, forcing is refused (BadInput) with the reason.
   output is not finite (NaN or infinite prices, on the batch or its own holdout) fires the check:
   it is broken, and there is no ratio to compare.
 
+*Live traffic* (cited, not a check): when a live drift check (``tasador.loop.monitor``) raised an
+alarm since the previous decision, the newest such check is part of the evidence and the reason
+says "the live traffic moved: ...". It does not decide the verdict: retraining learns from
+batches, so only a batch that moved too can bring what the live traffic shows.
+
 Distribution statistics use at most ``drift_sample_rows`` [50,000] rows per side; they are plain
 scipy/numpy (``tasador.core.drift`` says why not Evidently). brokered_by and street are identifiers,
 not features, and are not compared.
@@ -54,7 +59,7 @@ from typing import Literal, TypedDict
 import sqlalchemy as sa
 
 from experiments import data, registry
-from tasador.core import clean_store, db, decisions_store, lineage, tables
+from tasador.core import clean_store, db, decisions_store, lineage, live_drift_store, tables
 from tasador.core.config import Settings
 from tasador.core.decisions_store import Decision
 from tasador.core.errors import BadInput, Conflict, NotFound
@@ -75,17 +80,24 @@ from tasador.core.timings import step
 
 
 @dataclass(frozen=True)
-class ProductionModel:
-    """The production model version, the batches it was trained on and its holdout RMSLE."""
+class ProductionLineage:
+    """The model version the production alias points at and the batches it was trained on."""
 
     version: str
     batch_ids: list[int]
     holdout_rmsle: float | None  # the run metric, when the run logged it
+
+
+@dataclass(frozen=True)
+class ProductionModel(ProductionLineage):
+    """The production version's lineage and the model itself."""
+
     model: Predictor
 
 
-def production_model(settings: Settings) -> ProductionModel | None:
-    """The model version the production alias points at, or None when there is none yet."""
+def production_lineage(settings: Settings) -> ProductionLineage | None:
+    """The production version and its training batches (the model is not loaded), or None
+    when there is none yet."""
     client = registry.connect(settings)
     version = registry.production_version(client, settings)
     if version is None:
@@ -98,12 +110,24 @@ def production_model(settings: Settings) -> ProductionModel | None:
             f"production model {settings.mlflow.model_name} version {version.version} has no "
             f"'{lineage.BATCH_IDS}' tag: its training data is unknown"
         )
-    # By version, not alias: the alias may move on while we look.
-    model = registry.load_version(settings.mlflow, version.version)
-    return ProductionModel(
+    return ProductionLineage(
         version=str(version.version),
         batch_ids=batch_ids,
         holdout_rmsle=run.data.metrics.get(HOLDOUT_PRIMARY) if run else None,
+    )
+
+
+def production_model(settings: Settings) -> ProductionModel | None:
+    """The model version the production alias points at, or None when there is none yet."""
+    found = production_lineage(settings)
+    if found is None:
+        return None
+    # By version, not alias: the alias may move on while we look.
+    model = registry.load_version(settings.mlflow, found.version)
+    return ProductionModel(
+        version=found.version,
+        batch_ids=found.batch_ids,
+        holdout_rmsle=found.holdout_rmsle,
         model=model,
     )
 
@@ -182,6 +206,11 @@ def gather_evidence(
         target=target,
         unseen=unseen,
         model=model,
+        live=live_drift_store.latest(
+            db.engine("raw", settings.databases),
+            after=decisions_store.last_decided_at(engine),
+            alarm=True,
+        ),
         **base,
     )
 

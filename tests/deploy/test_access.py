@@ -269,6 +269,10 @@ def test_serving_may_only_insert_inference_rows(
     with psycopg.connect(url) as conn:  # the owner sees the row
         assert conn.execute("SELECT count(*) FROM inference_requests").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM shadow_predictions").fetchone() == (2,)
+    with psycopg.connect(serving) as conn:  # what serving.live_drift reads for /metrics
+        conn.execute(
+            "SELECT alarm, drift_share, rows, checked_at FROM live_drift_checks ORDER BY id"
+        ).fetchall()
 
     for statement in (
         "SELECT * FROM batch_rows",
@@ -278,6 +282,8 @@ def test_serving_may_only_insert_inference_rows(
         "DELETE FROM inference_requests",
         "SELECT challenger_prediction FROM shadow_predictions",
         "DELETE FROM shadow_predictions",
+        "SELECT summary, result FROM live_drift_checks",
+        "DELETE FROM live_drift_checks",
         "INSERT INTO batches DEFAULT VALUES",
         "CREATE TABLE planted (x int)",
     ):

@@ -98,3 +98,26 @@ shadow_predictions = sa.Table(
     sa.Column("state", sa.Text),  # the listing's, for disagreement by state
     sa.Index("shadow_by_versions", "model_name", "challenger_version", "production_version"),
 )
+
+# Live drift (tasador.loop.monitor, RAW 0005): each comparison of the requests served with the
+# production model's training rows. Kept next to the requests it covers so the watermark and the
+# rows it counts live in one database, and so serving (which reaches only RAW) can publish the
+# latest as metrics. A window (after, through] is stored once: a run repeating it adds nothing.
+live_drift_checks = sa.Table(
+    "live_drift_checks",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "checked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("after_request_id", sa.BigInteger, nullable=False),  # the watermark it started at
+    sa.Column("through_request_id", sa.BigInteger, nullable=False),  # the last request it read
+    sa.Column("rows", sa.Integer, nullable=False),  # requests (listings) compared
+    sa.Column("compared", sa.Boolean, nullable=False),  # False: too few rows to compare
+    sa.Column("alarm", sa.Boolean, nullable=False),
+    sa.Column("drift_share", sa.Float(53)),  # share of features that moved; NULL: not compared
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("result", sa.JSON, nullable=False),  # tasador.core.evidence.LiveDrift
+    sa.UniqueConstraint("after_request_id", "through_request_id", name="live_drift_window"),
+)

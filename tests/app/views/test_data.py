@@ -8,9 +8,11 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
-from tasador.core import clean_store, db, decisions_store, tables
+from tasador.core import clean_store, db, decisions_store, live_drift_store, tables
+from tasador.core.narrative import live_summary
 from tasador.core.services import free_port
 from tests.helpers import REPO
+from tests.helpers.live_drift import stored_check
 from tests.helpers.ui import World
 
 PAGE = str(REPO / "app" / "views" / "data.py")
@@ -71,3 +73,17 @@ def test_clean_down_is_said_in_words(world: World, ui_env: Callable) -> None:
     assert error.value.startswith("The RAW and CLEAN databases cannot be read.")
     assert "connection failed" in error.value and "secret" not in error.value
     assert not at.dataframe and not at.expander
+
+
+def test_the_newest_live_drift_check_is_shown(world: World, ui_env: Callable) -> None:
+    stored_check(world.settings, rows=400, fired=True, after=10_000)
+    newest = live_drift_store.latest(db.engine("raw", world.settings.databases))
+    assert newest is not None and newest.alarm
+    at = page()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    [warning] = at.warning
+    assert warning.value == f"Check {newest.check_id}: {live_summary(newest)}"
+    assert "state never seen in training" in warning.value
+    checks = at.dataframe[1].value
+    assert checks["check"].iloc[0] == newest.check_id
+    assert checks[["requests", "compared", "alarm"]].iloc[0].tolist() == [400, True, True]

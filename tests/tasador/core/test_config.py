@@ -45,6 +45,8 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "TASADOR_DRIFT_SAMPLE_ROWS": ("2000", "drift"),
     "TASADOR_DRIFT_MODEL_ROWS": ("300", "drift"),
     "TASADOR_DECIDE_MIN_CLEAN_ROWS": ("20", "drift"),
+    "TASADOR_LIVE_MIN_ROWS": ("500", "drift"),
+    "TASADOR_LIVE_SCHEDULE": ("@daily", "drift"),
     "TASADOR_SEARCH_SPACES_DIR": ("/opt/tasador/search_spaces", "search"),
     "TASADOR_SEARCH_TRIALS": ("9", "search"),
     "TASADOR_SEARCH_WORKERS": ("3", "search"),

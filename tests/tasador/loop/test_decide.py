@@ -19,7 +19,6 @@ from sklearn.preprocessing import OneHotEncoder
 from typer.testing import CliRunner
 
 from datasource.api import create_app
-from datasource.generator import generate_listings
 from datasource.scenarios import load_scenario
 from tasador.cli import app
 from tasador.core import (
@@ -28,13 +27,13 @@ from tasador.core import (
     decisions_store,
     lineage,
     names,
-    raw_store,
 )
 from tasador.core import evidence as ev
 from tasador.core.config import Settings, get_settings, settings_env
 from tasador.core.errors import NotFound
 from tasador.core.metrics import rmsle
 from tasador.loop import decide, ingest
+from tests.helpers.listings import store_generated
 from tests.helpers.processes import stopping_embedded
 from tests.helpers.serving import serve_in_thread
 
@@ -200,23 +199,6 @@ def test_the_course_plan(
 
 
 # --- the production model's own evidence, with a real model in a real registry ----------------
-
-
-def store_generated(settings: Settings, batch_number: int, n: int, **knobs: object) -> int:
-    """Generate listings, store them in RAW as the API would send them, clean them into CLEAN."""
-    frame = generate_listings(n, seed=(7, batch_number), **knobs)
-    rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
-    stored = raw_store.store_batch(
-        db.engine("raw", settings.databases),
-        group_number=1,
-        day=None,
-        batch_number=batch_number,
-        rows=rows,
-        payload_sha256=f"{batch_number:064d}",
-        source="test",
-    )
-    ingest.clean(settings.databases, stored.id)
-    return stored.id
 
 
 def tiny_model() -> TransformedTargetRegressor:
