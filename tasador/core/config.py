@@ -130,6 +130,10 @@ class SearchSettings(_Group):
     shap_sample_rows: int = Field(default=500, ge=20)  # holdout rows explained per model
     # Training rows the best trial is refitted on (a reproducible sample beyond it).
     refit_sample_rows: int = Field(default=300_000, ge=200)
+    # `tasador reproduce`: how far a rebuilt version's holdout RMSLE may be from the recorded one,
+    # and its holdout prices from the registered model's (median), relative: refits on other
+    # hardware or thread counts differ in the last digits of a booster's splits.
+    reproduce_tolerance: float = Field(default=0.01, gt=0, lt=1)
 
 
 class PromotionSettings(_Group):
