@@ -62,9 +62,7 @@ def test_a_searched_version_is_reproduced_from_raw_and_nothing_is_written(
     assert _registry_state(settings) == before
 
 
-def test_a_raw_batch_changed_after_training_is_named_with_both_hashes(
-    search_settings, raw_sample
-):
+def test_a_raw_batch_changed_after_training_is_named_with_both_hashes(search_settings, raw_sample):
     settings, ids = _version_made_by_a_search(search_settings, raw_sample)
     raw = db.engine("raw", settings.databases)
     with raw.begin() as conn:  # one price changed in the first batch's stored rows
@@ -89,7 +87,7 @@ def test_a_raw_batch_changed_after_training_is_named_with_both_hashes(
 
 
 def test_a_data_hash_that_does_not_match_the_record_is_said(search_settings, raw_sample):
-    settings, ids = _version_made_by_a_search(search_settings, raw_sample)
+    settings, _ = _version_made_by_a_search(search_settings, raw_sample)
     client = MlflowClient(settings.mlflow.mlflow_tracking_uri)
     client.set_model_version_tag(settings.mlflow.model_name, "1", lineage.DATA_HASH, "0" * 64)
 
