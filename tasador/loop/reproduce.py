@@ -28,11 +28,14 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 from mlflow.entities import Run
 from pydantic import BaseModel, ConfigDict
 
 from experiments import data, gate, leaderboard, refit, registry
-from experiments.study import load_study
+from experiments.spaces import FAMILY_PARAM
+from experiments.study import RawBatch, StudyPlan, load_study
 from tasador.core import clean_store, db, lineage, raw_store
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput
@@ -126,7 +129,7 @@ def reproduce(settings: Settings, version: int, tolerance: float | None = None) 
     result: dict[str, Any] = {
         "model_name": settings.mlflow.model_name,
         "version": version,
-        "family": tags.get(registry.FAMILY_TAG, trial_params.get("family", "?")),
+        "family": tags.get(registry.FAMILY_TAG, trial_params.get(FAMILY_PARAM, "?")),
         "study_name": plan.study_name,
         "tolerance": tolerance,
         "data_hash_expected": tags[lineage.DATA_HASH],
@@ -183,42 +186,65 @@ def reproduce(settings: Settings, version: int, tolerance: float | None = None) 
             differences.append("the batches rebuild no training or no holdout rows")
         return Reproduction(**result, batches=checks, differences=differences)
 
+    figures, failed = _refit_and_compare(
+        settings, version, plan, trial_params, run, train, holdout, tolerance
+    )
+    result.update(figures)
+    if failed and trained_code != now_code:
+        failed.append(f"it was trained with code {trained_code or '?'}; this is {now_code}")
+    return Reproduction(**result, batches=checks, differences=differences + failed)
+
+
+def _refit_and_compare(
+    settings: Settings,
+    version: int,
+    plan: StudyPlan,
+    trial_params: dict[str, Any],
+    run: Run,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    tolerance: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """Refit the trial on the rows the refit used, score it and the registered model on the
+    holdout: the figures of :class:`Reproduction`, and the ones beyond the tolerance."""
     # The refit drew this many rows with the plan's seed: the same draw on the same rows.
     sample_rows = int(run.data.params.get(refit.TRAINING_ROWS_PARAM, len(train)))
     sample = data.sample(train, sample_rows, plan.seed)
     model, _ = refit.fit_trial(plan, trial_params, sample)
-    rebuilt_score = gate.score("rebuilt", version, result["family"], model, holdout)
-    registered = gate.score(
-        "registered",
-        version,
-        result["family"],
-        registry.load_version(settings.mlflow, version),
-        holdout,
-    )
-    recorded = result["recorded_rmsle"]
+    family = str(trial_params.get(FAMILY_PARAM, "?"))
+    rebuilt = gate.score("rebuilt", version, family, model, holdout)
+    registered_model = registry.load_version(settings.mlflow, version)
+    registered = gate.score("registered", version, family, registered_model, holdout)
+    recorded = run.data.metrics.get(HOLDOUT_PRIMARY)
     if recorded is None:  # a version never faced with production: its figure on these rows
-        recorded = result["recorded_rmsle"] = registered.metrics[PRIMARY]
-    rmsle = rebuilt_score.metrics[PRIMARY]
-    spread = _median_relative_difference(rebuilt_score.predictions, registered.predictions)
-    result.update(training_rows=len(sample), rebuilt_rmsle=rmsle, median_relative_difference=spread)
+        recorded = registered.metrics[PRIMARY]
+    rmsle = rebuilt.metrics[PRIMARY]
+    spread = _median_relative_difference(rebuilt.predictions, registered.predictions)
+    failed = []
     if not (math.isfinite(rmsle) and abs(rmsle - recorded) <= tolerance * recorded):
-        differences.append(
+        failed.append(
             f"the rebuilt model's holdout RMSLE is {rmsle:.4f}, the registered {recorded:.4f}: "
             f"{_relative(rmsle, recorded)} apart, beyond the tolerance of {tolerance:.1%}"
         )
     if not spread <= tolerance:
-        differences.append(
+        failed.append(
             f"the rebuilt model's holdout prices differ from the registered model's by "
             f"{spread:.2%} (median), beyond the tolerance of {tolerance:.1%}"
         )
-    if differences and trained_code != now_code:
-        differences.append(f"it was trained with code {trained_code or '?'}; this is {now_code}")
-    return Reproduction(**result, batches=checks, differences=differences)
+    figures = {
+        "training_rows": len(sample),
+        "recorded_rmsle": recorded,
+        "rebuilt_rmsle": rmsle,
+        "median_relative_difference": spread,
+    }
+    return figures, failed
 
 
-def _check(recorded: Any, batch_id: int, row: Any, rows_found: str | None) -> BatchCheck:
-    """``recorded``: the plan's experiments.study.RawBatch (None: none recorded); ``row``: the
-    batch's RAW row (None: gone)."""
+def _check(
+    recorded: RawBatch | None, batch_id: int, row: sa.Row[Any] | None, rows_found: str | None
+) -> BatchCheck:
+    """``recorded``: the plan's record of the batch (None: the study predates it); ``row``: the
+    batch's RAW row (None: gone); ``rows_found``: its rows' hash now."""
     return BatchCheck(
         batch_id=batch_id,
         payload_expected=None if recorded is None else recorded.payload_sha256,
