@@ -17,6 +17,7 @@ closed as FAILED and done again).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -32,6 +33,8 @@ from tasador.core.columns import TARGET
 from tasador.core.config import Settings
 from tasador.core.errors import Conflict, NotFound
 from tasador.core.metrics import PRIMARY
+
+TRAINING_ROWS_PARAM = "training_rows"  # on the refit run: the rows it was fitted on
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,19 @@ def _refit_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str | None:
     return found[0].info.run_id if found else None
 
 
+def fit_trial(
+    plan: StudyPlan, trial_params: Mapping[str, Any], train: pd.DataFrame
+) -> tuple[Any, dict[str, Any]]:
+    """A trial's configuration (its Optuna params) built from the plan's search space and seed
+    and fitted on ``train``: the model, and the parameters it was built with."""
+    family = trial_params[spaces.FAMILY_PARAM]
+    params, smoothing = plan.search_spaces()[family].from_trial(trial_params)
+    extra = {} if smoothing is None else {"smoothing": smoothing}
+    model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
+    model.fit(train.drop(columns=[TARGET]), data.target(train))
+    return model, {spaces.FAMILY_PARAM: family, **params, **extra}
+
+
 def refit_and_register(
     settings: Settings,
     mlflow_client: MlflowClient,
@@ -79,16 +95,13 @@ def refit_and_register(
             return Refit(registry.load_version(settings.mlflow, version), version, run_id, family)
         runs.end(mlflow_client, run_id, "FAILED")  # a refit that died before registering
 
-    params, smoothing = plan.search_spaces()[family].from_trial(best.params)
     train = data.training_rows(settings, plan.batch_ids)
     if data.data_hash(train) != plan.data_hash:
         raise Conflict(f"CLEAN rows of batches {plan.batch_ids} changed since the study")
     # Past refit_sample_rows more rows cost minutes and no holdout RMSLE (docs/benchmarks.md).
     train = data.sample(train, settings.search.refit_sample_rows, plan.seed)
-    extra = {} if smoothing is None else {"smoothing": smoothing}
-    model = build_model(family, params, n_jobs=-1, seed=plan.seed, **extra)
     with timings.step("refit", rows=len(train)):  # benchmarks/loop.py times it
-        model.fit(train.drop(columns=[TARGET]), data.target(train))
+        model, fitted = fit_trial(plan, best.params, train)
     # On training rows only: the holdout measures the ranges, it does not make them.
     ranges = calibration.price_ranges(model, train, holdout, settings.search.range_folds, plan.seed)
 
@@ -102,7 +115,7 @@ def refit_and_register(
         mlflow_client, plan.experiment_id, f"refit-{family}", tags, plan.parent_run_id
     )
     assert best.value is not None  # best_trial picks among completed trials
-    logged = {spaces.FAMILY_PARAM: family, **params, **extra, "training_rows": len(train)}
+    logged = {**fitted, TRAINING_ROWS_PARAM: len(train)}
     measured = {} if ranges is None else calibration.metrics(ranges)
     runs.log(
         mlflow_client, run_id, params=logged, metrics={f"cv_{PRIMARY}": best.value, **measured}

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from experiments import data, registry, runs, spaces, study_note
 from experiments.spaces import SearchSpace
-from tasador.core import db, lineage, process
+from tasador.core import db, lineage, process, raw_store
 from tasador.core.config import Settings
 from tasador.core.errors import BadInput, Conflict, NotFound
 
@@ -56,6 +56,15 @@ COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # fold has its own (experiments.search_worker.RUNNING_CV).
 WORKER_ATTR = "worker"  # which process ran a trial (``host:pid``)
 WORKER_INDEX_ATTR = "worker_index"  # which of the retraining's workers (its Airflow map index)
+
+
+class RawBatch(BaseModel):
+    """A RAW batch as a study found it: the hash of the body received and of the rows stored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    payload_sha256: str
+    rows_sha256: str  # tasador.core.raw_store.rows_sha256: what `tasador reproduce` checks
 
 
 class StudyPlan(BaseModel):
@@ -77,6 +86,8 @@ class StudyPlan(BaseModel):
     spaces: dict[str, Any]
     decision_id: int | None = None
     reason: str | None = None
+    # The study's batches in RAW, by batch id (empty in plans made before they were recorded).
+    raw_batches: dict[int, RawBatch] = Field(default_factory=dict)
 
     def lineage_tags(self) -> dict[str, str]:
         tags = {
@@ -227,6 +238,7 @@ def prepare_study(
         spaces=spaces.spaces_to_json(search_spaces),
         decision_id=decision_id,
         reason=reason,
+        raw_batches=raw_batches(settings, ids),
     )
     plan = plan.model_copy(update={"parent_run_id": _open_parent_run(mlflow_client, plan)})
     study.set_user_attr(PLAN_ATTR, plan.model_dump(mode="json"))
@@ -235,6 +247,20 @@ def prepare_study(
     study_note.write_note(study, study_note.note_text(plan))
     _enqueue_champion(study, settings, mlflow_client, search_spaces)
     return plan
+
+
+def raw_batches(settings: Settings, batch_ids: Sequence[int]) -> dict[int, RawBatch]:
+    """The hashes of the batches as RAW holds them now (a batch RAW lacks is left out)."""
+    engine = db.engine("raw", settings.databases)
+    found = {}
+    for batch_id in batch_ids:
+        batch = raw_store.get_batch(engine, batch_id)
+        if batch is not None:
+            found[batch_id] = RawBatch(
+                payload_sha256=batch.payload_sha256,
+                rows_sha256=raw_store.rows_sha256(engine, batch_id),
+            )
+    return found
 
 
 def _open_parent_run(mlflow_client: MlflowClient, plan: StudyPlan) -> str:

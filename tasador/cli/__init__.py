@@ -16,6 +16,7 @@ from tasador.cli.decide import decide_command
 from tasador.cli.lineage import lineage_command
 from tasador.cli.monitor import monitor_command
 from tasador.cli.promote import promote_command
+from tasador.cli.reproduce import reproduce_command
 from tasador.cli.rollback import rollback_command
 from tasador.cli.scoring import scoring_artifacts_command
 from tasador.cli.search import search_command
@@ -210,6 +211,7 @@ command("decide")(decide_command)
 command("lineage")(lineage_command)
 command("monitor")(monitor_command)
 command("promote")(promote_command)
+command("reproduce")(reproduce_command)
 command("rollback")(rollback_command)
 command("scoring-artifacts")(scoring_artifacts_command)
 command("search")(search_command)

@@ -9,7 +9,7 @@ would otherwise find every listing "already stored" by the first and record ``ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,11 +48,11 @@ def clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -
     return cleaned
 
 
-def _clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
-    meta = raw_store.get_batch(raw_engine, batch_id)
-    if meta is None:
-        raise NotFound(f"no RAW batch with id {batch_id}")
-    frame, report = clean_frame(raw_store.read_batch_rows(raw_engine, batch_id))
+def listing_rows(raw: pd.DataFrame, batch_id: int) -> tuple[pd.DataFrame, CleaningReport]:
+    """One RAW batch's rows (``read_batch_rows``) cleaned into CLEAN's listings: the clean
+    columns with their batch, payload position, content hash and holdout side. Rows an earlier
+    batch already stored are still here: CLEAN leaves them out when it inserts."""
+    frame, report = clean_frame(raw)
     hashes = row_hashes(frame)
     frame = frame.assign(
         batch_id=batch_id,
@@ -60,6 +60,14 @@ def _clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) 
         row_hash=hashes,
         is_holdout=is_holdout(hashes),
     )
+    return frame, report
+
+
+def _clean_batch(raw_engine: sa.Engine, clean_engine: sa.Engine, batch_id: int) -> CleanedBatch:
+    meta = raw_store.get_batch(raw_engine, batch_id)
+    if meta is None:
+        raise NotFound(f"no RAW batch with id {batch_id}")
+    frame, report = listing_rows(raw_store.read_batch_rows(raw_engine, batch_id), batch_id)
     with clean_engine.begin() as conn:
         # Held to commit: a concurrent cleaning of this batch waits, then replaces our rows.
         conn.execute(
@@ -130,6 +138,16 @@ def _insert_listings(conn: sa.Connection, frame: pd.DataFrame) -> int:
     return db.copy_new_rows(conn, "listings", _LISTING_COLUMNS, "row_hash", send, binary=True)
 
 
+# The columns and types of loaded listings (the date is parsed to datetime64[ns] apart).
+_LOADED_COLUMNS = ("batch_id", "row_index", "is_holdout", *RAW_COLUMNS)
+_LOADED_TYPES = {
+    **{c: "string" for c in RAW_COLUMNS if c not in LISTING_TYPES},
+    **{c: "float64" for c in LISTING_TYPES if c != "prev_sold_date"},
+    "batch_id": "int64",
+    "row_index": "int64",
+}
+
+
 def load_listings(
     engine: sa.Engine, batch_ids: Sequence[int] | None = None, holdout: bool | None = None
 ) -> pd.DataFrame:
@@ -142,18 +160,12 @@ def load_listings(
     if holdout is not None:
         where.append("is_holdout" if holdout else "NOT is_holdout")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    columns = ", ".join(("batch_id", "row_index", "is_holdout", *RAW_COLUMNS))
+    columns = ", ".join(_LOADED_COLUMNS)
     query = f"SELECT {columns} FROM listings {clause} ORDER BY batch_id, row_index"
     buffer = db.copy_out_csv(engine, query)
-    text_cols = {c: "string" for c in RAW_COLUMNS if c not in LISTING_TYPES}
     frame = pd.read_csv(
         buffer,
-        dtype={
-            **text_cols,
-            **{c: "float64" for c in LISTING_TYPES if c != "prev_sold_date"},
-            "batch_id": "int64",
-            "row_index": "int64",
-        },
+        dtype=_LOADED_TYPES,
         parse_dates=["prev_sold_date"],
         keep_default_na=False,
         na_values=[""],
@@ -175,3 +187,43 @@ def cleaning_reports(engine: sa.Engine) -> dict[int, sa.Row[Any]]:
 def holdout_share(frame: pd.DataFrame) -> float:
     """Share of the frame's rows in the holdout (0.0 for an empty frame)."""
     return float(np.mean(frame["is_holdout"])) if len(frame) else 0.0
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """Listings made again from RAW, as :func:`load_listings` would give them had CLEAN stored
+    them then, and the :func:`raw_store.rows_sha256` of every RAW batch read for them."""
+
+    listings: pd.DataFrame
+    rows_sha256: dict[int, str]
+
+
+def rebuild_listings(
+    raw_engine: sa.Engine, keep: Collection[int], cleaned_before: Collection[int] = ()
+) -> Rebuilt:
+    """The listings of batches ``keep``, cleaned again from RAW without writing anything.
+
+    CLEAN stores a listing once: the batch that brings it first. So every batch of
+    ``cleaned_before`` (those cleaned before ``keep``'s own) and of ``keep`` is cleaned here in
+    the loop's order (by id, the order they were received), and a listing an earlier one held is
+    left out of a later one, as CLEAN's insert left it out."""
+    seen: set[int] = set()
+    parts = []
+    digests = {}
+    for batch_id in sorted(set(keep) | set(cleaned_before)):
+        raw, digests[batch_id] = raw_store.read_batch_rows_hashed(raw_engine, batch_id)
+        frame, _ = listing_rows(raw, batch_id)
+        new = ~frame["row_hash"].isin(seen)
+        seen.update(frame["row_hash"].tolist())
+        if batch_id in keep:
+            parts.append(frame.loc[new])
+    listings = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return Rebuilt(_as_loaded(listings), digests)
+
+
+def _as_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+    """Clean rows with the columns, types, order and index :func:`load_listings` gives."""
+    out = frame.reindex(columns=list(_LOADED_COLUMNS)).astype(_LOADED_TYPES)
+    out["is_holdout"] = out["is_holdout"].astype(bool)
+    out["prev_sold_date"] = out["prev_sold_date"].astype("datetime64[ns]")
+    return out.sort_values(["batch_id", "row_index"], ignore_index=True)

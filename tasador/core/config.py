@@ -143,6 +143,10 @@ class SearchSettings(_Group):
     # model learns (k-1)/k of the refit rows, so more folds come closer to the refitted model's
     # errors (ranges neither too wide nor too narrow) at k fits' cost.
     range_folds: int = Field(default=5, ge=2, le=20)
+    # `tasador reproduce`: how far a rebuilt version's holdout RMSLE may be from the recorded one,
+    # and its holdout prices from the registered model's (median), relative: refits on other
+    # hardware or thread counts differ in the last digits of a booster's splits.
+    reproduce_tolerance: float = Field(default=0.01, gt=0, lt=1)
 
 
 class PromotionSettings(_Group):

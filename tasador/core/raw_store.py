@@ -14,6 +14,8 @@ storing a skipped number later (``tasador recover``) marks its gap filled.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -225,11 +227,36 @@ def last_batch_number(engine: sa.Engine, group_number: int, day: str | None) -> 
     return None if value is None else int(value)
 
 
-def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
-    """The rows of one batch as text (missing as NA), indexed by their position in the payload."""
+def _batch_rows_csv(engine: sa.Engine, batch_id: int) -> io.BytesIO:
+    """The rows of one batch as PostgreSQL's CSV (a NULL is an empty field, an empty text ``""``),
+    by their position in the payload."""
     columns = ", ".join(("row_index", *RAW_COLUMNS))
     query = f"SELECT {columns} FROM batch_rows WHERE batch_id = {int(batch_id)} ORDER BY row_index"
-    buffer = db.copy_out_csv(engine, query)
+    return db.copy_out_csv(engine, query)
+
+
+def rows_sha256(engine: sa.Engine, batch_id: int) -> str:
+    """sha256 of one batch's stored rows (positions and text, NULL told from empty text).
+
+    The received body is not kept once RAW has it, so its ``payload_sha256`` cannot be checked
+    again; this hash of what RAW holds can: recorded when a study starts, it shows later whether
+    the rows a model learned from were changed since."""
+    return hashlib.sha256(_batch_rows_csv(engine, batch_id).getbuffer()).hexdigest()
+
+
+def read_batch_rows_hashed(engine: sa.Engine, batch_id: int) -> tuple[pd.DataFrame, str]:
+    """:func:`read_batch_rows` and :func:`rows_sha256` of the same read."""
+    buffer = _batch_rows_csv(engine, batch_id)
+    digest = hashlib.sha256(buffer.getbuffer()).hexdigest()
+    return _rows_frame(buffer), digest
+
+
+def read_batch_rows(engine: sa.Engine, batch_id: int) -> pd.DataFrame:
+    """The rows of one batch as text (missing as NA), indexed by their position in the payload."""
+    return _rows_frame(_batch_rows_csv(engine, batch_id))
+
+
+def _rows_frame(buffer: io.BytesIO) -> pd.DataFrame:
     frame = pd.read_csv(
         buffer,
         dtype={"row_index": "int64", **dict.fromkeys(RAW_COLUMNS, object)},

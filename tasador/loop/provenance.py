@@ -193,7 +193,8 @@ def _chain(
     )
 
 
-def _version(client: MlflowClient, mlflow: MlflowSettings, number: int) -> ModelVersion:
+def model_version(client: MlflowClient, mlflow: MlflowSettings, number: int) -> ModelVersion:
+    """Version ``number`` of the configured model; NotFound when it has none."""
     try:
         return client.get_model_version(mlflow.model_name, str(number))
     except MlflowException as exc:
@@ -203,7 +204,7 @@ def _version(client: MlflowClient, mlflow: MlflowSettings, number: int) -> Model
 def version_chain(settings: Settings, number: int) -> VersionChain:
     """`--version V`: the version, its training run and study, decision, verdict and batches."""
     client = registry.connect(settings)
-    version = _version(client, settings.mlflow, number)
+    version = model_version(client, settings.mlflow, number)
     answered = _requests_answered(
         db.engine("raw", settings.databases), settings.mlflow.model_name, [number]
     )

@@ -36,6 +36,7 @@ def test_dags_import_without_errors_and_tasks_retry(airflow_home, tmp_path):
     bag = json.loads(out.strip().splitlines()[-1])
     assert bag["errors"] == {}
     assert {"tasador_ingestion", "tasador_monitoring"} <= set(bag["dags"])
+    assert list(bag["dags"]["tasador_reproduce"]) == ["reproduce"]
     for dag_id, tasks in bag["dags"].items():
         assert tasks, dag_id
         for task_id, retries in tasks.items():

@@ -75,3 +75,16 @@ def load_batches(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) 
         clean_store.clean_batch(raw_engine, clean_engine, stored.id)
         ids.append(stored.id)
     return ids
+
+
+def searched_version(settings: Settings, frame: pd.DataFrame, sizes: Sequence[int]) -> list[int]:
+    """Batches of ``frame`` stored and cleaned, one real study over all of them (one worker),
+    its best trial refitted, registered and faced with production: version 1 when the registry
+    is empty. Returns the batch ids."""
+    from experiments import champion, search_worker, study  # only where a test searches
+
+    ids = load_batches(settings, frame, sizes)
+    plan = study.prepare_study(settings, ids)
+    search_worker.run_worker(plan.study_name, settings)
+    champion.finish_study(plan.study_name, settings)
+    return ids

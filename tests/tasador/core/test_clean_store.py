@@ -214,3 +214,26 @@ def test_a_database_lost_mid_write_keeps_clean_as_it_was(settings, listings_csv,
         assert reports[batch.id].report == before.as_dict()
     again = clean_store.clean_batch(raw, clean, batch.id).report
     assert again.rows_out == len(expected) == len(clean_store.load_listings(clean))
+
+
+def test_listings_rebuilt_from_raw_are_what_clean_stored(settings, listings_csv):
+    raw, clean = db.engine("raw", settings.databases), db.engine("clean", settings.databases)
+    rows = sample_rows(listings_csv, 500)
+    first = store(settings, rows[:200], number=0)
+    second = store(settings, rows[100:350], number=1)  # 100 listings of the first again
+    third = store(settings, rows[300:], number=2)
+    for batch in (first, second, third):
+        clean_store.clean_batch(raw, clean, batch.id)
+
+    # The second alone: the first is read too, for the listings CLEAN stored with it.
+    rebuilt = clean_store.rebuild_listings(raw, [second.id], cleaned_before=[first.id])
+    stored = clean_store.load_listings(clean, [second.id])
+    pd.testing.assert_frame_equal(rebuilt.listings, stored)
+    assert set(rebuilt.rows_sha256) == {first.id, second.id}
+    assert rebuilt.rows_sha256[second.id] == raw_store.rows_sha256(raw, second.id)
+
+    everything = clean_store.rebuild_listings(raw, [first.id, second.id, third.id])
+    pd.testing.assert_frame_equal(everything.listings, clean_store.load_listings(clean))
+    # Without the batch cleaned before it, the repeated listings come back: they are told apart.
+    alone = clean_store.rebuild_listings(raw, [second.id]).listings
+    assert len(alone) == len(stored) + 100

@@ -63,6 +63,7 @@ VARIABLES: dict[str, tuple[str, str | None]] = {
     "TASADOR_SHAP_SAMPLE_ROWS": ("40", "search"),
     "TASADOR_REFIT_SAMPLE_ROWS": ("5000", "search"),
     "TASADOR_RANGE_FOLDS": ("3", "search"),
+    "TASADOR_REPRODUCE_TOLERANCE": ("0.02", "search"),
     "TASADOR_PROMOTION_MARGIN": ("0.05", "promotion"),
     "TASADOR_PROMOTION_CONFIDENCE": ("0.9", "promotion"),
     "TASADOR_PROMOTION_BOOTSTRAP_DRAWS": ("500", "promotion"),

@@ -66,3 +66,19 @@ def test_a_failed_row_copy_leaves_no_batch_behind(settings):
     with pytest.raises(psycopg.Error):
         store(engine, rows=bad_rows)
     assert raw_store.list_batches(engine) == []
+
+
+def test_the_rows_hash_changes_with_any_stored_value_and_tells_null_from_empty_text(settings):
+    engine = db.engine("raw", settings.databases)
+    stored = store(engine)
+    first = raw_store.rows_sha256(engine, stored.id)
+    frame, digest = raw_store.read_batch_rows_hashed(engine, stored.id)
+    assert digest == first == raw_store.rows_sha256(engine, stored.id)  # stable, one read
+    assert frame.equals(raw_store.read_batch_rows(engine, stored.id))
+    seen = {first}
+    for change in ("bath = ''", "city = 'graham'", "price = '239800'"):
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE batch_rows SET {change} WHERE row_index = 1"))
+        now = raw_store.rows_sha256(engine, stored.id)
+        assert now not in seen, change  # NULL -> '' included: the CSV quotes empty text
+        seen.add(now)
