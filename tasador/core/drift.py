@@ -35,7 +35,6 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 DECILES = 10
 TOP_CATEGORIES = 20
@@ -140,6 +139,8 @@ def chi_square(buckets: Buckets) -> TestResult:
     table = table[:, table.sum(axis=0) > 0]  # a bucket empty on both sides says nothing
     if table.shape[1] < 2:
         return TestResult(statistic=0.0, p_value=1.0)
+    from scipy import stats  # here: the UI reads stored evidence and has no scipy (its image)
+
     result = stats.chi2_contingency(table, correction=False)
     return TestResult(statistic=float(result.statistic), p_value=float(result.pvalue))
 
@@ -150,6 +151,8 @@ def ks_two_sample(reference: pd.Series, current: pd.Series) -> TestResult | None
     if len(ref) == 0 or len(cur) == 0:
         return None
     # The asymptotic p-value: the exact one costs O(n*m) and adds nothing at these sizes.
+    from scipy import stats  # here, as in chi_square
+
     result = stats.ks_2samp(ref, cur, method="asymp")
     return TestResult(statistic=float(result.statistic), p_value=float(result.pvalue))
 
