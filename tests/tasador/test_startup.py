@@ -51,12 +51,10 @@ def test_session_server_keeps_metadata_in_postgres_and_artifacts_in_s3(mlflow_se
     note = tmp_path / "note.txt"
     note.write_text("hello")
     client.log_artifact(run.info.run_id, str(note))
-    keys = [
-        o["Key"]
-        for o in boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
-        .list_objects_v2(Bucket=MLFLOW_TEST_BUCKET)
-        .get("Contents", [])
-    ]
+    s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
+    # Every page: one listing stops at 1,000 keys, and the session's bucket holds more.
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=MLFLOW_TEST_BUCKET)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
     assert any(k.endswith(f"{run.info.run_id}/artifacts/note.txt") for k in keys)
 
 
