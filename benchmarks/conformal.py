@@ -1,7 +1,7 @@
 """Calibrated price ranges on real listings: coverage and width against one width for all.
 
     uv run python benchmarks/conformal.py [--csv ../shared/data/realtor-sample-5k.csv]
-                                          [--families xgboost,lightgbm,random_forest,ridge]
+                                          [--families xgboost,lightgbm,random_forest,ridge,catboost]
                                           [--coverage 0.8] [--folds 5] [--rows N]
 
 The CSV (the real 5k sample by default) is cleaned by the platform's rules, shuffled (fixed
@@ -46,6 +46,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "lightgbm": {"n_estimators": 400, "num_leaves": 31, "learning_rate": 0.05},
     "random_forest": {"n_estimators": 200, "min_samples_leaf": 3},
     "ridge": {"alpha": 1.0},
+    "catboost": {"iterations": 400, "depth": 6, "learning_rate": 0.08},
 }
 KINDS = ("overall", "houses", "land")
 
