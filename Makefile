@@ -42,7 +42,7 @@ format: install
 # Line coverage of the product packages, measured in the pytest process (the servers the tests
 # start run unmeasured). Here, not in addopts, so test-fast and single files stay fast.
 COV_PACKAGES := tasador experiments datasource serving app dags
-# The figure a full run measured (91.7% on 2026-12-07, 723 tests): a change that drops below it
+# The figure a full run measured (91.8% on 2026-12-07, 798 tests): a change that drops below it
 # fails the suite. The DAG files and the servers' own processes run outside pytest's, unmeasured.
 COV_FAIL_UNDER := 91
 COV_OPTIONS := $(addprefix --cov=,$(COV_PACKAGES)) --cov-report=term:skip-covered \
