@@ -28,7 +28,7 @@ from sklearn.model_selection import KFold
 
 from experiments import data
 from experiments.inputs import model_input
-from experiments.scoring.ranges import KINDS, OVERALL, KindTable, RangeTable, is_land, percent
+from experiments.scoring.ranges import KINDS, OVERALL, KindTable, RangeTable, land_of, percent
 from tasador.core import timings
 from tasador.core.columns import HOUSES, LAND, TARGET
 from tasador.core.config import RANGE_COVERAGES
@@ -39,13 +39,6 @@ MAX_BINS = 8
 # A kind with fewer calibration rows than this borrows the pooled table: 19 rows are the fewest
 # a 95% conformal quantile can be finite with, and a few more keep it from being the maximum.
 MIN_KIND_ROWS = 40
-
-
-def land_of(frame: pd.DataFrame) -> np.ndarray:
-    """Which rows of a CLEAN or model-input frame are plots of land."""
-    columns = [frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in ("bed", "bath")]
-    size = frame["house_size"].to_numpy(dtype=np.float64, na_value=np.nan)
-    return is_land(columns[0], columns[1], size)
 
 
 def out_of_fold(model: Any, train: pd.DataFrame, folds: int, seed: int) -> np.ndarray:

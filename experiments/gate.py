@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from experiments.inputs import model_input
-from tasador.core.columns import BUILDING_COLUMNS, HOUSES, LAND, TARGET
+from experiments.scoring.ranges import land_of
+from tasador.core.columns import HOUSES, LAND, TARGET
 from tasador.core.config import Settings
 from tasador.core.metrics import (
     PRIMARY,
@@ -53,8 +54,7 @@ Guard = Literal["interval", "segment", "mdape", "evidence"]
 
 def listing_kinds(frame: pd.DataFrame) -> pd.Series:
     """``land`` for a row without bed, bath and house size; ``houses`` for any other."""
-    land = frame.loc[:, list(BUILDING_COLUMNS)].isna().all(axis=1)
-    return pd.Series(np.where(land, LAND, HOUSES), index=frame.index)
+    return pd.Series(np.where(land_of(frame), LAND, HOUSES), index=frame.index)
 
 
 @dataclass(frozen=True)

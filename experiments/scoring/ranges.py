@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from tasador.core.columns import HOUSES, LAND
+from tasador.core.columns import BUILDING_COLUMNS, HOUSES, LAND
 
 FORMAT = 1
 RANGE_FILE = "ranges.json"  # in the scoring artifact's folder
@@ -43,10 +44,18 @@ def percent(coverage: float) -> str:
 
 
 def is_land(bed: np.ndarray, bath: np.ndarray, house_size: np.ndarray) -> np.ndarray:
-    """A plot of land: no bed, bath nor house size (NaN: missing). The rule of
-    experiments.gate.listing_kinds, on arrays, so training and serving tell land alike."""
+    """A plot of land: no bed, bath nor house size (NaN: missing). The one rule: the gate's
+    segments, the calibration and serving's ranges all tell land by it (:func:`land_of`)."""
     land: np.ndarray = np.isnan(bed) & np.isnan(bath) & np.isnan(house_size)
     return land
+
+
+def land_of(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of a CLEAN or model-input frame are plots of land (:func:`is_land`)."""
+    bed, bath, size = (
+        frame[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in BUILDING_COLUMNS
+    )
+    return is_land(bed, bath, size)
 
 
 @dataclass(frozen=True)
